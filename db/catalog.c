@@ -1,0 +1,671 @@
+/* catalog.c - the SQLite catalog of images and the job queue (see catalog.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "catalog.h"
+
+#define SCHEMA_VERSION 1
+
+static const char schema_v1[] =
+	"CREATE TABLE images ("
+	" id TEXT PRIMARY KEY,"
+	" patient_id TEXT NOT NULL,"
+	" batch_date TEXT NOT NULL,"
+	" name TEXT NOT NULL,"
+	" state TEXT NOT NULL,"
+	" gen INTEGER NOT NULL DEFAULT 0,"
+	" file_size INTEGER NOT NULL DEFAULT 0,"
+	" s3_key TEXT NOT NULL DEFAULT '',"
+	" s3_thumbnail_key TEXT NOT NULL DEFAULT '',"
+	" s3_bucket TEXT NOT NULL DEFAULT '',"
+	" thumbnail_name TEXT NOT NULL DEFAULT '',"
+	" thumbnail_size INTEGER NOT NULL DEFAULT 0,"
+	" mime_type TEXT NOT NULL DEFAULT '',"
+	" width INTEGER NOT NULL DEFAULT 0,"
+	" height INTEGER NOT NULL DEFAULT 0,"
+	" sha256 TEXT NOT NULL DEFAULT '',"
+	" error TEXT NOT NULL DEFAULT '',"
+	" uploaded_by TEXT NOT NULL DEFAULT '',"
+	" created_at TEXT NOT NULL,"
+	" updated_at TEXT NOT NULL,"
+	" UNIQUE (patient_id, batch_date, name));"
+	"CREATE INDEX images_thumb ON images"
+	" (patient_id, batch_date, thumbnail_name);"
+	"CREATE TABLE jobs ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" kind INTEGER NOT NULL,"
+	" image_id TEXT NOT NULL DEFAULT '',"
+	" gen INTEGER NOT NULL DEFAULT 0,"
+	" key TEXT NOT NULL DEFAULT '',"
+	" key2 TEXT NOT NULL DEFAULT '',"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" not_before INTEGER NOT NULL DEFAULT 0,"
+	" claimed INTEGER NOT NULL DEFAULT 0,"
+	" last_error TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX jobs_image ON jobs (image_id);";
+
+enum stmt {
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_IMG_GET,
+	S_IMG_GET_ID,
+	S_IMG_GET_THUMB,
+	S_IMG_INSERT,
+	S_IMG_REWRITE,
+	S_IMG_DELETE,
+	S_IMG_DONE,
+	S_JOB_FIND_INGEST,
+	S_JOB_SET_GEN,
+	S_JOB_INSERT,
+	S_JOB_DROP_INGESTS,
+	S_JOB_HAS,
+	S_JOB_CLAIM_PICK,
+	S_JOB_CLAIM_MARK,
+	S_JOB_DELETE,
+	S_JOB_RETRY,
+	S_COUNT_STATE,
+	S_COUNT_JOBS,
+	S_N
+};
+
+#define IMG_COLS                                                               \
+	"id, patient_id, batch_date, name, state, gen, file_size, s3_key,"    \
+	" s3_thumbnail_key, s3_bucket, thumbnail_name, thumbnail_size,"       \
+	" mime_type, width, height, sha256, error, uploaded_by, created_at,"  \
+	" updated_at"
+
+static const char *const sql[S_N] = {
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_IMG_GET] = "SELECT " IMG_COLS " FROM images WHERE patient_id = ?1"
+		      " AND batch_date = ?2 AND name = ?3",
+	[S_IMG_GET_ID] = "SELECT " IMG_COLS " FROM images WHERE id = ?1",
+	[S_IMG_GET_THUMB] = "SELECT " IMG_COLS " FROM images WHERE"
+			    " patient_id = ?1 AND batch_date = ?2 AND"
+			    " thumbnail_name = ?3 ORDER BY updated_at DESC"
+			    " LIMIT 1",
+	[S_IMG_INSERT] = "INSERT INTO images (id, patient_id, batch_date, name,"
+			 " state, gen, file_size, uploaded_by, created_at,"
+			 " updated_at) VALUES (?1, ?2, ?3, ?4, 'spooled', 1,"
+			 " ?5, ?6, ?7, ?7)",
+	[S_IMG_REWRITE] = "UPDATE images SET state = 'spooled', gen = gen + 1,"
+			  " file_size = ?2, uploaded_by = ?3, updated_at = ?4"
+			  " WHERE id = ?1",
+	[S_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
+	[S_IMG_DONE] = "UPDATE images SET state = 'uploaded', s3_key = ?3,"
+		       " s3_thumbnail_key = ?4, s3_bucket = ?5,"
+		       " thumbnail_name = ?6, thumbnail_size = ?7,"
+		       " mime_type = ?8, width = ?9, height = ?10,"
+		       " sha256 = ?11, error = ?12, file_size = ?13,"
+		       " updated_at = ?14 WHERE id = ?1 AND gen = ?2",
+	[S_JOB_FIND_INGEST] = "SELECT id FROM jobs WHERE kind = 1 AND"
+			      " image_id = ?1 AND claimed = 0 LIMIT 1",
+	[S_JOB_SET_GEN] = "UPDATE jobs SET gen = ?2, not_before = 0,"
+			  " attempts = 0 WHERE id = ?1",
+	[S_JOB_INSERT] = "INSERT INTO jobs (kind, image_id, gen, key, key2)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_JOB_DROP_INGESTS] = "DELETE FROM jobs WHERE kind = 1 AND"
+			       " image_id = ?1 AND claimed = 0",
+	[S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
+	[S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
+			     " attempts FROM jobs WHERE claimed = 0 AND"
+			     " not_before <= ?1 ORDER BY id LIMIT 1",
+	[S_JOB_CLAIM_MARK] = "UPDATE jobs SET claimed = 1 WHERE id = ?1",
+	[S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
+	[S_JOB_RETRY] = "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
+			" not_before = ?2, last_error = ?3 WHERE id = ?1",
+	[S_COUNT_STATE] = "SELECT sum(state = 'spooled'),"
+			  " sum(state = 'uploaded'), sum(error != '')"
+			  " FROM images",
+	[S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
+			 " sum(attempts > 0) FROM jobs",
+};
+
+struct db {
+	pthread_mutex_t lock; /* guards conn and every statement */
+	sqlite3 *conn;
+	sqlite3_stmt *st[S_N];
+};
+
+void db_uuid(char out[37])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+		 "%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+		 b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+static void now_iso(char out[32])
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out + n, 32 - n, ".%06ldZ", ts.tv_nsec / 1000);
+}
+
+void db_free(struct db *db)
+{
+	if (!db)
+		return;
+	for (int i = 0; i < S_N; i++)
+		sqlite3_finalize(db->st[i]);
+	sqlite3_close(db->conn);
+	pthread_mutex_destroy(&db->lock);
+	free(db);
+}
+
+static int migrate(struct db *db, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int version = 0;
+	char *msg = NULL;
+	if (sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &s,
+			       NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "catalog schema version %d is newer than this "
+			 "thumbfs (%d)",
+			 version, SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	if (version == SCHEMA_VERSION)
+		return 0;
+	/* version 0 -> 1; later versions add their steps here, in order. */
+	if (sqlite3_exec(db->conn, "BEGIN", NULL, NULL, &msg) ||
+	    sqlite3_exec(db->conn, schema_v1, NULL, NULL, &msg) ||
+	    sqlite3_exec(db->conn, "PRAGMA user_version = 1; COMMIT", NULL,
+			 NULL, &msg)) {
+		snprintf(err, errlen, "cannot create the catalog schema: %s",
+			 msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_exec(db->conn, "ROLLBACK", NULL, NULL, NULL);
+		return -EIO;
+	}
+	return 0;
+}
+
+struct db *db_open(const char *dir, char *err, size_t errlen)
+{
+	char path[4096];
+	char *msg = NULL;
+	struct db *db = calloc(1, sizeof(*db));
+	if (!db) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&db->lock, NULL);
+	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	if (sqlite3_open_v2(path, &db->conn,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_NOMUTEX,
+			    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open catalog '%s': %s", path,
+			 db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
+		goto out_fail;
+	}
+	sqlite3_busy_timeout(db->conn, 5000);
+	if (sqlite3_exec(db->conn,
+			 "PRAGMA journal_mode = WAL; PRAGMA synchronous = "
+			 "NORMAL; PRAGMA foreign_keys = ON",
+			 NULL, NULL, &msg)) {
+		snprintf(err, errlen, "cannot use catalog '%s': %s", path,
+			 msg ? msg : "?");
+		sqlite3_free(msg);
+		goto out_fail;
+	}
+	if (migrate(db, err, errlen))
+		goto out_fail;
+	for (int i = 0; i < S_N; i++) {
+		if (sqlite3_prepare_v3(db->conn, sql[i], -1,
+				       SQLITE_PREPARE_PERSISTENT, &db->st[i],
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "catalog statement failed: %s",
+				 sqlite3_errmsg(db->conn));
+			goto out_fail;
+		}
+	}
+	if (sqlite3_exec(db->conn, "UPDATE jobs SET claimed = 0", NULL, NULL,
+			 &msg)) {
+		snprintf(err, errlen, "cannot release job claims: %s",
+			 msg ? msg : "?");
+		sqlite3_free(msg);
+		goto out_fail;
+	}
+	return db;
+out_fail:
+	db_free(db);
+	return NULL;
+}
+
+/* ---- statement helpers; the caller holds db->lock ---- */
+
+static sqlite3_stmt *use(struct db *db, enum stmt s)
+{
+	sqlite3_reset(db->st[s]);
+	sqlite3_clear_bindings(db->st[s]);
+	return db->st[s];
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	sqlite3_bind_text(s, i, v ? v : "", -1, SQLITE_TRANSIENT);
+}
+
+/* Run a statement that returns no rows. */
+static int run(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static int begin(struct db *db)
+{
+	return run(use(db, S_BEGIN));
+}
+
+static int finish(struct db *db, int ret)
+{
+	if (ret == 0 && run(use(db, S_COMMIT)) == 0)
+		return 0;
+	run(use(db, S_ROLLBACK));
+	return ret ? ret : -EIO;
+}
+
+static void col_text(sqlite3_stmt *s, int i, char *out, size_t n)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	snprintf(out, n, "%s", t ? (const char *)t : "");
+}
+
+static void read_image(sqlite3_stmt *s, struct db_image *o)
+{
+	memset(o, 0, sizeof(*o));
+	col_text(s, 0, o->id, sizeof(o->id));
+	col_text(s, 1, o->patient_id, sizeof(o->patient_id));
+	col_text(s, 2, o->batch_date, sizeof(o->batch_date));
+	col_text(s, 3, o->name, sizeof(o->name));
+	col_text(s, 4, o->state, sizeof(o->state));
+	o->gen = sqlite3_column_int64(s, 5);
+	o->file_size = sqlite3_column_int64(s, 6);
+	col_text(s, 7, o->s3_key, sizeof(o->s3_key));
+	col_text(s, 8, o->s3_thumbnail_key, sizeof(o->s3_thumbnail_key));
+	col_text(s, 9, o->s3_bucket, sizeof(o->s3_bucket));
+	col_text(s, 10, o->thumbnail_name, sizeof(o->thumbnail_name));
+	o->thumbnail_size = sqlite3_column_int64(s, 11);
+	col_text(s, 12, o->mime_type, sizeof(o->mime_type));
+	o->width = sqlite3_column_int(s, 13);
+	o->height = sqlite3_column_int(s, 14);
+	col_text(s, 15, o->sha256, sizeof(o->sha256));
+	col_text(s, 16, o->error, sizeof(o->error));
+	col_text(s, 17, o->uploaded_by, sizeof(o->uploaded_by));
+	col_text(s, 18, o->created_at, sizeof(o->created_at));
+	col_text(s, 19, o->updated_at, sizeof(o->updated_at));
+}
+
+/* Step a SELECT of IMG_COLS: 0 with out filled, -ENOENT, or -EIO. */
+static int step_image(sqlite3_stmt *s, struct db_image *out)
+{
+	int rc = sqlite3_step(s), ret;
+	if (rc == SQLITE_ROW) {
+		read_image(s, out);
+		ret = 0;
+	} else {
+		ret = rc == SQLITE_DONE ? -ENOENT : -EIO;
+	}
+	sqlite3_reset(s);
+	return ret;
+}
+
+static int get_locked(struct db *db, const char *patient, const char *date,
+		      const char *name, struct db_image *out)
+{
+	sqlite3_stmt *s = use(db, S_IMG_GET);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	bind_text(s, 3, name);
+	return step_image(s, out);
+}
+
+/* Queue an ingest of image id at gen: reuse its waiting job if it has one. */
+static int queue_ingest(struct db *db, const char *id, int64_t gen)
+{
+	sqlite3_stmt *s = use(db, S_JOB_FIND_INGEST);
+	bind_text(s, 1, id);
+	int rc = sqlite3_step(s);
+	int64_t job = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -EIO;
+	if (job) {
+		s = use(db, S_JOB_SET_GEN);
+		sqlite3_bind_int64(s, 1, job);
+		sqlite3_bind_int64(s, 2, gen);
+		return run(s);
+	}
+	s = use(db, S_JOB_INSERT);
+	sqlite3_bind_int(s, 1, DB_JOB_INGEST);
+	bind_text(s, 2, id);
+	sqlite3_bind_int64(s, 3, gen);
+	bind_text(s, 4, "");
+	bind_text(s, 5, "");
+	return run(s);
+}
+
+static int written_locked(struct db *db, const char *patient,
+			  const char *date, const char *name, int64_t size,
+			  const char *uploaded_by)
+{
+	struct db_image img;
+	char now[32];
+	sqlite3_stmt *s;
+	int ret = get_locked(db, patient, date, name, &img);
+	now_iso(now);
+	if (ret == -ENOENT) {
+		db_uuid(img.id);
+		img.gen = 1;
+		s = use(db, S_IMG_INSERT);
+		bind_text(s, 1, img.id);
+		bind_text(s, 2, patient);
+		bind_text(s, 3, date);
+		bind_text(s, 4, name);
+		sqlite3_bind_int64(s, 5, size);
+		bind_text(s, 6, uploaded_by);
+		bind_text(s, 7, now);
+		ret = run(s);
+	} else if (ret == 0) {
+		img.gen++;
+		s = use(db, S_IMG_REWRITE);
+		bind_text(s, 1, img.id);
+		sqlite3_bind_int64(s, 2, size);
+		bind_text(s, 3, uploaded_by);
+		bind_text(s, 4, now);
+		ret = run(s);
+	}
+	if (ret == 0)
+		ret = queue_ingest(db, img.id, img.gen);
+	return ret;
+}
+
+int db_image_written(struct db *db, const char *patient, const char *date,
+		     const char *name, int64_t size, const char *uploaded_by)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret == 0)
+		ret = finish(db, written_locked(db, patient, date, name, size,
+						uploaded_by));
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_removed(struct db *db, const char *patient, const char *date,
+		     const char *name)
+{
+	struct db_image img;
+	sqlite3_stmt *s;
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret)
+		goto out_unlock;
+	ret = get_locked(db, patient, date, name, &img);
+	if (ret == 0) {
+		s = use(db, S_JOB_DROP_INGESTS);
+		bind_text(s, 1, img.id);
+		ret = run(s);
+	}
+	if (ret == 0) {
+		s = use(db, S_IMG_DELETE);
+		bind_text(s, 1, img.id);
+		ret = run(s);
+	}
+	if (ret == 0 && (img.s3_key[0] || img.s3_thumbnail_key[0])) {
+		s = use(db, S_JOB_INSERT);
+		sqlite3_bind_int(s, 1, DB_JOB_DELETE);
+		bind_text(s, 2, img.id);
+		sqlite3_bind_int64(s, 3, img.gen);
+		bind_text(s, 4, img.s3_key);
+		bind_text(s, 5, img.s3_thumbnail_key);
+		ret = run(s);
+	}
+	ret = finish(db, ret);
+out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_get(struct db *db, const char *patient, const char *date,
+		 const char *name, struct db_image *out)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = get_locked(db, patient, date, name, out);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_IMG_GET_ID);
+	bind_text(s, 1, id);
+	int ret = step_image(s, out);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_get_by_thumb(struct db *db, const char *patient,
+			  const char *date, const char *thumb_name,
+			  struct db_image *out)
+{
+	if (!*thumb_name)
+		return -ENOENT;
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_IMG_GET_THUMB);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	bind_text(s, 3, thumb_name);
+	int ret = step_image(s, out);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_reconcile(struct db *db, const char *patient, const char *date,
+		 const char *name, int64_t size, const char *uploaded_by)
+{
+	struct db_image img;
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret)
+		goto out_unlock;
+	ret = get_locked(db, patient, date, name, &img);
+	bool stale = ret == -ENOENT ||
+		     (ret == 0 && (img.file_size != size ||
+				   strcmp(img.state, "uploaded") != 0));
+	if (ret == 0 && stale && img.file_size == size) {
+		/* spooled: is a job still on its way? */
+		sqlite3_stmt *s = use(db, S_JOB_HAS);
+		bind_text(s, 1, img.id);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc == SQLITE_ROW)
+			stale = false;
+	}
+	ret = ret == -ENOENT ? 0 : ret;
+	if (ret == 0 && stale)
+		ret = written_locked(db, patient, date, name, size,
+				     uploaded_by);
+	ret = finish(db, ret);
+	if (ret == 0 && stale)
+		ret = 1;
+out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_job_claim(struct db *db, struct db_job *job)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_JOB_CLAIM_PICK);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL));
+	int rc = sqlite3_step(s), ret = -ENOENT;
+	if (rc == SQLITE_ROW) {
+		memset(job, 0, sizeof(*job));
+		job->id = sqlite3_column_int64(s, 0);
+		job->kind = (enum db_job_kind)sqlite3_column_int(s, 1);
+		col_text(s, 2, job->image_id, sizeof(job->image_id));
+		job->gen = sqlite3_column_int64(s, 3);
+		col_text(s, 4, job->key, sizeof(job->key));
+		col_text(s, 5, job->key2, sizeof(job->key2));
+		job->attempts = sqlite3_column_int(s, 6);
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = -EIO;
+	}
+	sqlite3_reset(s);
+	if (ret == 0) {
+		s = use(db, S_JOB_CLAIM_MARK);
+		sqlite3_bind_int64(s, 1, job->id);
+		ret = run(s);
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+/* The row went away while its ingest ran: unless the name is in use again,
+ * the objects just stored belong to nobody, so queue their removal. */
+static int orphan_locked(struct db *db, const struct db_job *job,
+			 const struct db_image *img)
+{
+	struct db_image other;
+	sqlite3_stmt *s = use(db, S_IMG_GET_ID);
+	bind_text(s, 1, job->image_id);
+	int ret = step_image(s, &other);
+	if (ret != -ENOENT)
+		return ret == 0 ? 0 : ret; /* still there, moved on */
+	ret = get_locked(db, img->patient_id, img->batch_date, img->name,
+			 &other);
+	if (ret != -ENOENT)
+		return ret;
+	s = use(db, S_JOB_INSERT);
+	sqlite3_bind_int(s, 1, DB_JOB_DELETE);
+	bind_text(s, 2, job->image_id);
+	sqlite3_bind_int64(s, 3, job->gen);
+	bind_text(s, 4, img->s3_key);
+	bind_text(s, 5, img->s3_thumbnail_key);
+	return run(s);
+}
+
+int db_ingest_done(struct db *db, const struct db_job *job,
+		   const struct db_image *img, bool *current)
+{
+	char now[32];
+	now_iso(now);
+	*current = false;
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret)
+		goto out_unlock;
+	sqlite3_stmt *s = use(db, S_IMG_DONE);
+	bind_text(s, 1, job->image_id);
+	sqlite3_bind_int64(s, 2, job->gen);
+	bind_text(s, 3, img->s3_key);
+	bind_text(s, 4, img->s3_thumbnail_key);
+	bind_text(s, 5, img->s3_bucket);
+	bind_text(s, 6, img->thumbnail_name);
+	sqlite3_bind_int64(s, 7, img->thumbnail_size);
+	bind_text(s, 8, img->mime_type);
+	sqlite3_bind_int(s, 9, img->width);
+	sqlite3_bind_int(s, 10, img->height);
+	bind_text(s, 11, img->sha256);
+	bind_text(s, 12, img->error);
+	sqlite3_bind_int64(s, 13, img->file_size);
+	bind_text(s, 14, now);
+	ret = run(s);
+	if (ret == 0)
+		*current = sqlite3_changes(db->conn) > 0;
+	if (ret == 0 && !*current)
+		ret = orphan_locked(db, job, img);
+	if (ret == 0) {
+		s = use(db, S_JOB_DELETE);
+		sqlite3_bind_int64(s, 1, job->id);
+		ret = run(s);
+	}
+	ret = finish(db, ret);
+out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_job_done(struct db *db, int64_t job_id)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_JOB_DELETE);
+	sqlite3_bind_int64(s, 1, job_id);
+	int ret = run(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_job_retry(struct db *db, int64_t job_id, int delay_s,
+		 const char *error)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_JOB_RETRY);
+	sqlite3_bind_int64(s, 1, job_id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)time(NULL) + delay_s);
+	bind_text(s, 3, error);
+	int ret = run(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_counts(struct db *db, struct db_counts *out)
+{
+	int ret = 0;
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_COUNT_STATE);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		out->spooled = sqlite3_column_int64(s, 0);
+		out->uploaded = sqlite3_column_int64(s, 1);
+		out->thumb_errors = sqlite3_column_int64(s, 2);
+	} else {
+		ret = -EIO;
+	}
+	sqlite3_reset(s);
+	s = use(db, S_COUNT_JOBS);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		out->jobs_ingest = sqlite3_column_int64(s, 0);
+		out->jobs_delete = sqlite3_column_int64(s, 1);
+		out->jobs_retrying = sqlite3_column_int64(s, 2);
+	} else {
+		ret = -EIO;
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}

@@ -1,0 +1,128 @@
+/*
+ * catalog.h - the local SQLite catalog of images and the job queue.
+ *
+ * Knows nothing of FUSE, of thumbnails or of the store. One connection, in
+ * WAL mode, guarded by one mutex inside struct db: every function here may be
+ * called from any thread. An image's state change and the job that follows
+ * it are written in one transaction.
+ *
+ * Each write of an image bumps its generation (gen). A job carries the gen it
+ * was queued for; finishing it updates the row only if the gen is unchanged,
+ * so a file rewritten while its job ran is simply done again by the next job.
+ * Claims live in memory: db_open() releases every claim, so after a crash
+ * every unfinished job is done again, never skipped.
+ *
+ * Actions return 0 or -errno (-ENOENT: no such row or job; -EIO: SQLite
+ * failed, with the reason in err where there is one).
+ */
+#ifndef DB_CATALOG_H
+#define DB_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_KEY_MAX 1024
+
+struct db;
+
+struct db_image {
+	char id[37]; /* uuid */
+	char patient_id[65];
+	char batch_date[11];
+	char name[256]; /* original_filename */
+	char state[16]; /* "spooled", "uploaded" */
+	int64_t gen;
+	int64_t file_size;
+	char s3_key[DB_KEY_MAX];
+	char s3_thumbnail_key[DB_KEY_MAX];
+	char s3_bucket[DB_KEY_MAX];
+	char thumbnail_name[300]; /* "IMG_1_thumb.jpg", "" when none */
+	int64_t thumbnail_size;
+	char mime_type[64];
+	int width;
+	int height;
+	char sha256[65];
+	char error[256]; /* why there is no thumbnail, "" when there is */
+	char uploaded_by[256];
+	char created_at[32]; /* ISO 8601, UTC */
+	char updated_at[32];
+};
+
+enum db_job_kind {
+	DB_JOB_INGEST = 1, /* thumbnail and upload image_id at gen */
+	DB_JOB_DELETE = 2, /* remove key and key2 from the store */
+};
+
+struct db_job {
+	int64_t id;
+	enum db_job_kind kind;
+	char image_id[37];
+	int64_t gen;
+	char key[DB_KEY_MAX];
+	char key2[DB_KEY_MAX];
+	int attempts;
+};
+
+struct db_counts {
+	int64_t spooled;
+	int64_t uploaded;
+	int64_t thumb_errors;
+	int64_t jobs_ingest;
+	int64_t jobs_delete;
+	int64_t jobs_retrying; /* jobs that failed at least once */
+};
+
+/* Open (creating if needed) DIR/catalog.db, migrate the schema forward and
+ * release every claim. NULL on failure, with err set. */
+struct db *db_open(const char *dir, char *err, size_t errlen);
+void db_free(struct db *db);
+
+/* The image (patient, date, name) was written: create or update its row as
+ * spooled, bump its gen, and queue its ingest, in one transaction. */
+int db_image_written(struct db *db, const char *patient, const char *date,
+		     const char *name, int64_t size, const char *uploaded_by);
+
+/* The image was removed from the mount: delete its row and, if it had
+ * objects in the store, queue their deletion. -ENOENT if there was none. */
+int db_image_removed(struct db *db, const char *patient, const char *date,
+		     const char *name);
+
+int db_image_get(struct db *db, const char *patient, const char *date,
+		 const char *name, struct db_image *out);
+int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
+int db_image_get_by_thumb(struct db *db, const char *patient,
+			  const char *date, const char *thumb_name,
+			  struct db_image *out);
+
+/* At mount: queue an ingest for a spool file the catalog does not know,
+ * whose size differs from its row, or that is spooled with no job.
+ * Returns 1 if it queued one, 0 if not, or -errno. */
+int db_reconcile(struct db *db, const char *patient, const char *date,
+		 const char *name, int64_t size, const char *uploaded_by);
+
+/* Claim the oldest job that is due. -ENOENT when there is none. */
+int db_job_claim(struct db *db, struct db_job *job);
+
+/* An ingest finished: if the row is still at job->gen, record img's upload
+ * fields (keys, sizes, mime, width, height, sha256, thumbnail, error) and
+ * mark it uploaded. The job is removed either way. *current is set false
+ * when the row had moved on (or was gone; then, unless the name was written
+ * again, the removal of img's keys is queued). img's patient_id, batch_date
+ * and name must be set. */
+int db_ingest_done(struct db *db, const struct db_job *job,
+		   const struct db_image *img, bool *current);
+
+/* Remove a finished job. */
+int db_job_done(struct db *db, int64_t job_id);
+
+/* Release a claimed job to be tried again in delay_s seconds. */
+int db_job_retry(struct db *db, int64_t job_id, int delay_s,
+		 const char *error);
+
+int db_counts(struct db *db, struct db_counts *out);
+
+/* A new random (version 4) uuid into out[37]. */
+void db_uuid(char out[37]);
+
+#endif

@@ -1,0 +1,253 @@
+/* config.c - the mount's INI file, read by inih into struct cfg. */
+#include <errno.h>
+#include <regex.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "config.h"
+
+enum kind { K_STR, K_BOOL, K_INT, K_U64 };
+
+struct key {
+	const char *section;
+	const char *name;
+	enum kind kind;
+	size_t offset;
+	size_t size;	 /* K_STR: the buffer's size */
+	long long min;	 /* K_INT, K_U64 */
+	long long max;
+	bool required;
+};
+
+#define STR(sec, nm, field, req)                                              \
+	{sec, nm, K_STR, offsetof(struct cfg, field),                         \
+	 sizeof(((struct cfg *)0)->field), 0, 0, req}
+#define NUM(sec, nm, kind, field, lo, hi)                                     \
+	{sec, nm, kind, offsetof(struct cfg, field), 0, lo, hi, false}
+
+static const struct key keys[] = {
+	STR("store", "url", store_url, true),
+	STR("store", "endpoint", endpoint, false),
+	STR("store", "region", region, false),
+	STR("store", "access_key_id", access_key_id, false),
+	STR("store", "secret_access_key", secret_access_key, false),
+	NUM("store", "path_style", K_BOOL, path_style, 0, 1),
+	STR("store", "key_template", key_template, false),
+	STR("catalog", "dir", catalog_dir, true),
+	STR("postgres", "dsn", pg_dsn, false),
+	NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
+	NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
+	NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
+	NUM("thumbnail", "max_pixels", K_U64, max_pixels, 1,
+	    1000000000000LL),
+	STR("fs", "patient_id_pattern", patient_id_pattern, false),
+	STR("fs", "uploaded_by", uploaded_by, false),
+	NUM("fs", "workers", K_INT, workers, 1, 64),
+	STR("fs", "ignore", ignore, false),
+};
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+void cfg_init(struct cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->region, sizeof(cfg->region), "us-east-1");
+	cfg->path_style = true;
+	snprintf(cfg->key_template, sizeof(cfg->key_template),
+		 "patients/filemaker-import/images/{patient}/{date}/{name}");
+	cfg->max_width = 300;
+	cfg->max_height = 300;
+	cfg->jpeg_quality = 85;
+	cfg->max_pixels = 100000000ULL;
+	snprintf(cfg->patient_id_pattern, sizeof(cfg->patient_id_pattern),
+		 "^[A-Za-z0-9_-]{1,64}$");
+	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");
+	cfg->workers = 2;
+	snprintf(cfg->ignore, sizeof(cfg->ignore),
+		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
+}
+
+struct parse {
+	struct cfg *cfg;
+	bool seen[N_KEYS];
+	char msg[512]; /* what the first bad line did wrong */
+};
+
+static int set_value(struct parse *p, const struct key *k, const char *value)
+{
+	char *base = (char *)p->cfg + k->offset;
+	char *end = NULL;
+	switch (k->kind) {
+	case K_STR:
+		if (strlen(value) >= k->size) {
+			snprintf(p->msg, sizeof(p->msg),
+				 "value of '%s' in [%s] is longer than %zu "
+				 "bytes",
+				 k->name, k->section, k->size - 1);
+			return 0;
+		}
+		memcpy(base, value, strlen(value) + 1);
+		return 1;
+	case K_BOOL:
+		if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+		    !strcmp(value, "1")) {
+			*(bool *)base = true;
+			return 1;
+		}
+		if (!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+		    !strcmp(value, "0")) {
+			*(bool *)base = false;
+			return 1;
+		}
+		snprintf(p->msg, sizeof(p->msg),
+			 "'%s' in [%s] must be true or false, not '%s'",
+			 k->name, k->section, value);
+		return 0;
+	case K_INT:
+	case K_U64: {
+		errno = 0;
+		long long v = strtoll(value, &end, 10);
+		if (errno || end == value || *end || v < k->min ||
+		    v > k->max) {
+			snprintf(p->msg, sizeof(p->msg),
+				 "'%s' in [%s] must be a whole number from "
+				 "%lld to %lld, not '%s'",
+				 k->name, k->section, k->min, k->max, value);
+			return 0;
+		}
+		if (k->kind == K_INT)
+			*(int *)base = (int)v;
+		else
+			*(uint64_t *)base = (uint64_t)v;
+		return 1;
+	}
+	}
+	return 0;
+}
+
+static int on_key(void *user, const char *section, const char *name,
+		  const char *value)
+{
+	struct parse *p = user;
+	if (p->msg[0])
+		return 0; /* inih reports the first error's line only */
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcmp(keys[i].section, section) ||
+		    strcmp(keys[i].name, name))
+			continue;
+		p->seen[i] = true;
+		return set_value(p, &keys[i], value);
+	}
+	snprintf(p->msg, sizeof(p->msg), "unknown key '%s' in [%s]", name,
+		 section);
+	return 0;
+}
+
+/* The template's placeholders are {patient}, {date} and {name}; it must
+ * name the file, and must not climb out of its prefix. */
+static const char *template_error(const char *t)
+{
+	if (!strstr(t, "{name}"))
+		return "must contain {name}";
+	if (*t == '/' || strstr(t, "..") || strstr(t, "//"))
+		return "must be a relative key without '..' or '//'";
+	for (const char *p = strchr(t, '{'); p; p = strchr(p + 1, '{')) {
+		if (strncmp(p, "{patient}", 9) && strncmp(p, "{date}", 6) &&
+		    strncmp(p, "{name}", 6))
+			return "knows only {patient}, {date} and {name}";
+	}
+	return NULL;
+}
+
+static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
+{
+	const char *why;
+	regex_t re;
+	if (strncmp(cfg->store_url, "file:///", 8) &&
+	    strncmp(cfg->store_url, "s3://", 5)) {
+		snprintf(err, errlen,
+			 "%s: 'url' in [store] must be file:///DIR or "
+			 "s3://BUCKET, not '%s'",
+			 path, cfg->store_url);
+		return -EINVAL;
+	}
+	if (cfg->catalog_dir[0] != '/') {
+		snprintf(err, errlen,
+			 "%s: 'dir' in [catalog] must be an absolute path", path);
+		return -EINVAL;
+	}
+	if ((why = template_error(cfg->key_template))) {
+		snprintf(err, errlen, "%s: 'key_template' in [store] %s", path,
+			 why);
+		return -EINVAL;
+	}
+	if (regcomp(&re, cfg->patient_id_pattern, REG_EXTENDED | REG_NOSUB)) {
+		snprintf(err, errlen,
+			 "%s: 'patient_id_pattern' in [fs] is not a valid "
+			 "extended regular expression",
+			 path);
+		return -EINVAL;
+	}
+	regfree(&re);
+	return 0;
+}
+
+int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
+{
+	struct parse p = {.cfg = cfg};
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "cannot read config '%s': %s", path,
+			 strerror(e));
+		return -e;
+	}
+	int line = ini_parse_file(f, on_key, &p);
+	fclose(f);
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+			 p.msg[0] ? p.msg : "not an INI line (want key = value)");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (keys[i].required && !p.seen[i]) {
+			snprintf(err, errlen,
+				 "%s: missing required key '%s' in [%s]", path,
+				 keys[i].name, keys[i].section);
+			return -EINVAL;
+		}
+	}
+	return check(cfg, path, err, errlen);
+}
+
+int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
+	    const char *name, char *out, size_t n)
+{
+	size_t len = 0;
+	for (const char *t = cfg->key_template; *t;) {
+		const char *part = NULL;
+		size_t skip = 1, plen = 1;
+		if (!strncmp(t, "{patient}", 9))
+			part = patient, skip = 9;
+		else if (!strncmp(t, "{date}", 6))
+			part = date, skip = 6;
+		else if (!strncmp(t, "{name}", 6))
+			part = name, skip = 6;
+		if (part)
+			plen = strlen(part);
+		else
+			part = t;
+		if (len + plen >= n)
+			return -ENAMETOOLONG;
+		memcpy(out + len, part, plen);
+		len += plen;
+		t += skip;
+	}
+	out[len] = '\0';
+	return 0;
+}

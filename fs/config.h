@@ -1,0 +1,53 @@
+/*
+ * config.h - the mount's INI file (parsed by inih), checked whole before
+ * anything is mounted.
+ */
+#ifndef FS_CONFIG_H
+#define FS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFG_STR 1024
+
+struct cfg {
+	/* [store] */
+	char store_url[CFG_STR];
+	char endpoint[CFG_STR];
+	char region[64];
+	char access_key_id[256];
+	char secret_access_key[256];
+	bool path_style;
+	char key_template[CFG_STR];
+	/* [catalog] */
+	char catalog_dir[CFG_STR];
+	/* [postgres] */
+	char pg_dsn[CFG_STR];
+	/* [thumbnail] */
+	int max_width;
+	int max_height;
+	int jpeg_quality;
+	uint64_t max_pixels;
+	/* [fs] */
+	char patient_id_pattern[256];
+	char uploaded_by[256];
+	int workers;
+	char ignore[CFG_STR]; /* comma-separated globs */
+};
+
+/* Fill cfg with the defaults mount.conf.example documents. */
+void cfg_init(struct cfg *cfg);
+
+/* Read path into cfg. On a bad or missing key, an unreadable file or a bad
+ * value, returns -EINVAL (or -errno) and writes
+ * "PATH:LINE: what is wrong with which key" into err. */
+int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
+
+/* The store key for (patient, date, name) by cfg->key_template:
+ * {patient}, {date} and {name} are replaced. -ENAMETOOLONG if it does not
+ * fit in n bytes. */
+int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
+	    const char *name, char *out, size_t n);
+
+#endif

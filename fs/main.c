@@ -1,0 +1,257 @@
+/* main.c - thumbfs CONFIG MOUNTPOINT [-o opts] [-f]: check everything, then
+ * mount, then serve until unmounted. */
+#define FUSE_USE_VERSION 314
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fuse.h>
+#include <fuse_lowlevel.h>
+
+#include "fs/log.h"
+#include "fs/thumbfs.h"
+
+#ifndef THUMBFS_VERSION
+#define THUMBFS_VERSION "0"
+#endif
+
+struct args {
+	char *config;
+	int show_help;
+	int show_version;
+};
+
+static const struct fuse_opt spec[] = {
+	{"-h", offsetof(struct args, show_help), 1},
+	{"--help", offsetof(struct args, show_help), 1},
+	{"-V", offsetof(struct args, show_version), 1},
+	{"--version", offsetof(struct args, show_version), 1},
+	FUSE_OPT_END,
+};
+
+/* The first argument that is not an option is the config file; the second,
+ * the mount point, is left for fuse_parse_cmdline(). */
+static int on_arg(void *data, const char *arg, int key,
+		  struct fuse_args *outargs)
+{
+	struct args *a = data;
+	(void)outargs;
+	if (key == FUSE_OPT_KEY_NONOPT && !a->config) {
+		a->config = strdup(arg);
+		return 0;
+	}
+	return 1;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s CONFIG MOUNTPOINT [-o opts] [-f]\n\n"
+	       "Mount the patient-image archive described by CONFIG (an INI "
+	       "file;\nsee mount.conf.example) on MOUNTPOINT.\n\n"
+	       "    -f             stay in the foreground, log to stderr\n"
+	       "    -d             FUSE debug output (implies -f)\n"
+	       "    -s             one thread for FUSE requests\n"
+	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
+	       "    -h, --help     this text\n"
+	       "    -V, --version  the version\n",
+	       prog);
+}
+
+/* A directory for thumbfs alone: created 0700 if missing. */
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		fprintf(stderr, "thumbfs: cannot create '%s': %s\n", path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int prepare_dirs(struct thumbfs *fs)
+{
+	const char *dir = fs->cfg.catalog_dir;
+	char p[PATH_MAX];
+	if (snprintf(fs->spool, sizeof(fs->spool), "%s/spool", dir) >=
+		    (int)sizeof(fs->spool) ||
+	    snprintf(fs->thumbs, sizeof(fs->thumbs), "%s/thumbs", dir) >=
+		    (int)sizeof(fs->thumbs) ||
+	    snprintf(fs->tmp, sizeof(fs->tmp), "%s/tmp", dir) >=
+		    (int)sizeof(fs->tmp)) {
+		fprintf(stderr, "thumbfs: [catalog] dir is too long\n");
+		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/patients", fs->spool);
+	if (make_dir(dir) || make_dir(fs->spool) || make_dir(p) ||
+	    make_dir(fs->thumbs) || make_dir(fs->tmp))
+		return -1;
+	return 0;
+}
+
+static struct s3_store *open_store(const struct cfg *cfg)
+{
+	char err[512];
+	struct s3_config sc = {
+		.url = cfg->store_url,
+		.endpoint = cfg->endpoint,
+		.region = cfg->region,
+		.access_key_id = cfg->access_key_id,
+		.secret_access_key = cfg->secret_access_key,
+		.path_style = cfg->path_style,
+	};
+	struct s3_store *st = s3_open(&sc, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return NULL;
+	}
+	int ret = s3_check(st, err, sizeof(err));
+	if (ret == -EAGAIN) {
+		fprintf(stderr,
+			"thumbfs: warning: store not reachable now (%s); "
+			"uploads wait for it\n",
+			err);
+	} else if (ret) {
+		fprintf(stderr, "thumbfs: store check failed: %s\n", err);
+		s3_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = {0};
+	struct args a = {0};
+	struct thumbfs fs;
+	struct fuse *fuse = NULL;
+	struct fuse_loop_config *loop = NULL;
+	char err[1024];
+	int status = 1;
+
+	memset(&fs, 0, sizeof(fs));
+	pthread_mutex_init(&fs.lock, NULL);
+	pthread_cond_init(&fs.cond, NULL);
+	if (fuse_opt_parse(&args, &a, spec, on_arg))
+		goto out_args;
+	if (a.show_help) {
+		usage(argv[0]);
+		status = 0;
+		goto out_args;
+	}
+	if (a.show_version) {
+		printf("thumbfs %s (libfuse %s)\n", THUMBFS_VERSION,
+		       fuse_pkgversion());
+		status = 0;
+		goto out_args;
+	}
+	if (fuse_parse_cmdline(&args, &opts))
+		goto out_args;
+	if (!a.config || !opts.mountpoint) {
+		usage(argv[0]);
+		goto out_args;
+	}
+
+	/* Everything is checked before mounting, so a mistake reaches the
+	 * terminal (as sshfs connects first). */
+	cfg_init(&fs.cfg);
+	if (cfg_load(&fs.cfg, a.config, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out_args;
+	}
+	thumb_opts_init(&fs.thumb);
+	fs.thumb.max_width = fs.cfg.max_width;
+	fs.thumb.max_height = fs.cfg.max_height;
+	fs.thumb.jpeg_quality = fs.cfg.jpeg_quality;
+	fs.thumb.max_pixels = fs.cfg.max_pixels;
+	if (fs_rules_init(&fs.rules, fs.cfg.patient_id_pattern,
+			  fs.cfg.ignore)) {
+		fprintf(stderr, "thumbfs: bad patient_id_pattern\n");
+		goto out_args;
+	}
+	if (fs.cfg.pg_dsn[0])
+		fprintf(stderr,
+			"thumbfs: warning: [postgres] dsn is set, but this "
+			"build does not sync to PostgreSQL yet; the catalog "
+			"keeps every row for when it does\n");
+	if (prepare_dirs(&fs))
+		goto out_rules;
+	/* Open the catalog once to check it; it is opened again after
+	 * daemonising, since an SQLite connection must not cross fork(). */
+	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
+	if (!fs.db) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out_rules;
+	}
+	db_free(fs.db);
+	fs.db = NULL;
+	fs.store = open_store(&fs.cfg);
+	if (!fs.store)
+		goto out_rules;
+
+	fuse_opt_add_arg(&args, "-osubtype=thumbfs");
+	fuse = fuse_new(&args, fs_operations(), sizeof(struct fuse_operations),
+			&fs);
+	if (!fuse)
+		goto out_store;
+	if (fuse_mount(fuse, opts.mountpoint))
+		goto out_destroy;
+	if (fuse_daemonize(opts.foreground))
+		goto out_unmount;
+	if (!opts.foreground)
+		log_use_syslog(true);
+	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
+	if (!fs.db) {
+		log_error("%s", err);
+		goto out_unmount;
+	}
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)))
+		goto out_db;
+	int queued = fs_reconcile(&fs);
+	if (queued < 0)
+		log_error("reconcile of the spool failed: %s",
+			  strerror(-queued));
+	else if (queued > 0)
+		log_info("resuming %d file(s) the catalog had not uploaded",
+			 queued);
+	if (fs_worker_start(&fs)) {
+		log_error("cannot start the workers");
+		goto out_signals;
+	}
+	log_info("mounted %s on %s (store %s)", a.config, opts.mountpoint,
+		 s3_bucket(fs.store));
+	if (opts.singlethread) {
+		status = fuse_loop(fuse) ? 1 : 0;
+	} else {
+		loop = fuse_loop_cfg_create();
+		fuse_loop_cfg_set_clone_fd(loop, opts.clone_fd);
+		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
+		status = fuse_loop_mt(fuse, loop) ? 1 : 0;
+		fuse_loop_cfg_destroy(loop);
+	}
+	fs_worker_stop(&fs);
+	log_info("unmounted %s", opts.mountpoint);
+out_signals:
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_db:
+	db_free(fs.db);
+out_unmount:
+	fuse_unmount(fuse);
+out_destroy:
+	fuse_destroy(fuse);
+out_store:
+	s3_free(fs.store);
+out_rules:
+	fs_rules_release(&fs.rules);
+out_args:
+	free(opts.mountpoint);
+	free(a.config);
+	fuse_opt_free_args(&args);
+	pthread_cond_destroy(&fs.cond);
+	pthread_mutex_destroy(&fs.lock);
+	return status;
+}

@@ -1,0 +1,631 @@
+/* ops.c - the FUSE operations: the spool as the tree, thumbnails and the
+ * status file laid over it, and ingest queued when a write is done. */
+#define FUSE_USE_VERSION 314
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <fuse.h>
+
+#include "fs/log.h"
+#include "fs/thumbfs.h"
+
+/* An open file. status is set for .thumbfs/status, fd otherwise. */
+struct handle {
+	int fd;
+	bool dirty; /* written, truncated or created through this handle */
+	bool image; /* a visible image: ingest on release if dirty */
+	struct fs_path path;
+	char *status;
+	size_t status_len;
+};
+
+static struct thumbfs *fs_get(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static struct handle *fh(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* Parse path; log the rule an invalid one broke when the caller is making
+ * something (the errno alone does not say which rule failed). */
+static void parse(struct thumbfs *fs, const char *path, struct fs_path *p,
+		  bool creating)
+{
+	fs_path_parse(&fs->rules, path, p);
+	if (p->kind == FS_INVALID && creating)
+		log_warn("refused '%s': %s", path, p->why);
+}
+
+static int spool_path(struct thumbfs *fs, const char *path, char *out,
+		      size_t n)
+{
+	if (snprintf(out, n, "%s%s", fs->spool, strcmp(path, "/") ? path : "") >=
+	    (int)n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Make a file at p: only a non-thumbnail name in a date directory. */
+static int may_create_file(const char *path,
+			   const struct fs_path *p)
+{
+	if (p->kind == FS_FILE && !p->thumb)
+		return 0;
+	if (p->kind == FS_FILE) {
+		log_warn("refused '%s': '*_thumb.*' names are made by thumbfs",
+			 path);
+		return -EPERM;
+	}
+	if (p->kind == FS_INVALID && p->depth == 4)
+		return p->err;
+	log_warn("refused '%s': files belong in patients/<id>/<YYYY-MM-DD>/",
+		 path);
+	return -EPERM;
+}
+
+static int queue_ingest(struct thumbfs *fs, const struct fs_path *p,
+			int64_t size)
+{
+	int ret = db_image_written(fs->db, p->patient, p->date, p->name, size,
+				   fs->cfg.uploaded_by);
+	if (ret)
+		log_error("catalog write of 'patients/%s/%s/%s' failed: %s",
+			  p->patient, p->date, p->name, strerror(-ret));
+	else
+		fs_worker_kick(fs);
+	return ret;
+}
+
+/* The image p left the mount: forget its row and its cached thumbnail. */
+static void forget_image(struct thumbfs *fs, const struct fs_path *p)
+{
+	struct db_image img;
+	char tp[PATH_MAX];
+	if (db_image_get(fs->db, p->patient, p->date, p->name, &img))
+		return;
+	if (img.thumbnail_name[0] &&
+	    !fs_thumb_path(fs, p->patient, p->date, img.thumbnail_name, tp,
+			   sizeof(tp)))
+		unlink(tp);
+	int ret = db_image_removed(fs->db, p->patient, p->date, p->name);
+	if (ret && ret != -ENOENT)
+		log_error("catalog removal of 'patients/%s/%s/%s' failed: %s",
+			  p->patient, p->date, p->name, strerror(-ret));
+	fs_worker_kick(fs);
+}
+
+static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	/* O_TRUNC arrives with open(), so a truncate-and-write is one
+	 * write, not an empty file ingested first. */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	cfg->use_ino = 0;
+	cfg->entry_timeout = 1.0;
+	cfg->attr_timeout = 1.0;
+	cfg->negative_timeout = 0.0;
+	cfg->hard_remove = 1;
+	return fuse_get_context()->private_data;
+}
+
+static void status_stat(struct thumbfs *fs, struct stat *st)
+{
+	char *text = fs_status_text(fs);
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	st->st_size = text ? (off_t)strlen(text) : 0;
+	st->st_mtime = time(NULL);
+	st->st_atime = st->st_ctime = st->st_mtime;
+	free(text);
+}
+
+static int op_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+
+	if (fi && fh(fi) && !fh(fi)->status)
+		return fstat(fh(fi)->fd, st) ? -errno : 0;
+	parse(fs, path, &p, false);
+	switch (p.kind) {
+	case FS_INVALID:
+		return p.err == -ENAMETOOLONG ? p.err : -ENOENT;
+	case FS_META:
+		if (lstat(fs->spool, st))
+			return -errno;
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		return 0;
+	case FS_STATUS:
+		status_stat(fs, st);
+		return 0;
+	case FS_FILE:
+		if (p.thumb) {
+			if (fs_thumb_path(fs, p.patient, p.date, p.name, sp,
+					  sizeof(sp)) ||
+			    lstat(sp, st))
+				return -ENOENT;
+			st->st_mode = S_IFREG | 0444;
+			return 0;
+		}
+		/* fall through */
+	default:
+		if (spool_path(fs, path, sp, sizeof(sp)))
+			return -ENAMETOOLONG;
+		return lstat(sp, st) ? -errno : 0;
+	}
+}
+
+static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
+		    bool skip_hidden)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	if (!d)
+		return errno == ENOENT && skip_hidden ? 0 : -errno;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (skip_hidden && e->d_name[0] == '.')
+			continue;
+		if (filler(buf, e->d_name, NULL, 0, 0))
+			break;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	(void)off;
+	(void)fi;
+	(void)flags;
+
+	parse(fs, path, &p, false);
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	switch (p.kind) {
+	case FS_ROOT:
+		filler(buf, "patients", NULL, 0, 0);
+		filler(buf, ".thumbfs", NULL, 0, 0);
+		return 0;
+	case FS_META:
+		filler(buf, "status", NULL, 0, 0);
+		return 0;
+	case FS_PATIENTS:
+	case FS_PATIENT:
+	case FS_BATCH:
+		if (spool_path(fs, path, sp, sizeof(sp)))
+			return -ENAMETOOLONG;
+		int ret = fill_dir(sp, buf, filler, false);
+		if (ret || p.kind != FS_BATCH)
+			return ret;
+		snprintf(sp, sizeof(sp), "%s/%s/%s", fs->thumbs, p.patient,
+			 p.date);
+		return fill_dir(sp, buf, filler, true);
+	default:
+		return -ENOTDIR;
+	}
+}
+
+static int op_mkdir(const char *path, mode_t mode)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	parse(fs, path, &p, true);
+	switch (p.kind) {
+	case FS_PATIENT:
+	case FS_BATCH:
+		break;
+	case FS_INVALID:
+		return p.depth >= 4 || p.depth <= 1 ? -EPERM : p.err;
+	case FS_FILE:
+		log_warn("refused '%s': nothing may be below a date directory",
+			 path);
+		return -EPERM;
+	default:
+		return -EEXIST;
+	}
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	return mkdir(sp, mode) ? -errno : 0;
+}
+
+static int op_rmdir(const char *path)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	parse(fs, path, &p, false);
+	if (p.kind != FS_PATIENT && p.kind != FS_BATCH)
+		return p.kind == FS_FILE ? -ENOTDIR : -EPERM;
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	if (rmdir(sp))
+		return -errno;
+	if (p.kind == FS_BATCH) {
+		snprintf(sp, sizeof(sp), "%s/%s/%s", fs->thumbs, p.patient,
+			 p.date);
+		rmdir(sp);
+	} else {
+		snprintf(sp, sizeof(sp), "%s/%s", fs->thumbs, p.patient);
+		rmdir(sp);
+	}
+	return 0;
+}
+
+static int new_handle(struct fuse_file_info *fi, int fd,
+		      const struct fs_path *p, bool dirty)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	h->fd = fd;
+	h->path = *p;
+	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
+	h->dirty = dirty;
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	parse(fs, path, &p, true);
+	int ret = may_create_file(path, &p);
+	if (ret)
+		return ret;
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	int fd = open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC,
+		      mode);
+	if (fd < 0)
+		return -errno;
+	return new_handle(fi, fd, &p, true);
+}
+
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	int acc = fi->flags & O_ACCMODE;
+	parse(fs, path, &p, false);
+	if (p.kind == FS_STATUS) {
+		if (acc != O_RDONLY)
+			return -EACCES;
+		struct handle *h = calloc(1, sizeof(*h));
+		if (!h || !(h->status = fs_status_text(fs))) {
+			free(h);
+			return -ENOMEM;
+		}
+		h->fd = -1;
+		h->status_len = strlen(h->status);
+		fi->fh = (uint64_t)(uintptr_t)h;
+		fi->direct_io = 1;
+		return 0;
+	}
+	if (p.kind != FS_FILE)
+		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
+	if (p.thumb) {
+		if (acc != O_RDONLY)
+			return -EACCES;
+		if (fs_thumb_path(fs, p.patient, p.date, p.name, sp,
+				  sizeof(sp)))
+			return -ENOENT;
+	} else if (spool_path(fs, path, sp, sizeof(sp))) {
+		return -ENAMETOOLONG;
+	}
+	int fd = open(sp, (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
+				  O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	return new_handle(fi, fd, &p, (fi->flags & O_TRUNC) && acc != O_RDONLY);
+}
+
+static int op_read(const char *path, char *buf, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	(void)path;
+	if (h->status) {
+		if ((size_t)off >= h->status_len)
+			return 0;
+		if (size > h->status_len - (size_t)off)
+			size = h->status_len - (size_t)off;
+		memcpy(buf, h->status + off, size);
+		return (int)size;
+	}
+	ssize_t n = pread(h->fd, buf, size, off);
+	return n < 0 ? -errno : (int)n;
+}
+
+static int op_write(const char *path, const char *buf, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	(void)path;
+	if (h->status)
+		return -EBADF;
+	ssize_t n = pwrite(h->fd, buf, size, off);
+	if (n < 0)
+		return -errno;
+	h->dirty = true;
+	return (int)n;
+}
+
+static int op_release(const char *path, struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct handle *h = fh(fi);
+	struct stat st;
+	(void)path;
+	if (h->dirty && h->image && fstat(h->fd, &st) == 0)
+		queue_ingest(fs, &h->path, (int64_t)st.st_size);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h->status);
+	free(h);
+	return 0;
+}
+
+static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	(void)path;
+	if (h->status)
+		return 0;
+	return (datasync ? fdatasync(h->fd) : fsync(h->fd)) ? -errno : 0;
+}
+
+static int op_flush(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	(void)fi;
+	return 0;
+}
+
+static int op_truncate(const char *path, off_t size,
+		       struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	if (fi && fh(fi) && !fh(fi)->status) {
+		if (ftruncate(fh(fi)->fd, size))
+			return -errno;
+		fh(fi)->dirty = true;
+		return 0;
+	}
+	parse(fs, path, &p, false);
+	if (p.kind != FS_FILE)
+		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
+	if (p.thumb)
+		return -EPERM;
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	if (truncate(sp, size))
+		return -errno;
+	if (!p.local)
+		queue_ingest(fs, &p, (int64_t)size);
+	return 0;
+}
+
+static int op_unlink(const char *path)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	parse(fs, path, &p, false);
+	if (p.kind != FS_FILE)
+		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
+	if (p.thumb)
+		return -EPERM;
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	if (unlink(sp))
+		return -errno;
+	if (!p.local)
+		forget_image(fs, &p);
+	return 0;
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path pf, pt;
+	char sf[PATH_MAX], st_[PATH_MAX];
+	struct stat sb;
+
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL;
+	parse(fs, from, &pf, false);
+	parse(fs, to, &pt, true);
+	if (pf.kind == FS_PATIENT || pf.kind == FS_BATCH)
+		return -EXDEV; /* mv copies a directory then removes it */
+	if (pf.kind != FS_FILE)
+		return pf.kind == FS_INVALID ? -ENOENT : -EPERM;
+	if (pf.thumb)
+		return -EPERM;
+	int ret = may_create_file(to, &pt);
+	if (ret)
+		return ret;
+	if (spool_path(fs, from, sf, sizeof(sf)) ||
+	    spool_path(fs, to, st_, sizeof(st_)))
+		return -ENAMETOOLONG;
+	if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
+		return -errno;
+	if (!pf.local)
+		forget_image(fs, &pf);
+	if (!pt.local && lstat(st_, &sb) == 0)
+		queue_ingest(fs, &pt, (int64_t)sb.st_size);
+	return 0;
+}
+
+/* Files and directories of the spool may change their metadata; the
+ * thumbnails and the status file may not. */
+static int meta_path(const char *path, char *sp, size_t n)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	parse(fs, path, &p, false);
+	if (p.kind == FS_INVALID)
+		return -ENOENT;
+	if (p.kind == FS_STATUS || p.kind == FS_META ||
+	    (p.kind == FS_FILE && p.thumb))
+		return -EPERM;
+	return spool_path(fs, path, sp, n);
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	char sp[PATH_MAX];
+	if (fi && fh(fi) && !fh(fi)->status)
+		return fchmod(fh(fi)->fd, mode) ? -errno : 0;
+	int ret = meta_path(path, sp, sizeof(sp));
+	if (ret)
+		return ret;
+	return chmod(sp, mode) ? -errno : 0;
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	char sp[PATH_MAX];
+	if (fi && fh(fi) && !fh(fi)->status)
+		return fchown(fh(fi)->fd, uid, gid) ? -errno : 0;
+	int ret = meta_path(path, sp, sizeof(sp));
+	if (ret)
+		return ret;
+	return lchown(sp, uid, gid) ? -errno : 0;
+}
+
+static int op_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	char sp[PATH_MAX];
+	if (fi && fh(fi) && !fh(fi)->status)
+		return futimens(fh(fi)->fd, tv) ? -errno : 0;
+	int ret = meta_path(path, sp, sizeof(sp));
+	if (ret)
+		return ret;
+	return utimensat(AT_FDCWD, sp, tv, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
+}
+
+static int op_statfs(const char *path, struct statvfs *sv)
+{
+	(void)path;
+	return statvfs(fs_get()->spool, sv) ? -errno : 0;
+}
+
+/* Only user.* attributes, kept on the spool file. */
+static int xattr_path(const char *path, const char *name, char *sp, size_t n)
+{
+	if (name && strncmp(name, "user.", 5))
+		return -ENOTSUP;
+	return meta_path(path, sp, n);
+}
+
+static int op_setxattr(const char *path, const char *name, const char *value,
+		       size_t size, int flags)
+{
+	char sp[PATH_MAX];
+	int ret = xattr_path(path, name, sp, sizeof(sp));
+	if (ret)
+		return ret;
+	return lsetxattr(sp, name, value, size, flags) ? -errno : 0;
+}
+
+static int op_getxattr(const char *path, const char *name, char *value,
+		       size_t size)
+{
+	char sp[PATH_MAX];
+	int ret = xattr_path(path, name, sp, sizeof(sp));
+	if (ret)
+		return ret == -EPERM ? -ENODATA : ret;
+	ssize_t n = lgetxattr(sp, name, value, size);
+	return n < 0 ? -errno : (int)n;
+}
+
+static int op_listxattr(const char *path, char *list, size_t size)
+{
+	char sp[PATH_MAX];
+	int ret = xattr_path(path, NULL, sp, sizeof(sp));
+	if (ret)
+		return ret == -EPERM ? 0 : ret;
+	ssize_t n = llistxattr(sp, list, size);
+	return n < 0 ? -errno : (int)n;
+}
+
+static int op_removexattr(const char *path, const char *name)
+{
+	char sp[PATH_MAX];
+	int ret = xattr_path(path, name, sp, sizeof(sp));
+	if (ret)
+		return ret;
+	return lremovexattr(sp, name) ? -errno : 0;
+}
+
+static int op_refuse_link(const char *from, const char *to)
+{
+	(void)from;
+	log_warn("refused '%s': links are not kept in the archive", to);
+	return -EPERM;
+}
+
+static const struct fuse_operations ops = {
+	.init = op_init,
+	.getattr = op_getattr,
+	.readdir = op_readdir,
+	.mkdir = op_mkdir,
+	.rmdir = op_rmdir,
+	.create = op_create,
+	.open = op_open,
+	.read = op_read,
+	.write = op_write,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.truncate = op_truncate,
+	.unlink = op_unlink,
+	.rename = op_rename,
+	.chmod = op_chmod,
+	.chown = op_chown,
+	.utimens = op_utimens,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.symlink = op_refuse_link,
+	.link = op_refuse_link,
+};
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &ops;
+}

@@ -1,0 +1,159 @@
+/* path.c - the path model: patients/<id>/<YYYY-MM-DD>/<name>. */
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "path.h"
+
+int fs_rules_init(struct fs_rules *r, const char *patient_pattern,
+		  const char *ignore)
+{
+	snprintf(r->ignore, sizeof(r->ignore), "%s", ignore);
+	if (regcomp(&r->patient_re, patient_pattern, REG_EXTENDED | REG_NOSUB))
+		return -EINVAL;
+	return 0;
+}
+
+void fs_rules_release(struct fs_rules *r)
+{
+	regfree(&r->patient_re);
+}
+
+bool fs_valid_date(const char *s)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30,
+				     31, 31, 30, 31, 30, 31};
+	for (int i = 0; i < 10; i++) {
+		if (i == 4 || i == 7) {
+			if (s[i] != '-')
+				return false;
+		} else if (s[i] < '0' || s[i] > '9') {
+			return false;
+		}
+	}
+	if (s[10])
+		return false;
+	int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+		(s[3] - '0');
+	int m = (s[5] - '0') * 10 + (s[6] - '0');
+	int d = (s[8] - '0') * 10 + (s[9] - '0');
+	if (y < 1 || m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return d <= days[m - 1] + (m == 2 && leap);
+}
+
+static bool ignored(const struct fs_rules *r, const char *name)
+{
+	char pat[256];
+	for (const char *p = r->ignore; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n > 0 && n < sizeof(pat)) {
+			memcpy(pat, p, n);
+			pat[n] = '\0';
+			if (fnmatch(pat, name, 0) == 0)
+				return true;
+		}
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return false;
+}
+
+/* "*_thumb.*": the stem before the last '.' ends in "_thumb". */
+static bool thumb_name(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	size_t stem = dot ? (size_t)(dot - name) : strlen(name);
+	return stem >= 6 && memcmp(name + stem - 6, "_thumb", 6) == 0;
+}
+
+void fs_thumb_name(const char *name, const char *ext, char *out, size_t n)
+{
+	const char *dot = strrchr(name, '.');
+	int stem = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
+	snprintf(out, n, "%.*s_thumb%s", stem, name, ext);
+}
+
+static void invalid(struct fs_path *out, int err, const char *why)
+{
+	out->kind = FS_INVALID;
+	out->err = err;
+	out->why = why;
+}
+
+void fs_path_parse(const struct fs_rules *r, const char *path,
+		   struct fs_path *out)
+{
+	char comp[4][256];
+	int n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (path[0] != '/')
+		return invalid(out, -EINVAL, "path is not absolute");
+	for (const char *p = path + 1; *p;) {
+		size_t len = strcspn(p, "/");
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len > 255)
+			return invalid(out, -ENAMETOOLONG,
+				       "a name is longer than 255 bytes");
+		if (n == 4) {
+			out->depth = 5;
+			return invalid(out, -EPERM,
+				       "nothing may be below a date directory");
+		}
+		out->depth = n + 1;
+		memcpy(comp[n], p, len);
+		comp[n][len] = '\0';
+		if (!strcmp(comp[n], ".") || !strcmp(comp[n], ".."))
+			return invalid(out, -EINVAL, "'.' and '..' are not names");
+		n++;
+		p += len;
+	}
+	if (n == 0) {
+		out->kind = FS_ROOT;
+		return;
+	}
+	if (!strcmp(comp[0], ".thumbfs")) {
+		if (n == 1)
+			out->kind = FS_META;
+		else if (n == 2 && !strcmp(comp[1], "status"))
+			out->kind = FS_STATUS;
+		else
+			invalid(out, -ENOENT, "not a thumbfs status file");
+		return;
+	}
+	if (strcmp(comp[0], "patients"))
+		return invalid(out, -EPERM,
+			       "only 'patients' may be at the top of the mount");
+	if (n == 1) {
+		out->kind = FS_PATIENTS;
+		return;
+	}
+	if (regexec(&r->patient_re, comp[1], 0, NULL, 0) ||
+	    strlen(comp[1]) >= sizeof(out->patient))
+		return invalid(out, -EINVAL,
+			       "patient id does not match patient_id_pattern");
+	snprintf(out->patient, sizeof(out->patient), "%s", comp[1]);
+	if (n == 2) {
+		out->kind = FS_PATIENT;
+		return;
+	}
+	if (!fs_valid_date(comp[2]))
+		return invalid(out, -EINVAL,
+			       "batch directory is not a real date YYYY-MM-DD");
+	memcpy(out->date, comp[2], 11);
+	if (n == 3) {
+		out->kind = FS_BATCH;
+		return;
+	}
+	out->kind = FS_FILE;
+	snprintf(out->name, sizeof(out->name), "%s", comp[3]);
+	out->local = comp[3][0] == '.' || ignored(r, comp[3]);
+	out->thumb = !out->local && thumb_name(comp[3]);
+}

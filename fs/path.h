@@ -1,0 +1,55 @@
+/*
+ * path.h - the tree a mount shows: which paths exist, which names are valid,
+ * and what each name is (DESIGN.md, "The tree a mount shows").
+ */
+#ifndef FS_PATH_H
+#define FS_PATH_H
+
+#include <regex.h>
+#include <stdbool.h>
+
+enum fs_kind {
+	FS_ROOT,     /* "/" */
+	FS_PATIENTS, /* "/patients" */
+	FS_PATIENT,  /* "/patients/<id>" */
+	FS_BATCH,    /* "/patients/<id>/<date>" */
+	FS_FILE,     /* "/patients/<id>/<date>/<name>" */
+	FS_META,     /* "/.thumbfs" */
+	FS_STATUS,   /* "/.thumbfs/status" */
+	FS_INVALID,  /* see err and why */
+};
+
+struct fs_path {
+	enum fs_kind kind;
+	int depth; /* how many names the path has ("/" has 0) */
+	char patient[65];
+	char date[11];
+	char name[256];
+	bool local;   /* FS_FILE: hidden or ignored, never uploaded */
+	bool thumb;   /* FS_FILE: a reserved "*_thumb.*" name */
+	int err;      /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
+		       * place for files), -ENAMETOOLONG, -ENOENT */
+	const char *why; /* FS_INVALID: the rule that failed, for the log */
+};
+
+struct fs_rules {
+	regex_t patient_re;
+	char ignore[1024]; /* comma-separated fnmatch() globs */
+};
+
+/* Compile the rules; -EINVAL if the pattern does not compile. */
+int fs_rules_init(struct fs_rules *r, const char *patient_pattern,
+		  const char *ignore);
+void fs_rules_release(struct fs_rules *r);
+
+/* Classify path (as FUSE gives it, starting with '/'). */
+void fs_path_parse(const struct fs_rules *r, const char *path,
+		   struct fs_path *out);
+
+/* A real calendar date written YYYY-MM-DD. */
+bool fs_valid_date(const char *s);
+
+/* "IMG_1.jpg" and ".jpg" -> "IMG_1_thumb.jpg" into out. */
+void fs_thumb_name(const char *name, const char *ext, char *out, size_t n);
+
+#endif

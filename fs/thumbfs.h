@@ -1,0 +1,67 @@
+/*
+ * thumbfs.h - the state of one mount, shared by the FUSE operations and the
+ * job runner, and the functions fs/ modules call on each other.
+ *
+ * The data directory ([catalog] dir) holds:
+ *   catalog.db   the SQLite catalog and job queue (db/)
+ *   spool/       the tree as written: spool/patients/<id>/<date>/<name>
+ *   thumbs/      thumbnails: thumbs/<id>/<date>/<stem>_thumb.<ext>
+ *   tmp/         files being written whole, renamed into place
+ *
+ * Locking: db and store lock themselves. lock guards stop and the wake-up
+ * of the workers (cond); nothing else here changes after the mount starts.
+ * Lock order: fs->lock, then anything inside db/ or s3/.
+ */
+#ifndef FS_THUMBFS_H
+#define FS_THUMBFS_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "db/catalog.h"
+#include "s3/s3.h"
+#include "thumb/thumb.h"
+#include "fs/config.h"
+#include "fs/path.h"
+
+struct thumbfs {
+	struct cfg cfg;
+	struct fs_rules rules;
+	struct thumb_opts thumb;
+	struct db *db;
+	struct s3_store *store;
+	char spool[PATH_MAX];
+	char thumbs[PATH_MAX];
+	char tmp[PATH_MAX];
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;	 /* guarded by lock */
+	int n_threads;
+	pthread_t *threads;
+};
+
+/* The FUSE operations (ops.c). */
+const struct fuse_operations *fs_operations(void);
+
+/* Start cfg.workers job runners; stop (finishing the current jobs) and join
+ * them. fs_worker_kick() wakes them after a job was queued. */
+int fs_worker_start(struct thumbfs *fs);
+void fs_worker_stop(struct thumbfs *fs);
+void fs_worker_kick(struct thumbfs *fs);
+
+/* Walk the spool and queue whatever the catalog does not have uploaded.
+ * Returns the number of files queued, or -errno. */
+int fs_reconcile(struct thumbfs *fs);
+
+/* The text of .thumbfs/status into a malloc'd string. */
+char *fs_status_text(struct thumbfs *fs);
+
+/* The thumbnail cache path of (patient, date, thumb_name). */
+int fs_thumb_path(const struct thumbfs *fs, const char *patient,
+		  const char *date, const char *thumb_name, char *out,
+		  size_t n);
+
+#endif

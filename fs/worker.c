@@ -1,0 +1,408 @@
+/* worker.c - the job runner: thumbnail, upload, record; and the reconcile
+ * of the spool at mount. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+#include "fs/thumbfs.h"
+
+#define BACKOFF_MAX_S 300
+
+int fs_thumb_path(const struct thumbfs *fs, const char *patient,
+		  const char *date, const char *thumb_name, char *out, size_t n)
+{
+	if (snprintf(out, n, "%s/%s/%s/%s", fs->thumbs, patient, date,
+		     thumb_name) >= (int)n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* The delay before try number attempts+2: exponential, full jitter. */
+static int backoff(int attempts)
+{
+	unsigned r = 0;
+	int cap = attempts >= 8 ? BACKOFF_MAX_S : 1 << (attempts + 1);
+	if (cap > BACKOFF_MAX_S)
+		cap = BACKOFF_MAX_S;
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (unsigned)time(NULL);
+	return 1 + (int)(r % (unsigned)cap);
+}
+
+static int read_whole(const char *path, unsigned char **out, size_t *len)
+{
+	struct stat sb;
+	int ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb)) {
+		ret = -errno;
+		goto out_close;
+	}
+	*len = (size_t)sb.st_size;
+	*out = malloc(*len ? *len : 1);
+	if (!*out) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	size_t off = 0;
+	while (off < *len) {
+		ssize_t n = read(fd, *out + off, *len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : 0;
+			*len = off; /* it shrank while we read: take what is */
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (ret) {
+		free(*out);
+		*out = NULL;
+	}
+out_close:
+	close(fd);
+	return ret;
+}
+
+/* Write buf to dest whole or not at all, through fs->tmp. */
+static int write_cache(struct thumbfs *fs, const char *dest, const void *buf,
+		       size_t len)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	int ret = 0;
+	snprintf(tmp, sizeof(tmp), "%s/thumb.XXXXXX", fs->tmp);
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, len) != (ssize_t)len)
+		ret = errno ? -errno : -EIO;
+	if (close(fd) && !ret)
+		ret = -errno;
+	snprintf(dir, sizeof(dir), "%s", dest);
+	char *slash = strrchr(dir, '/');
+	if (!ret && slash) {
+		*slash = '\0';
+		char *mid = strrchr(dir, '/');
+		if (mid) { /* thumbs/<id>/<date>: two levels at most */
+			*mid = '\0';
+			mkdir(dir, 0700);
+			*mid = '/';
+		}
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			ret = -errno;
+	}
+	if (!ret && rename(tmp, dest))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static void retry(struct thumbfs *fs, const struct db_job *job,
+		  const char *what, const char *err)
+{
+	int delay = backoff(job->attempts);
+	log_error("%s failed: %s, retry in %d s", what, err, delay);
+	db_job_retry(fs->db, job->id, delay, err);
+}
+
+static void run_ingest(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img, done;
+	struct thumb_result res = {0};
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512];
+	bool current;
+	int ret;
+
+	if (db_image_get_by_id(fs->db, job->image_id, &img)) {
+		db_job_done(fs->db, job->id); /* removed meanwhile */
+		return;
+	}
+	snprintf(what, sizeof(what), "patients/%s/%s/%s", img.patient_id,
+		 img.batch_date, img.name);
+	snprintf(path, sizeof(path), "%s/%s", fs->spool, what);
+	ret = read_whole(path, &buf, &len);
+	if (ret == -ENOENT) {
+		db_job_done(fs->db, job->id); /* renamed or removed */
+		return;
+	}
+	if (ret) {
+		snprintf(err, sizeof(err), "%s", strerror(-ret));
+		retry(fs, job, "reading the spool file", err);
+		return;
+	}
+
+	done = img;
+	done.file_size = (int64_t)len;
+	s3_sha256_hex(buf, len, done.sha256);
+	snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
+		 s3_bucket(fs->store));
+	err[0] = '\0';
+	int terr = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
+	done.width = res.width;
+	done.height = res.height;
+	done.thumbnail_name[0] = '\0';
+	done.s3_thumbnail_key[0] = '\0';
+	done.thumbnail_size = 0;
+	snprintf(done.error, sizeof(done.error), "%s", terr ? err : "");
+	if (!terr) {
+		fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
+			      sizeof(done.thumbnail_name));
+		done.thumbnail_size = (int64_t)res.size;
+	}
+
+	ret = cfg_key(&fs->cfg, img.patient_id, img.batch_date, img.name,
+		      done.s3_key, sizeof(done.s3_key));
+	if (!ret && !terr)
+		ret = cfg_key(&fs->cfg, img.patient_id, img.batch_date,
+			      done.thumbnail_name, done.s3_thumbnail_key,
+			      sizeof(done.s3_thumbnail_key));
+	if (ret) {
+		log_error("key of '%s' is longer than %d bytes; not uploaded",
+			  what, DB_KEY_MAX);
+		db_job_done(fs->db, job->id);
+		goto out_free;
+	}
+	ret = s3_put_buf(fs->store, done.s3_key, buf, len, done.mime_type, err,
+			 sizeof(err));
+	if (!ret && !terr)
+		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
+				 res.size, thumb_mime_type(res.thumb_format),
+				 err, sizeof(err));
+	if (ret) {
+		char w[PATH_MAX + 16];
+		snprintf(w, sizeof(w), "upload of '%s'", what);
+		retry(fs, job, w, err);
+		goto out_free;
+	}
+	if (!terr) {
+		fs_thumb_path(fs, img.patient_id, img.batch_date,
+			      done.thumbnail_name, thumb_path,
+			      sizeof(thumb_path));
+		ret = write_cache(fs, thumb_path, res.data, res.size);
+		if (ret)
+			log_warn("cannot cache thumbnail '%s': %s", thumb_path,
+				 strerror(-ret));
+	}
+	/* A thumbnail under another name (the format changed) is stale. */
+	if (img.thumbnail_name[0] &&
+	    strcmp(img.thumbnail_name, done.thumbnail_name) &&
+	    !fs_thumb_path(fs, img.patient_id, img.batch_date,
+			   img.thumbnail_name, thumb_path, sizeof(thumb_path)))
+		unlink(thumb_path);
+
+	ret = db_ingest_done(fs->db, job, &done, &current);
+	if (ret) {
+		log_error("catalog update of '%s' failed: %s", what,
+			  strerror(-ret));
+	} else if (current && terr) {
+		log_error("thumbnail of '%s' failed: %s; the original is kept "
+			  "and uploaded",
+			  what, done.error);
+	} else if (current) {
+		log_info("imported %s (%dx%d, thumb %dx%d, %.1f MB)", what,
+			 res.width, res.height, res.thumb_width,
+			 res.thumb_height, (double)len / 1e6);
+	}
+out_free:
+	free(buf);
+	thumb_result_release(&res);
+}
+
+static void run_delete(struct thumbfs *fs, const struct db_job *job)
+{
+	char err[512];
+	int ret = 0;
+	if (job->key[0])
+		ret = s3_delete(fs->store, job->key, err, sizeof(err));
+	if (!ret && job->key2[0])
+		ret = s3_delete(fs->store, job->key2, err, sizeof(err));
+	if (ret) {
+		retry(fs, job, "delete", err);
+		return;
+	}
+	db_job_done(fs->db, job->id);
+}
+
+static void *worker_main(void *arg)
+{
+	struct thumbfs *fs = arg;
+	struct db_job job;
+	for (;;) {
+		pthread_mutex_lock(&fs->lock);
+		bool stop = fs->stop;
+		pthread_mutex_unlock(&fs->lock);
+		if (stop)
+			break;
+		int ret = db_job_claim(fs->db, &job);
+		if (ret == 0) {
+			if (job.kind == DB_JOB_INGEST)
+				run_ingest(fs, &job);
+			else
+				run_delete(fs, &job);
+			continue;
+		}
+		if (ret != -ENOENT)
+			log_error("cannot read the job queue: %s",
+				  strerror(-ret));
+		/* Nothing due: sleep until kicked, or a second for retries. */
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		pthread_mutex_lock(&fs->lock);
+		if (!fs->stop)
+			pthread_cond_timedwait(&fs->cond, &fs->lock, &until);
+		pthread_mutex_unlock(&fs->lock);
+	}
+	return NULL;
+}
+
+void fs_worker_kick(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_worker_start(struct thumbfs *fs)
+{
+	fs->threads = calloc((size_t)fs->cfg.workers, sizeof(pthread_t));
+	if (!fs->threads)
+		return -ENOMEM;
+	for (int i = 0; i < fs->cfg.workers; i++) {
+		int e = pthread_create(&fs->threads[i], NULL, worker_main, fs);
+		if (e) {
+			fs_worker_stop(fs);
+			return -e;
+		}
+		fs->n_threads++;
+	}
+	return 0;
+}
+
+void fs_worker_stop(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->stop = true;
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+	for (int i = 0; i < fs->n_threads; i++)
+		pthread_join(fs->threads[i], NULL);
+	free(fs->threads);
+	fs->threads = NULL;
+	fs->n_threads = 0;
+}
+
+/* Call fn for each entry of dir that is not "." or "..". */
+static int each_entry(const char *dir, int (*fn)(const char *dir,
+						  const char *name, void *arg),
+		      void *arg)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (!ret && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		ret = fn(dir, e->d_name, arg);
+	}
+	closedir(d);
+	return ret;
+}
+
+struct walk {
+	struct thumbfs *fs;
+	int queued;
+	char patient[256];
+	char date[256];
+};
+
+static int reconcile_file(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char path[PATH_MAX], fpath[PATH_MAX];
+	struct fs_path p;
+	struct stat sb;
+	snprintf(fpath, sizeof(fpath), "/patients/%s/%s/%s", w->patient,
+		 w->date, name);
+	fs_path_parse(&w->fs->rules, fpath, &p);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (p.kind != FS_FILE || p.local || p.thumb || lstat(path, &sb) ||
+	    !S_ISREG(sb.st_mode))
+		return 0;
+	int ret = db_reconcile(w->fs->db, p.patient, p.date, p.name,
+			       (int64_t)sb.st_size, w->fs->cfg.uploaded_by);
+	if (ret < 0)
+		return ret;
+	w->queued += ret;
+	return 0;
+}
+
+static int reconcile_batch(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char path[PATH_MAX];
+	snprintf(w->date, sizeof(w->date), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return each_entry(path, reconcile_file, w);
+}
+
+static int reconcile_patient(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char path[PATH_MAX];
+	snprintf(w->patient, sizeof(w->patient), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return each_entry(path, reconcile_batch, w);
+}
+
+int fs_reconcile(struct thumbfs *fs)
+{
+	char path[PATH_MAX];
+	struct walk w = {.fs = fs};
+	snprintf(path, sizeof(path), "%s/patients", fs->spool);
+	int ret = each_entry(path, reconcile_patient, &w);
+	return ret ? ret : w.queued;
+}
+
+char *fs_status_text(struct thumbfs *fs)
+{
+	struct db_counts c;
+	char errors[LOG_KEEP * 520];
+	char *out = NULL;
+	int ret = db_counts(fs->db, &c);
+	log_last_errors(errors, sizeof(errors));
+	if (asprintf(&out,
+		     "catalog: %s\n"
+		     "store: %s\n"
+		     "images spooled: %lld\n"
+		     "images uploaded: %lld\n"
+		     "thumbnail errors: %lld\n"
+		     "queue ingest: %lld\n"
+		     "queue delete: %lld\n"
+		     "queue retrying: %lld\n"
+		     "last errors:\n%s",
+		     ret ? "unreadable" : "ok", s3_bucket(fs->store),
+		     (long long)c.spooled, (long long)c.uploaded,
+		     (long long)c.thumb_errors, (long long)c.jobs_ingest,
+		     (long long)c.jobs_delete, (long long)c.jobs_retrying,
+		     errors) < 0)
+		out = NULL;
+	return out;
+}

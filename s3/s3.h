@@ -1,0 +1,93 @@
+/*
+ * s3.h - the object store: S3 (libcurl, SigV4) or a local file:// directory,
+ * behind one interface.
+ *
+ * Knows nothing of FUSE, of thumbnails or of the catalog. A store is safe to
+ * use from several threads at once: each call borrows one of a small pool of
+ * curl handles, so connections are reused. Actions return 0 or -errno and
+ * write a one-line reason into err; the mapping is:
+ *   -ENOENT  no such object          -EACCES  refused (403, bad credentials)
+ *   -EAGAIN  transient: connection, timeout, 5xx, SlowDown; retry later
+ *   -EINVAL  the request was malformed (4xx)   -EIO  anything else
+ * Credentials never appear in err.
+ */
+#ifndef S3_S3_H
+#define S3_S3_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+struct s3_config {
+	const char *url;	       /* "file:///dir" or "s3://bucket" */
+	const char *endpoint;	       /* "http://127.0.0.1:4568"; NULL: AWS */
+	const char *region;	       /* "us-east-1" when NULL */
+	const char *access_key_id;     /* NULL: AWS_ACCESS_KEY_ID */
+	const char *secret_access_key; /* NULL: AWS_SECRET_ACCESS_KEY */
+	const char *session_token;     /* NULL: AWS_SESSION_TOKEN, if set */
+	bool path_style;	       /* bucket in the path, not the host */
+};
+
+struct s3_store;
+
+/* Open a store; checks the URL and, for file://, creates the directory.
+ * Returns NULL with err set on failure. Free with s3_free(). */
+struct s3_store *s3_open(const struct s3_config *cfg, char *err,
+			 size_t errlen);
+void s3_free(struct s3_store *st);
+
+/* Ask the store whether the bucket is there and the credentials are good. */
+int s3_check(struct s3_store *st, char *err, size_t errlen);
+
+/* The bucket's name (for a file:// store, its URL). Owned by the store. */
+const char *s3_bucket(const struct s3_store *st);
+
+/* Store the contents of the file at path, or of buf, under key. */
+int s3_put_file(struct s3_store *st, const char *key, const char *path,
+		const char *content_type, char *err, size_t errlen);
+int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
+	       size_t len, const char *content_type, char *err, size_t errlen);
+
+/* Fetch the object key into a new file at dest (written whole or not at
+ * all: through a temporary file and a rename). */
+int s3_get_file(struct s3_store *st, const char *key, const char *dest,
+		char *err, size_t errlen);
+
+/* Remove key; removing a key that is not there succeeds. */
+int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen);
+
+/*
+ * SigV4, in the steps AWS's specification names. Each output is a malloc'd
+ * string the caller frees; NULL on out of memory.
+ *
+ * headers are "name:value" lines, already lower-cased, trimmed and sorted by
+ * name; query is the canonical query string (sorted, encoded; "" for none).
+ */
+struct s3_sigv4 {
+	const char *method;
+	const char *uri;   /* canonical URI, already encoded */
+	const char *query; /* canonical query string */
+	const char *const *headers;
+	size_t n_headers;
+	const char *payload_hash; /* hex SHA-256 of the body */
+	const char *region;
+	const char *service; /* "s3" */
+	time_t now;	     /* the injectable clock */
+	const char *access_key_id;
+	const char *secret_access_key;
+};
+
+char *s3_sigv4_canonical_request(const struct s3_sigv4 *req);
+char *s3_sigv4_string_to_sign(const struct s3_sigv4 *req);
+char *s3_sigv4_signature(const struct s3_sigv4 *req);
+/* The value of the Authorization header. */
+char *s3_sigv4_authorization(const struct s3_sigv4 *req);
+
+/* Percent-encode s as SigV4 wants (unreserved kept; '/' kept when
+ * keep_slash). Returns a malloc'd string. */
+char *s3_uri_encode(const char *s, bool keep_slash);
+
+/* Hex SHA-256 of buf into out[65]. */
+void s3_sha256_hex(const void *buf, size_t len, char out[65]);
+
+#endif

@@ -1,0 +1,811 @@
+/* store.c - the object store: an S3 client over libcurl, and file://. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "s3.h"
+
+#define POOL_MAX 8
+#define ERRBODY_MAX 4096
+
+struct s3_store {
+	bool is_file;
+	bool curl_ref; /* holds a reference on curl_global_init() */
+	char *root;   /* file://: the directory */
+	char *bucket; /* s3://: the bucket; file://: the URL */
+	char *base;   /* s3://: scheme://authority, no trailing slash */
+	char *host;   /* s3://: the Host header's value */
+	char *prefix; /* s3://: "/bucket" (path style) or "" */
+	char *region;
+	char *key_id;
+	char *secret;
+	char *token;
+
+	pthread_mutex_t lock; /* guards pool and n_pool */
+	CURL *pool[POOL_MAX];
+	int n_pool;
+};
+
+static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
+static int global_refs; /* guarded by global_lock */
+
+/* A key is built from validated parts; this is the last line of defence. */
+static bool key_ok(const char *key)
+{
+	if (!*key || *key == '/' || strlen(key) > 1024)
+		return false;
+	for (const char *p = key; *p;) {
+		const char *end = strchr(p, '/');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 0 || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+static char *dup_or_env(const char *v, const char *env)
+{
+	if (v && *v)
+		return strdup(v);
+	const char *e = getenv(env);
+	return e && *e ? strdup(e) : NULL;
+}
+
+void s3_free(struct s3_store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < st->n_pool; i++)
+		curl_easy_cleanup(st->pool[i]);
+	if (st->secret)
+		OPENSSL_cleanse(st->secret, strlen(st->secret));
+	if (st->token)
+		OPENSSL_cleanse(st->token, strlen(st->token));
+	free(st->root);
+	free(st->bucket);
+	free(st->base);
+	free(st->host);
+	free(st->prefix);
+	free(st->region);
+	free(st->key_id);
+	free(st->secret);
+	free(st->token);
+	pthread_mutex_destroy(&st->lock);
+	if (st->curl_ref) {
+		pthread_mutex_lock(&global_lock);
+		if (--global_refs == 0)
+			curl_global_cleanup();
+		pthread_mutex_unlock(&global_lock);
+	}
+	free(st);
+}
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int open_s3(struct s3_store *st, const struct s3_config *cfg,
+		   const char *bucket, char *err, size_t errlen)
+{
+	const char *region = cfg->region && *cfg->region ? cfg->region
+							  : "us-east-1";
+	st->region = strdup(region);
+	st->bucket = strdup(bucket);
+	st->key_id = dup_or_env(cfg->access_key_id, "AWS_ACCESS_KEY_ID");
+	st->secret =
+		dup_or_env(cfg->secret_access_key, "AWS_SECRET_ACCESS_KEY");
+	st->token = dup_or_env(cfg->session_token, "AWS_SESSION_TOKEN");
+	if (!st->key_id || !st->secret) {
+		snprintf(err, errlen,
+			 "no S3 credentials: set access_key_id and "
+			 "secret_access_key in [store], or AWS_ACCESS_KEY_ID "
+			 "and AWS_SECRET_ACCESS_KEY");
+		return -EINVAL;
+	}
+	char *ep = NULL;
+	if (cfg->endpoint && *cfg->endpoint)
+		ep = strdup(cfg->endpoint);
+	else if (asprintf(&ep, "https://s3.%s.amazonaws.com", region) < 0)
+		ep = NULL;
+	if (!ep)
+		return -ENOMEM;
+	size_t n = strlen(ep);
+	while (n && ep[n - 1] == '/')
+		ep[--n] = '\0';
+	const char *auth = strstr(ep, "://");
+	if (!auth || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)) ||
+	    !auth[3] || strchr(auth + 3, '/')) {
+		snprintf(err, errlen,
+			 "endpoint '%s' is not http(s)://host[:port]", ep);
+		free(ep);
+		return -EINVAL;
+	}
+	auth += 3;
+	if (cfg->path_style) {
+		st->base = ep;
+		st->host = strdup(auth);
+		if (asprintf(&st->prefix, "/%s", bucket) < 0)
+			st->prefix = NULL;
+	} else {
+		size_t scheme = (size_t)(auth - ep);
+		if (asprintf(&st->base, "%.*s%s.%s", (int)scheme, ep, bucket,
+			     auth) < 0)
+			st->base = NULL;
+		if (asprintf(&st->host, "%s.%s", bucket, auth) < 0)
+			st->host = NULL;
+		st->prefix = strdup("");
+		free(ep);
+	}
+	if (!st->base || !st->host || !st->prefix || !st->region ||
+	    !st->bucket)
+		return -ENOMEM;
+	pthread_mutex_lock(&global_lock);
+	if (global_refs > 0 ||
+	    curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
+		global_refs++;
+		st->curl_ref = true;
+	}
+	pthread_mutex_unlock(&global_lock);
+	if (!st->curl_ref) {
+		snprintf(err, errlen, "libcurl failed to initialise");
+		return -EIO;
+	}
+	return 0;
+}
+
+struct s3_store *s3_open(const struct s3_config *cfg, char *err,
+			 size_t errlen)
+{
+	struct s3_store *st = calloc(1, sizeof(*st));
+	int ret = -ENOMEM;
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	const char *url = cfg->url ? cfg->url : "";
+	if (strncmp(url, "file://", 7) == 0) {
+		st->is_file = true;
+		const char *dir = url + 7;
+		if (*dir != '/') {
+			snprintf(err, errlen,
+				 "store url '%s' needs an absolute path "
+				 "(file:///dir)",
+				 url);
+			ret = -EINVAL;
+			goto out_fail;
+		}
+		st->root = strdup(dir);
+		st->bucket = strdup(url);
+		if (!st->root || !st->bucket)
+			goto out_fail;
+		ret = mkdir_p(st->root, 0700);
+		if (ret) {
+			snprintf(err, errlen, "cannot create store '%s': %s",
+				 st->root, strerror(-ret));
+			goto out_fail;
+		}
+	} else if (strncmp(url, "s3://", 5) == 0) {
+		const char *bucket = url + 5;
+		size_t n = strcspn(bucket, "/");
+		if (n == 0 || bucket[n]) {
+			snprintf(err, errlen,
+				 "store url '%s' must be s3://bucket", url);
+			ret = -EINVAL;
+			goto out_fail;
+		}
+		ret = open_s3(st, cfg, bucket, err, errlen);
+		if (ret)
+			goto out_fail;
+	} else {
+		snprintf(err, errlen,
+			 "store url '%s' is neither file:///dir nor s3://bucket",
+			 url);
+		ret = -EINVAL;
+		goto out_fail;
+	}
+	return st;
+out_fail:
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	s3_free(st);
+	return NULL;
+}
+
+const char *s3_bucket(const struct s3_store *st)
+{
+	return st->bucket;
+}
+
+/* ---- file:// ---- */
+
+static int file_path(struct s3_store *st, const char *key, char *out,
+		     size_t n)
+{
+	if (snprintf(out, n, "%s/%s", st->root, key) >= (int)n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* Write whole or not at all: a temporary file beside dest, fsync, rename. */
+static int write_atomic(const char *dest, int (*fill)(int fd, void *arg),
+			void *arg)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	int fd, ret;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", dest) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	snprintf(dir, sizeof(dir), "%s", dest);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		ret = mkdir_p(dir, 0700);
+		if (ret)
+			return ret;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	ret = fill(fd, arg);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, dest))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	else if (slash && slash != dir) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	return ret;
+}
+
+struct buf_arg {
+	const unsigned char *buf;
+	size_t len;
+};
+
+static int fill_buf(int fd, void *arg)
+{
+	struct buf_arg *b = arg;
+	size_t off = 0;
+	while (off < b->len) {
+		ssize_t n = write(fd, b->buf + off, b->len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int fill_copy(int fd, void *arg)
+{
+	int in = *(int *)arg;
+	char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		struct buf_arg b = {(unsigned char *)buf, (size_t)n};
+		int ret = fill_buf(fd, &b);
+		if (ret)
+			return ret;
+	}
+}
+
+static int copy_file(const char *src, const char *dest)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	int ret = write_atomic(dest, fill_copy, &in);
+	close(in);
+	return ret;
+}
+
+/* ---- S3 over HTTP ---- */
+
+static CURL *take_handle(struct s3_store *st)
+{
+	CURL *c = NULL;
+	pthread_mutex_lock(&st->lock);
+	if (st->n_pool > 0)
+		c = st->pool[--st->n_pool];
+	pthread_mutex_unlock(&st->lock);
+	if (c)
+		curl_easy_reset(c);
+	else
+		c = curl_easy_init();
+	return c;
+}
+
+static void give_handle(struct s3_store *st, CURL *c)
+{
+	pthread_mutex_lock(&st->lock);
+	if (st->n_pool < POOL_MAX) {
+		st->pool[st->n_pool++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
+struct http_req {
+	const char *method;
+	const char *key;	  /* NULL: the bucket itself */
+	const char *payload_hash; /* hex SHA-256 of the body */
+	const char *content_type;
+	/* body: from a file descriptor or a buffer */
+	int body_fd;
+	const unsigned char *body;
+	curl_off_t body_len;
+	curl_off_t body_pos;
+	/* response: to a file descriptor, the error body to errbody */
+	int out_fd;
+	int out_err;
+	char errbody[ERRBODY_MAX];
+	size_t errbody_len;
+	long status;
+	CURL *curl;
+};
+
+static size_t read_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t want = size * n;
+	if (r->body_fd >= 0) {
+		ssize_t got = read(r->body_fd, ptr, want);
+		return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
+	}
+	curl_off_t left = r->body_len - r->body_pos;
+	if ((curl_off_t)want > left)
+		want = (size_t)left;
+	memcpy(ptr, r->body + r->body_pos, want);
+	r->body_pos += (curl_off_t)want;
+	return want;
+}
+
+static size_t write_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t len = size * n;
+	long status = 0;
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300 && r->out_fd >= 0) {
+		size_t off = 0;
+		while (off < len) {
+			ssize_t w = write(r->out_fd, ptr + off, len - off);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				r->out_err = errno;
+				return 0;
+			}
+			off += (size_t)w;
+		}
+		return len;
+	}
+	size_t room = sizeof(r->errbody) - 1 - r->errbody_len;
+	size_t take = len < room ? len : room;
+	memcpy(r->errbody + r->errbody_len, ptr, take);
+	r->errbody_len += take;
+	r->errbody[r->errbody_len] = '\0';
+	return len;
+}
+
+/* The <Code> of an S3 error reply, or "". */
+static void error_code(const char *body, char *out, size_t n)
+{
+	const char *b = strstr(body, "<Code>"), *e;
+	out[0] = '\0';
+	if (b && (e = strstr(b + 6, "</Code>")) && (size_t)(e - b - 6) < n)
+		snprintf(out, n, "%.*s", (int)(e - b - 6), b + 6);
+}
+
+/* The one place an HTTP status or a curl error becomes an errno. */
+static int http_errno(CURLcode cc, long status, const char *code)
+{
+	switch (cc) {
+	case CURLE_OK:
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+	if (status >= 200 && status < 300)
+		return 0;
+	if (strcmp(code, "SlowDown") == 0 || strcmp(code, "RequestTimeout") == 0)
+		return -EAGAIN;
+	switch (status) {
+	case 403:
+	case 401:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 408:
+	case 429:
+	case 500:
+	case 502:
+	case 503:
+	case 504:
+		return -EAGAIN;
+	default:
+		return status >= 400 && status < 500 ? -EINVAL : -EIO;
+	}
+}
+
+static int http_do(struct s3_store *st, struct http_req *r, char *err,
+		   size_t errlen)
+{
+	char date[17], *ekey = NULL, *uri = NULL, *url = NULL, *auth = NULL;
+	char h_host[512], h_sha[128], h_date[64], *h_token = NULL;
+	char code[128] = "";
+	struct curl_slist *hl = NULL;
+	int ret = -ENOMEM;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
+	ekey = s3_uri_encode(r->key ? r->key : "", true);
+	if (!ekey)
+		goto out_free;
+	if (asprintf(&uri, "%s/%s", st->prefix, ekey) < 0) {
+		uri = NULL;
+		goto out_free;
+	}
+	if (asprintf(&url, "%s%s", st->base, uri) < 0) {
+		url = NULL;
+		goto out_free;
+	}
+	snprintf(h_host, sizeof(h_host), "host:%s", st->host);
+	snprintf(h_sha, sizeof(h_sha), "x-amz-content-sha256:%s",
+		 r->payload_hash);
+	snprintf(h_date, sizeof(h_date), "x-amz-date:%s", date);
+	if (st->token &&
+	    asprintf(&h_token, "x-amz-security-token:%s", st->token) < 0) {
+		h_token = NULL;
+		goto out_free;
+	}
+	const char *headers[4] = {h_host, h_sha, h_date, h_token};
+	struct s3_sigv4 sig = {
+		.method = r->method,
+		.uri = uri,
+		.query = "",
+		.headers = headers,
+		.n_headers = h_token ? 4 : 3,
+		.payload_hash = r->payload_hash,
+		.region = st->region,
+		.service = "s3",
+		.now = now,
+		.access_key_id = st->key_id,
+		.secret_access_key = st->secret,
+	};
+	char *a = s3_sigv4_authorization(&sig);
+	if (!a || asprintf(&auth, "Authorization: %s", a) < 0)
+		auth = NULL;
+	free(a);
+	if (!auth)
+		goto out_free;
+
+	char hv[600];
+	snprintf(hv, sizeof(hv), "Host: %s", st->host);
+	hl = curl_slist_append(hl, hv);
+	snprintf(hv, sizeof(hv), "x-amz-content-sha256: %s", r->payload_hash);
+	hl = curl_slist_append(hl, hv);
+	snprintf(hv, sizeof(hv), "x-amz-date: %s", date);
+	hl = curl_slist_append(hl, hv);
+	if (h_token) {
+		char *t = NULL;
+		if (asprintf(&t, "x-amz-security-token: %s", st->token) >= 0) {
+			hl = curl_slist_append(hl, t);
+			OPENSSL_cleanse(t, strlen(t));
+			free(t);
+		}
+	}
+	hl = curl_slist_append(hl, auth);
+	hl = curl_slist_append(hl, "Expect:");
+	if (r->content_type) {
+		snprintf(hv, sizeof(hv), "Content-Type: %s", r->content_type);
+		hl = curl_slist_append(hl, hv);
+	}
+	if (!hl)
+		goto out_free;
+
+	r->curl = take_handle(st);
+	if (!r->curl)
+		goto out_free;
+	CURL *c = r->curl;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	if (strcmp(r->method, "PUT") == 0) {
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_body);
+		curl_easy_setopt(c, CURLOPT_READDATA, r);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, r->body_len);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(r->method, "GET") != 0) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+	CURLcode cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	error_code(r->errbody, code, sizeof(code));
+	ret = http_errno(cc, r->status, code);
+	if (!ret && r->out_err)
+		ret = -r->out_err;
+	if (ret && cc != CURLE_OK)
+		snprintf(err, errlen, "%s of '%s' failed: %s", r->method,
+			 r->key ? r->key : st->bucket, curl_easy_strerror(cc));
+	else if (ret)
+		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld%s%s",
+			 r->method, r->key ? r->key : st->bucket, r->status,
+			 *code ? " " : "", code);
+	give_handle(st, c);
+out_free:
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	curl_slist_free_all(hl);
+	if (auth)
+		OPENSSL_cleanse(auth, strlen(auth));
+	free(auth);
+	if (h_token)
+		OPENSSL_cleanse(h_token, strlen(h_token));
+	free(h_token);
+	free(ekey);
+	free(uri);
+	free(url);
+	return ret;
+}
+
+static void http_req_init(struct http_req *r, const char *method,
+			  const char *key)
+{
+	memset(r, 0, sizeof(*r));
+	r->method = method;
+	r->key = key;
+	r->body_fd = -1;
+	r->out_fd = -1;
+	/* the SHA-256 of an empty body */
+	r->payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49"
+			  "5991b7852b855";
+}
+
+static int sha256_fd(int fd, char out[65])
+{
+	unsigned char md[32];
+	unsigned int n = 0;
+	char buf[1 << 16];
+	int ret = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		EVP_MD_CTX_free(ctx);
+		return -ENOMEM;
+	}
+	for (;;) {
+		ssize_t got = read(fd, buf, sizeof(buf));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			ret = -errno;
+			break;
+		}
+		if (got == 0)
+			break;
+		EVP_DigestUpdate(ctx, buf, (size_t)got);
+	}
+	EVP_DigestFinal_ex(ctx, md, &n);
+	EVP_MD_CTX_free(ctx);
+	for (unsigned i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return ret;
+}
+
+/* ---- the interface ---- */
+
+int s3_check(struct s3_store *st, char *err, size_t errlen)
+{
+	if (st->is_file) {
+		if (access(st->root, W_OK | X_OK)) {
+			snprintf(err, errlen, "store '%s' is not writable: %s",
+				 st->root, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	struct http_req r;
+	http_req_init(&r, "HEAD", NULL);
+	return http_do(st, &r, err, errlen);
+}
+
+int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
+	       size_t len, const char *content_type, char *err, size_t errlen)
+{
+	char path[PATH_MAX], hash[65];
+	int ret;
+	if (!key_ok(key)) {
+		snprintf(err, errlen, "refused key '%s'", key);
+		return -EINVAL;
+	}
+	if (st->is_file) {
+		struct buf_arg b = {buf, len};
+		ret = file_path(st, key, path, sizeof(path));
+		if (!ret)
+			ret = write_atomic(path, fill_buf, &b);
+		if (ret)
+			snprintf(err, errlen, "store of '%s' failed: %s", key,
+				 strerror(-ret));
+		return ret;
+	}
+	struct http_req r;
+	http_req_init(&r, "PUT", key);
+	s3_sha256_hex(buf, len, hash);
+	r.payload_hash = hash;
+	r.content_type = content_type;
+	r.body = buf;
+	r.body_len = (curl_off_t)len;
+	return http_do(st, &r, err, errlen);
+}
+
+int s3_put_file(struct s3_store *st, const char *key, const char *path,
+		const char *content_type, char *err, size_t errlen)
+{
+	char dest[PATH_MAX], hash[65];
+	struct stat sb;
+	int ret, fd;
+	if (!key_ok(key)) {
+		snprintf(err, errlen, "refused key '%s'", key);
+		return -EINVAL;
+	}
+	if (st->is_file) {
+		ret = file_path(st, key, dest, sizeof(dest));
+		if (!ret)
+			ret = copy_file(path, dest);
+		if (ret)
+			snprintf(err, errlen, "store of '%s' failed: %s", key,
+				 strerror(-ret));
+		return ret;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb)) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot read '%s': %s", path,
+			 strerror(errno));
+		goto out_close;
+	}
+	ret = sha256_fd(fd, hash);
+	if (!ret && lseek(fd, 0, SEEK_SET) < 0)
+		ret = -errno;
+	if (ret) {
+		snprintf(err, errlen, "cannot read '%s': %s", path,
+			 strerror(-ret));
+		goto out_close;
+	}
+	struct http_req r;
+	http_req_init(&r, "PUT", key);
+	r.payload_hash = hash;
+	r.content_type = content_type;
+	r.body_fd = fd;
+	r.body_len = (curl_off_t)sb.st_size;
+	ret = http_do(st, &r, err, errlen);
+out_close:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+struct get_arg {
+	struct s3_store *st;
+	const char *key;
+	char *err;
+	size_t errlen;
+};
+
+static int fill_get(int fd, void *arg)
+{
+	struct get_arg *g = arg;
+	struct http_req r;
+	http_req_init(&r, "GET", g->key);
+	r.out_fd = fd;
+	return http_do(g->st, &r, g->err, g->errlen);
+}
+
+int s3_get_file(struct s3_store *st, const char *key, const char *dest,
+		char *err, size_t errlen)
+{
+	char src[PATH_MAX];
+	int ret;
+	if (!key_ok(key)) {
+		snprintf(err, errlen, "refused key '%s'", key);
+		return -EINVAL;
+	}
+	if (st->is_file) {
+		ret = file_path(st, key, src, sizeof(src));
+		if (!ret)
+			ret = copy_file(src, dest);
+		if (ret)
+			snprintf(err, errlen, "GET of '%s' failed: %s", key,
+				 strerror(-ret));
+		return ret;
+	}
+	struct get_arg g = {st, key, err, errlen};
+	return write_atomic(dest, fill_get, &g);
+}
+
+int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int ret;
+	if (!key_ok(key)) {
+		snprintf(err, errlen, "refused key '%s'", key);
+		return -EINVAL;
+	}
+	if (st->is_file) {
+		ret = file_path(st, key, path, sizeof(path));
+		if (!ret && unlink(path) && errno != ENOENT)
+			ret = -errno;
+		if (ret)
+			snprintf(err, errlen, "DELETE of '%s' failed: %s", key,
+				 strerror(-ret));
+		return ret;
+	}
+	struct http_req r;
+	http_req_init(&r, "DELETE", key);
+	ret = http_do(st, &r, err, errlen);
+	return ret == -ENOENT ? 0 : ret;
+}

@@ -1,0 +1,105 @@
+/* test_catalog.c - rows, generations, jobs, claims across a reopen. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/catalog.h"
+#include "tests/unit/check.h"
+
+static struct db_image uploaded(const struct db_image *img)
+{
+	struct db_image d = *img;
+	snprintf(d.s3_key, sizeof(d.s3_key), "k/%s", img->name);
+	snprintf(d.s3_thumbnail_key, sizeof(d.s3_thumbnail_key), "k/t_%s",
+		 img->name);
+	snprintf(d.thumbnail_name, sizeof(d.thumbnail_name), "a_thumb.jpg");
+	d.width = 640;
+	d.height = 480;
+	return d;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/thumbfs-db-XXXXXX", err[512];
+	struct db_image img, d;
+	struct db_job job, job2;
+	struct db_counts c;
+	bool current;
+	CHECK(mkdtemp(dir) != NULL);
+	struct db *db = db_open(dir, err, sizeof(err));
+	CHECK(db != NULL);
+	if (!db)
+		return check_report("test_catalog");
+
+	/* a write makes a spooled row and one job */
+	CHECK_INT(db_image_written(db, "P1", "2025-11-10", "a.jpg", 10, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
+	CHECK(!strcmp(img.state, "spooled"));
+	CHECK_INT(img.gen, 1);
+	CHECK_INT(strlen(img.id), 36);
+	/* a second write before the job ran reuses the job */
+	CHECK_INT(db_image_written(db, "P1", "2025-11-10", "a.jpg", 20, "me"),
+		  0);
+	CHECK_INT(db_counts(db, &c), 0);
+	CHECK_INT(c.jobs_ingest, 1);
+	CHECK_INT(db_job_claim(db, &job), 0);
+	CHECK_INT(job.gen, 2);
+	CHECK_INT(db_job_claim(db, &job2), -ENOENT); /* claimed once */
+
+	/* written again while the job runs: the job's result is stale */
+	CHECK_INT(db_image_written(db, "P1", "2025-11-10", "a.jpg", 30, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK(!current);
+	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
+	CHECK(!strcmp(img.state, "spooled"));
+
+	/* a crash: the claim is gone after reopening, the job is done again */
+	CHECK_INT(db_job_claim(db, &job), 0);
+	db_free(db);
+	db = db_open(dir, err, sizeof(err));
+	CHECK(db != NULL);
+	CHECK_INT(db_job_claim(db, &job2), 0);
+	CHECK_INT(job2.id, job.id);
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job2, &d, &current), 0);
+	CHECK(current);
+	CHECK_INT(db_image_get_by_thumb(db, "P1", "2025-11-10", "a_thumb.jpg",
+					&img),
+		  0);
+	CHECK(!strcmp(img.state, "uploaded"));
+	CHECK_INT(img.width, 640);
+	CHECK(!strcmp(img.s3_key, "k/a.jpg"));
+
+	/* reconcile: a known, uploaded file of the same size is left alone;
+	 * an unknown one is queued */
+	CHECK_INT(db_reconcile(db, "P1", "2025-11-10", "a.jpg", 30, "me"), 0);
+	CHECK_INT(db_reconcile(db, "P1", "2025-11-10", "b.jpg", 5, "me"), 1);
+	CHECK_INT(db_reconcile(db, "P1", "2025-11-10", "b.jpg", 5, "me"), 0);
+
+	/* removal queues the deletion of both objects */
+	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), 0);
+	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img),
+		  -ENOENT);
+	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), -ENOENT);
+	int deletes = 0;
+	while (db_job_claim(db, &job) == 0) {
+		if (job.kind == DB_JOB_DELETE) {
+			deletes++;
+			CHECK(!strcmp(job.key, "k/a.jpg"));
+			CHECK(!strcmp(job.key2, "k/t_a.jpg"));
+		}
+		CHECK_INT(db_job_retry(db, job.id, 100, "later"), 0);
+	}
+	CHECK_INT(deletes, 1);
+	CHECK_INT(db_counts(db, &c), 0);
+	CHECK_INT(c.jobs_retrying, 2);
+	db_free(db);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK_INT(system(cmd), 0);
+	return check_report("test_catalog");
+}

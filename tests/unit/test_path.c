@@ -1,0 +1,75 @@
+/* test_path.c - the tree's rules: ids, dates, hidden and reserved names. */
+#include <errno.h>
+#include <string.h>
+
+#include "fs/path.h"
+#include "tests/unit/check.h"
+
+static struct fs_rules rules;
+
+static struct fs_path parse(const char *path)
+{
+	struct fs_path p;
+	fs_path_parse(&rules, path, &p);
+	return p;
+}
+
+int main(void)
+{
+	char name[300];
+	CHECK_INT(fs_rules_init(&rules, "^[A-Za-z0-9_-]{1,64}$",
+				".DS_Store,Thumbs.db,desktop.ini,~$*"),
+		  0);
+	CHECK(fs_valid_date("2025-11-10"));
+	CHECK(fs_valid_date("2024-02-29"));
+	CHECK(!fs_valid_date("2023-02-29"));
+	CHECK(!fs_valid_date("2025-13-01"));
+	CHECK(!fs_valid_date("2025-04-31"));
+	CHECK(!fs_valid_date("2025-1-10"));
+	CHECK(!fs_valid_date("2025-11-10x"));
+	CHECK(!fs_valid_date("0000-01-01"));
+
+	CHECK(parse("/").kind == FS_ROOT);
+	CHECK(parse("/patients").kind == FS_PATIENTS);
+	CHECK(parse("/patients/P-1_a").kind == FS_PATIENT);
+	CHECK(parse("/patients/P1/2025-11-10").kind == FS_BATCH);
+	struct fs_path p = parse("/patients/P1/2025-11-10/IMG 1.jpg");
+	CHECK(p.kind == FS_FILE && !p.local && !p.thumb);
+	CHECK(!strcmp(p.patient, "P1") && !strcmp(p.date, "2025-11-10") &&
+	      !strcmp(p.name, "IMG 1.jpg"));
+	CHECK(parse("/.thumbfs/status").kind == FS_STATUS);
+
+	p = parse("/patients/bad!id");
+	CHECK(p.kind == FS_INVALID && p.err == -EINVAL && strstr(p.why, "id"));
+	p = parse("/patients/P1/2025-02-30");
+	CHECK(p.kind == FS_INVALID && p.err == -EINVAL &&
+	      strstr(p.why, "date"));
+	p = parse("/patients/P1/2025-11-10/sub/x.jpg");
+	CHECK(p.kind == FS_INVALID && p.err == -EPERM);
+	p = parse("/photo.jpg");
+	CHECK(p.kind == FS_INVALID && p.err == -EPERM);
+	p = parse("/patients/../etc");
+	CHECK(p.kind == FS_INVALID && p.err == -EINVAL);
+	memcpy(name, "/patients/", 10);
+	memset(name + 10, 'a', 256);
+	name[266] = '\0';
+	CHECK(parse(name).err == -ENAMETOOLONG);
+
+	CHECK(parse("/patients/P1/2025-11-10/.IMG.jpg.Ab12Cd").local);
+	CHECK(parse("/patients/P1/2025-11-10/.DS_Store").local);
+	CHECK(parse("/patients/P1/2025-11-10/Thumbs.db").local);
+	CHECK(parse("/patients/P1/2025-11-10/~$report.doc").local);
+	CHECK(parse("/patients/P1/2025-11-10/a_thumb.jpg").thumb);
+	CHECK(parse("/patients/P1/2025-11-10/a_thumb").thumb);
+	CHECK(!parse("/patients/P1/2025-11-10/a_thumbs.jpg").thumb);
+	CHECK(!parse("/patients/P1/2025-11-10/thumb.jpg").thumb);
+
+	fs_thumb_name("IMG_1.JPG", ".jpg", name, sizeof(name));
+	CHECK(!strcmp(name, "IMG_1_thumb.jpg"));
+	fs_thumb_name("scan.v2.png", ".png", name, sizeof(name));
+	CHECK(!strcmp(name, "scan.v2_thumb.png"));
+	fs_thumb_name("noext", ".jpg", name, sizeof(name));
+	CHECK(!strcmp(name, "noext_thumb.jpg"));
+	fs_rules_release(&rules);
+	return check_report("test_path");
+}

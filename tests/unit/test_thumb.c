@@ -1,0 +1,226 @@
+/* test_thumb.c - sizes as Pillow gives them, the resampler's properties,
+ * decode and encode round trips, and bad input refused cleanly. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tests/unit/check.h"
+#include "thumb/thumb.h"
+
+/* {w, h, Pillow's thumbnail((300, 300)) w, h}, from Debian's Pillow 9.4. */
+static const int fits[][4] = {
+	{4032, 3024, 300, 225}, {3024, 4032, 225, 300}, {1000, 1, 300, 1},
+	{1, 1000, 1, 300},	{300, 300, 300, 300},	{200, 100, 200, 100},
+	{301, 300, 300, 299},	{5640, 3172, 300, 169}, {3840, 2160, 300, 169},
+	{1920, 1080, 300, 169}, {1234, 567, 300, 138},	{999, 333, 300, 100},
+	{640, 480, 300, 225},	{2000, 1999, 300, 300}, {7, 1500, 1, 300},
+	{1500, 7, 300, 2},
+};
+
+static void test_fit(void)
+{
+	for (size_t i = 0; i < sizeof(fits) / sizeof(fits[0]); i++) {
+		int w, h;
+		thumb_fit(fits[i][0], fits[i][1], 300, 300, &w, &h);
+		CHECK_INT(w, fits[i][2]);
+		CHECK_INT(h, fits[i][3]);
+	}
+}
+
+static struct thumb_image make_image(int w, int h, int ch)
+{
+	struct thumb_image img = {w, h, ch, malloc((size_t)w * h * ch)};
+	return img;
+}
+
+static void test_flat_stays_flat(void)
+{
+	for (int ch = 1; ch <= 4; ch++) {
+		struct thumb_image src = make_image(1000, 700, ch), dst;
+		for (size_t i = 0; i < (size_t)1000 * 700 * ch; i++)
+			src.pixels[i] = (unsigned char)(i % ch == 0 ? 77 : 200);
+		CHECK_INT(thumb_resample(&src, 300, 210, &dst), 0);
+		int bad = 0;
+		for (size_t i = 0; i < (size_t)300 * 210 * ch; i++)
+			bad += dst.pixels[i] != (i % ch == 0 ? 77 : 200);
+		CHECK_INT(bad, 0); /* exactly flat, edges included */
+		thumb_image_release(&src);
+		thumb_image_release(&dst);
+	}
+}
+
+static void test_mean_preserved(void)
+{
+	struct thumb_image src = make_image(997, 613, 3), dst;
+	uint32_t x = 12345;
+	double in = 0, out = 0;
+	for (size_t i = 0; i < (size_t)997 * 613 * 3; i++) {
+		x = x * 1103515245u + 12345u;
+		src.pixels[i] = (unsigned char)(x >> 24);
+		in += src.pixels[i];
+	}
+	CHECK_INT(thumb_resample(&src, 300, 184, &dst), 0);
+	for (size_t i = 0; i < (size_t)300 * 184 * 3; i++)
+		out += dst.pixels[i];
+	in /= 997.0 * 613 * 3;
+	out /= 300.0 * 184 * 3;
+	CHECK(fabs(in - out) < 0.5);
+	thumb_image_release(&src);
+	thumb_image_release(&dst);
+}
+
+/* A gradient: no dark or light border, every pixel near the ideal. */
+static void test_no_edge(void)
+{
+	struct thumb_image src = make_image(900, 900, 1), dst;
+	for (int y = 0; y < 900; y++)
+		for (int xx = 0; xx < 900; xx++)
+			src.pixels[y * 900 + xx] = (unsigned char)(xx * 255 / 899);
+	CHECK_INT(thumb_resample(&src, 300, 300, &dst), 0);
+	int worst = 0;
+	for (int y = 0; y < 300; y++)
+		for (int xx = 0; xx < 300; xx++) {
+			double ideal = ((xx + 0.5) * 3 - 0.5) * 255 / 899;
+			int d = (int)fabs(dst.pixels[y * 300 + xx] - ideal);
+			if (d > worst)
+				worst = d;
+		}
+	CHECK(worst <= 2);
+	thumb_image_release(&src);
+	thumb_image_release(&dst);
+}
+
+static void test_roundtrip(enum thumb_format fmt, int ch)
+{
+	struct thumb_image src = make_image(640, 480, ch);
+	struct thumb_opts opts;
+	struct thumb_result res;
+	unsigned char *enc;
+	size_t len;
+	char err[256];
+	for (int y = 0; y < 480; y++)
+		for (int xx = 0; xx < 640; xx++)
+			for (int c = 0; c < ch; c++)
+				src.pixels[(y * 640 + xx) * ch + c] =
+					(unsigned char)(c == 3 ? 255 : (xx + y) / 5);
+	CHECK_INT(thumb_encode(&src, fmt, 95, &enc, &len, err, sizeof(err)), 0);
+	CHECK(thumb_detect(enc, len) == fmt);
+	thumb_opts_init(&opts);
+	CHECK_INT(thumb_make(enc, len, &opts, &res, err, sizeof(err)), 0);
+	CHECK_INT(res.width, 640);
+	CHECK_INT(res.height, 480);
+	CHECK_INT(res.thumb_width, 300);
+	CHECK_INT(res.thumb_height, 225);
+	CHECK(res.thumb_format == fmt);
+	CHECK(thumb_detect(res.data, res.size) == fmt);
+	/* and the thumbnail decodes to its stated size */
+	struct thumb_image back;
+	int w, h;
+	CHECK_INT(thumb_decode(res.data, res.size, 0, 0, 0, &back, &w, &h, err,
+			       sizeof(err)),
+		  0);
+	CHECK_INT(back.width, 300);
+	CHECK_INT(back.height, 225);
+	thumb_image_release(&back);
+	thumb_result_release(&res);
+	free(enc);
+	thumb_image_release(&src);
+}
+
+static void test_bad_input(void)
+{
+	struct thumb_opts opts;
+	struct thumb_result res;
+	char err[256];
+	struct thumb_image src = make_image(400, 400, 3);
+	unsigned char *enc;
+	size_t len;
+
+	thumb_opts_init(&opts);
+	CHECK_INT(thumb_make((const unsigned char *)"", 0, &opts, &res, err,
+			     sizeof(err)),
+		  -EINVAL);
+	CHECK_INT(thumb_make((const unsigned char *)"hello, world", 12, &opts,
+			     &res, err, sizeof(err)),
+		  -ENOTSUP);
+	memset(src.pixels, 128, (size_t)400 * 400 * 3);
+	CHECK_INT(thumb_encode(&src, THUMB_FMT_JPEG, 85, &enc, &len, err,
+			       sizeof(err)),
+		  0);
+	/* truncated: libjpeg fills the rest; a header alone is corrupt */
+	CHECK_INT(thumb_make(enc, 20, &opts, &res, err, sizeof(err)), -EINVAL);
+	CHECK(err[0] != '\0');
+	opts.max_pixels = 1000;
+	CHECK_INT(thumb_make(enc, len, &opts, &res, err, sizeof(err)), -EFBIG);
+	CHECK(strstr(err, "400x400") != NULL);
+	free(enc);
+	CHECK_INT(thumb_encode(&src, THUMB_FMT_PNG, 85, &enc, &len, err,
+			       sizeof(err)),
+		  0);
+	thumb_opts_init(&opts);
+	CHECK_INT(thumb_make(enc, len / 2, &opts, &res, err, sizeof(err)),
+		  -EINVAL);
+	free(enc);
+	thumb_image_release(&src);
+}
+
+/* PngSuite: every valid file thumbnails, every x*.png is refused. */
+static void test_pngsuite(void)
+{
+	static const char *valid[] = {"basn0g01", "basn2c16", "basi3p02",
+				      "basn4a08", "basn6a16", "tbrn2c08",
+				      "s01n3p01", "basi0g16"};
+	static const char *corrupt[] = {"xc1n0g08", "xcrn0g04", "xd0n2c08",
+					"xhdn0g08", "xs1n0g01", "xlfn0g04"};
+	struct thumb_opts opts;
+	struct thumb_result res;
+	char path[1024], err[256];
+	size_t len;
+	thumb_opts_init(&opts);
+	for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+		snprintf(path, sizeof(path),
+			 SRCDIR "/../shared/corpus/pngsuite/png/%s.png",
+			 valid[i]);
+		unsigned char *buf = check_slurp(path, &len);
+		CHECK(buf != NULL);
+		if (!buf)
+			continue;
+		int ret = thumb_make(buf, len, &opts, &res, err, sizeof(err));
+		if (ret)
+			fprintf(stderr, "%s: %s\n", valid[i], err);
+		CHECK_INT(ret, 0);
+		CHECK(res.thumb_width >= 1 && res.thumb_height >= 1);
+		thumb_result_release(&res);
+		free(buf);
+	}
+	for (size_t i = 0; i < sizeof(corrupt) / sizeof(corrupt[0]); i++) {
+		snprintf(path, sizeof(path),
+			 SRCDIR "/../shared/corpus/pngsuite/png/%s.png",
+			 corrupt[i]);
+		unsigned char *buf = check_slurp(path, &len);
+		CHECK(buf != NULL);
+		if (!buf)
+			continue;
+		int ret = thumb_make(buf, len, &opts, &res, err, sizeof(err));
+		if (!ret)
+			fprintf(stderr, "%s: accepted\n", corrupt[i]);
+		CHECK(ret == -EINVAL || ret == -ENOTSUP);
+		free(buf);
+	}
+}
+
+int main(void)
+{
+	test_fit();
+	test_flat_stays_flat();
+	test_mean_preserved();
+	test_no_edge();
+	test_roundtrip(THUMB_FMT_JPEG, 3);
+	test_roundtrip(THUMB_FMT_JPEG, 1);
+	test_roundtrip(THUMB_FMT_PNG, 4);
+	test_roundtrip(THUMB_FMT_PNG, 2);
+	test_bad_input();
+	test_pngsuite();
+	return check_report("test_thumb");
+}

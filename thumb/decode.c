@@ -1,0 +1,331 @@
+/* decode.c - JPEG (libjpeg-turbo, DCT-scaled) and PNG (libpng) to 8-bit. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <png.h>
+
+#include "thumb.h"
+
+enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
+{
+	static const unsigned char png_sig[8] = {0x89, 'P',  'N',  'G',
+						 '\r', '\n', 0x1a, '\n'};
+	if (len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff)
+		return THUMB_FMT_JPEG;
+	if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
+		return THUMB_FMT_PNG;
+	return THUMB_FMT_UNKNOWN;
+}
+
+const char *thumb_mime_type(enum thumb_format fmt)
+{
+	switch (fmt) {
+	case THUMB_FMT_JPEG:
+		return "image/jpeg";
+	case THUMB_FMT_PNG:
+		return "image/png";
+	default:
+		return "application/octet-stream";
+	}
+}
+
+void thumb_image_release(struct thumb_image *img)
+{
+	free(img->pixels);
+	memset(img, 0, sizeof(*img));
+}
+
+static int check_size(int w, int h, uint64_t max_pixels, char *err,
+		      size_t errlen)
+{
+	if (w <= 0 || h <= 0) {
+		snprintf(err, errlen, "image has no pixels (%dx%d)", w, h);
+		return -EINVAL;
+	}
+	if (max_pixels && (uint64_t)w * (uint64_t)h > max_pixels) {
+		snprintf(err, errlen,
+			 "image is %dx%d, over the limit of %llu pixels", w, h,
+			 (unsigned long long)max_pixels);
+		return -EFBIG;
+	}
+	return 0;
+}
+
+/* ---- JPEG ---- */
+
+struct jpeg_err {
+	struct jpeg_error_mgr mgr;
+	jmp_buf jmp;
+	char msg[JMSG_LENGTH_MAX];
+};
+
+static void jpeg_err_exit(j_common_ptr cinfo)
+{
+	struct jpeg_err *e = (struct jpeg_err *)cinfo->err;
+	(*cinfo->err->format_message)(cinfo, e->msg);
+	longjmp(e->jmp, 1);
+}
+
+static void jpeg_err_silent(j_common_ptr cinfo)
+{
+	(void)cinfo; /* warnings (e.g. premature end) are not fatal */
+}
+
+/* Adobe CMYK JPEGs are stored inverted; the product gives RGB. */
+static void cmyk_row_to_rgb(const unsigned char *in, unsigned char *out, int w,
+			    int inverted)
+{
+	for (int x = 0; x < w; x++) {
+		int c = in[4 * x], m = in[4 * x + 1], y = in[4 * x + 2],
+		    k = in[4 * x + 3];
+		if (!inverted) {
+			c = 255 - c;
+			m = 255 - m;
+			y = 255 - y;
+			k = 255 - k;
+		}
+		out[3 * x] = (unsigned char)((c * k + 127) / 255);
+		out[3 * x + 1] = (unsigned char)((m * k + 127) / 255);
+		out[3 * x + 2] = (unsigned char)((y * k + 127) / 255);
+	}
+}
+
+static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
+		       int box_h, uint64_t max_pixels, struct thumb_image *img,
+		       int *orig_w, int *orig_h, char *err, size_t errlen)
+{
+	struct jpeg_decompress_struct cinfo;
+	struct jpeg_err jerr;
+	unsigned char *volatile pixels = NULL;
+	unsigned char *volatile cmyk = NULL;
+	volatile int ret = 0;
+
+	memset(&cinfo, 0, sizeof(cinfo));
+	cinfo.err = jpeg_std_error(&jerr.mgr);
+	jerr.mgr.error_exit = jpeg_err_exit;
+	jerr.mgr.output_message = jpeg_err_silent;
+	if (setjmp(jerr.jmp)) {
+		snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
+		ret = -EINVAL;
+		goto out_destroy;
+	}
+	jpeg_create_decompress(&cinfo);
+	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+	jpeg_read_header(&cinfo, TRUE);
+	*orig_w = (int)cinfo.image_width;
+	*orig_h = (int)cinfo.image_height;
+	ret = check_size(*orig_w, *orig_h, max_pixels, err, errlen);
+	if (ret)
+		goto out_destroy;
+
+	int cmyk_in = cinfo.jpeg_color_space == JCS_CMYK ||
+		      cinfo.jpeg_color_space == JCS_YCCK;
+	if (cmyk_in)
+		cinfo.out_color_space = JCS_CMYK;
+	else if (cinfo.num_components == 1)
+		cinfo.out_color_space = JCS_GRAYSCALE;
+	else
+		cinfo.out_color_space = JCS_RGB;
+
+	/* Shrink on load: the largest 1/d that still leaves at least twice
+	 * the thumbnail's size for the Lanczos pass (libvips does the same). */
+	cinfo.scale_num = 1;
+	cinfo.scale_denom = 1;
+	if (box_w > 0 && box_h > 0) {
+		int min_w, min_h;
+		thumb_fit(*orig_w, *orig_h, box_w, box_h, &min_w, &min_h);
+		min_w *= 2;
+		min_h *= 2;
+		for (unsigned d = 8; d > 1; d /= 2) {
+			unsigned sw = (cinfo.image_width + d - 1) / d;
+			unsigned sh = (cinfo.image_height + d - 1) / d;
+			if (sw >= (unsigned)min_w && sh >= (unsigned)min_h) {
+				cinfo.scale_denom = d;
+				break;
+			}
+		}
+	}
+	jpeg_start_decompress(&cinfo);
+
+	int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
+	int ch = cmyk_in ? 3 : cinfo.output_components;
+	pixels = malloc((size_t)w * h * ch);
+	if (cmyk_in)
+		cmyk = malloc((size_t)w * 4);
+	if (!pixels || (cmyk_in && !cmyk)) {
+		snprintf(err, errlen, "out of memory for a %dx%d JPEG", w, h);
+		ret = -ENOMEM;
+		goto out_destroy;
+	}
+	int inverted = cmyk_in && cinfo.saw_Adobe_marker;
+	while (cinfo.output_scanline < cinfo.output_height) {
+		unsigned char *row = pixels + (size_t)cinfo.output_scanline *
+						      w * ch;
+		if (cmyk_in) {
+			JSAMPROW r = cmyk;
+			jpeg_read_scanlines(&cinfo, &r, 1);
+			cmyk_row_to_rgb(cmyk, row, w, inverted);
+		} else {
+			JSAMPROW r = row;
+			jpeg_read_scanlines(&cinfo, &r, 1);
+		}
+	}
+	jpeg_finish_decompress(&cinfo);
+	img->width = w;
+	img->height = h;
+	img->channels = ch;
+	img->pixels = pixels;
+	pixels = NULL;
+out_destroy:
+	jpeg_destroy_decompress(&cinfo);
+	free(pixels);
+	free(cmyk);
+	return ret;
+}
+
+/* ---- PNG ---- */
+
+struct png_src {
+	const unsigned char *buf;
+	size_t len;
+	size_t pos;
+};
+
+struct png_err {
+	char msg[200];
+};
+
+static void png_read_mem(png_structp png, png_bytep out, size_t n)
+{
+	struct png_src *s = png_get_io_ptr(png);
+	if (n > s->len - s->pos)
+		png_error(png, "file is truncated");
+	memcpy(out, s->buf + s->pos, n);
+	s->pos += n;
+}
+
+static void png_on_error(png_structp png, png_const_charp msg)
+{
+	struct png_err *e = png_get_error_ptr(png);
+	snprintf(e->msg, sizeof(e->msg), "%s", msg);
+	png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp msg)
+{
+	(void)png;
+	(void)msg;
+}
+
+static int decode_png(const unsigned char *buf, size_t len,
+		      uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		      int *orig_h, char *err, size_t errlen)
+{
+	struct png_src src = {buf, len, 0};
+	struct png_err perr = {""};
+	png_structp png = NULL;
+	png_infop info = NULL;
+	unsigned char *volatile pixels = NULL;
+	png_bytep *volatile rows = NULL;
+	volatile int ret = 0;
+
+	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr,
+				     png_on_error, png_on_warning);
+	if (png)
+		info = png_create_info_struct(png);
+	if (!png || !info) {
+		snprintf(err, errlen, "out of memory for a PNG decoder");
+		ret = -ENOMEM;
+		goto out_destroy;
+	}
+	if (setjmp(png_jmpbuf(png))) {
+		snprintf(err, errlen, "corrupt PNG: %s", perr.msg);
+		ret = -EINVAL;
+		goto out_destroy;
+	}
+	png_set_read_fn(png, &src, png_read_mem);
+	/* Pillow checks no CRCs of ancillary chunks either; critical ones
+	 * still fail. */
+	png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_WARN_USE);
+	png_read_info(png, info);
+
+	png_uint_32 w = png_get_image_width(png, info);
+	png_uint_32 h = png_get_image_height(png, info);
+	*orig_w = (int)w;
+	*orig_h = (int)h;
+	if (w > 0x7fffffff || h > 0x7fffffff) {
+		snprintf(err, errlen, "PNG declares an impossible size");
+		ret = -EINVAL;
+		goto out_destroy;
+	}
+	ret = check_size((int)w, (int)h, max_pixels, err, errlen);
+	if (ret)
+		goto out_destroy;
+
+	int color = png_get_color_type(png, info);
+	int depth = png_get_bit_depth(png, info);
+	if (depth == 16)
+		png_set_strip_16(png); /* the high byte, as Pillow keeps */
+	if (color == PNG_COLOR_TYPE_PALETTE)
+		png_set_palette_to_rgb(png);
+	if (color == PNG_COLOR_TYPE_GRAY && depth < 8)
+		png_set_expand_gray_1_2_4_to_8(png);
+	if (png_get_valid(png, info, PNG_INFO_tRNS))
+		png_set_tRNS_to_alpha(png);
+	png_set_interlace_handling(png);
+	png_read_update_info(png, info);
+
+	int ch = png_get_channels(png, info);
+	size_t rowbytes = png_get_rowbytes(png, info);
+	if (ch < 1 || ch > 4 || rowbytes != (size_t)w * ch) {
+		snprintf(err, errlen, "unexpected PNG layout");
+		ret = -EINVAL;
+		goto out_destroy;
+	}
+	pixels = malloc(rowbytes * h);
+	rows = malloc(sizeof(png_bytep) * h);
+	if (!pixels || !rows) {
+		snprintf(err, errlen, "out of memory for a %ux%u PNG", w, h);
+		ret = -ENOMEM;
+		goto out_destroy;
+	}
+	for (png_uint_32 y = 0; y < h; y++)
+		rows[y] = pixels + rowbytes * y;
+	png_read_image(png, rows);
+	img->width = (int)w;
+	img->height = (int)h;
+	img->channels = ch;
+	img->pixels = pixels;
+	pixels = NULL;
+out_destroy:
+	png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+	free(rows);
+	free(pixels);
+	return ret;
+}
+
+int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
+		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		 int *orig_h, char *err, size_t errlen)
+{
+	memset(img, 0, sizeof(*img));
+	if (len == 0) {
+		snprintf(err, errlen, "file is empty");
+		return -EINVAL;
+	}
+	switch (thumb_detect(buf, len)) {
+	case THUMB_FMT_JPEG:
+		return decode_jpeg(buf, len, box_w, box_h, max_pixels, img,
+				   orig_w, orig_h, err, errlen);
+	case THUMB_FMT_PNG:
+		return decode_png(buf, len, max_pixels, img, orig_w, orig_h,
+				  err, errlen);
+	default:
+		snprintf(err, errlen, "not a JPEG or PNG image");
+		return -ENOTSUP;
+	}
+}

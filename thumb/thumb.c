@@ -1,0 +1,110 @@
+/* thumb.c - the thumbnail pipeline: fit as Pillow does, decode, resample,
+ * encode in the original's format. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thumb.h"
+
+void thumb_opts_init(struct thumb_opts *opts)
+{
+	opts->max_width = 300;
+	opts->max_height = 300;
+	opts->jpeg_quality = 85;
+	opts->max_pixels = 100000000ULL;
+}
+
+/* Pillow's round_aspect(): of floor(n) and ceil(n), the one whose aspect is
+ * closest (floor on a tie), and at least 1. */
+static int round_x(double number, double aspect, int y)
+{
+	double f = floor(number), c = ceil(number);
+	double kf = fabs(aspect - f / y), kc = fabs(aspect - c / y);
+	double best = kc < kf ? c : f;
+	return best < 1.0 ? 1 : (int)best;
+}
+
+static double key_y(double n, double aspect, int x)
+{
+	return n == 0.0 ? 0.0 : fabs(aspect - x / n);
+}
+
+static int round_y(double number, double aspect, int x)
+{
+	double f = floor(number), c = ceil(number);
+	double best = key_y(c, aspect, x) < key_y(f, aspect, x) ? c : f;
+	return best < 1.0 ? 1 : (int)best;
+}
+
+void thumb_fit(int w, int h, int max_w, int max_h, int *out_w, int *out_h)
+{
+	int x = max_w, y = max_h;
+
+	*out_w = w;
+	*out_h = h;
+	if (x >= w && y >= h)
+		return; /* never enlarged */
+	double aspect = (double)w / h;
+	if ((double)x / y >= aspect)
+		x = round_x(y * aspect, aspect, y);
+	else
+		y = round_y(x / aspect, aspect, x);
+	*out_w = x;
+	*out_h = y;
+}
+
+void thumb_result_release(struct thumb_result *res)
+{
+	free(res->data);
+	memset(res, 0, sizeof(*res));
+}
+
+int thumb_make(const unsigned char *buf, size_t len,
+	       const struct thumb_opts *opts, struct thumb_result *res,
+	       char *err, size_t errlen)
+{
+	struct thumb_image img = {0}, small = {0};
+	int ow = 0, oh = 0, tw, th, ret;
+
+	memset(res, 0, sizeof(*res));
+	res->format = thumb_detect(buf, len);
+	res->mime_type = thumb_mime_type(res->format);
+	ret = thumb_decode(buf, len, opts->max_width, opts->max_height,
+			   opts->max_pixels, &img, &ow, &oh, err, errlen);
+	if (ret)
+		goto out;
+	res->width = ow;
+	res->height = oh;
+	thumb_fit(ow, oh, opts->max_width, opts->max_height, &tw, &th);
+	const struct thumb_image *final = &img;
+	if (tw != img.width || th != img.height) {
+		ret = thumb_resample(&img, tw, th, &small);
+		if (ret) {
+			snprintf(err, errlen, "out of memory resampling %dx%d",
+				 img.width, img.height);
+			goto out;
+		}
+		final = &small;
+	}
+	/* JPEG and PNG keep their format, as the app's save() does. */
+	res->thumb_format = res->format;
+	res->thumb_ext = res->format == THUMB_FMT_PNG ? ".png" : ".jpg";
+	ret = thumb_encode(final, res->thumb_format, opts->jpeg_quality,
+			   &res->data, &res->size, err, errlen);
+	if (ret)
+		goto out;
+	res->thumb_width = final->width;
+	res->thumb_height = final->height;
+out:
+	thumb_image_release(&img);
+	thumb_image_release(&small);
+	if (ret) {
+		enum thumb_format f = res->format;
+		thumb_result_release(res);
+		res->format = f;
+		res->mime_type = thumb_mime_type(f);
+	}
+	return ret;
+}

@@ -1,0 +1,96 @@
+/*
+ * thumb.h - the thumbnail engine: detect, decode, resample, encode.
+ *
+ * Knows nothing of FUSE, of the store or of the catalog. Every function that
+ * can fail returns 0 or -errno and, where it takes one, writes a one-line
+ * reason into err (never longer than errlen, always NUL-terminated):
+ *   -EINVAL   the bytes are not a decodable image (corrupt or truncated)
+ *   -ENOTSUP  the format is not one thumb/ reads
+ *   -EFBIG    the image is over the configured limits
+ *   -ENOMEM   an allocation failed
+ */
+#ifndef THUMB_THUMB_H
+#define THUMB_THUMB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum thumb_format {
+	THUMB_FMT_UNKNOWN = 0,
+	THUMB_FMT_JPEG,
+	THUMB_FMT_PNG,
+};
+
+/* An 8-bit image, rows packed without padding. channels is 1 (gray),
+ * 2 (gray+alpha), 3 (RGB) or 4 (RGBA); alpha is straight, not premultiplied.
+ * The pixels are owned by the image: thumb_image_release() frees them. */
+struct thumb_image {
+	int width;
+	int height;
+	int channels;
+	unsigned char *pixels;
+};
+
+struct thumb_opts {
+	int max_width;	    /* the box the thumbnail fits in, e.g. 300 */
+	int max_height;	    /* e.g. 300 */
+	int jpeg_quality;   /* 1..100, e.g. 85 */
+	uint64_t max_pixels; /* refuse larger images; 0: no limit */
+};
+
+/* What thumb_make() gives back. data is owned by the result:
+ * thumb_result_release() frees it. mime_type and ext are static strings. */
+struct thumb_result {
+	enum thumb_format format;	/* of the original */
+	enum thumb_format thumb_format; /* of the thumbnail */
+	int width;			/* of the original, as displayed */
+	int height;
+	int thumb_width;
+	int thumb_height;
+	unsigned char *data; /* the encoded thumbnail */
+	size_t size;
+	const char *mime_type; /* of the original, e.g. "image/jpeg" */
+	const char *thumb_ext; /* of the thumbnail, e.g. ".jpg" */
+};
+
+/* The defaults of the app: 300x300, quality 85, 100 megapixels. */
+void thumb_opts_init(struct thumb_opts *opts);
+
+/* The format of buf, from its magic bytes (never from a name). */
+enum thumb_format thumb_detect(const unsigned char *buf, size_t len);
+
+/* "image/jpeg", "image/png", or "application/octet-stream". */
+const char *thumb_mime_type(enum thumb_format fmt);
+
+/* The size Pillow's Image.thumbnail((max_w, max_h)) gives an image of
+ * w x h: aspect kept by Pillow's rounding, never enlarged, at least 1. */
+void thumb_fit(int w, int h, int max_w, int max_h, int *out_w, int *out_h);
+
+/* Decode buf into img (8-bit, see struct thumb_image). For a JPEG, the
+ * DCT-domain scaling is used to decode at the smallest size that is still at
+ * least twice the thumbnail that fits box_w x box_h (pass 0, 0 for full
+ * size). The original's size is returned in *orig_w, *orig_h. On failure img
+ * is left empty. */
+int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
+		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		 int *orig_h, char *err, size_t errlen);
+
+/* Lanczos (a=3) resample src into a new image of w x h in dst, as two
+ * separable passes; alpha is premultiplied while filtering. */
+int thumb_resample(const struct thumb_image *src, int w, int h,
+		   struct thumb_image *dst);
+
+/* Encode img as fmt (JPEG at quality, or PNG) into a malloc'd buffer. */
+int thumb_encode(const struct thumb_image *img, enum thumb_format fmt,
+		 int quality, unsigned char **out, size_t *out_len, char *err,
+		 size_t errlen);
+
+/* The whole pipeline: detect, decode, fit, resample, encode. */
+int thumb_make(const unsigned char *buf, size_t len,
+	       const struct thumb_opts *opts, struct thumb_result *res,
+	       char *err, size_t errlen);
+
+void thumb_image_release(struct thumb_image *img);
+void thumb_result_release(struct thumb_result *res);
+
+#endif

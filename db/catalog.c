@@ -1,4 +1,5 @@
-/* catalog.c - the SQLite catalog of images and the job queue (see catalog.h). */
+/* catalog.c - the SQLite catalog of images and the job queue (see catalog.h).
+ */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,43 +14,42 @@
 
 #define SCHEMA_VERSION 1
 
-static const char schema_v1[] =
-	"CREATE TABLE images ("
-	" id TEXT PRIMARY KEY,"
-	" patient_id TEXT NOT NULL,"
-	" batch_date TEXT NOT NULL,"
-	" name TEXT NOT NULL,"
-	" state TEXT NOT NULL,"
-	" gen INTEGER NOT NULL DEFAULT 0,"
-	" file_size INTEGER NOT NULL DEFAULT 0,"
-	" s3_key TEXT NOT NULL DEFAULT '',"
-	" s3_thumbnail_key TEXT NOT NULL DEFAULT '',"
-	" s3_bucket TEXT NOT NULL DEFAULT '',"
-	" thumbnail_name TEXT NOT NULL DEFAULT '',"
-	" thumbnail_size INTEGER NOT NULL DEFAULT 0,"
-	" mime_type TEXT NOT NULL DEFAULT '',"
-	" width INTEGER NOT NULL DEFAULT 0,"
-	" height INTEGER NOT NULL DEFAULT 0,"
-	" sha256 TEXT NOT NULL DEFAULT '',"
-	" error TEXT NOT NULL DEFAULT '',"
-	" uploaded_by TEXT NOT NULL DEFAULT '',"
-	" created_at TEXT NOT NULL,"
-	" updated_at TEXT NOT NULL,"
-	" UNIQUE (patient_id, batch_date, name));"
-	"CREATE INDEX images_thumb ON images"
-	" (patient_id, batch_date, thumbnail_name);"
-	"CREATE TABLE jobs ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" kind INTEGER NOT NULL,"
-	" image_id TEXT NOT NULL DEFAULT '',"
-	" gen INTEGER NOT NULL DEFAULT 0,"
-	" key TEXT NOT NULL DEFAULT '',"
-	" key2 TEXT NOT NULL DEFAULT '',"
-	" attempts INTEGER NOT NULL DEFAULT 0,"
-	" not_before INTEGER NOT NULL DEFAULT 0,"
-	" claimed INTEGER NOT NULL DEFAULT 0,"
-	" last_error TEXT NOT NULL DEFAULT '');"
-	"CREATE INDEX jobs_image ON jobs (image_id);";
+static const char schema_v1[] = "CREATE TABLE images ("
+				" id TEXT PRIMARY KEY,"
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" state TEXT NOT NULL,"
+				" gen INTEGER NOT NULL DEFAULT 0,"
+				" file_size INTEGER NOT NULL DEFAULT 0,"
+				" s3_key TEXT NOT NULL DEFAULT '',"
+				" s3_thumbnail_key TEXT NOT NULL DEFAULT '',"
+				" s3_bucket TEXT NOT NULL DEFAULT '',"
+				" thumbnail_name TEXT NOT NULL DEFAULT '',"
+				" thumbnail_size INTEGER NOT NULL DEFAULT 0,"
+				" mime_type TEXT NOT NULL DEFAULT '',"
+				" width INTEGER NOT NULL DEFAULT 0,"
+				" height INTEGER NOT NULL DEFAULT 0,"
+				" sha256 TEXT NOT NULL DEFAULT '',"
+				" error TEXT NOT NULL DEFAULT '',"
+				" uploaded_by TEXT NOT NULL DEFAULT '',"
+				" created_at TEXT NOT NULL,"
+				" updated_at TEXT NOT NULL,"
+				" UNIQUE (patient_id, batch_date, name));"
+				"CREATE INDEX images_thumb ON images"
+				" (patient_id, batch_date, thumbnail_name);"
+				"CREATE TABLE jobs ("
+				" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+				" kind INTEGER NOT NULL,"
+				" image_id TEXT NOT NULL DEFAULT '',"
+				" gen INTEGER NOT NULL DEFAULT 0,"
+				" key TEXT NOT NULL DEFAULT '',"
+				" key2 TEXT NOT NULL DEFAULT '',"
+				" attempts INTEGER NOT NULL DEFAULT 0,"
+				" not_before INTEGER NOT NULL DEFAULT 0,"
+				" claimed INTEGER NOT NULL DEFAULT 0,"
+				" last_error TEXT NOT NULL DEFAULT '');"
+				"CREATE INDEX jobs_image ON jobs (image_id);";
 
 enum stmt {
 	S_BEGIN,
@@ -77,57 +77,57 @@ enum stmt {
 };
 
 #define IMG_COLS                                                               \
-	"id, patient_id, batch_date, name, state, gen, file_size, s3_key,"    \
-	" s3_thumbnail_key, s3_bucket, thumbnail_name, thumbnail_size,"       \
-	" mime_type, width, height, sha256, error, uploaded_by, created_at,"  \
+	"id, patient_id, batch_date, name, state, gen, file_size, s3_key,"     \
+	" s3_thumbnail_key, s3_bucket, thumbnail_name, thumbnail_size,"        \
+	" mime_type, width, height, sha256, error, uploaded_by, created_at,"   \
 	" updated_at"
 
 static const char *const sql[S_N] = {
-	[S_BEGIN] = "BEGIN IMMEDIATE",
-	[S_COMMIT] = "COMMIT",
-	[S_ROLLBACK] = "ROLLBACK",
-	[S_IMG_GET] = "SELECT " IMG_COLS " FROM images WHERE patient_id = ?1"
-		      " AND batch_date = ?2 AND name = ?3",
-	[S_IMG_GET_ID] = "SELECT " IMG_COLS " FROM images WHERE id = ?1",
-	[S_IMG_GET_THUMB] = "SELECT " IMG_COLS " FROM images WHERE"
-			    " patient_id = ?1 AND batch_date = ?2 AND"
-			    " thumbnail_name = ?3 ORDER BY updated_at DESC"
-			    " LIMIT 1",
-	[S_IMG_INSERT] = "INSERT INTO images (id, patient_id, batch_date, name,"
-			 " state, gen, file_size, uploaded_by, created_at,"
-			 " updated_at) VALUES (?1, ?2, ?3, ?4, 'spooled', 1,"
-			 " ?5, ?6, ?7, ?7)",
-	[S_IMG_REWRITE] = "UPDATE images SET state = 'spooled', gen = gen + 1,"
-			  " file_size = ?2, uploaded_by = ?3, updated_at = ?4"
-			  " WHERE id = ?1",
-	[S_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
-	[S_IMG_DONE] = "UPDATE images SET state = 'uploaded', s3_key = ?3,"
-		       " s3_thumbnail_key = ?4, s3_bucket = ?5,"
-		       " thumbnail_name = ?6, thumbnail_size = ?7,"
-		       " mime_type = ?8, width = ?9, height = ?10,"
-		       " sha256 = ?11, error = ?12, file_size = ?13,"
-		       " updated_at = ?14 WHERE id = ?1 AND gen = ?2",
-	[S_JOB_FIND_INGEST] = "SELECT id FROM jobs WHERE kind = 1 AND"
-			      " image_id = ?1 AND claimed = 0 LIMIT 1",
-	[S_JOB_SET_GEN] = "UPDATE jobs SET gen = ?2, not_before = 0,"
-			  " attempts = 0 WHERE id = ?1",
-	[S_JOB_INSERT] = "INSERT INTO jobs (kind, image_id, gen, key, key2)"
-			 " VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_JOB_DROP_INGESTS] = "DELETE FROM jobs WHERE kind = 1 AND"
-			       " image_id = ?1 AND claimed = 0",
-	[S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
-	[S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
-			     " attempts FROM jobs WHERE claimed = 0 AND"
-			     " not_before <= ?1 ORDER BY id LIMIT 1",
-	[S_JOB_CLAIM_MARK] = "UPDATE jobs SET claimed = 1 WHERE id = ?1",
-	[S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
-	[S_JOB_RETRY] = "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
-			" not_before = ?2, last_error = ?3 WHERE id = ?1",
-	[S_COUNT_STATE] = "SELECT sum(state = 'spooled'),"
-			  " sum(state = 'uploaded'), sum(error != '')"
-			  " FROM images",
-	[S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
-			 " sum(attempts > 0) FROM jobs",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_IMG_GET] = "SELECT " IMG_COLS " FROM images WHERE patient_id = ?1"
+		  " AND batch_date = ?2 AND name = ?3",
+    [S_IMG_GET_ID] = "SELECT " IMG_COLS " FROM images WHERE id = ?1",
+    [S_IMG_GET_THUMB] = "SELECT " IMG_COLS " FROM images WHERE"
+			" patient_id = ?1 AND batch_date = ?2 AND"
+			" thumbnail_name = ?3 ORDER BY updated_at DESC"
+			" LIMIT 1",
+    [S_IMG_INSERT] = "INSERT INTO images (id, patient_id, batch_date, name,"
+		     " state, gen, file_size, uploaded_by, created_at,"
+		     " updated_at) VALUES (?1, ?2, ?3, ?4, 'spooled', 1,"
+		     " ?5, ?6, ?7, ?7)",
+    [S_IMG_REWRITE] = "UPDATE images SET state = 'spooled', gen = gen + 1,"
+		      " file_size = ?2, uploaded_by = ?3, updated_at = ?4"
+		      " WHERE id = ?1",
+    [S_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
+    [S_IMG_DONE] = "UPDATE images SET state = 'uploaded', s3_key = ?3,"
+		   " s3_thumbnail_key = ?4, s3_bucket = ?5,"
+		   " thumbnail_name = ?6, thumbnail_size = ?7,"
+		   " mime_type = ?8, width = ?9, height = ?10,"
+		   " sha256 = ?11, error = ?12, file_size = ?13,"
+		   " updated_at = ?14 WHERE id = ?1 AND gen = ?2",
+    [S_JOB_FIND_INGEST] = "SELECT id FROM jobs WHERE kind = 1 AND"
+			  " image_id = ?1 AND claimed = 0 LIMIT 1",
+    [S_JOB_SET_GEN] = "UPDATE jobs SET gen = ?2, not_before = 0,"
+		      " attempts = 0 WHERE id = ?1",
+    [S_JOB_INSERT] = "INSERT INTO jobs (kind, image_id, gen, key, key2)"
+		     " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_JOB_DROP_INGESTS] = "DELETE FROM jobs WHERE kind = 1 AND"
+			   " image_id = ?1 AND claimed = 0",
+    [S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
+    [S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
+			 " attempts FROM jobs WHERE claimed = 0 AND"
+			 " not_before <= ?1 ORDER BY id LIMIT 1",
+    [S_JOB_CLAIM_MARK] = "UPDATE jobs SET claimed = 1 WHERE id = ?1",
+    [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
+    [S_JOB_RETRY] = "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
+		    " not_before = ?2, last_error = ?3 WHERE id = ?1",
+    [S_COUNT_STATE] = "SELECT sum(state = 'spooled'),"
+		      " sum(state = 'uploaded'), sum(error != '')"
+		      " FROM images",
+    [S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
+		     " sum(attempts > 0) FROM jobs",
 };
 
 struct db {
@@ -180,8 +180,8 @@ static int migrate(struct db *db, char *err, size_t errlen)
 	sqlite3_stmt *s = NULL;
 	int version = 0;
 	char *msg = NULL;
-	if (sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &s,
-			       NULL) == SQLITE_OK &&
+	if (sqlite3_prepare_v2(db->conn, "PRAGMA user_version", -1, &s, NULL) ==
+		SQLITE_OK &&
 	    sqlite3_step(s) == SQLITE_ROW)
 		version = sqlite3_column_int(s, 0);
 	sqlite3_finalize(s);
@@ -221,7 +221,7 @@ struct db *db_open(const char *dir, char *err, size_t errlen)
 	snprintf(path, sizeof(path), "%s/catalog.db", dir);
 	if (sqlite3_open_v2(path, &db->conn,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-				    SQLITE_OPEN_NOMUTEX,
+				SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open catalog '%s': %s", path,
 			 db->conn ? sqlite3_errmsg(db->conn) : "out of memory");
@@ -376,8 +376,8 @@ static int queue_ingest(struct db *db, const char *id, int64_t gen)
 	return run(s);
 }
 
-static int written_locked(struct db *db, const char *patient,
-			  const char *date, const char *name, int64_t size,
+static int written_locked(struct db *db, const char *patient, const char *date,
+			  const char *name, int64_t size,
 			  const char *uploaded_by)
 {
 	struct db_image img;
@@ -477,9 +477,8 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)
 	return ret;
 }
 
-int db_image_get_by_thumb(struct db *db, const char *patient,
-			  const char *date, const char *thumb_name,
-			  struct db_image *out)
+int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
+			  const char *thumb_name, struct db_image *out)
 {
 	if (!*thumb_name)
 		return -ENOENT;
@@ -516,8 +515,8 @@ int db_reconcile(struct db *db, const char *patient, const char *date,
 	}
 	ret = ret == -ENOENT ? 0 : ret;
 	if (ret == 0 && stale)
-		ret = written_locked(db, patient, date, name, size,
-				     uploaded_by);
+		ret =
+		    written_locked(db, patient, date, name, size, uploaded_by);
 	ret = finish(db, ret);
 	if (ret == 0 && stale)
 		ret = 1;
@@ -566,8 +565,8 @@ static int orphan_locked(struct db *db, const struct db_job *job,
 	int ret = step_image(s, &other);
 	if (ret != -ENOENT)
 		return ret == 0 ? 0 : ret; /* still there, moved on */
-	ret = get_locked(db, img->patient_id, img->batch_date, img->name,
-			 &other);
+	ret =
+	    get_locked(db, img->patient_id, img->batch_date, img->name, &other);
 	if (ret != -ENOENT)
 		return ret;
 	s = use(db, S_JOB_INSERT);
@@ -630,8 +629,7 @@ int db_job_done(struct db *db, int64_t job_id)
 	return ret;
 }
 
-int db_job_retry(struct db *db, int64_t job_id, int delay_s,
-		 const char *error)
+int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
 {
 	pthread_mutex_lock(&db->lock);
 	sqlite3_stmt *s = use(db, S_JOB_RETRY);

@@ -91,9 +91,8 @@ int db_image_removed(struct db *db, const char *patient, const char *date,
 int db_image_get(struct db *db, const char *patient, const char *date,
 		 const char *name, struct db_image *out);
 int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
-int db_image_get_by_thumb(struct db *db, const char *patient,
-			  const char *date, const char *thumb_name,
-			  struct db_image *out);
+int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
+			  const char *thumb_name, struct db_image *out);
 
 /* At mount: queue an ingest for a spool file the catalog does not know,
  * whose size differs from its row, or that is spooled with no job.
@@ -117,8 +116,7 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 int db_job_done(struct db *db, int64_t job_id);
 
 /* Release a claimed job to be tried again in delay_s seconds. */
-int db_job_retry(struct db *db, int64_t job_id, int delay_s,
-		 const char *error);
+int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error);
 
 int db_counts(struct db *db, struct db_counts *out);
 

@@ -18,37 +18,40 @@ struct key {
 	const char *name;
 	enum kind kind;
 	size_t offset;
-	size_t size;	 /* K_STR: the buffer's size */
-	long long min;	 /* K_INT, K_U64 */
+	size_t size;   /* K_STR: the buffer's size */
+	long long min; /* K_INT, K_U64 */
 	long long max;
 	bool required;
 };
 
-#define STR(sec, nm, field, req)                                              \
-	{sec, nm, K_STR, offsetof(struct cfg, field),                         \
-	 sizeof(((struct cfg *)0)->field), 0, 0, req}
-#define NUM(sec, nm, kind, field, lo, hi)                                     \
-	{sec, nm, kind, offsetof(struct cfg, field), 0, lo, hi, false}
+#define STR(sec, nm, field, req)                                               \
+	{                                                                      \
+		sec, nm, K_STR, offsetof(struct cfg, field),                   \
+		    sizeof(((struct cfg *)0)->field), 0, 0, req                \
+	}
+#define NUM(sec, nm, kind, field, lo, hi)                                      \
+	{                                                                      \
+		sec, nm, kind, offsetof(struct cfg, field), 0, lo, hi, false   \
+	}
 
 static const struct key keys[] = {
-	STR("store", "url", store_url, true),
-	STR("store", "endpoint", endpoint, false),
-	STR("store", "region", region, false),
-	STR("store", "access_key_id", access_key_id, false),
-	STR("store", "secret_access_key", secret_access_key, false),
-	NUM("store", "path_style", K_BOOL, path_style, 0, 1),
-	STR("store", "key_template", key_template, false),
-	STR("catalog", "dir", catalog_dir, true),
-	STR("postgres", "dsn", pg_dsn, false),
-	NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
-	NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
-	NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
-	NUM("thumbnail", "max_pixels", K_U64, max_pixels, 1,
-	    1000000000000LL),
-	STR("fs", "patient_id_pattern", patient_id_pattern, false),
-	STR("fs", "uploaded_by", uploaded_by, false),
-	NUM("fs", "workers", K_INT, workers, 1, 64),
-	STR("fs", "ignore", ignore, false),
+    STR("store", "url", store_url, true),
+    STR("store", "endpoint", endpoint, false),
+    STR("store", "region", region, false),
+    STR("store", "access_key_id", access_key_id, false),
+    STR("store", "secret_access_key", secret_access_key, false),
+    NUM("store", "path_style", K_BOOL, path_style, 0, 1),
+    STR("store", "key_template", key_template, false),
+    STR("catalog", "dir", catalog_dir, true),
+    STR("postgres", "dsn", pg_dsn, false),
+    NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
+    NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
+    NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
+    NUM("thumbnail", "max_pixels", K_U64, max_pixels, 1, 1000000000000LL),
+    STR("fs", "patient_id_pattern", patient_id_pattern, false),
+    STR("fs", "uploaded_by", uploaded_by, false),
+    NUM("fs", "workers", K_INT, workers, 1, 64),
+    STR("fs", "ignore", ignore, false),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -112,8 +115,7 @@ static int set_value(struct parse *p, const struct key *k, const char *value)
 	case K_U64: {
 		errno = 0;
 		long long v = strtoll(value, &end, 10);
-		if (errno || end == value || *end || v < k->min ||
-		    v > k->max) {
+		if (errno || end == value || *end || v < k->min || v > k->max) {
 			snprintf(p->msg, sizeof(p->msg),
 				 "'%s' in [%s] must be a whole number from "
 				 "%lld to %lld, not '%s'",
@@ -178,7 +180,8 @@ static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
 	}
 	if (cfg->catalog_dir[0] != '/') {
 		snprintf(err, errlen,
-			 "%s: 'dir' in [catalog] must be an absolute path", path);
+			 "%s: 'dir' in [catalog] must be an absolute path",
+			 path);
 		return -EINVAL;
 	}
 	if ((why = template_error(cfg->key_template))) {
@@ -211,7 +214,8 @@ int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 	fclose(f);
 	if (line != 0) {
 		snprintf(err, errlen, "%s:%d: %s", path, line,
-			 p.msg[0] ? p.msg : "not an INI line (want key = value)");
+			 p.msg[0] ? p.msg
+				  : "not an INI line (want key = value)");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < N_KEYS; i++) {

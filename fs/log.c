@@ -9,9 +9,9 @@
 #include "log.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static bool to_syslog;		      /* guarded by lock */
-static char kept[LOG_KEEP][512];      /* guarded by lock */
-static int n_kept;		      /* guarded by lock: errors ever kept */
+static bool to_syslog;		 /* guarded by lock */
+static char kept[LOG_KEEP][512]; /* guarded by lock */
+static int n_kept;		 /* guarded by lock: errors ever kept */
 
 void log_use_syslog(bool on)
 {
@@ -37,8 +37,8 @@ static void emit(int prio, const char *tag, bool keep, const char *fmt,
 	else
 		fprintf(stderr, "%s thumbfs: %s%s\n", stamp, tag, msg);
 	if (keep) {
-		snprintf(kept[n_kept % LOG_KEEP], sizeof(kept[0]), "%.20s %.470s",
-			 stamp, msg);
+		snprintf(kept[n_kept % LOG_KEEP], sizeof(kept[0]),
+			 "%.20s %.470s", stamp, msg);
 		n_kept++;
 	}
 	pthread_mutex_unlock(&lock);
@@ -77,8 +77,8 @@ size_t log_last_errors(char *out, size_t n)
 	pthread_mutex_lock(&lock);
 	int first = n_kept > LOG_KEEP ? n_kept - LOG_KEEP : 0;
 	for (int i = first; i < n_kept && len + 1 < n; i++) {
-		int w = snprintf(out + len, n - len, "%s\n",
-				 kept[i % LOG_KEEP]);
+		int w =
+		    snprintf(out + len, n - len, "%s\n", kept[i % LOG_KEEP]);
 		if (w < 0)
 			break;
 		len += (size_t)w < n - len ? (size_t)w : n - len - 1;

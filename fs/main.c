@@ -26,11 +26,11 @@ struct args {
 };
 
 static const struct fuse_opt spec[] = {
-	{"-h", offsetof(struct args, show_help), 1},
-	{"--help", offsetof(struct args, show_help), 1},
-	{"-V", offsetof(struct args, show_version), 1},
-	{"--version", offsetof(struct args, show_version), 1},
-	FUSE_OPT_END,
+    {"-h", offsetof(struct args, show_help), 1},
+    {"--help", offsetof(struct args, show_help), 1},
+    {"-V", offsetof(struct args, show_version), 1},
+    {"--version", offsetof(struct args, show_version), 1},
+    FUSE_OPT_END,
 };
 
 /* The first argument that is not an option is the config file; the second,
@@ -77,11 +77,11 @@ static int prepare_dirs(struct thumbfs *fs)
 	const char *dir = fs->cfg.catalog_dir;
 	char p[PATH_MAX];
 	if (snprintf(fs->spool, sizeof(fs->spool), "%s/spool", dir) >=
-		    (int)sizeof(fs->spool) ||
+		(int)sizeof(fs->spool) ||
 	    snprintf(fs->thumbs, sizeof(fs->thumbs), "%s/thumbs", dir) >=
-		    (int)sizeof(fs->thumbs) ||
+		(int)sizeof(fs->thumbs) ||
 	    snprintf(fs->tmp, sizeof(fs->tmp), "%s/tmp", dir) >=
-		    (int)sizeof(fs->tmp)) {
+		(int)sizeof(fs->tmp)) {
 		fprintf(stderr, "thumbfs: [catalog] dir is too long\n");
 		return -1;
 	}
@@ -96,12 +96,12 @@ static struct s3_store *open_store(const struct cfg *cfg)
 {
 	char err[512];
 	struct s3_config sc = {
-		.url = cfg->store_url,
-		.endpoint = cfg->endpoint,
-		.region = cfg->region,
-		.access_key_id = cfg->access_key_id,
-		.secret_access_key = cfg->secret_access_key,
-		.path_style = cfg->path_style,
+	    .url = cfg->store_url,
+	    .endpoint = cfg->endpoint,
+	    .region = cfg->region,
+	    .access_key_id = cfg->access_key_id,
+	    .secret_access_key = cfg->secret_access_key,
+	    .path_style = cfg->path_style,
 	};
 	struct s3_store *st = s3_open(&sc, err, sizeof(err));
 	if (!st) {

@@ -47,18 +47,16 @@ static void parse(struct thumbfs *fs, const char *path, struct fs_path *p,
 		log_warn("refused '%s': %s", path, p->why);
 }
 
-static int spool_path(struct thumbfs *fs, const char *path, char *out,
-		      size_t n)
+static int spool_path(struct thumbfs *fs, const char *path, char *out, size_t n)
 {
-	if (snprintf(out, n, "%s%s", fs->spool, strcmp(path, "/") ? path : "") >=
-	    (int)n)
+	if (snprintf(out, n, "%s%s", fs->spool,
+		     strcmp(path, "/") ? path : "") >= (int)n)
 		return -ENAMETOOLONG;
 	return 0;
 }
 
 /* Make a file at p: only a non-thumbnail name in a date directory. */
-static int may_create_file(const char *path,
-			   const struct fs_path *p)
+static int may_create_file(const char *path, const struct fs_path *p)
 {
 	if (p->kind == FS_FILE && !p->thumb)
 		return 0;
@@ -301,8 +299,8 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return ret;
 	if (spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
-	int fd = open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC,
-		      mode);
+	int fd =
+	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
 	return new_handle(fi, fd, &p, true);
@@ -341,7 +339,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 		return -ENAMETOOLONG;
 	}
 	int fd = open(sp, (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
-				  O_CLOEXEC);
+			      O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	return new_handle(fi, fd, &p, (fi->flags & O_TRUNC) && acc != O_RDONLY);
@@ -409,8 +407,7 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int op_truncate(const char *path, off_t size,
-		       struct fuse_file_info *fi)
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -598,31 +595,31 @@ static int op_refuse_link(const char *from, const char *to)
 }
 
 static const struct fuse_operations ops = {
-	.init = op_init,
-	.getattr = op_getattr,
-	.readdir = op_readdir,
-	.mkdir = op_mkdir,
-	.rmdir = op_rmdir,
-	.create = op_create,
-	.open = op_open,
-	.read = op_read,
-	.write = op_write,
-	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.truncate = op_truncate,
-	.unlink = op_unlink,
-	.rename = op_rename,
-	.chmod = op_chmod,
-	.chown = op_chown,
-	.utimens = op_utimens,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
-	.symlink = op_refuse_link,
-	.link = op_refuse_link,
+    .init = op_init,
+    .getattr = op_getattr,
+    .readdir = op_readdir,
+    .mkdir = op_mkdir,
+    .rmdir = op_rmdir,
+    .create = op_create,
+    .open = op_open,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .truncate = op_truncate,
+    .unlink = op_unlink,
+    .rename = op_rename,
+    .chmod = op_chmod,
+    .chown = op_chown,
+    .utimens = op_utimens,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .symlink = op_refuse_link,
+    .link = op_refuse_link,
 };
 
 const struct fuse_operations *fs_operations(void)

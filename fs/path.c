@@ -111,7 +111,8 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 		memcpy(comp[n], p, len);
 		comp[n][len] = '\0';
 		if (!strcmp(comp[n], ".") || !strcmp(comp[n], ".."))
-			return invalid(out, -EINVAL, "'.' and '..' are not names");
+			return invalid(out, -EINVAL,
+				       "'.' and '..' are not names");
 		n++;
 		p += len;
 	}
@@ -129,8 +130,9 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 		return;
 	}
 	if (strcmp(comp[0], "patients"))
-		return invalid(out, -EPERM,
-			       "only 'patients' may be at the top of the mount");
+		return invalid(
+		    out, -EPERM,
+		    "only 'patients' may be at the top of the mount");
 	if (n == 1) {
 		out->kind = FS_PATIENTS;
 		return;

@@ -25,10 +25,10 @@ struct fs_path {
 	char patient[65];
 	char date[11];
 	char name[256];
-	bool local;   /* FS_FILE: hidden or ignored, never uploaded */
-	bool thumb;   /* FS_FILE: a reserved "*_thumb.*" name */
-	int err;      /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
-		       * place for files), -ENAMETOOLONG, -ENOENT */
+	bool local;	 /* FS_FILE: hidden or ignored, never uploaded */
+	bool thumb;	 /* FS_FILE: a reserved "*_thumb.*" name */
+	int err;	 /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
+			  * place for files), -ENAMETOOLONG, -ENOENT */
 	const char *why; /* FS_INVALID: the rule that failed, for the log */
 };
 

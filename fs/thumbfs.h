@@ -38,7 +38,7 @@ struct thumbfs {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop;	 /* guarded by lock */
+	bool stop; /* guarded by lock */
 	int n_threads;
 	pthread_t *threads;
 };

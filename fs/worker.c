@@ -308,8 +308,8 @@ void fs_worker_stop(struct thumbfs *fs)
 }
 
 /* Call fn for each entry of dir that is not "." or "..". */
-static int each_entry(const char *dir, int (*fn)(const char *dir,
-						  const char *name, void *arg),
+static int each_entry(const char *dir,
+		      int (*fn)(const char *dir, const char *name, void *arg),
 		      void *arg)
 {
 	DIR *d = opendir(dir);

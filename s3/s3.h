@@ -32,8 +32,7 @@ struct s3_store;
 
 /* Open a store; checks the URL and, for file://, creates the directory.
  * Returns NULL with err set on failure. Free with s3_free(). */
-struct s3_store *s3_open(const struct s3_config *cfg, char *err,
-			 size_t errlen);
+struct s3_store *s3_open(const struct s3_config *cfg, char *err, size_t errlen);
 void s3_free(struct s3_store *st);
 
 /* Ask the store whether the bucket is there and the credentials are good. */

@@ -168,10 +168,11 @@ char *s3_sigv4_authorization(const struct s3_sigv4 *req)
 	char *names = signed_headers(req), *ret = NULL;
 	if (sig && names) {
 		amz_date(req->now, date, day);
-		ret = fmt("AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
-			  "SignedHeaders=%s, Signature=%s",
-			  req->access_key_id, day, req->region, req->service,
-			  names, sig);
+		ret =
+		    fmt("AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
+			"SignedHeaders=%s, Signature=%s",
+			req->access_key_id, day, req->region, req->service,
+			names, sig);
 	}
 	free(sig);
 	free(names);

@@ -14,17 +14,17 @@
 
 #include "s3.h"
 
-#define POOL_MAX 8
+#define POOL_MAX    8
 #define ERRBODY_MAX 4096
 
 struct s3_store {
 	bool is_file;
 	bool curl_ref; /* holds a reference on curl_global_init() */
-	char *root;   /* file://: the directory */
-	char *bucket; /* s3://: the bucket; file://: the URL */
-	char *base;   /* s3://: scheme://authority, no trailing slash */
-	char *host;   /* s3://: the Host header's value */
-	char *prefix; /* s3://: "/bucket" (path style) or "" */
+	char *root;    /* file://: the directory */
+	char *bucket;  /* s3://: the bucket; file://: the URL */
+	char *base;    /* s3://: scheme://authority, no trailing slash */
+	char *host;    /* s3://: the Host header's value */
+	char *prefix;  /* s3://: "/bucket" (path style) or "" */
 	char *region;
 	char *key_id;
 	char *secret;
@@ -114,13 +114,13 @@ static int mkdir_p(const char *dir, mode_t mode)
 static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 		   const char *bucket, char *err, size_t errlen)
 {
-	const char *region = cfg->region && *cfg->region ? cfg->region
-							  : "us-east-1";
+	const char *region =
+	    cfg->region && *cfg->region ? cfg->region : "us-east-1";
 	st->region = strdup(region);
 	st->bucket = strdup(bucket);
 	st->key_id = dup_or_env(cfg->access_key_id, "AWS_ACCESS_KEY_ID");
 	st->secret =
-		dup_or_env(cfg->secret_access_key, "AWS_SECRET_ACCESS_KEY");
+	    dup_or_env(cfg->secret_access_key, "AWS_SECRET_ACCESS_KEY");
 	st->token = dup_or_env(cfg->session_token, "AWS_SESSION_TOKEN");
 	if (!st->key_id || !st->secret) {
 		snprintf(err, errlen,
@@ -140,7 +140,8 @@ static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 	while (n && ep[n - 1] == '/')
 		ep[--n] = '\0';
 	const char *auth = strstr(ep, "://");
-	if (!auth || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)) ||
+	if (!auth ||
+	    (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)) ||
 	    !auth[3] || strchr(auth + 3, '/')) {
 		snprintf(err, errlen,
 			 "endpoint '%s' is not http(s)://host[:port]", ep);
@@ -163,8 +164,7 @@ static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 		st->prefix = strdup("");
 		free(ep);
 	}
-	if (!st->base || !st->host || !st->prefix || !st->region ||
-	    !st->bucket)
+	if (!st->base || !st->host || !st->prefix || !st->region || !st->bucket)
 		return -ENOMEM;
 	pthread_mutex_lock(&global_lock);
 	if (global_refs > 0 ||
@@ -180,8 +180,7 @@ static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 	return 0;
 }
 
-struct s3_store *s3_open(const struct s3_config *cfg, char *err,
-			 size_t errlen)
+struct s3_store *s3_open(const struct s3_config *cfg, char *err, size_t errlen)
 {
 	struct s3_store *st = calloc(1, sizeof(*st));
 	int ret = -ENOMEM;
@@ -225,9 +224,10 @@ struct s3_store *s3_open(const struct s3_config *cfg, char *err,
 		if (ret)
 			goto out_fail;
 	} else {
-		snprintf(err, errlen,
-			 "store url '%s' is neither file:///dir nor s3://bucket",
-			 url);
+		snprintf(
+		    err, errlen,
+		    "store url '%s' is neither file:///dir nor s3://bucket",
+		    url);
 		ret = -EINVAL;
 		goto out_fail;
 	}
@@ -246,8 +246,7 @@ const char *s3_bucket(const struct s3_store *st)
 
 /* ---- file:// ---- */
 
-static int file_path(struct s3_store *st, const char *key, char *out,
-		     size_t n)
+static int file_path(struct s3_store *st, const char *key, char *out, size_t n)
 {
 	if (snprintf(out, n, "%s/%s", st->root, key) >= (int)n)
 		return -ENAMETOOLONG;
@@ -463,7 +462,8 @@ static int http_errno(CURLcode cc, long status, const char *code)
 	}
 	if (status >= 200 && status < 300)
 		return 0;
-	if (strcmp(code, "SlowDown") == 0 || strcmp(code, "RequestTimeout") == 0)
+	if (strcmp(code, "SlowDown") == 0 ||
+	    strcmp(code, "RequestTimeout") == 0)
 		return -EAGAIN;
 	switch (status) {
 	case 403:
@@ -518,17 +518,17 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	}
 	const char *headers[4] = {h_host, h_sha, h_date, h_token};
 	struct s3_sigv4 sig = {
-		.method = r->method,
-		.uri = uri,
-		.query = "",
-		.headers = headers,
-		.n_headers = h_token ? 4 : 3,
-		.payload_hash = r->payload_hash,
-		.region = st->region,
-		.service = "s3",
-		.now = now,
-		.access_key_id = st->key_id,
-		.secret_access_key = st->secret,
+	    .method = r->method,
+	    .uri = uri,
+	    .query = "",
+	    .headers = headers,
+	    .n_headers = h_token ? 4 : 3,
+	    .payload_hash = r->payload_hash,
+	    .region = st->region,
+	    .service = "s3",
+	    .now = now,
+	    .access_key_id = st->key_id,
+	    .secret_access_key = st->secret,
 	};
 	char *a = s3_sigv4_authorization(&sig);
 	if (!a || asprintf(&auth, "Authorization: %s", a) < 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
 #include "thumb.h"
@@ -70,9 +71,12 @@ static void jpeg_err_exit(j_common_ptr cinfo)
 	longjmp(e->jmp, 1);
 }
 
-static void jpeg_err_silent(j_common_ptr cinfo)
+/* Warnings are not fatal, but a file that ends early is: its thumbnail
+ * would be half gray (Pillow refuses it too). */
+static void jpeg_err_emit(j_common_ptr cinfo, int level)
 {
-	(void)cinfo; /* warnings (e.g. premature end) are not fatal */
+	if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF)
+		jpeg_err_exit(cinfo);
 }
 
 /* Adobe CMYK JPEGs are stored inverted; the product gives RGB. */
@@ -107,7 +111,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	memset(&cinfo, 0, sizeof(cinfo));
 	cinfo.err = jpeg_std_error(&jerr.mgr);
 	jerr.mgr.error_exit = jpeg_err_exit;
-	jerr.mgr.output_message = jpeg_err_silent;
+	jerr.mgr.emit_message = jpeg_err_emit;
 	if (setjmp(jerr.jmp)) {
 		snprintf(err, errlen, "corrupt JPEG: %s", jerr.msg);
 		ret = -EINVAL;
@@ -163,8 +167,8 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	}
 	int inverted = cmyk_in && cinfo.saw_Adobe_marker;
 	while (cinfo.output_scanline < cinfo.output_height) {
-		unsigned char *row = pixels + (size_t)cinfo.output_scanline *
-						      w * ch;
+		unsigned char *row =
+		    pixels + (size_t)cinfo.output_scanline * w * ch;
 		if (cmyk_in) {
 			JSAMPROW r = cmyk;
 			jpeg_read_scanlines(&cinfo, &r, 1);
@@ -221,9 +225,9 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 	(void)msg;
 }
 
-static int decode_png(const unsigned char *buf, size_t len,
-		      uint64_t max_pixels, struct thumb_image *img, int *orig_w,
-		      int *orig_h, char *err, size_t errlen)
+static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
+		      struct thumb_image *img, int *orig_w, int *orig_h,
+		      char *err, size_t errlen)
 {
 	struct png_src src = {buf, len, 0};
 	struct png_err perr = {""};
@@ -233,8 +237,8 @@ static int decode_png(const unsigned char *buf, size_t len,
 	png_bytep *volatile rows = NULL;
 	volatile int ret = 0;
 
-	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr,
-				     png_on_error, png_on_warning);
+	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error,
+				     png_on_warning);
 	if (png)
 		info = png_create_info_struct(png);
 	if (!png || !info) {

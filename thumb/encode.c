@@ -65,8 +65,8 @@ static int encode_jpeg(const struct thumb_image *img, int quality,
 	}
 	while (cinfo.next_scanline < cinfo.image_height) {
 		const unsigned char *src =
-			img->pixels +
-			(size_t)cinfo.next_scanline * img->width * img->channels;
+		    img->pixels +
+		    (size_t)cinfo.next_scanline * img->width * img->channels;
 		JSAMPROW row = (JSAMPROW)src;
 		if (drop) {
 			int oc = cinfo.input_components;
@@ -163,8 +163,8 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 		     PNG_FILTER_TYPE_DEFAULT);
 	png_write_info(png, info);
 	for (int y = 0; y < img->height; y++)
-		png_write_row(png, img->pixels + (size_t)y * img->width *
-							 img->channels);
+		png_write_row(png, img->pixels +
+				       (size_t)y * img->width * img->channels);
 	png_write_end(png, NULL);
 	*out = sink.buf;
 	*out_len = sink.len;

@@ -74,7 +74,7 @@ static int coeffs_init(struct coeffs *c, int in, int out)
 		}
 		for (int x = lo; x < hi; x++)
 			c->w[(size_t)i * c->stride + (x - lo)] =
-				(float)(sum != 0.0 ? tmp[x - lo] / sum : 0.0);
+			    (float)(sum != 0.0 ? tmp[x - lo] / sum : 0.0);
 		c->start[i] = lo;
 		c->count[i] = hi - lo;
 	}
@@ -114,7 +114,7 @@ int thumb_resample(const struct thumb_image *src, int w, int h,
 	/* Horizontal pass into floats; colour is premultiplied by alpha. */
 	for (int y = 0; y < src->height; y++) {
 		const unsigned char *row =
-			src->pixels + (size_t)y * src->width * ch;
+		    src->pixels + (size_t)y * src->width * ch;
 		float *trow = tmp + (size_t)y * w * ch;
 		for (int x = 0; x < w; x++) {
 			const float *k = cx.w + (size_t)x * cx.stride;
@@ -123,8 +123,9 @@ int thumb_resample(const struct thumb_image *src, int w, int h,
 			for (int i = 0; i < cx.count[x]; i++, p += ch) {
 				float a = alpha >= 0 ? p[alpha] / 255.0f : 1.0f;
 				for (int c = 0; c < ch; c++)
-					acc[c] += k[i] *
-						  (c == alpha ? p[c] : p[c] * a);
+					acc[c] +=
+					    k[i] *
+					    (c == alpha ? p[c] : p[c] * a);
 			}
 			memcpy(trow + (size_t)x * ch, acc, sizeof(float) * ch);
 		}
@@ -136,8 +137,9 @@ int thumb_resample(const struct thumb_image *src, int w, int h,
 		for (int x = 0; x < w; x++) {
 			float acc[4] = {0, 0, 0, 0};
 			const float *p =
-				tmp + ((size_t)cy.start[y] * w + x) * ch;
-			for (int i = 0; i < cy.count[y]; i++, p += (size_t)w * ch)
+			    tmp + ((size_t)cy.start[y] * w + x) * ch;
+			for (int i = 0; i < cy.count[y];
+			     i++, p += (size_t)w * ch)
 				for (int c = 0; c < ch; c++)
 					acc[c] += k[i] * p[c];
 			if (alpha >= 0) {

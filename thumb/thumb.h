@@ -32,9 +32,9 @@ struct thumb_image {
 };
 
 struct thumb_opts {
-	int max_width;	    /* the box the thumbnail fits in, e.g. 300 */
-	int max_height;	    /* e.g. 300 */
-	int jpeg_quality;   /* 1..100, e.g. 85 */
+	int max_width;	     /* the box the thumbnail fits in, e.g. 300 */
+	int max_height;	     /* e.g. 300 */
+	int jpeg_quality;    /* 1..100, e.g. 85 */
 	uint64_t max_pixels; /* refuse larger images; 0: no limit */
 };
 

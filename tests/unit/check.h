@@ -8,31 +8,31 @@
 static int check_failures;
 static int check_count;
 
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		check_count++;                                                \
-		if (!(cond)) {                                                \
-			check_failures++;                                     \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n",          \
-				__FILE__, __LINE__, #cond);                   \
-		}                                                             \
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		check_count++;                                                 \
+		if (!(cond)) {                                                 \
+			check_failures++;                                      \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
+		}                                                              \
 	} while (0)
 
-#define CHECK_INT(a, b)                                                       \
-	do {                                                                  \
-		long long check_a_ = (long long)(a), check_b_ = (long long)(b); \
-		check_count++;                                                \
-		if (check_a_ != check_b_) {                                   \
-			check_failures++;                                     \
-			fprintf(stderr, "%s:%d: %s == %lld, want %lld\n",     \
-				__FILE__, __LINE__, #a, check_a_, check_b_);  \
-		}                                                             \
+#define CHECK_INT(a, b)                                                        \
+	do {                                                                   \
+		long long check_a_ = (long long)(a),                           \
+			  check_b_ = (long long)(b);                           \
+		check_count++;                                                 \
+		if (check_a_ != check_b_) {                                    \
+			check_failures++;                                      \
+			fprintf(stderr, "%s:%d: %s == %lld, want %lld\n",      \
+				__FILE__, __LINE__, #a, check_a_, check_b_);   \
+		}                                                              \
 	} while (0)
 
 static inline int check_report(const char *name)
 {
-	printf("%s: %d checks, %d failed\n", name, check_count,
-	       check_failures);
+	printf("%s: %d checks, %d failed\n", name, check_count, check_failures);
 	return check_failures ? 1 : 0;
 }
 

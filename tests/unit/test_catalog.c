@@ -67,9 +67,9 @@ int main(void)
 	d = uploaded(&img);
 	CHECK_INT(db_ingest_done(db, &job2, &d, &current), 0);
 	CHECK(current);
-	CHECK_INT(db_image_get_by_thumb(db, "P1", "2025-11-10", "a_thumb.jpg",
-					&img),
-		  0);
+	CHECK_INT(
+	    db_image_get_by_thumb(db, "P1", "2025-11-10", "a_thumb.jpg", &img),
+	    0);
 	CHECK(!strcmp(img.state, "uploaded"));
 	CHECK_INT(img.width, 640);
 	CHECK(!strcmp(img.s3_key, "k/a.jpg"));
@@ -82,8 +82,7 @@ int main(void)
 
 	/* removal queues the deletion of both objects */
 	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), 0);
-	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img),
-		  -ENOENT);
+	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), -ENOENT);
 	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), -ENOENT);
 	int deletes = 0;
 	while (db_job_claim(db, &job) == 0) {

@@ -33,18 +33,18 @@ struct vcase {
 static void check_case(const struct vcase *c)
 {
 	struct s3_sigv4 req = {
-		.method = c->method,
-		.uri = c->uri,
-		.query = c->query,
-		.headers = c->headers,
-		.n_headers = c->n,
-		.payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b93"
-				"4ca495991b7852b855",
-		.region = "us-east-1",
-		.service = "service",
-		.now = suite_now,
-		.access_key_id = "AKIDEXAMPLE",
-		.secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+	    .method = c->method,
+	    .uri = c->uri,
+	    .query = c->query,
+	    .headers = c->headers,
+	    .n_headers = c->n,
+	    .payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b93"
+			    "4ca495991b7852b855",
+	    .region = "us-east-1",
+	    .service = "service",
+	    .now = suite_now,
+	    .access_key_id = "AKIDEXAMPLE",
+	    .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
 	};
 	char *creq = s3_sigv4_canonical_request(&req);
 	char *sts = s3_sigv4_string_to_sign(&req);
@@ -77,7 +77,8 @@ static void check_case(const struct vcase *c)
 static void test_uri_encode(void)
 {
 	char *s = s3_uri_encode("patients/P 1/2025-11-10/Ünï~x_y.jpg", true);
-	CHECK(s && !strcmp(s, "patients/P%201/2025-11-10/%C3%9Cn%C3%AF~x_y.jpg"));
+	CHECK(s &&
+	      !strcmp(s, "patients/P%201/2025-11-10/%C3%9Cn%C3%AF~x_y.jpg"));
 	free(s);
 	s = s3_uri_encode("a/b", false);
 	CHECK(s && !strcmp(s, "a%2Fb"));
@@ -87,22 +88,32 @@ static void test_uri_encode(void)
 int main(void)
 {
 	static const struct vcase cases[] = {
-		{"get-vanilla", "GET", "/", "",
-		 {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
-		 2},
-		{"get-vanilla-query-order-key-case", "GET", "/",
-		 "Param1=value1&Param2=value2",
-		 {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
-		 2},
-		{"post-header-key-sort", "POST", "/", "",
-		 {"host:example.amazonaws.com", "my-header1:value1",
-		  "x-amz-date:20150830T123600Z"},
-		 3},
-		{"get-unreserved", "GET",
-		 "/-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
-		 "",
-		 {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
-		 2},
+	    {"get-vanilla",
+	     "GET",
+	     "/",
+	     "",
+	     {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
+	     2},
+	    {"get-vanilla-query-order-key-case",
+	     "GET",
+	     "/",
+	     "Param1=value1&Param2=value2",
+	     {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
+	     2},
+	    {"post-header-key-sort",
+	     "POST",
+	     "/",
+	     "",
+	     {"host:example.amazonaws.com", "my-header1:value1",
+	      "x-amz-date:20150830T123600Z"},
+	     3},
+	    {"get-unreserved",
+	     "GET",
+	     "/-._~"
+	     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
+	     "",
+	     {"host:example.amazonaws.com", "x-amz-date:20150830T123600Z"},
+	     2},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		check_case(&cases[i]);

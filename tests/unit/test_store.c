@@ -26,8 +26,8 @@ int main(void)
 	CHECK_INT(s3_put_buf(st, "patients/P1/2025-11-10/a b.jpg", "hello", 5,
 			     "image/jpeg", err, sizeof(err)),
 		  0);
-	snprintf(path, sizeof(path), "%s/objects/patients/P1/2025-11-10/a b.jpg",
-		 dir);
+	snprintf(path, sizeof(path),
+		 "%s/objects/patients/P1/2025-11-10/a b.jpg", dir);
 	unsigned char *got = check_slurp(path, &len);
 	CHECK(got && len == 5 && !memcmp(got, "hello", 5));
 	free(got);
@@ -54,9 +54,9 @@ int main(void)
 	CHECK_INT(s3_delete(st, "k/big", err, sizeof(err)), 0);
 	CHECK_INT(s3_put_buf(st, "../escape", "x", 1, NULL, err, sizeof(err)),
 		  -EINVAL);
-	CHECK_INT(s3_put_buf(st, "a/../../escape", "x", 1, NULL, err,
-			     sizeof(err)),
-		  -EINVAL);
+	CHECK_INT(
+	    s3_put_buf(st, "a/../../escape", "x", 1, NULL, err, sizeof(err)),
+	    -EINVAL);
 	CHECK_INT(s3_put_buf(st, "/abs", "x", 1, NULL, err, sizeof(err)),
 		  -EINVAL);
 	CHECK_INT(s3_put_buf(st, "a//b", "x", 1, NULL, err, sizeof(err)),

@@ -10,12 +10,12 @@
 
 /* {w, h, Pillow's thumbnail((300, 300)) w, h}, from Debian's Pillow 9.4. */
 static const int fits[][4] = {
-	{4032, 3024, 300, 225}, {3024, 4032, 225, 300}, {1000, 1, 300, 1},
-	{1, 1000, 1, 300},	{300, 300, 300, 300},	{200, 100, 200, 100},
-	{301, 300, 300, 299},	{5640, 3172, 300, 169}, {3840, 2160, 300, 169},
-	{1920, 1080, 300, 169}, {1234, 567, 300, 138},	{999, 333, 300, 100},
-	{640, 480, 300, 225},	{2000, 1999, 300, 300}, {7, 1500, 1, 300},
-	{1500, 7, 300, 2},
+    {4032, 3024, 300, 225}, {3024, 4032, 225, 300}, {1000, 1, 300, 1},
+    {1, 1000, 1, 300},	    {300, 300, 300, 300},   {200, 100, 200, 100},
+    {301, 300, 300, 299},   {5640, 3172, 300, 169}, {3840, 2160, 300, 169},
+    {1920, 1080, 300, 169}, {1234, 567, 300, 138},  {999, 333, 300, 100},
+    {640, 480, 300, 225},   {2000, 1999, 300, 300}, {7, 1500, 1, 300},
+    {1500, 7, 300, 2},
 };
 
 static void test_fit(void)
@@ -76,7 +76,8 @@ static void test_no_edge(void)
 	struct thumb_image src = make_image(900, 900, 1), dst;
 	for (int y = 0; y < 900; y++)
 		for (int xx = 0; xx < 900; xx++)
-			src.pixels[y * 900 + xx] = (unsigned char)(xx * 255 / 899);
+			src.pixels[y * 900 + xx] =
+			    (unsigned char)(xx * 255 / 899);
 	CHECK_INT(thumb_resample(&src, 300, 300, &dst), 0);
 	int worst = 0;
 	for (int y = 0; y < 300; y++)
@@ -103,7 +104,8 @@ static void test_roundtrip(enum thumb_format fmt, int ch)
 		for (int xx = 0; xx < 640; xx++)
 			for (int c = 0; c < ch; c++)
 				src.pixels[(y * 640 + xx) * ch + c] =
-					(unsigned char)(c == 3 ? 255 : (xx + y) / 5);
+				    (unsigned char)(c == 3 ? 255
+							   : (xx + y) / 5);
 	CHECK_INT(thumb_encode(&src, fmt, 95, &enc, &len, err, sizeof(err)), 0);
 	CHECK(thumb_detect(enc, len) == fmt);
 	thumb_opts_init(&opts);
@@ -150,14 +152,18 @@ static void test_bad_input(void)
 		  0);
 	/* truncated: libjpeg fills the rest; a header alone is corrupt */
 	CHECK_INT(thumb_make(enc, 20, &opts, &res, err, sizeof(err)), -EINVAL);
+	/* cut in the middle of the scan: refused, not half gray */
+	CHECK_INT(thumb_make(enc, len / 2, &opts, &res, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "Premature end") != NULL);
 	CHECK(err[0] != '\0');
 	opts.max_pixels = 1000;
 	CHECK_INT(thumb_make(enc, len, &opts, &res, err, sizeof(err)), -EFBIG);
 	CHECK(strstr(err, "400x400") != NULL);
 	free(enc);
-	CHECK_INT(thumb_encode(&src, THUMB_FMT_PNG, 85, &enc, &len, err,
-			       sizeof(err)),
-		  0);
+	CHECK_INT(
+	    thumb_encode(&src, THUMB_FMT_PNG, 85, &enc, &len, err, sizeof(err)),
+	    0);
 	thumb_opts_init(&opts);
 	CHECK_INT(thumb_make(enc, len / 2, &opts, &res, err, sizeof(err)),
 		  -EINVAL);

@@ -1,0 +1,237 @@
+"""Fixtures for the mount tests: a real S3 server (s3rver) and real mounts.
+
+Run with Debian's /usr/bin/python3 -m pytest (scripts/test does). The daemon
+under test is THUMBFS_BUILD/thumbfs (default build-asan, the AddressSanitizer
+and UBSan build); a mount fails its test if the daemon's stderr shows a
+sanitizer report or it does not exit cleanly on unmount.
+"""
+import configparser
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / os.environ.get("THUMBFS_BUILD", "build-asan")
+S3_KEY = "S3RVER"  # s3rver's built-in account
+S3_SECRET = "S3RVER"
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
+                   "UndefinedBehaviorSanitizer")
+PHOTOS = Path("/usr/share/backgrounds/mate")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def require_fuse():
+    # A machine that should mount must fail loudly, not skip, without FUSE.
+    if not os.path.exists("/dev/fuse"):
+        pytest.fail("/dev/fuse is missing: the mount tests cannot run")
+
+
+@pytest.fixture(scope="session")
+def thumbfs_bin():
+    b = BUILD / "thumbfs"
+    assert b.exists(), f"{b} is not built (run scripts/test)"
+    return b
+
+
+class S3Server:
+    def __init__(self, tmp):
+        self.dir = Path(tmp)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, buckets=("photos",)):
+        exe = ROOT / "tests/s3/node_modules/.bin/s3rver"
+        args = [str(exe), "-d", str(self.dir), "-a", "127.0.0.1",
+                "-p", str(self.port), "--silent"]
+        for b in buckets:
+            args += ["--configure-bucket", b]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, 30, "s3rver to listen")
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+            config=Config(s3={"addressing_style": "path"}))
+
+    def get(self, key, bucket="photos"):
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def keys(self, bucket="photos"):
+        out = self.client().list_objects_v2(Bucket=bucket)
+        return sorted(o["Key"] for o in out.get("Contents", []))
+
+
+@pytest.fixture(scope="session")
+def s3server():
+    tmp = tempfile.mkdtemp(prefix="thumbfs-s3rver-")
+    srv = S3Server(tmp)
+    srv.start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Mount:
+    """One thumbfs daemon in the foreground on a temporary mount point."""
+
+    def __init__(self, binary, base, store, s3server=None):
+        self.binary = binary
+        self.base = Path(base)
+        self.mnt = self.base / "mnt"
+        self.data = self.base / "data"
+        self.conf = self.base / "mount.conf"
+        self.log = self.base / "thumbfs.log"
+        self.store = store
+        self.s3 = s3server
+        self.proc = None
+        self.mnt.mkdir(exist_ok=True)
+        cp = configparser.ConfigParser()
+        self.bucket = "photos"
+        if store == "s3":
+            # a bucket of its own, so tests do not see each other's keys
+            self.bucket = "t" + os.urandom(6).hex()
+            s3server.client().create_bucket(Bucket=self.bucket)
+            cp["store"] = {"url": f"s3://{self.bucket}",
+                           "endpoint": s3server.endpoint,
+                           "access_key_id": S3_KEY,
+                           "secret_access_key": S3_SECRET,
+                           "path_style": "true"}
+        else:
+            cp["store"] = {"url": f"file://{self.base}/store"}
+        cp["catalog"] = {"dir": str(self.data)}
+        cp["fs"] = {"workers": "2"}
+        self.config = cp
+
+    def write_config(self):
+        with open(self.conf, "w") as f:
+            self.config.write(f)
+
+    def start(self, check=True):
+        self.write_config()
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [str(self.binary), str(self.conf), str(self.mnt), "-f"],
+            stdout=self.logf, stderr=self.logf)
+        if check:
+            wait_for(lambda: os.path.ismount(self.mnt) or
+                     self.proc.poll() is not None, 30, "the mount")
+            assert self.proc.poll() is None, self.log_text()
+        return self
+
+    def stop(self, timeout=60):
+        if not self.proc:
+            return
+        if os.path.ismount(self.mnt):
+            subprocess.run(["fusermount3", "-u", str(self.mnt)], check=True)
+        rc = self.proc.wait(timeout)
+        self.proc = None
+        self.logf.close()
+        text = self.log_text()
+        for mark in SANITIZER_MARKS:
+            assert mark not in text, text
+        assert rc == 0, f"thumbfs exited {rc}\n{text}"
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+        self.logf.close()
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)])
+
+    def log_text(self):
+        return self.log.read_text(errors="replace")
+
+    def batch(self, patient="P1", date="2025-11-10"):
+        d = self.mnt / "patients" / patient / date
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def rows(self, where="1", args=()):
+        db = sqlite3.connect(self.data / "catalog.db", timeout=10)
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute(
+                f"SELECT * FROM images WHERE {where}", args)]
+        finally:
+            db.close()
+
+    def object(self, key):
+        if self.store == "s3":
+            return self.s3.get(key, self.bucket)
+        return (self.base / "store" / key).read_bytes()
+
+    def object_keys(self):
+        if self.store == "s3":
+            return self.s3.keys(self.bucket)
+        root = self.base / "store"
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                      if p.is_file())
+
+    def wait_uploaded(self, name, timeout=60):
+        def done():
+            r = self.rows("name = ? AND state = 'uploaded'", (name,))
+            return r[0] if r else None
+        return wait_for(done, timeout, f"{name} to be uploaded")
+
+
+@pytest.fixture(params=["file", "s3"])
+def mount(request, thumbfs_bin, tmp_path):
+    s3 = request.getfixturevalue("s3server") if request.param == "s3" else None
+    m = Mount(thumbfs_bin, tmp_path, request.param, s3).start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
+def file_mount(thumbfs_bin, tmp_path):
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    yield m
+    m.stop()
+
+
+def photos():
+    """The real photographs the tests use (mate-backgrounds)."""
+    found = sorted(PHOTOS.rglob("*.jpg"))
+    assert found, f"no photographs under {PHOTOS}: install mate-backgrounds"
+    return found

@@ -1,0 +1,308 @@
+"""End-to-end tests on a real FUSE mount, with a file:// store and with S3
+(s3rver on loopback): what a user, a script and rsync see."""
+import errno
+import hashlib
+import io
+import math
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image, ImageChops
+
+from conftest import PHOTOS, Mount, photos, wait_for
+
+PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
+
+
+def pillow_thumb(path):
+    """The app's code: img.copy(); thumbnail((300, 300), LANCZOS)."""
+    img = Image.open(path)
+    t = img.copy()
+    t.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    return t
+
+
+def flatten(img):
+    """RGB as shown: an image with alpha is composited over black, so the
+    colour of (nearly) transparent pixels, which nobody sees, counts as
+    little as it shows."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def psnr(a, b):
+    a, b = flatten(a), flatten(b)
+    assert a.size == b.size
+    hist = ImageChops.difference(a, b).histogram()
+    sq = sum(n * (i % 256) ** 2 for i, n in enumerate(hist))
+    mse = sq / (a.size[0] * a.size[1] * 3)
+    return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def a_photo(name="Elephants.jpg"):
+    return next(p for p in photos() if p.name == name)
+
+
+def test_ingest_photo(mount):
+    src = a_photo()
+    d = mount.batch()
+    subprocess.run(["cp", str(src), str(d / "IMG_1234.jpg")], check=True)
+    row = mount.wait_uploaded("IMG_1234.jpg")
+    thumb = d / "IMG_1234_thumb.jpg"
+    wait_for(thumb.exists, 10, "the thumbnail in the listing")
+    assert sorted(os.listdir(d)) == ["IMG_1234.jpg", "IMG_1234_thumb.jpg"]
+
+    data = src.read_bytes()
+    assert (d / "IMG_1234.jpg").read_bytes() == data
+    tb = thumb.read_bytes()
+    got = Image.open(io.BytesIO(tb))
+    want = pillow_thumb(src)
+    assert got.format == "JPEG"
+    assert got.size == want.size
+    assert psnr(got, want) >= 30
+    assert os.stat(thumb).st_size == len(tb)
+
+    assert mount.object(PREFIX + "IMG_1234.jpg") == data
+    assert mount.object(PREFIX + "IMG_1234_thumb.jpg") == tb
+    assert mount.object_keys() == [PREFIX + "IMG_1234.jpg",
+                                   PREFIX + "IMG_1234_thumb.jpg"]
+
+    assert row["s3_key"] == PREFIX + "IMG_1234.jpg"
+    assert row["s3_thumbnail_key"] == PREFIX + "IMG_1234_thumb.jpg"
+    assert row["s3_bucket"] == (mount.bucket if mount.store == "s3"
+                                else f"file://{mount.base}/store")
+    assert row["name"] == "IMG_1234.jpg"
+    assert row["file_size"] == len(data)
+    assert row["thumbnail_size"] == len(tb)
+    assert row["mime_type"] == "image/jpeg"
+    assert (row["width"], row["height"]) == Image.open(src).size
+    assert row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert row["error"] == ""
+
+    w, h = Image.open(src).size
+    tw, th = want.size
+    line = (f"imported patients/P1/2025-11-10/IMG_1234.jpg ({w}x{h}, "
+            f"thumb {tw}x{th}, {len(data) / 1e6:.1f} MB)")
+    assert line in mount.log_text()
+
+
+def test_png_keeps_format_and_alpha(file_mount):
+    src = next(p for p in sorted(PHOTOS.rglob("*.png"))
+               if Image.open(p).mode == "RGBA")
+    d = file_mount.batch()
+    shutil.copy(src, d / "scan.png")
+    file_mount.wait_uploaded("scan.png")
+    got = Image.open(d / "scan_thumb.png")
+    want = pillow_thumb(src)
+    assert got.format == "PNG"
+    assert got.mode == "RGBA"
+    assert got.size == want.size
+    assert psnr(got, want) >= 30
+
+
+def test_many_photos_in_parallel(mount):
+    srcs = photos()[:6]
+    d = mount.batch("P7", "2024-02-29")
+    subprocess.run(["cp", *map(str, srcs), str(d)], check=True)
+    for s in srcs:
+        mount.wait_uploaded(s.name, 120)
+    keys = mount.object_keys()
+    assert len(keys) == 2 * len(srcs)
+    for s in srcs:
+        stem = s.name.rsplit(".", 1)[0]
+        assert (d / f"{stem}_thumb.jpg").exists()
+    assert len(mount.rows()) == len(srcs)
+
+
+def test_invalid_paths_refused(file_mount):
+    m = file_mount.mnt
+
+    def err(fn):
+        with pytest.raises(OSError) as e:
+            fn()
+        return e.value.errno
+
+    assert err(lambda: os.mkdir(m / "patients" / "bad@id")) == errno.EINVAL
+    assert err(lambda: os.mkdir(m / "patients" / ("x" * 65))) == errno.EINVAL
+    os.mkdir(m / "patients" / "P1")
+    assert err(lambda: os.mkdir(m / "patients/P1/2025-02-30")) == errno.EINVAL
+    assert err(lambda: os.mkdir(m / "patients/P1/10-11-2025")) == errno.EINVAL
+    assert err(lambda: open(m / "patients/P1/loose.jpg", "w")) == errno.EPERM
+    assert err(lambda: open(m / "top.jpg", "w")) == errno.EPERM
+    assert err(lambda: os.mkdir(m / "elsewhere")) == errno.EPERM
+    d = file_mount.batch()
+    assert err(lambda: os.mkdir(d / "sub")) == errno.EPERM
+    assert err(lambda: open(d / "x_thumb.jpg", "w")) == errno.EPERM
+    log = file_mount.log_text()
+    assert "patient id does not match patient_id_pattern" in log
+    assert "not a real date YYYY-MM-DD" in log
+    assert "files belong in patients/<id>/<YYYY-MM-DD>/" in log
+    assert "'*_thumb.*' names are made by thumbfs" in log
+    assert file_mount.object_keys() == []
+
+
+def test_corrupt_file_is_kept_and_uploaded(mount):
+    d = mount.batch()
+    good = a_photo().read_bytes()
+    (d / "broken.jpg").write_bytes(good[: len(good) // 3])
+    (d / "notes.jpg").write_bytes(b"not an image at all")
+    r1 = mount.wait_uploaded("broken.jpg")
+    r2 = mount.wait_uploaded("notes.jpg")
+    assert "Premature end of JPEG file" in r1["error"]
+    assert "not a JPEG or PNG" in r2["error"]
+    assert r1["s3_thumbnail_key"] == "" and r1["thumbnail_name"] == ""
+    assert mount.object(PREFIX + "notes.jpg") == b"not an image at all"
+    assert sorted(os.listdir(d)) == ["broken.jpg", "notes.jpg"]
+    status = (mount.mnt / ".thumbfs/status").read_text()
+    assert "thumbnail errors: 2" in status
+    assert "notes.jpg" in status
+    assert "thumbnail of 'patients/P1/2025-11-10/notes.jpg' failed" in \
+        mount.log_text()
+
+
+def test_hidden_temp_then_rename_is_ingested(mount):
+    """rsync and GIO write a hidden temp file, then rename it."""
+    d = mount.batch()
+    tmp = d / ".IMG_9.jpg.Xa12bC"
+    shutil.copy(a_photo(), tmp)
+    (d / ".DS_Store").write_bytes(b"finder")
+    (d / "Thumbs.db").write_bytes(b"windows")
+    assert mount.rows() == []
+    os.rename(tmp, d / "IMG_9.jpg")
+    mount.wait_uploaded("IMG_9.jpg")
+    keys = mount.object_keys()
+    assert keys == [PREFIX + "IMG_9.jpg", PREFIX + "IMG_9_thumb.jpg"]
+    assert (d / ".DS_Store").read_bytes() == b"finder"
+    assert len(mount.rows()) == 1
+
+
+def test_rewrite_updates_row(mount):
+    a, b = photos()[0], photos()[1]
+    d = mount.batch()
+    shutil.copy(a, d / "x.jpg")
+    r1 = mount.wait_uploaded("x.jpg")
+    shutil.copy(b, d / "x.jpg")
+    want = hashlib.sha256(b.read_bytes()).hexdigest()
+    r2 = wait_for(lambda: next((r for r in mount.rows("name = 'x.jpg'")
+                                if r["sha256"] == want and
+                                r["state"] == "uploaded"), None),
+                  60, "the rewrite to be uploaded")
+    assert r2["id"] == r1["id"]
+    assert (r2["width"], r2["height"]) == Image.open(b).size
+    assert mount.object(PREFIX + "x.jpg") == b.read_bytes()
+    assert Image.open(d / "x_thumb.jpg").size == pillow_thumb(b).size
+
+
+def test_unlink_removes_everywhere(mount):
+    d = mount.batch()
+    shutil.copy(a_photo(), d / "gone.jpg")
+    mount.wait_uploaded("gone.jpg")
+    os.unlink(d / "gone.jpg")
+    assert os.listdir(d) == []
+    assert mount.rows() == []
+    wait_for(lambda: mount.object_keys() == [], 30, "objects to be deleted")
+    with pytest.raises(OSError) as e:
+        os.unlink(d / "gone_thumb.jpg")
+    assert e.value.errno == errno.ENOENT
+    os.rmdir(d)
+
+
+def test_config_errors_stop_before_mounting(thumbfs_bin, tmp_path):
+    conf = tmp_path / "mount.conf"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cases = [
+        ("[store]\nurl = file:///tmp/x\n[catalog]\ndir = /tmp/y\ncolour = 1\n",
+         "mount.conf:5: unknown key 'colour' in [catalog]"),
+        ("[store]\nurl = file:///tmp/x\n",
+         "missing required key 'dir' in [catalog]"),
+        ("[store]\nurl = file:///tmp/x\n[catalog]\ndir = /tmp/y\n[fs]\n"
+         "workers = lots\n", "mount.conf:6: 'workers' in [fs] must be"),
+    ]
+    for text, want in cases:
+        conf.write_text(text)
+        r = subprocess.run([str(thumbfs_bin), str(conf), str(mnt), "-f"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0
+        assert want in r.stderr, r.stderr
+        assert not os.path.ismount(mnt)
+
+
+def test_bad_credentials_stop_before_mounting(thumbfs_bin, tmp_path, s3server):
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    m.config["store"]["access_key_id"] = "NOBODY"
+    m.config["store"]["secret_access_key"] = "TOPSECRET123"
+    m.write_config()
+    r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "store check failed" in r.stderr and "403" in r.stderr, r.stderr
+    assert "TOPSECRET123" not in r.stderr
+    assert not os.path.ismount(m.mnt)
+
+
+def test_kill9_with_store_away_loses_nothing(thumbfs_bin, tmp_path, s3server):
+    """The store is unreachable, the daemon is killed; the next mount with
+    the store back uploads what was written."""
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    good_endpoint = m.config["store"]["endpoint"]
+    m.config["store"]["endpoint"] = f"http://127.0.0.1:{_closed_port()}"
+    m.start()
+    d = m.batch()
+    shutil.copy(a_photo(), d / "late.jpg")
+    wait_for(lambda: "upload of 'patients/P1/2025-11-10/late.jpg' failed"
+             in m.log_text(), 30, "a failed upload")
+    assert m.rows()[0]["state"] == "spooled"
+    m.kill9()
+    m.config["store"]["endpoint"] = good_endpoint
+    m.start()
+    m.wait_uploaded("late.jpg")
+    assert m.object(PREFIX + "late.jpg") == a_photo().read_bytes()
+    assert m.object_keys() == [PREFIX + "late.jpg", PREFIX + "late_thumb.jpg"]
+    m.stop()
+
+
+def _closed_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_spool_file_unknown_to_catalog_is_reconciled(thumbfs_bin, tmp_path):
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    m.batch()
+    m.stop()
+    spool = m.data / "spool/patients/P1/2025-11-10"
+    shutil.copy(a_photo(), spool / "orphan.jpg")
+    m.start()
+    m.wait_uploaded("orphan.jpg")
+    assert "resuming 1 file(s)" in m.log_text()
+    m.stop()
+
+
+def test_mount_through_fstab_helper(thumbfs_bin, tmp_path):
+    """The helper an /etc/fstab line 'CONFIG MOUNTPOINT fuse.thumbfs ...'
+    runs: mount.fuse3 CONFIG MOUNTPOINT -t thumbfs -o OPTIONS (mount(8)
+    resets PATH, so here the build directory is put on it by hand)."""
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.write_config()
+    env = dict(os.environ, PATH=f"{thumbfs_bin.parent}:{os.environ['PATH']}")
+    subprocess.run(["mount.fuse3", str(m.conf), str(m.mnt), "-t", "thumbfs",
+                    "-o", "rw,nosuid,nodev,noatime"], check=True, env=env,
+                   timeout=30)
+    try:
+        assert os.path.ismount(m.mnt)
+        d = m.batch()
+        shutil.copy(a_photo(), d / "f.jpg")
+        m.wait_uploaded("f.jpg")
+        mounts = open("/proc/mounts").read()
+        assert f" {m.mnt} fuse.thumbfs " in mounts
+    finally:
+        subprocess.run(["umount", str(m.mnt)], check=True)

@@ -1,0 +1,18 @@
+"""Run each module's C unit test, from the plain and the sanitizer build."""
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = sorted(p.stem[len("test_"):] for p in (ROOT / "tests/unit").glob("test_*.c"))
+
+
+@pytest.mark.parametrize("build", ["build", "build-asan"])
+@pytest.mark.parametrize("unit", UNITS)
+def test_unit(build, unit):
+    exe = ROOT / build / f"test_{unit}"
+    assert exe.exists(), f"{exe} is not built"
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -48,7 +48,8 @@ static const char schema_v1[] = "CREATE TABLE images ("
 				" attempts INTEGER NOT NULL DEFAULT 0,"
 				" not_before INTEGER NOT NULL DEFAULT 0,"
 				" claimed INTEGER NOT NULL DEFAULT 0,"
-				" last_error TEXT NOT NULL DEFAULT '');"
+				" last_error TEXT NOT NULL DEFAULT '',"
+				" name TEXT NOT NULL DEFAULT '');"
 				"CREATE INDEX jobs_image ON jobs (image_id);";
 
 enum stmt {
@@ -68,6 +69,8 @@ enum stmt {
 	S_JOB_DROP_INGESTS,
 	S_JOB_HAS,
 	S_JOB_CLAIM_PICK,
+	S_JOB_SYNC_PICK,
+	S_JOB_INSERT_SYNC,
 	S_JOB_CLAIM_MARK,
 	S_JOB_DELETE,
 	S_JOB_RETRY,
@@ -117,8 +120,14 @@ static const char *const sql[S_N] = {
 			   " image_id = ?1 AND claimed = 0",
     [S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
     [S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
-			 " attempts FROM jobs WHERE claimed = 0 AND"
-			 " not_before <= ?1 ORDER BY id LIMIT 1",
+			 " attempts FROM jobs WHERE kind IN (1, 2) AND"
+			 " claimed = 0 AND not_before <= ?1 ORDER BY id"
+			 " LIMIT 1",
+    [S_JOB_SYNC_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
+			" attempts, name, not_before FROM jobs WHERE"
+			" kind IN (3, 4) AND claimed = 0 ORDER BY id LIMIT 1",
+    [S_JOB_INSERT_SYNC] = "INSERT INTO jobs (kind, image_id, key, key2, name)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_JOB_CLAIM_MARK] = "UPDATE jobs SET claimed = 1 WHERE id = ?1",
     [S_JOB_DELETE] = "DELETE FROM jobs WHERE id = ?1",
     [S_JOB_RETRY] = "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
@@ -127,11 +136,12 @@ static const char *const sql[S_N] = {
 		      " sum(state = 'uploaded'), sum(error != '')"
 		      " FROM images",
     [S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
-		     " sum(attempts > 0) FROM jobs",
+		     " sum(attempts > 0), sum(kind IN (3, 4)) FROM jobs",
 };
 
 struct db {
-	pthread_mutex_t lock; /* guards conn and every statement */
+	pthread_mutex_t lock; /* guards conn, every statement and pg_sync */
+	bool pg_sync;
 	sqlite3 *conn;
 	sqlite3_stmt *st[S_N];
 };
@@ -423,6 +433,20 @@ int db_image_written(struct db *db, const char *patient, const char *date,
 	return ret;
 }
 
+static int queue_sync(struct db *db, enum db_job_kind kind, const char *id,
+		      const char *patient, const char *date, const char *name)
+{
+	if (!db->pg_sync)
+		return 0;
+	sqlite3_stmt *s = use(db, S_JOB_INSERT_SYNC);
+	sqlite3_bind_int(s, 1, kind);
+	bind_text(s, 2, id);
+	bind_text(s, 3, patient);
+	bind_text(s, 4, date);
+	bind_text(s, 5, name);
+	return run(s);
+}
+
 int db_image_removed(struct db *db, const char *patient, const char *date,
 		     const char *name)
 {
@@ -452,6 +476,9 @@ int db_image_removed(struct db *db, const char *patient, const char *date,
 		bind_text(s, 5, img.s3_thumbnail_key);
 		ret = run(s);
 	}
+	if (ret == 0)
+		ret = queue_sync(db, DB_JOB_PG_DELETE, img.id, patient, date,
+				 name);
 	ret = finish(db, ret);
 out_unlock:
 	pthread_mutex_unlock(&db->lock);
@@ -525,11 +552,9 @@ out_unlock:
 	return ret;
 }
 
-int db_job_claim(struct db *db, struct db_job *job)
+/* Claim the job the pick statement s returns, if it is due. */
+static int claim_locked(struct db *db, sqlite3_stmt *s, struct db_job *job)
 {
-	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_JOB_CLAIM_PICK);
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL));
 	int rc = sqlite3_step(s), ret = -ENOENT;
 	if (rc == SQLITE_ROW) {
 		memset(job, 0, sizeof(*job));
@@ -540,7 +565,16 @@ int db_job_claim(struct db *db, struct db_job *job)
 		col_text(s, 4, job->key, sizeof(job->key));
 		col_text(s, 5, job->key2, sizeof(job->key2));
 		job->attempts = sqlite3_column_int(s, 6);
-		ret = 0;
+		if (sqlite3_column_count(s) > 8) {
+			col_text(s, 7, job->name, sizeof(job->name));
+			if (sqlite3_column_int64(s, 8) >
+			    (sqlite3_int64)time(NULL))
+				ret = -EAGAIN;
+			else
+				ret = 0;
+		} else {
+			ret = 0;
+		}
 	} else if (rc != SQLITE_DONE) {
 		ret = -EIO;
 	}
@@ -550,8 +584,32 @@ int db_job_claim(struct db *db, struct db_job *job)
 		sqlite3_bind_int64(s, 1, job->id);
 		ret = run(s);
 	}
+	return ret;
+}
+
+int db_job_claim(struct db *db, struct db_job *job)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_JOB_CLAIM_PICK);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL));
+	int ret = claim_locked(db, s, job);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
+}
+
+int db_sync_claim(struct db *db, struct db_job *job)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = claim_locked(db, use(db, S_JOB_SYNC_PICK), job);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+void db_set_pg_sync(struct db *db, bool on)
+{
+	pthread_mutex_lock(&db->lock);
+	db->pg_sync = on;
+	pthread_mutex_unlock(&db->lock);
 }
 
 /* The row went away while its ingest ran: unless the name is in use again,
@@ -608,6 +666,9 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 		*current = sqlite3_changes(db->conn) > 0;
 	if (ret == 0 && !*current)
 		ret = orphan_locked(db, job, img);
+	if (ret == 0 && *current)
+		ret = queue_sync(db, DB_JOB_PG_UPSERT, job->image_id,
+				 img->patient_id, img->batch_date, img->name);
 	if (ret == 0) {
 		s = use(db, S_JOB_DELETE);
 		sqlite3_bind_int64(s, 1, job->id);
@@ -660,6 +721,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_ingest = sqlite3_column_int64(s, 0);
 		out->jobs_delete = sqlite3_column_int64(s, 1);
 		out->jobs_retrying = sqlite3_column_int64(s, 2);
+		out->jobs_sync = sqlite3_column_int64(s, 3);
 	} else {
 		ret = -EIO;
 	}

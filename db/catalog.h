@@ -52,6 +52,9 @@ struct db_image {
 enum db_job_kind {
 	DB_JOB_INGEST = 1, /* thumbnail and upload image_id at gen */
 	DB_JOB_DELETE = 2, /* remove key and key2 from the store */
+	/* PostgreSQL sync, done by one thread in queue order: */
+	DB_JOB_PG_UPSERT = 3, /* upsert image_id as the catalog has it now */
+	DB_JOB_PG_DELETE = 4, /* delete (key = patient, key2 = date, name) */
 };
 
 struct db_job {
@@ -61,6 +64,7 @@ struct db_job {
 	int64_t gen;
 	char key[DB_KEY_MAX];
 	char key2[DB_KEY_MAX];
+	char name[256];
 	int attempts;
 };
 
@@ -71,6 +75,7 @@ struct db_counts {
 	int64_t jobs_ingest;
 	int64_t jobs_delete;
 	int64_t jobs_retrying; /* jobs that failed at least once */
+	int64_t jobs_sync;     /* PostgreSQL upserts and deletes waiting */
 };
 
 /* Open (creating if needed) DIR/catalog.db, migrate the schema forward and
@@ -100,8 +105,19 @@ int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
 int db_reconcile(struct db *db, const char *patient, const char *date,
 		 const char *name, int64_t size, const char *uploaded_by);
 
-/* Claim the oldest job that is due. -ENOENT when there is none. */
+/* Claim the oldest store job (ingest, delete) that is due. -ENOENT when
+ * there is none. */
 int db_job_claim(struct db *db, struct db_job *job);
+
+/* Claim the oldest PostgreSQL job, in strict queue order: -EAGAIN when it
+ * is not due yet (nothing behind it is claimed before it), -ENOENT when
+ * there is none. */
+int db_sync_claim(struct db *db, struct db_job *job);
+
+/* With sync on, an ingest that is done queues DB_JOB_PG_UPSERT and a
+ * removal queues DB_JOB_PG_DELETE, in the same transaction. Off by
+ * default. */
+void db_set_pg_sync(struct db *db, bool on);
 
 /* An ingest finished: if the row is still at job->gen, record img's upload
  * fields (keys, sizes, mime, width, height, sha256, thumbnail, error) and

@@ -44,6 +44,7 @@ static const struct key keys[] = {
     STR("store", "key_template", key_template, false),
     STR("catalog", "dir", catalog_dir, true),
     STR("postgres", "dsn", pg_dsn, false),
+    STR("postgres", "batch_name", batch_name, false),
     NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
     NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
     NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
@@ -51,6 +52,7 @@ static const struct key keys[] = {
     STR("fs", "patient_id_pattern", patient_id_pattern, false),
     STR("fs", "uploaded_by", uploaded_by, false),
     NUM("fs", "workers", K_INT, workers, 1, 64),
+    NUM("fs", "retry_max_s", K_INT, retry_max_s, 1, 86400),
     STR("fs", "ignore", ignore, false),
 };
 
@@ -63,6 +65,7 @@ void cfg_init(struct cfg *cfg)
 	cfg->path_style = true;
 	snprintf(cfg->key_template, sizeof(cfg->key_template),
 		 "patients/filemaker-import/images/{patient}/{date}/{name}");
+	snprintf(cfg->batch_name, sizeof(cfg->batch_name), "{patient} {date}");
 	cfg->max_width = 300;
 	cfg->max_height = 300;
 	cfg->jpeg_quality = 85;
@@ -71,6 +74,7 @@ void cfg_init(struct cfg *cfg)
 		 "^[A-Za-z0-9_-]{1,64}$");
 	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");
 	cfg->workers = 2;
+	cfg->retry_max_s = 300;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
 }
@@ -232,8 +236,14 @@ int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)
 int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
 	    const char *name, char *out, size_t n)
 {
+	return cfg_expand(cfg->key_template, patient, date, name, out, n);
+}
+
+int cfg_expand(const char *template, const char *patient, const char *date,
+	       const char *name, char *out, size_t n)
+{
 	size_t len = 0;
-	for (const char *t = cfg->key_template; *t;) {
+	for (const char *t = template; *t;) {
 		const char *part = NULL;
 		size_t skip = 1, plen = 1;
 		if (!strncmp(t, "{patient}", 9))

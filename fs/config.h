@@ -24,6 +24,7 @@ struct cfg {
 	char catalog_dir[CFG_STR];
 	/* [postgres] */
 	char pg_dsn[CFG_STR];
+	char batch_name[256];
 	/* [thumbnail] */
 	int max_width;
 	int max_height;
@@ -33,6 +34,7 @@ struct cfg {
 	char patient_id_pattern[256];
 	char uploaded_by[256];
 	int workers;
+	int retry_max_s; /* the cap of the backoff between tries of a job */
 	char ignore[CFG_STR]; /* comma-separated globs */
 };
 
@@ -44,9 +46,12 @@ void cfg_init(struct cfg *cfg);
  * "PATH:LINE: what is wrong with which key" into err. */
 int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
 
-/* The store key for (patient, date, name) by cfg->key_template:
- * {patient}, {date} and {name} are replaced. -ENAMETOOLONG if it does not
- * fit in n bytes. */
+/* Expand template into out: {patient}, {date} and {name} are replaced.
+ * -ENAMETOOLONG if it does not fit in n bytes. */
+int cfg_expand(const char *template, const char *patient, const char *date,
+	       const char *name, char *out, size_t n);
+
+/* The store key for (patient, date, name) by cfg->key_template. */
 int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
 	    const char *name, char *out, size_t n);
 

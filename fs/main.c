@@ -49,7 +49,9 @@ static int on_arg(void *data, const char *arg, int key,
 
 static void usage(const char *prog)
 {
-	printf("usage: %s CONFIG MOUNTPOINT [-o opts] [-f]\n\n"
+	printf("usage: %s CONFIG MOUNTPOINT [-o opts] [-f]\n"
+	       "       %s schema     print the PostgreSQL DDL "
+	       "(schema/postgres.sql)\n\n"
 	       "Mount the patient-image archive described by CONFIG (an INI "
 	       "file;\nsee mount.conf.example) on MOUNTPOINT.\n\n"
 	       "    -f             stay in the foreground, log to stderr\n"
@@ -58,7 +60,7 @@ static void usage(const char *prog)
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
-	       prog);
+	       prog, prog);
 }
 
 /* A directory for thumbfs alone: created 0700 if missing. */
@@ -122,6 +124,32 @@ static struct s3_store *open_store(const struct cfg *cfg)
 	return st;
 }
 
+/* With a dsn: the tables must have every column the sync writes. A server
+ * that is away now only delays the sync; anything else stops the mount. */
+static int check_postgres(const struct cfg *cfg)
+{
+	char err[1024];
+	if (!cfg->pg_dsn[0])
+		return 0;
+	struct db_pg *pg = db_pg_new(cfg->pg_dsn);
+	if (!pg) {
+		fprintf(stderr, "thumbfs: out of memory\n");
+		return -1;
+	}
+	int ret = db_pg_check_schema(pg, err, sizeof(err));
+	db_pg_free(pg); /* a connection must not cross fork() either */
+	if (ret == -EAGAIN) {
+		fprintf(stderr,
+			"thumbfs: warning: PostgreSQL not reachable now (%s); "
+			"rows wait for it\n",
+			err);
+		return 0;
+	}
+	if (ret)
+		fprintf(stderr, "thumbfs: PostgreSQL check failed: %s\n", err);
+	return ret ? -1 : 0;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -133,6 +161,10 @@ int main(int argc, char *argv[])
 	char err[1024];
 	int status = 1;
 
+	if (argc == 2 && !strcmp(argv[1], "schema")) {
+		fputs(db_pg_schema, stdout); /* thumbfs schema | psql DSN */
+		return 0;
+	}
 	memset(&fs, 0, sizeof(fs));
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_cond_init(&fs.cond, NULL);
@@ -173,12 +205,7 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "thumbfs: bad patient_id_pattern\n");
 		goto out_args;
 	}
-	if (fs.cfg.pg_dsn[0])
-		fprintf(stderr,
-			"thumbfs: warning: [postgres] dsn is set, but this "
-			"build does not sync to PostgreSQL yet; the catalog "
-			"keeps every row for when it does\n");
-	if (prepare_dirs(&fs))
+	if (prepare_dirs(&fs) || check_postgres(&fs.cfg))
 		goto out_rules;
 	/* Open the catalog once to check it; it is opened again after
 	 * daemonising, since an SQLite connection must not cross fork(). */
@@ -209,6 +236,14 @@ int main(int argc, char *argv[])
 		log_error("%s", err);
 		goto out_unmount;
 	}
+	if (fs.cfg.pg_dsn[0]) {
+		fs.pg = db_pg_new(fs.cfg.pg_dsn);
+		if (!fs.pg) {
+			log_error("out of memory");
+			goto out_db;
+		}
+		db_set_pg_sync(fs.db, true);
+	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)))
 		goto out_db;
 	int queued = fs_reconcile(&fs);
@@ -238,6 +273,7 @@ int main(int argc, char *argv[])
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_db:
+	db_pg_free(fs.pg);
 	db_free(fs.db);
 out_unmount:
 	fuse_unmount(fuse);

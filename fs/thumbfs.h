@@ -8,8 +8,9 @@
  *   thumbs/      thumbnails: thumbs/<id>/<date>/<stem>_thumb.<ext>
  *   tmp/         files being written whole, renamed into place
  *
- * Locking: db and store lock themselves. lock guards stop and the wake-up
- * of the workers (cond); nothing else here changes after the mount starts.
+ * Locking: db and store lock themselves; pg is used by the sync thread
+ * alone. lock guards stop, pg_state and the wake-up of the workers (cond);
+ * nothing else here changes after the mount starts.
  * Lock order: fs->lock, then anything inside db/ or s3/.
  */
 #ifndef FS_THUMBFS_H
@@ -21,6 +22,7 @@
 #include <stddef.h>
 
 #include "db/catalog.h"
+#include "db/pg.h"
 #include "s3/s3.h"
 #include "thumb/thumb.h"
 #include "fs/config.h"
@@ -32,22 +34,27 @@ struct thumbfs {
 	struct thumb_opts thumb;
 	struct db *db;
 	struct s3_store *store;
+	struct db_pg *pg; /* NULL: no [postgres] dsn, no sync */
 	char spool[PATH_MAX];
 	char thumbs[PATH_MAX];
 	char tmp[PATH_MAX];
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop; /* guarded by lock */
+	bool stop;	    /* guarded by lock */
+	char pg_state[512]; /* guarded by lock: "ok", or why it waits */
 	int n_threads;
 	pthread_t *threads;
+	bool sync_running;
+	pthread_t sync_thread;
 };
 
 /* The FUSE operations (ops.c). */
 const struct fuse_operations *fs_operations(void);
 
-/* Start cfg.workers job runners; stop (finishing the current jobs) and join
- * them. fs_worker_kick() wakes them after a job was queued. */
+/* Start cfg.workers job runners, and the PostgreSQL sync runner when fs->pg
+ * is set; stop (finishing the current jobs) and join them.
+ * fs_worker_kick() wakes them after a job was queued. */
 int fs_worker_start(struct thumbfs *fs);
 void fs_worker_stop(struct thumbfs *fs);
 void fs_worker_kick(struct thumbfs *fs);

@@ -14,8 +14,6 @@
 #include "fs/log.h"
 #include "fs/thumbfs.h"
 
-#define BACKOFF_MAX_S 300
-
 int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 		  const char *date, const char *thumb_name, char *out, size_t n)
 {
@@ -25,13 +23,14 @@ int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 	return 0;
 }
 
-/* The delay before try number attempts+2: exponential, full jitter. */
-static int backoff(int attempts)
+/* The delay before try number attempts+2: exponential up to max_s, with
+ * full jitter. */
+static int backoff(int attempts, int max_s)
 {
 	unsigned r = 0;
-	int cap = attempts >= 8 ? BACKOFF_MAX_S : 1 << (attempts + 1);
-	if (cap > BACKOFF_MAX_S)
-		cap = BACKOFF_MAX_S;
+	int cap = attempts >= 20 ? max_s : 1 << (attempts + 1);
+	if (cap > max_s)
+		cap = max_s;
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
 		r = (unsigned)time(NULL);
 	return 1 + (int)(r % (unsigned)cap);
@@ -112,7 +111,7 @@ static int write_cache(struct thumbfs *fs, const char *dest, const void *buf,
 static void retry(struct thumbfs *fs, const struct db_job *job,
 		  const char *what, const char *err)
 {
-	int delay = backoff(job->attempts);
+	int delay = backoff(job->attempts, fs->cfg.retry_max_s);
 	log_error("%s failed: %s, retry in %d s", what, err, delay);
 	db_job_retry(fs->db, job->id, delay, err);
 }
@@ -238,16 +237,101 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 	db_job_done(fs->db, job->id);
 }
 
+static void set_pg_state(struct thumbfs *fs, const char *state)
+{
+	pthread_mutex_lock(&fs->lock);
+	snprintf(fs->pg_state, sizeof(fs->pg_state), "%s", state);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* One PostgreSQL job. Only a row with a thumbnail, a width and a height is
+ * shown to the app; a row without one (an undecodable file) is taken out
+ * of PostgreSQL, and stays in the catalog and the status file. */
+static void run_sync(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img;
+	char err[1024], what[PATH_MAX], batch[256];
+	int ret = 0;
+
+	if (job->kind == DB_JOB_PG_UPSERT) {
+		if (db_image_get_by_id(fs->db, job->image_id, &img)) {
+			db_job_done(fs->db, job->id); /* a delete follows */
+			return;
+		}
+		snprintf(what, sizeof(what), "patients/%s/%s/%s",
+			 img.patient_id, img.batch_date, img.name);
+		if (img.thumbnail_name[0] && img.width > 0 && img.height > 0) {
+			cfg_expand(fs->cfg.batch_name, img.patient_id,
+				   img.batch_date, "", batch, sizeof(batch));
+			ret =
+			    db_pg_upsert(fs->pg, &img, batch, err, sizeof(err));
+		} else {
+			ret =
+			    db_pg_delete(fs->pg, img.patient_id, img.batch_date,
+					 img.name, err, sizeof(err));
+		}
+	} else {
+		snprintf(what, sizeof(what), "patients/%s/%s/%s", job->key,
+			 job->key2, job->name);
+		ret = db_pg_delete(fs->pg, job->key, job->key2, job->name, err,
+				   sizeof(err));
+	}
+	if (ret) {
+		char w[PATH_MAX + 32], state[600];
+		snprintf(w, sizeof(w), "sync of '%s' to PostgreSQL", what);
+		snprintf(state, sizeof(state), "waiting: %s", err);
+		set_pg_state(fs, state);
+		retry(fs, job, w, err);
+		return;
+	}
+	set_pg_state(fs, "ok");
+	db_job_done(fs->db, job->id);
+}
+
+/* Sleep until kicked, stopped, or a second has passed. */
+static void nap(struct thumbfs *fs)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	pthread_mutex_lock(&fs->lock);
+	if (!fs->stop)
+		pthread_cond_timedwait(&fs->cond, &fs->lock, &until);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static bool stopping(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool stop = fs->stop;
+	pthread_mutex_unlock(&fs->lock);
+	return stop;
+}
+
+/* The sync runner: one thread, so rows reach PostgreSQL in queue order. */
+static void *sync_main(void *arg)
+{
+	struct thumbfs *fs = arg;
+	struct db_job job;
+	while (!stopping(fs)) {
+		int ret = db_sync_claim(fs->db, &job);
+		if (ret == 0) {
+			run_sync(fs, &job);
+			continue;
+		}
+		if (ret != -ENOENT && ret != -EAGAIN)
+			log_error("cannot read the job queue: %s",
+				  strerror(-ret));
+		nap(fs);
+	}
+	return NULL;
+}
+
 static void *worker_main(void *arg)
 {
 	struct thumbfs *fs = arg;
 	struct db_job job;
-	for (;;) {
-		pthread_mutex_lock(&fs->lock);
-		bool stop = fs->stop;
-		pthread_mutex_unlock(&fs->lock);
-		if (stop)
-			break;
+	while (!stopping(fs)) {
 		int ret = db_job_claim(fs->db, &job);
 		if (ret == 0) {
 			if (job.kind == DB_JOB_INGEST)
@@ -259,14 +343,7 @@ static void *worker_main(void *arg)
 		if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
-		/* Nothing due: sleep until kicked, or a second for retries. */
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 1;
-		pthread_mutex_lock(&fs->lock);
-		if (!fs->stop)
-			pthread_cond_timedwait(&fs->cond, &fs->lock, &until);
-		pthread_mutex_unlock(&fs->lock);
+		nap(fs); /* nothing due */
 	}
 	return NULL;
 }
@@ -291,6 +368,14 @@ int fs_worker_start(struct thumbfs *fs)
 		}
 		fs->n_threads++;
 	}
+	if (fs->pg) {
+		int e = pthread_create(&fs->sync_thread, NULL, sync_main, fs);
+		if (e) {
+			fs_worker_stop(fs);
+			return -e;
+		}
+		fs->sync_running = true;
+	}
 	return 0;
 }
 
@@ -302,6 +387,9 @@ void fs_worker_stop(struct thumbfs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	for (int i = 0; i < fs->n_threads; i++)
 		pthread_join(fs->threads[i], NULL);
+	if (fs->sync_running)
+		pthread_join(fs->sync_thread, NULL);
+	fs->sync_running = false;
 	free(fs->threads);
 	fs->threads = NULL;
 	fs->n_threads = 0;
@@ -385,24 +473,32 @@ char *fs_status_text(struct thumbfs *fs)
 {
 	struct db_counts c;
 	char errors[LOG_KEEP * 520];
-	char *out = NULL;
+	char *out = NULL, pg[600];
 	int ret = db_counts(fs->db, &c);
 	log_last_errors(errors, sizeof(errors));
+	pthread_mutex_lock(&fs->lock);
+	snprintf(pg, sizeof(pg), "%s",
+		 !fs->pg	   ? "off (no dsn)"
+		 : fs->pg_state[0] ? fs->pg_state
+				   : "ok");
+	pthread_mutex_unlock(&fs->lock);
 	if (asprintf(&out,
 		     "catalog: %s\n"
 		     "store: %s\n"
+		     "postgres: %s\n"
 		     "images spooled: %lld\n"
 		     "images uploaded: %lld\n"
 		     "thumbnail errors: %lld\n"
 		     "queue ingest: %lld\n"
 		     "queue delete: %lld\n"
+		     "queue postgres: %lld\n"
 		     "queue retrying: %lld\n"
 		     "last errors:\n%s",
-		     ret ? "unreadable" : "ok", s3_bucket(fs->store),
+		     ret ? "unreadable" : "ok", s3_bucket(fs->store), pg,
 		     (long long)c.spooled, (long long)c.uploaded,
 		     (long long)c.thumb_errors, (long long)c.jobs_ingest,
-		     (long long)c.jobs_delete, (long long)c.jobs_retrying,
-		     errors) < 0)
+		     (long long)c.jobs_delete, (long long)c.jobs_sync,
+		     (long long)c.jobs_retrying, errors) < 0)
 		out = NULL;
 	return out;
 }

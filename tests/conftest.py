@@ -112,6 +112,69 @@ def s3server():
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Postgres:
+    """A real PostgreSQL (Debian's), in a temporary data directory, on a free
+    loopback port; the server runs as the postgres user, as it must."""
+
+    def __init__(self, base):
+        import glob
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        assert bins, "PostgreSQL is not installed (apt-get install postgresql)"
+        self.bin = Path(bins[-1]).parent
+        self.base = Path(base)
+        self.data = self.base / "pgdata"
+        self.port = free_port()
+        self.dsn = f"host=127.0.0.1 port={self.port} dbname=thumbfs user=postgres"
+        shutil.chown(self.base, "postgres")
+        self.as_pg([self.bin / "initdb", "-D", self.data, "-A", "trust",
+                    "-U", "postgres", "-E", "UTF8", "--no-sync"])
+
+    def as_pg(self, args, **kw):
+        return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, args)],
+                              check=True, capture_output=True, text=True, **kw)
+
+    def start(self):
+        self.as_pg([self.bin / "pg_ctl", "-D", self.data, "-w", "-l",
+                    self.base / "pg.log", "-o",
+                    f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
+                    " -c fsync=off", "start"], timeout=60)
+
+    def stop(self):
+        self.as_pg([self.bin / "pg_ctl", "-D", self.data, "-w", "-m", "fast",
+                    "stop"], timeout=60)
+
+    def psql(self, sql, db="thumbfs", **kw):
+        r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                            f"host=127.0.0.1 port={self.port} dbname={db} "
+                            "user=postgres", "-c", sql],
+                           check=True, capture_output=True, text=True, **kw)
+        return r.stdout
+
+    def rows(self, sql):
+        out = self.psql(sql)
+        return [line.split("|") for line in out.splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+def postgres(thumbfs_bin):
+    tmp = tempfile.mkdtemp(prefix="thumbfs-pg-")
+    pg = Postgres(tmp)
+    pg.start()
+    pg.psql("CREATE DATABASE thumbfs", db="postgres")
+    schema = subprocess.run([str(thumbfs_bin), "schema"], check=True,
+                            capture_output=True, text=True).stdout
+    pg.psql(schema)
+    yield pg
+    pg.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def clean_postgres(postgres):
+    postgres.psql("DELETE FROM images_image; DELETE FROM images_batch")
+    return postgres
+
+
 class Mount:
     """One thumbfs daemon in the foreground on a temporary mount point."""
 
@@ -140,7 +203,7 @@ class Mount:
         else:
             cp["store"] = {"url": f"file://{self.base}/store"}
         cp["catalog"] = {"dir": str(self.data)}
-        cp["fs"] = {"workers": "2"}
+        cp["fs"] = {"workers": "2", "retry_max_s": "2"}
         self.config = cp
 
     def write_config(self):

@@ -94,6 +94,36 @@ int main(void)
 		CHECK_INT(db_job_retry(db, job.id, 100, "later"), 0);
 	}
 	CHECK_INT(deletes, 1);
+
+	/* with sync on: done and removed queue PostgreSQL jobs, claimed in
+	 * strict order, the head holding back what is behind it */
+	db_set_pg_sync(db, true);
+	CHECK_INT(db_image_written(db, "P2", "2025-01-02", "s.png", 1, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "s.png", &img), 0);
+	job.id = 0;
+	while (db_job_claim(db, &job) == 0 && job.kind != DB_JOB_INGEST)
+		;
+	CHECK(job.kind == DB_JOB_INGEST && !strcmp(job.image_id, img.id));
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK(current);
+	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "s.png"), 0);
+	CHECK_INT(db_counts(db, &c), 0);
+	CHECK_INT(c.jobs_sync, 2);
+	CHECK_INT(db_sync_claim(db, &job), 0);
+	CHECK(job.kind == DB_JOB_PG_UPSERT && !strcmp(job.image_id, img.id));
+	CHECK_INT(db_job_retry(db, job.id, 100, "postgres away"), 0);
+	CHECK_INT(db_sync_claim(db, &job2), -EAGAIN); /* the delete waits */
+	CHECK_INT(db_job_retry(db, job.id, 0, "back"), 0);
+	CHECK_INT(db_sync_claim(db, &job2), 0);
+	CHECK_INT(job2.id, job.id);
+	CHECK_INT(db_job_done(db, job2.id), 0);
+	CHECK_INT(db_sync_claim(db, &job2), 0);
+	CHECK(job2.kind == DB_JOB_PG_DELETE && !strcmp(job2.key, "P2") &&
+	      !strcmp(job2.key2, "2025-01-02") && !strcmp(job2.name, "s.png"));
+	CHECK_INT(db_job_done(db, job2.id), 0);
+	CHECK_INT(db_sync_claim(db, &job2), -ENOENT);
 	CHECK_INT(db_counts(db, &c), 0);
 	CHECK_INT(c.jobs_retrying, 2);
 	db_free(db);

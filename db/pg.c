@@ -1,0 +1,279 @@
+/* pg.c - upserts and deletes of catalog rows in the web app's PostgreSQL
+ * tables, through libpq (see pg.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "db/pg.h"
+
+struct db_pg {
+	char *dsn;
+	PGconn *conn; /* NULL when not connected */
+};
+
+struct db_pg *db_pg_new(const char *dsn)
+{
+	struct db_pg *pg = calloc(1, sizeof(*pg));
+	if (pg && !(pg->dsn = strdup(dsn))) {
+		free(pg);
+		pg = NULL;
+	}
+	return pg;
+}
+
+static void disconnect(struct db_pg *pg)
+{
+	PQfinish(pg->conn);
+	pg->conn = NULL;
+}
+
+void db_pg_free(struct db_pg *pg)
+{
+	if (!pg)
+		return;
+	disconnect(pg);
+	free(pg->dsn);
+	free(pg);
+}
+
+/* libpq's message, on one line. */
+static void one_line(const char *msg, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", msg && *msg ? msg : "unknown error");
+	for (char *p = err; *p; p++)
+		if (*p == '\n' || *p == '\t')
+			*p = ' ';
+	size_t n = strlen(err);
+	while (n && err[n - 1] == ' ')
+		err[--n] = '\0';
+}
+
+int db_pg_connect(struct db_pg *pg, char *err, size_t errlen)
+{
+	/* connect_timeout comes before the dsn, so the dsn may override it */
+	const char *const keys[] = {"connect_timeout", "dbname", NULL};
+	const char *const vals[] = {"10", pg->dsn, NULL};
+	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+		return 0;
+	disconnect(pg);
+	pg->conn = PQconnectdbParams(keys, vals, 1);
+	if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+		return 0;
+	const char *msg = pg->conn ? PQerrorMessage(pg->conn) : "out of memory";
+	one_line(msg, err, errlen);
+	int ret = strstr(msg, "authentication failed") ||
+			  strstr(msg, "pg_hba.conf") ||
+			  strstr(msg, "permission denied") ||
+			  strstr(msg, "does not exist")
+		      ? -EACCES
+		      : -EAGAIN;
+	disconnect(pg);
+	return ret;
+}
+
+/* The one place a PostgreSQL error becomes an errno. */
+static int pg_errno(struct db_pg *pg, const PGresult *res)
+{
+	const char *state =
+	    res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK || !state)
+		return -EAGAIN;
+	if (!strcmp(state, "42P01") || !strcmp(state, "42703"))
+		return -ENOENT; /* undefined table, column */
+	if (!strncmp(state, "28", 2) || !strcmp(state, "42501"))
+		return -EACCES;
+	if (!strncmp(state, "08", 2) || !strncmp(state, "57", 2) ||
+	    !strcmp(state, "40001") || !strcmp(state, "40P01"))
+		return -EAGAIN; /* connection, shutdown, serialization */
+	return -EIO;
+}
+
+/* Run sql with text params; *out gets the result when wanted. */
+static int run(struct db_pg *pg, const char *sql, int n,
+	       const char *const *params, PGresult **out, char *err,
+	       size_t errlen)
+{
+	PGresult *res =
+	    PQexecParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	int ret = 0;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+		ret = pg_errno(pg, res);
+		one_line(res ? PQresultErrorMessage(res)
+			     : PQerrorMessage(pg->conn),
+			 err, errlen);
+		if (ret == -EAGAIN)
+			disconnect(pg);
+	}
+	if (out && !ret)
+		*out = res;
+	else
+		PQclear(res);
+	return ret;
+}
+
+static int in_transaction(struct db_pg *pg, int ret, char *err, size_t errlen)
+{
+	if (!pg->conn)
+		return ret;
+	char ignored[256];
+	if (ret == 0)
+		ret = run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
+	else
+		run(pg, "ROLLBACK", 0, NULL, NULL, ignored, sizeof(ignored));
+	return ret;
+}
+
+int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
+{
+	static const char *const want[] = {
+	    "images_batch.id",
+	    "images_batch.patient_id",
+	    "images_batch.batch_date",
+	    "images_batch.name",
+	    "images_batch.uploaded_by",
+	    "images_batch.created_at",
+	    "images_batch.updated_at",
+	    "images_image.id",
+	    "images_image.batch_id",
+	    "images_image.s3_key",
+	    "images_image.s3_thumbnail_key",
+	    "images_image.s3_bucket",
+	    "images_image.original_filename",
+	    "images_image.file_size",
+	    "images_image.thumbnail_size",
+	    "images_image.mime_type",
+	    "images_image.width",
+	    "images_image.height",
+	    "images_image.category",
+	    "images_image.filemaker_id",
+	    "images_image.uploaded_by",
+	    "images_image.sha256",
+	    "images_image.created_at",
+	    "images_image.updated_at",
+	};
+	PGresult *res = NULL;
+	char missing[1024] = "";
+	size_t len = 0;
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg,
+		  "SELECT table_name || '.' || column_name FROM"
+		  " information_schema.columns WHERE table_schema ="
+		  " current_schema() AND table_name IN ('images_batch',"
+		  " 'images_image')",
+		  0, NULL, &res, err, errlen);
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		bool found = false;
+		for (int r = 0; r < PQntuples(res) && !found; r++)
+			found = !strcmp(PQgetvalue(res, r, 0), want[i]);
+		if (!found && len < sizeof(missing))
+			len += (size_t)snprintf(missing + len,
+						sizeof(missing) - len, "%s%s",
+						len ? ", " : "", want[i]);
+	}
+	PQclear(res);
+	if (len) {
+		snprintf(err, errlen,
+			 "PostgreSQL lacks %s (create the tables with: "
+			 "thumbfs schema | psql DSN)",
+			 missing);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
+		 const char *batch_name, char *err, size_t errlen)
+{
+	char batch_id[37], file_size[24], thumb_size[24], width[16], height[16];
+	PGresult *res = NULL;
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
+	if (ret)
+		return ret;
+	db_uuid(batch_id);
+	const char *const bp[] = {batch_id, img->patient_id, img->batch_date,
+				  batch_name, img->uploaded_by};
+	ret = run(pg,
+		  "INSERT INTO images_batch (id, patient_id, batch_date, name,"
+		  " uploaded_by, created_at, updated_at) VALUES ($1, $2, $3,"
+		  " $4, $5, now(), now()) ON CONFLICT (patient_id, batch_date)"
+		  " DO UPDATE SET updated_at = now() RETURNING id",
+		  5, bp, &res, err, errlen);
+	if (ret == 0) {
+		snprintf(batch_id, sizeof(batch_id), "%s",
+			 PQgetvalue(res, 0, 0));
+		PQclear(res);
+		snprintf(file_size, sizeof(file_size), "%lld",
+			 (long long)img->file_size);
+		snprintf(thumb_size, sizeof(thumb_size), "%lld",
+			 (long long)img->thumbnail_size);
+		snprintf(width, sizeof(width), "%d", img->width);
+		snprintf(height, sizeof(height), "%d", img->height);
+		const char *const ip[] = {
+		    img->id,	     batch_id,
+		    img->s3_key,     img->s3_thumbnail_key,
+		    img->s3_bucket,  img->name,
+		    file_size,	     thumb_size,
+		    img->mime_type,  width,
+		    height,	     img->uploaded_by,
+		    img->sha256,     img->created_at,
+		    img->updated_at,
+		};
+		/* By (batch, filename): another mount's row for the same name
+		 * keeps its id; the later write wins. */
+		ret =
+		    run(pg,
+			"INSERT INTO images_image (id, batch_id, s3_key,"
+			" s3_thumbnail_key, s3_bucket, original_filename,"
+			" file_size, thumbnail_size, mime_type, width, height,"
+			" uploaded_by, sha256, created_at, updated_at) VALUES"
+			" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+			" $13, $14, $15) ON CONFLICT (batch_id,"
+			" original_filename) DO UPDATE SET s3_key ="
+			" EXCLUDED.s3_key, s3_thumbnail_key ="
+			" EXCLUDED.s3_thumbnail_key, s3_bucket ="
+			" EXCLUDED.s3_bucket, file_size = EXCLUDED.file_size,"
+			" thumbnail_size = EXCLUDED.thumbnail_size, mime_type"
+			" = EXCLUDED.mime_type, width = EXCLUDED.width, height"
+			" = EXCLUDED.height, uploaded_by ="
+			" EXCLUDED.uploaded_by, sha256 = EXCLUDED.sha256,"
+			" updated_at = EXCLUDED.updated_at WHERE"
+			" images_image.updated_at <= EXCLUDED.updated_at",
+			15, ip, NULL, err, errlen);
+	}
+	return in_transaction(pg, ret, err, errlen);
+}
+
+int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
+		 const char *name, char *err, size_t errlen)
+{
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
+	if (ret)
+		return ret;
+	const char *const p[] = {patient, date, name};
+	ret = run(pg,
+		  "DELETE FROM images_image i USING images_batch b WHERE"
+		  " i.batch_id = b.id AND b.patient_id = $1 AND b.batch_date"
+		  " = $2 AND i.original_filename = $3",
+		  3, p, NULL, err, errlen);
+	if (ret == 0)
+		ret = run(pg,
+			  "DELETE FROM images_batch b WHERE b.patient_id = $1"
+			  " AND b.batch_date = $2 AND NOT EXISTS (SELECT 1 FROM"
+			  " images_image i WHERE i.batch_id = b.id)",
+			  2, p, NULL, err, errlen);
+	return in_transaction(pg, ret, err, errlen);
+}

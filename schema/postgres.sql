@@ -1,0 +1,40 @@
+-- The web app's tables, as its Django models (managed = False) read them.
+-- thumbfs upserts into them; `thumbfs schema` prints this file.
+-- Apply with: thumbfs schema | psql "$DSN"
+
+CREATE TABLE IF NOT EXISTS images_batch (
+    id          uuid PRIMARY KEY,
+    patient_id  varchar(64)  NOT NULL,
+    batch_date  date         NOT NULL,
+    name        varchar(255) NOT NULL DEFAULT '',
+    uploaded_by varchar(255) NOT NULL DEFAULT '',
+    created_at  timestamptz  NOT NULL DEFAULT now(),
+    updated_at  timestamptz  NOT NULL DEFAULT now(),
+    CONSTRAINT images_batch_patient_date_uniq UNIQUE (patient_id, batch_date)
+);
+
+CREATE TABLE IF NOT EXISTS images_image (
+    id                uuid PRIMARY KEY,
+    batch_id          uuid NOT NULL
+                      REFERENCES images_batch (id) ON DELETE CASCADE
+                      DEFERRABLE INITIALLY DEFERRED,
+    s3_key            varchar(1024) NOT NULL,
+    s3_thumbnail_key  varchar(1024),
+    s3_bucket         varchar(255)  NOT NULL,
+    original_filename varchar(255)  NOT NULL,
+    file_size         bigint        NOT NULL,
+    thumbnail_size    integer,
+    mime_type         varchar(100)  NOT NULL DEFAULT '',
+    width             integer,
+    height            integer,
+    category          varchar(50)   NOT NULL DEFAULT '',
+    filemaker_id      varchar(100),
+    uploaded_by       varchar(255)  NOT NULL DEFAULT '',
+    sha256            varchar(64)   NOT NULL DEFAULT '',
+    created_at        timestamptz   NOT NULL DEFAULT now(),
+    updated_at        timestamptz   NOT NULL DEFAULT now(),
+    CONSTRAINT images_image_batch_filename_uniq
+        UNIQUE (batch_id, original_filename)
+);
+
+CREATE INDEX IF NOT EXISTS images_image_batch_id ON images_image (batch_id);

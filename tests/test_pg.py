@@ -1,0 +1,146 @@
+"""The sync to the web app's PostgreSQL tables, against a real PostgreSQL
+started by the tests (conftest.Postgres) and s3rver."""
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+
+from PIL import Image
+
+from conftest import ROOT, Mount, photos, wait_for
+
+PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
+IMAGE_COLS = ("original_filename, s3_key, s3_thumbnail_key, s3_bucket, "
+              "file_size, thumbnail_size, mime_type, width, height, sha256, "
+              "uploaded_by, category, coalesce(filemaker_id, '-')")
+
+
+def pg_mount(thumbfs_bin, tmp_path, s3server, pg, store="s3"):
+    m = Mount(thumbfs_bin, tmp_path, store, s3server)
+    m.config["postgres"] = {"dsn": pg.dsn, "batch_name": "Import {date}"}
+    m.config["fs"]["uploaded_by"] = "FileMaker import"
+    return m
+
+
+def pg_images(pg, where="true"):
+    return pg.rows(f"SELECT {IMAGE_COLS} FROM images_image WHERE {where} "
+                   "ORDER BY original_filename")
+
+
+def test_schema_command_prints_the_ddl(thumbfs_bin):
+    out = subprocess.run([str(thumbfs_bin), "schema"], check=True,
+                         capture_output=True, text=True).stdout
+    assert out == (ROOT / "schema/postgres.sql").read_text()
+
+
+def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3server,
+                                          clean_postgres):
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    d = m.batch()
+    srcs = photos()[:3]
+    for s in srcs:
+        shutil.copy(s, d / s.name)
+    (d / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    wait_for(lambda: len(pg_images(pg)) == 3, 60, "3 rows in PostgreSQL")
+    m.wait_uploaded("corrupt.jpg")
+    wait_for(lambda: "queue postgres: 0" in
+             (m.mnt / ".thumbfs/status").read_text(), 30, "the sync queue")
+    rows = {r[0]: r for r in pg_images(pg)}
+    assert "corrupt.jpg" not in rows  # no thumbnail: not shown to the app
+    for s in srcs:
+        data = s.read_bytes()
+        r = rows[s.name]
+        stem = s.name.rsplit(".", 1)[0]
+        assert r[1] == PREFIX + s.name
+        assert r[2] == PREFIX + stem + "_thumb.jpg"
+        assert r[3] == m.bucket
+        assert int(r[4]) == len(data)
+        thumb = m.object(r[2])
+        assert int(r[5]) == len(thumb)
+        assert r[6] == "image/jpeg"
+        assert (int(r[7]), int(r[8])) == Image.open(s).size
+        assert r[9] == hashlib.sha256(data).hexdigest()
+        assert r[10] == "FileMaker import"
+        assert Image.open(io.BytesIO(thumb)).size == \
+            Image.open(d / f"{stem}_thumb.jpg").size
+    batch = pg.rows("SELECT patient_id, batch_date, name, uploaded_by, "
+                    "(SELECT count(*) FROM images_image) FROM images_batch")
+    assert batch == [["P1", "2025-11-10", "Import 2025-11-10",
+                      "FileMaker import", "3"]]
+
+    # rewrite: the same row, new content
+    first = srcs[0].name
+    ids = dict(pg.rows("SELECT original_filename, id FROM images_image"))
+    shutil.copy(photos()[3], d / first)
+    want = hashlib.sha256(photos()[3].read_bytes()).hexdigest()
+    wait_for(lambda: pg_images(pg, f"original_filename = '{first}'")[0][9]
+             == want, 60, "the rewrite in PostgreSQL")
+    assert dict(pg.rows("SELECT original_filename, id FROM images_image"))[
+        first] == ids[first]
+
+    # unlink: the row goes, and the batch with its last image
+    for s in srcs:
+        os.unlink(d / s.name)
+    wait_for(lambda: pg.rows("SELECT count(*) FROM images_batch") == [["0"]],
+             60, "the empty batch to be deleted")
+    assert pg_images(pg) == []
+    m.stop()
+
+
+def test_postgres_away_during_ingest_loses_nothing(thumbfs_bin, tmp_path,
+                                                   s3server, clean_postgres):
+    """PostgreSQL stopped while 200 files are ingested, then started: 200
+    rows, none twice, with no remount."""
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    d = m.batch()
+    pg.stop()
+    try:
+        for i in range(200):
+            img = Image.new("RGB", (64 + i, 48), (i, 255 - i, 128))
+            img.save(d / f"scan_{i:03}.png")
+        wait_for(lambda: len(m.rows("state = 'uploaded'")) == 200, 180,
+                 "200 uploads")
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "postgres: waiting:" in status, status
+        assert "queue postgres: 200" in status, status
+        assert "to PostgreSQL failed" in m.log_text()
+    finally:
+        pg.start()
+    wait_for(lambda: pg.rows("SELECT count(*) FROM images_image") ==
+             [["200"]], 120, "200 rows in PostgreSQL")
+    assert pg.rows("SELECT count(DISTINCT original_filename), count(*) "
+                   "FROM images_image") == [["200", "200"]]
+    wait_for(lambda: "postgres: ok" in
+             (m.mnt / ".thumbfs/status").read_text(), 30, "status ok")
+    m.stop()
+
+
+def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3server,
+                                       postgres):
+    postgres.psql("DROP DATABASE IF EXISTS empty", db="postgres")
+    postgres.psql("CREATE DATABASE empty", db="postgres")
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, postgres)
+    m.config["postgres"]["dsn"] = postgres.dsn.replace("dbname=thumbfs",
+                                                       "dbname=empty")
+    m.write_config()
+    r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "PostgreSQL lacks images_batch.id" in r.stderr, r.stderr
+    assert "thumbfs schema | psql" in r.stderr
+    assert not os.path.ismount(m.mnt)
+
+
+def test_empty_dsn_never_touches_postgres(thumbfs_bin, tmp_path, s3server,
+                                          clean_postgres):
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    d = m.batch()
+    shutil.copy(photos()[0], d / "a.jpg")
+    m.wait_uploaded("a.jpg")
+    assert "postgres: off (no dsn)" in (m.mnt / ".thumbfs/status").read_text()
+    m.stop()
+    assert clean_postgres.rows("SELECT count(*) FROM images_image") == [["0"]]
+    assert "PostgreSQL" not in m.log_text()

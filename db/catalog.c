@@ -35,6 +35,8 @@ static const char schema_v1[] = "CREATE TABLE images ("
 				" uploaded_by TEXT NOT NULL DEFAULT '',"
 				" created_at TEXT NOT NULL,"
 				" updated_at TEXT NOT NULL,"
+				" in_pg INTEGER NOT NULL DEFAULT 0,"
+				" seen INTEGER NOT NULL DEFAULT 0,"
 				" UNIQUE (patient_id, batch_date, name));"
 				"CREATE INDEX images_thumb ON images"
 				" (patient_id, batch_date, thumbnail_name);"
@@ -76,6 +78,13 @@ enum stmt {
 	S_JOB_RETRY,
 	S_COUNT_STATE,
 	S_COUNT_JOBS,
+	S_IMG_INSERT_REMOTE,
+	S_IMG_UPDATE_REMOTE,
+	S_IMG_SEEN,
+	S_SCAN_BEGIN,
+	S_SCAN_GONE,
+	S_IN_PG,
+	S_LIST_BATCH,
 	S_N
 };
 
@@ -137,6 +146,25 @@ static const char *const sql[S_N] = {
 		      " FROM images",
     [S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
 		     " sum(attempts > 0), sum(kind IN (3, 4)) FROM jobs",
+    [S_IMG_INSERT_REMOTE] =
+	"INSERT INTO images (" IMG_COLS ", in_pg, seen)"
+	" VALUES (?1, ?2, ?3, ?4, 'uploaded', 0, ?7, ?8, ?9,"
+	" ?10, ?11, ?12, ?13, ?14, ?15, ?16, '', ?18, ?19,"
+	" ?20, 1, 1)",
+    [S_IMG_UPDATE_REMOTE] = "UPDATE images SET file_size = ?7, s3_key = ?8,"
+			    " s3_thumbnail_key = ?9, s3_bucket = ?10,"
+			    " thumbnail_name = ?11, thumbnail_size = ?12,"
+			    " mime_type = ?13, width = ?14, height = ?15,"
+			    " sha256 = ?16, error = '', uploaded_by = ?18,"
+			    " updated_at = ?20 WHERE id = ?1",
+    [S_IMG_SEEN] = "UPDATE images SET in_pg = 1, seen = 1 WHERE id = ?1",
+    [S_SCAN_BEGIN] = "UPDATE images SET seen = 0 WHERE seen != 0",
+    [S_SCAN_GONE] = "SELECT " IMG_COLS " FROM images WHERE in_pg = 1 AND"
+		    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT"
+		    " image_id FROM jobs) LIMIT 1",
+    [S_IN_PG] = "UPDATE images SET in_pg = 1 WHERE id = ?1",
+    [S_LIST_BATCH] = "SELECT name, thumbnail_name FROM images WHERE"
+		     " patient_id = ?1 AND batch_date = ?2 ORDER BY name",
 };
 
 struct db {
@@ -702,6 +730,118 @@ int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
 	return ret;
 }
 
+/* Bind every IMG_COLS column of img as ?1 .. ?20. */
+static void bind_image(sqlite3_stmt *s, const struct db_image *img)
+{
+	bind_text(s, 1, img->id);
+	bind_text(s, 2, img->patient_id);
+	bind_text(s, 3, img->batch_date);
+	bind_text(s, 4, img->name);
+	bind_text(s, 5, img->state);
+	sqlite3_bind_int64(s, 6, img->gen);
+	sqlite3_bind_int64(s, 7, img->file_size);
+	bind_text(s, 8, img->s3_key);
+	bind_text(s, 9, img->s3_thumbnail_key);
+	bind_text(s, 10, img->s3_bucket);
+	bind_text(s, 11, img->thumbnail_name);
+	sqlite3_bind_int64(s, 12, img->thumbnail_size);
+	bind_text(s, 13, img->mime_type);
+	sqlite3_bind_int(s, 14, img->width);
+	sqlite3_bind_int(s, 15, img->height);
+	bind_text(s, 16, img->sha256);
+	bind_text(s, 17, img->error);
+	bind_text(s, 18, img->uploaded_by);
+	bind_text(s, 19, img->created_at);
+	bind_text(s, 20, img->updated_at);
+}
+
+static int remote_locked(struct db *db, const struct db_image *r,
+			 struct db_image *old)
+{
+	sqlite3_stmt *s;
+	int ret = get_locked(db, r->patient_id, r->batch_date, r->name, old);
+	if (ret == -ENOENT) {
+		s = use(db, S_IMG_INSERT_REMOTE);
+		bind_image(s, r);
+		ret = run(s);
+		return ret ? ret : DB_REMOTE_NEW;
+	}
+	if (ret)
+		return ret;
+	s = use(db, S_IMG_SEEN);
+	bind_text(s, 1, old->id);
+	ret = run(s);
+	if (ret)
+		return ret;
+	if (strcmp(old->state, "uploaded") != 0 ||
+	    strcmp(r->updated_at, old->updated_at) <= 0)
+		return DB_REMOTE_KEPT; /* a local write is newer, or pending */
+	if (!strcmp(r->sha256, old->sha256) &&
+	    !strcmp(r->s3_key, old->s3_key) &&
+	    !strcmp(r->s3_thumbnail_key, old->s3_thumbnail_key))
+		return DB_REMOTE_KEPT;
+	struct db_image u = *r;
+	snprintf(u.id, sizeof(u.id), "%s", old->id);
+	s = use(db, S_IMG_UPDATE_REMOTE);
+	bind_image(s, &u);
+	ret = run(s);
+	return ret ? ret : DB_REMOTE_REPLACED;
+}
+
+int db_remote_apply(struct db *db, const struct db_image *r,
+		    struct db_image *old)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret == 0) {
+		int res = remote_locked(db, r, old);
+		ret = finish(db, res < 0 ? res : 0);
+		if (ret == 0)
+			ret = res;
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_remote_scan_begin(struct db *db)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = run(use(db, S_SCAN_BEGIN));
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_remote_scan_end(struct db *db,
+		       void (*gone)(const struct db_image *img, void *arg),
+		       void *arg)
+{
+	struct db_image img;
+	int ret = 0, n = 0;
+	pthread_mutex_lock(&db->lock);
+	while (ret == 0 &&
+	       (ret = step_image(use(db, S_SCAN_GONE), &img)) == 0) {
+		sqlite3_stmt *s = use(db, S_IMG_DELETE);
+		bind_text(s, 1, img.id);
+		ret = run(s);
+		if (ret == 0) {
+			gone(&img, arg);
+			n++;
+		}
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret == -ENOENT ? n : ret;
+}
+
+int db_mark_in_pg(struct db *db, const char *id)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_IN_PG);
+	bind_text(s, 1, id);
+	int ret = run(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
 int db_counts(struct db *db, struct db_counts *out)
 {
 	int ret = 0;
@@ -725,6 +865,25 @@ int db_counts(struct db *db, struct db_counts *out)
 	} else {
 		ret = -EIO;
 	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_list_batch(struct db *db, const char *patient, const char *date,
+		  int (*fn)(const char *name, const char *thumb, void *arg),
+		  void *arg)
+{
+	int ret = 0, rc;
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_LIST_BATCH);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	while (ret == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ret = fn((const char *)sqlite3_column_text(s, 0),
+			 (const char *)sqlite3_column_text(s, 1), arg);
+	if (ret == 0 && rc != SQLITE_DONE)
+		ret = -EIO;
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&db->lock);
 	return ret;

@@ -136,6 +136,42 @@ int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error);
 
 int db_counts(struct db *db, struct db_counts *out);
 
+/*
+ * Rows from PostgreSQL: what other mounts and the web app wrote.
+ */
+enum db_remote_result {
+	DB_REMOTE_KEPT = 0,	/* the local row stays as it is */
+	DB_REMOTE_NEW = 1,	/* a row the catalog did not have */
+	DB_REMOTE_REPLACED = 2, /* newer content: *old is what it replaced */
+};
+
+/* Apply r (matched by patient, date and name; r->id is used for a new row)
+ * as uploaded content that lives in the store. A local row with a write
+ * pending, or updated later than r, is kept. Returns an enum
+ * db_remote_result or -errno. */
+int db_remote_apply(struct db *db, const struct db_image *r,
+		    struct db_image *old);
+
+/* A full read of PostgreSQL is framed by these two: rows that were in
+ * PostgreSQL (synced by us or applied from it), are uploaded, have no job,
+ * and were not applied since scan_begin are gone there: scan_end deletes
+ * them, calling gone() for each (under the catalog's lock: gone() must not
+ * call back into db/). Returns how many, or -errno. */
+int db_remote_scan_begin(struct db *db);
+int db_remote_scan_end(struct db *db,
+		       void (*gone)(const struct db_image *img, void *arg),
+		       void *arg);
+
+/* Our own upsert of id reached PostgreSQL. */
+int db_mark_in_pg(struct db *db, const char *id);
+
+/* Call fn(name, thumbnail_name or "", arg) for each image of the batch, by
+ * name, under the catalog's lock (fn must not call back into db/); a
+ * non-zero return stops the walk and is returned. */
+int db_list_batch(struct db *db, const char *patient, const char *date,
+		  int (*fn)(const char *name, const char *thumb, void *arg),
+		  void *arg);
+
 /* A new random (version 4) uuid into out[37]. */
 void db_uuid(char out[37]);
 

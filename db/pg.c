@@ -1,6 +1,7 @@
 /* pg.c - upserts and deletes of catalog rows in the web app's PostgreSQL
  * tables, through libpq (see pg.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 
 struct db_pg {
 	char *dsn;
-	PGconn *conn; /* NULL when not connected */
+	PGconn *conn;	/* NULL when not connected */
+	bool listening; /* LISTEN thumbfs_images on conn */
 };
 
 struct db_pg *db_pg_new(const char *dsn)
@@ -28,6 +30,7 @@ static void disconnect(struct db_pg *pg)
 {
 	PQfinish(pg->conn);
 	pg->conn = NULL;
+	pg->listening = false;
 }
 
 void db_pg_free(struct db_pg *pg)
@@ -276,4 +279,135 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 			  " images_image i WHERE i.batch_id = b.id)",
 			  2, p, NULL, err, errlen);
 	return in_transaction(pg, ret, err, errlen);
+}
+
+/* The columns of an image as struct db_image wants them, times in the
+ * catalog's own format so that they compare as strings. */
+#define SELECT_IMAGE                                                           \
+	"SELECT i.id, b.patient_id, to_char(b.batch_date, 'YYYY-MM-DD'),"      \
+	" i.original_filename, i.file_size, i.s3_key,"                         \
+	" coalesce(i.s3_thumbnail_key, ''), i.s3_bucket,"                      \
+	" coalesce(i.thumbnail_size, 0), i.mime_type, coalesce(i.width, 0),"   \
+	" coalesce(i.height, 0), i.sha256, i.uploaded_by,"                     \
+	" to_char(i.created_at AT TIME ZONE 'UTC',"                            \
+	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                               \
+	" to_char(i.updated_at AT TIME ZONE 'UTC',"                            \
+	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                                \
+	" FROM images_image i JOIN images_batch b ON b.id = i.batch_id"
+
+static void copy_col(const PGresult *res, int row, int col, char *out, size_t n)
+{
+	snprintf(out, n, "%s", PQgetvalue(res, row, col));
+}
+
+static void read_image(const PGresult *res, int row, struct db_image *o)
+{
+	memset(o, 0, sizeof(*o));
+	copy_col(res, row, 0, o->id, sizeof(o->id));
+	copy_col(res, row, 1, o->patient_id, sizeof(o->patient_id));
+	copy_col(res, row, 2, o->batch_date, sizeof(o->batch_date));
+	copy_col(res, row, 3, o->name, sizeof(o->name));
+	o->file_size = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+	copy_col(res, row, 5, o->s3_key, sizeof(o->s3_key));
+	copy_col(res, row, 6, o->s3_thumbnail_key, sizeof(o->s3_thumbnail_key));
+	copy_col(res, row, 7, o->s3_bucket, sizeof(o->s3_bucket));
+	o->thumbnail_size = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+	copy_col(res, row, 9, o->mime_type, sizeof(o->mime_type));
+	o->width = (int)strtol(PQgetvalue(res, row, 10), NULL, 10);
+	o->height = (int)strtol(PQgetvalue(res, row, 11), NULL, 10);
+	copy_col(res, row, 12, o->sha256, sizeof(o->sha256));
+	copy_col(res, row, 13, o->uploaded_by, sizeof(o->uploaded_by));
+	copy_col(res, row, 14, o->created_at, sizeof(o->created_at));
+	copy_col(res, row, 15, o->updated_at, sizeof(o->updated_at));
+	snprintf(o->state, sizeof(o->state), "uploaded");
+}
+
+int db_pg_listen(struct db_pg *pg, char *err, size_t errlen)
+{
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret || pg->listening)
+		return ret;
+	ret = run(pg, "LISTEN thumbfs_images", 0, NULL, NULL, err, errlen);
+	pg->listening = ret == 0;
+	return ret;
+}
+
+int db_pg_notified(struct db_pg *pg, char (*ids)[37], int max, bool *rescan)
+{
+	PGnotify *n;
+	int count = 0;
+	if (!pg->conn || !pg->listening)
+		return -EAGAIN;
+	if (!PQconsumeInput(pg->conn) || PQstatus(pg->conn) != CONNECTION_OK) {
+		disconnect(pg);
+		return -EAGAIN;
+	}
+	while ((n = PQnotifies(pg->conn))) {
+		const char *p = n->extra;
+		if (p[0] == 'D' || strlen(p) != 38 || count == max) {
+			*rescan =
+			    true; /* a delete names no path: read it all */
+		} else {
+			bool dup = false;
+			for (int i = 0; i < count && !dup; i++)
+				dup = !strcmp(ids[i], p + 2);
+			if (!dup)
+				snprintf(ids[count++], 37, "%s", p + 2);
+		}
+		PQfreemem(n);
+	}
+	return count;
+}
+
+int db_pg_fetch(struct db_pg *pg, const char *id, struct db_image *out,
+		char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *const p[] = {id};
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg, SELECT_IMAGE " WHERE i.id = $1", 1, p, &res, err, errlen);
+	if (ret)
+		return ret;
+	if (PQntuples(res) == 1)
+		read_image(res, 0, out);
+	else
+		ret = -ENOENT;
+	PQclear(res);
+	return ret;
+}
+
+int db_pg_scan(struct db_pg *pg,
+	       int (*fn)(const struct db_image *img, void *arg), void *arg,
+	       char *err, size_t errlen)
+{
+	PGresult *res;
+	struct db_image img;
+	int ret = db_pg_connect(pg, err, errlen), n = 0;
+	if (ret)
+		return ret;
+	/* one row at a time: memory does not grow with the archive */
+	if (!PQsendQuery(pg->conn, SELECT_IMAGE) ||
+	    !PQsetSingleRowMode(pg->conn)) {
+		one_line(PQerrorMessage(pg->conn), err, errlen);
+		disconnect(pg);
+		return -EAGAIN;
+	}
+	while ((res = PQgetResult(pg->conn))) {
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_SINGLE_TUPLE && ret == 0) {
+			read_image(res, 0, &img);
+			ret = fn(&img, arg);
+			n++;
+		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
+			   ret == 0) {
+			ret = pg_errno(pg, res);
+			one_line(PQresultErrorMessage(res), err, errlen);
+		}
+		PQclear(res);
+	}
+	if (ret == -EAGAIN)
+		disconnect(pg);
+	return ret ? ret : n;
 }

@@ -12,6 +12,7 @@
 #ifndef DB_PG_H
 #define DB_PG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "db/catalog.h"
@@ -42,5 +43,31 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
  * empty, in one transaction. Deleting what is not there succeeds. */
 int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 		 const char *name, char *err, size_t errlen);
+
+/*
+ * Rows written by others. The schema's trigger announces each change of
+ * images_image on the channel thumbfs_images.
+ */
+
+/* Connect if needed and LISTEN (again after a reconnect). */
+int db_pg_listen(struct db_pg *pg, char *err, size_t errlen);
+
+/* The ids of inserted or updated images announced since the last call
+ * (without waiting), at most max, into ids; *rescan is set when a delete
+ * was announced or more came than fit (read everything then). Returns how
+ * many, or -EAGAIN when the connection is gone (then read everything once
+ * connected again: announcements were missed). */
+int db_pg_notified(struct db_pg *pg, char (*ids)[37], int max, bool *rescan);
+
+/* The image id as PostgreSQL has it now (state "uploaded"; thumbnail_name
+ * left empty for the caller to derive); -ENOENT if it is gone. */
+int db_pg_fetch(struct db_pg *pg, const char *id, struct db_image *out,
+		char *err, size_t errlen);
+
+/* Call fn for every image in PostgreSQL, one row in memory at a time; a
+ * non-zero return from fn stops the scan. Returns how many, or -errno. */
+int db_pg_scan(struct db_pg *pg,
+	       int (*fn)(const struct db_image *img, void *arg), void *arg,
+	       char *err, size_t errlen);
 
 #endif

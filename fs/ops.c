@@ -4,12 +4,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fuse.h>
@@ -103,6 +105,81 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 	fs_worker_kick(fs);
 }
 
+/* The stat of content that lives in the store only (written by another
+ * mount or the web app), from its catalog row. */
+static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
+{
+	struct tm tm;
+	memset(st, 0, sizeof(*st));
+	memset(&tm, 0, sizeof(tm));
+	st->st_mode = S_IFREG | (thumb ? 0444 : 0644);
+	st->st_nlink = 1;
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_size = thumb ? img->thumbnail_size : img->file_size;
+	st->st_blksize = 4096;
+	st->st_blocks = (st->st_size + 511) / 512;
+	if (strptime(img->updated_at, "%Y-%m-%dT%H:%M:%S", &tm))
+		st->st_mtime = timegm(&tm);
+	st->st_atime = st->st_ctime = st->st_mtime;
+}
+
+/* Bring key from the store to dest, whole or not at all (through tmp/). */
+static int fetch(struct thumbfs *fs, const char *key, const char *dest)
+{
+	char tmp[PATH_MAX], err[512];
+	snprintf(tmp, sizeof(tmp), "%s/fetch.%lx.%lx", fs->tmp,
+		 (unsigned long)getpid(), (unsigned long)pthread_self());
+	int ret = s3_get_file(fs->store, key, tmp, err, sizeof(err));
+	if (!ret && rename(tmp, dest))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+		log_error("fetch of '%s' failed: %s", key,
+			  ret == -errno ? strerror(-ret) : err);
+	}
+	return ret == -ENOENT ? -EIO : ret;
+}
+
+/* The cached thumbnail p, fetched from the store if it is not cached. */
+static int local_thumb(struct thumbfs *fs, const struct fs_path *p, char *tp,
+		       size_t n)
+{
+	struct db_image img;
+	struct stat st;
+	if (fs_thumb_path(fs, p->patient, p->date, p->name, tp, n))
+		return -ENAMETOOLONG;
+	if (lstat(tp, &st) == 0 || errno != ENOENT)
+		return 0;
+	if (db_image_get_by_thumb(fs->db, p->patient, p->date, p->name, &img) ||
+	    !img.s3_thumbnail_key[0])
+		return -ENOENT;
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s/%s", fs->thumbs, p->patient);
+	mkdir(dir, 0700);
+	snprintf(dir, sizeof(dir), "%s/%s/%s", fs->thumbs, p->patient, p->date);
+	mkdir(dir, 0700);
+	return fetch(fs, img.s3_thumbnail_key, tp);
+}
+
+/* The spool file of image p, fetched from the store if only the catalog
+ * has it. 0 with sp holding its path, or -errno (-ENOENT: no such image). */
+static int local_image(struct thumbfs *fs, const struct fs_path *p,
+		       const char *path, char *sp, size_t n)
+{
+	struct db_image img;
+	struct stat st;
+	if (spool_path(fs, path, sp, n))
+		return -ENAMETOOLONG;
+	if (lstat(sp, &st) == 0 || errno != ENOENT)
+		return 0;
+	if (p->local ||
+	    db_image_get(fs->db, p->patient, p->date, p->name, &img) ||
+	    strcmp(img.state, "uploaded") || !img.s3_key[0])
+		return -ENOENT;
+	return fetch(fs, img.s3_key, sp);
+}
+
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/* O_TRUNC arrives with open(), so a truncate-and-write is one
@@ -134,6 +211,7 @@ static int op_getattr(const char *path, struct stat *st,
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
+	struct db_image img;
 	char sp[PATH_MAX];
 
 	if (fi && fh(fi) && !fh(fi)->status)
@@ -154,13 +232,30 @@ static int op_getattr(const char *path, struct stat *st,
 	case FS_FILE:
 		if (p.thumb) {
 			if (fs_thumb_path(fs, p.patient, p.date, p.name, sp,
-					  sizeof(sp)) ||
-			    lstat(sp, st))
+					  sizeof(sp)) == 0 &&
+			    lstat(sp, st) == 0) {
+				st->st_mode = S_IFREG | 0444;
+				return 0;
+			}
+			if (db_image_get_by_thumb(fs->db, p.patient, p.date,
+						  p.name, &img) ||
+			    !img.s3_thumbnail_key[0])
 				return -ENOENT;
-			st->st_mode = S_IFREG | 0444;
+			row_stat(&img, true, st);
 			return 0;
 		}
-		/* fall through */
+		if (spool_path(fs, path, sp, sizeof(sp)))
+			return -ENAMETOOLONG;
+		if (lstat(sp, st) == 0)
+			return 0;
+		if (errno != ENOENT)
+			return -errno;
+		if (p.local ||
+		    db_image_get(fs->db, p.patient, p.date, p.name, &img) ||
+		    strcmp(img.state, "uploaded"))
+			return -ENOENT;
+		row_stat(&img, false, st);
+		return 0;
 	default:
 		if (spool_path(fs, path, sp, sizeof(sp)))
 			return -ENAMETOOLONG;
@@ -168,23 +263,77 @@ static int op_getattr(const char *path, struct stat *st,
 	}
 }
 
+/* A batch lists its images and their thumbnails from the catalog (some
+ * live in the store only), then the spool's other files (hidden, ignored,
+ * or still being written). */
+struct listing {
+	void *buf;
+	fuse_fill_dir_t filler;
+	char **names; /* the catalog's image names, sorted */
+	size_t n;
+	size_t cap;
+	int err;
+};
+
+static int list_row(const char *name, const char *thumb, void *arg)
+{
+	struct listing *l = arg;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		char **nn = realloc(l->names, cap * sizeof(char *));
+		if (!nn)
+			return -ENOMEM;
+		l->names = nn;
+		l->cap = cap;
+	}
+	if (!(l->names[l->n] = strdup(name)))
+		return -ENOMEM;
+	l->n++;
+	l->filler(l->buf, name, NULL, 0, 0);
+	if (thumb[0])
+		l->filler(l->buf, thumb, NULL, 0, 0);
+	return 0;
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
-		    bool skip_hidden)
+		    const struct listing *skip)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	if (!d)
-		return errno == ENOENT && skip_hidden ? 0 : -errno;
+		return -errno;
 	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		const char *name = e->d_name;
+		if (!strcmp(name, ".") || !strcmp(name, ".."))
 			continue;
-		if (skip_hidden && e->d_name[0] == '.')
+		if (skip && skip->n &&
+		    bsearch(&name, skip->names, skip->n, sizeof(char *),
+			    cmp_name))
 			continue;
-		if (filler(buf, e->d_name, NULL, 0, 0))
+		if (filler(buf, name, NULL, 0, 0))
 			break;
 	}
 	closedir(d);
 	return 0;
+}
+
+static int fill_batch(struct thumbfs *fs, const struct fs_path *p,
+		      const char *sp, void *buf, fuse_fill_dir_t filler)
+{
+	struct listing l = {.buf = buf, .filler = filler};
+	int ret = db_list_batch(fs->db, p->patient, p->date, list_row, &l);
+	/* ORDER BY name sorts as strcmp() (BINARY): ready for bsearch */
+	if (ret == 0)
+		ret = fill_dir(sp, buf, filler, &l);
+	for (size_t i = 0; i < l.n; i++)
+		free(l.names[i]);
+	free(l.names);
+	return ret;
 }
 
 static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
@@ -214,12 +363,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	case FS_BATCH:
 		if (spool_path(fs, path, sp, sizeof(sp)))
 			return -ENAMETOOLONG;
-		int ret = fill_dir(sp, buf, filler, false);
-		if (ret || p.kind != FS_BATCH)
-			return ret;
-		snprintf(sp, sizeof(sp), "%s/%s/%s", fs->thumbs, p.patient,
-			 p.date);
-		return fill_dir(sp, buf, filler, true);
+		if (p.kind == FS_BATCH)
+			return fill_batch(fs, &p, sp, buf, filler);
+		return fill_dir(sp, buf, filler, NULL);
 	default:
 		return -ENOTDIR;
 	}
@@ -329,17 +475,25 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	}
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
+	int ret;
 	if (p.thumb) {
 		if (acc != O_RDONLY)
 			return -EACCES;
-		if (fs_thumb_path(fs, p.patient, p.date, p.name, sp,
-				  sizeof(sp)))
-			return -ENOENT;
-	} else if (spool_path(fs, path, sp, sizeof(sp))) {
-		return -ENAMETOOLONG;
+		ret = local_thumb(fs, &p, sp, sizeof(sp));
+	} else if ((fi->flags & O_TRUNC) && acc != O_RDONLY) {
+		ret =
+		    spool_path(fs, path, sp, sizeof(sp)); /* no need to fetch */
+	} else {
+		ret = local_image(fs, &p, path, sp, sizeof(sp));
 	}
-	int fd = open(sp, (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
-			      O_CLOEXEC);
+	if (ret)
+		return ret;
+	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;
+	/* truncating an image that lives in the store only makes it anew */
+	int fd = open(sp,
+		      (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
+			  O_CLOEXEC | (trunc && !p.thumb ? O_CREAT : 0),
+		      0644);
 	if (fd < 0)
 		return -errno;
 	return new_handle(fi, fd, &p, (fi->flags & O_TRUNC) && acc != O_RDONLY);
@@ -444,8 +598,14 @@ static int op_unlink(const char *path)
 		return -EPERM;
 	if (spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
-	if (unlink(sp))
-		return -errno;
+	if (unlink(sp)) {
+		struct db_image img;
+		int e = errno;
+		/* in the store only: removing it is removing its row */
+		if (e != ENOENT || p.local ||
+		    db_image_get(fs->db, p.patient, p.date, p.name, &img))
+			return -e;
+	}
 	if (!p.local)
 		forget_image(fs, &p);
 	return 0;
@@ -471,8 +631,10 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	int ret = may_create_file(to, &pt);
 	if (ret)
 		return ret;
-	if (spool_path(fs, from, sf, sizeof(sf)) ||
-	    spool_path(fs, to, st_, sizeof(st_)))
+	ret = local_image(fs, &pf, from, sf, sizeof(sf));
+	if (ret)
+		return ret;
+	if (spool_path(fs, to, st_, sizeof(st_)))
 		return -ENAMETOOLONG;
 	if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
 		return -errno;

@@ -285,6 +285,8 @@ static void run_sync(struct thumbfs *fs, const struct db_job *job)
 		return;
 	}
 	set_pg_state(fs, "ok");
+	if (job->kind == DB_JOB_PG_UPSERT)
+		db_mark_in_pg(fs->db, job->image_id);
 	db_job_done(fs->db, job->id);
 }
 
@@ -309,12 +311,128 @@ static bool stopping(struct thumbfs *fs)
 }
 
 /* The sync runner: one thread, so rows reach PostgreSQL in queue order. */
+/* Drop the local copies of img (its spool file and cached thumbnail): the
+ * store has other content under its name now, or none. */
+static void drop_local(struct thumbfs *fs, const struct db_image *img)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/patients/%s/%s/%s", fs->spool,
+		 img->patient_id, img->batch_date, img->name);
+	unlink(path);
+	if (img->thumbnail_name[0] &&
+	    !fs_thumb_path(fs, img->patient_id, img->batch_date,
+			   img->thumbnail_name, path, sizeof(path)))
+		unlink(path);
+}
+
+/* A row from PostgreSQL (another mount, the web app): shown if its path
+ * is one the mount could have made. */
+static int apply_remote(const struct db_image *row, void *arg)
+{
+	struct thumbfs *fs = arg;
+	struct db_image r = *row, old;
+	struct fs_path p;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "/patients/%s/%s/%s", r.patient_id,
+		 r.batch_date, r.name);
+	fs_path_parse(&fs->rules, path, &p);
+	if (p.kind != FS_FILE || p.local || p.thumb || !r.s3_key[0])
+		return 0; /* nothing the tree can show */
+	if (r.s3_thumbnail_key[0]) {
+		const char *base = strrchr(r.s3_thumbnail_key, '/');
+		const char *ext =
+		    strrchr(base ? base : r.s3_thumbnail_key, '.');
+		fs_thumb_name(r.name, ext ? ext : "", r.thumbnail_name,
+			      sizeof(r.thumbnail_name));
+	}
+	int ret = db_remote_apply(fs->db, &r, &old);
+	if (ret == DB_REMOTE_NEW) {
+		snprintf(path, sizeof(path), "%s/patients/%s", fs->spool,
+			 r.patient_id);
+		mkdir(path, 0755);
+		snprintf(path, sizeof(path), "%s/patients/%s/%s", fs->spool,
+			 r.patient_id, r.batch_date);
+		mkdir(path, 0755);
+	} else if (ret == DB_REMOTE_REPLACED) {
+		drop_local(fs, &old);
+	}
+	return ret < 0 ? ret : 0;
+}
+
+static void gone_remote(const struct db_image *img, void *arg)
+{
+	drop_local(arg, img);
+}
+
+/* Read all of PostgreSQL into the catalog: what others added or changed
+ * appears, what they removed goes. */
+static int full_read(struct thumbfs *fs, char *err, size_t errlen)
+{
+	int ret = db_remote_scan_begin(fs->db);
+	if (ret == 0)
+		ret = db_pg_scan(fs->pg, apply_remote, fs, err, errlen);
+	if (ret >= 0)
+		ret = db_remote_scan_end(fs->db, gone_remote, fs);
+	return ret < 0 ? ret : 0;
+}
+
+/* Changes announced since the last look; -EAGAIN when a full read is due
+ * (a delete was announced, or the connection was lost). */
+static int read_announced(struct thumbfs *fs, char *err, size_t errlen)
+{
+	char ids[64][37];
+	struct db_image r;
+	bool rescan = false;
+	int n = db_pg_notified(fs->pg, ids, 64, &rescan);
+	for (int i = 0; i < n; i++) {
+		int ret = db_pg_fetch(fs->pg, ids[i], &r, err, errlen);
+		if (ret == 0)
+			ret = apply_remote(&r, fs);
+		if (ret == -ENOENT)
+			rescan = true; /* gone again already */
+		else if (ret)
+			return ret;
+	}
+	return n < 0 ? n : rescan ? -EAGAIN : 0;
+}
+
+/* The sync runner: one thread, so rows reach PostgreSQL in queue order,
+ * and what others write reaches the catalog. */
 static void *sync_main(void *arg)
 {
 	struct thumbfs *fs = arg;
 	struct db_job job;
+	char err[1024], state[1100];
+	bool need_read = true;
 	while (!stopping(fs)) {
-		int ret = db_sync_claim(fs->db, &job);
+		int ret = db_pg_listen(fs->pg, err, sizeof(err));
+		if (ret == 0 && need_read)
+			ret = full_read(fs, err, sizeof(err));
+		if (ret == 0) {
+			need_read = false;
+			ret = read_announced(fs, err, sizeof(err));
+			if (ret == -EAGAIN) {
+				need_read = true;
+				continue;
+			}
+		}
+		if (ret) {
+			need_read = true;
+			snprintf(state, sizeof(state), "waiting: %s", err);
+			pthread_mutex_lock(&fs->lock);
+			bool changed = strcmp(fs->pg_state, state) != 0;
+			pthread_mutex_unlock(&fs->lock);
+			if (changed) {
+				log_error("sync to PostgreSQL failed: %s; rows "
+					  "wait in the catalog",
+					  err);
+				set_pg_state(fs, state);
+			}
+			nap(fs);
+			continue;
+		}
+		set_pg_state(fs, "ok");
+		ret = db_sync_claim(fs->db, &job);
 		if (ret == 0) {
 			run_sync(fs, &job);
 			continue;

@@ -38,3 +38,22 @@ CREATE TABLE IF NOT EXISTS images_image (
 );
 
 CREATE INDEX IF NOT EXISTS images_image_batch_id ON images_image (batch_id);
+
+-- Every change of an image is announced on the channel thumbfs_images
+-- (payload: the operation's first letter, a space, the image id), so that
+-- each mount shows what other mounts and the web app write. A mount that
+-- was away catches up by a full read when it connects again.
+CREATE OR REPLACE FUNCTION thumbfs_notify_image() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('thumbfs_images',
+                      left(TG_OP, 1) || ' ' ||
+                      CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END);
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS thumbfs_notify_image ON images_image;
+CREATE TRIGGER thumbfs_notify_image
+    AFTER INSERT OR UPDATE OR DELETE ON images_image
+    FOR EACH ROW EXECUTE FUNCTION thumbfs_notify_image();

@@ -85,6 +85,7 @@ enum stmt {
 	S_SCAN_GONE,
 	S_IN_PG,
 	S_LIST_BATCH,
+	S_JOB_RELEASE,
 	S_N
 };
 
@@ -134,7 +135,8 @@ static const char *const sql[S_N] = {
 			 " LIMIT 1",
     [S_JOB_SYNC_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
 			" attempts, name, not_before FROM jobs WHERE"
-			" kind IN (3, 4) AND claimed = 0 ORDER BY id LIMIT 1",
+			" kind IN (3, 4) AND claimed = 0 AND id > ?1 ORDER BY"
+			" id LIMIT 1",
     [S_JOB_INSERT_SYNC] = "INSERT INTO jobs (kind, image_id, key, key2, name)"
 			  " VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_JOB_CLAIM_MARK] = "UPDATE jobs SET claimed = 1 WHERE id = ?1",
@@ -163,6 +165,7 @@ static const char *const sql[S_N] = {
 		    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT"
 		    " image_id FROM jobs) LIMIT 1",
     [S_IN_PG] = "UPDATE images SET in_pg = 1 WHERE id = ?1",
+    [S_JOB_RELEASE] = "UPDATE jobs SET claimed = 0 WHERE id = ?1",
     [S_LIST_BATCH] = "SELECT name, thumbnail_name FROM images WHERE"
 		     " patient_id = ?1 AND batch_date = ?2 ORDER BY name",
 };
@@ -625,10 +628,59 @@ int db_job_claim(struct db *db, struct db_job *job)
 	return ret;
 }
 
-int db_sync_claim(struct db *db, struct db_job *job)
+int db_sync_claim(struct db *db, struct db_job *jobs, int max)
+{
+	int n = 0, ret = 0;
+	pthread_mutex_lock(&db->lock);
+	if (begin(db) == 0) {
+		while (n < max) {
+			sqlite3_stmt *s = use(db, S_JOB_SYNC_PICK);
+			sqlite3_bind_int64(s, 1, n ? jobs[n - 1].id : 0);
+			ret = claim_locked(db, s, &jobs[n]);
+			if (ret)
+				break;
+			n++;
+		}
+		if (finish(db, ret == -EIO ? -EIO : 0))
+			n = 0, ret = -EIO;
+	} else {
+		ret = -EIO;
+	}
+	pthread_mutex_unlock(&db->lock);
+	if (n > 0)
+		return n;
+	return ret == -EAGAIN || ret == -EIO ? ret : -ENOENT;
+}
+
+int db_sync_done(struct db *db, const struct db_job *jobs, int n)
 {
 	pthread_mutex_lock(&db->lock);
-	int ret = claim_locked(db, use(db, S_JOB_SYNC_PICK), job);
+	int ret = begin(db);
+	for (int i = 0; ret == 0 && i < n; i++) {
+		sqlite3_stmt *s;
+		if (jobs[i].kind == DB_JOB_PG_UPSERT) {
+			s = use(db, S_IN_PG);
+			bind_text(s, 1, jobs[i].image_id);
+			ret = run(s);
+		}
+		if (ret == 0) {
+			s = use(db, S_JOB_DELETE);
+			sqlite3_bind_int64(s, 1, jobs[i].id);
+			ret = run(s);
+		}
+	}
+	if (ret == 0)
+		ret = finish(db, ret ? ret : 0);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_job_release(struct db *db, int64_t job_id)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_JOB_RELEASE);
+	sqlite3_bind_int64(s, 1, job_id);
+	int ret = run(s);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -830,16 +882,6 @@ int db_remote_scan_end(struct db *db,
 	}
 	pthread_mutex_unlock(&db->lock);
 	return ret == -ENOENT ? n : ret;
-}
-
-int db_mark_in_pg(struct db *db, const char *id)
-{
-	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_IN_PG);
-	bind_text(s, 1, id);
-	int ret = run(s);
-	pthread_mutex_unlock(&db->lock);
-	return ret;
 }
 
 int db_counts(struct db *db, struct db_counts *out)

@@ -109,10 +109,18 @@ int db_reconcile(struct db *db, const char *patient, const char *date,
  * there is none. */
 int db_job_claim(struct db *db, struct db_job *job);
 
-/* Claim the oldest PostgreSQL job, in strict queue order: -EAGAIN when it
- * is not due yet (nothing behind it is claimed before it), -ENOENT when
- * there is none. */
-int db_sync_claim(struct db *db, struct db_job *job);
+/* Claim up to max of the oldest PostgreSQL jobs, in strict queue order
+ * (stopping at the first that is not due): returns how many were claimed
+ * into jobs, -EAGAIN when the oldest is not due yet (nothing behind it is
+ * claimed before it), -ENOENT when there is none. */
+int db_sync_claim(struct db *db, struct db_job *jobs, int max);
+
+/* n claimed PostgreSQL jobs are done: removed, and their images marked as
+ * in PostgreSQL, in one transaction. */
+int db_sync_done(struct db *db, const struct db_job *jobs, int n);
+
+/* Give a claimed job back untried (no attempt counted). */
+int db_job_release(struct db *db, int64_t job_id);
 
 /* With sync on, an ingest that is done queues DB_JOB_PG_UPSERT and a
  * removal queues DB_JOB_PG_DELETE, in the same transaction. Off by
@@ -161,9 +169,6 @@ int db_remote_scan_begin(struct db *db);
 int db_remote_scan_end(struct db *db,
 		       void (*gone)(const struct db_image *img, void *arg),
 		       void *arg);
-
-/* Our own upsert of id reached PostgreSQL. */
-int db_mark_in_pg(struct db *db, const char *id);
 
 /* Call fn(name, thumbnail_name or "", arg) for each image of the batch, by
  * name, under the catalog's lock (fn must not call back into db/); a

@@ -14,6 +14,9 @@ struct db_pg {
 	char *dsn;
 	PGconn *conn;	/* NULL when not connected */
 	bool listening; /* LISTEN thumbfs_images on conn */
+	/* the batch last upserted in the open transaction, and its id */
+	char tx_batch[80];
+	char tx_batch_id[37];
 };
 
 struct db_pg *db_pg_new(const char *dsn)
@@ -31,6 +34,7 @@ static void disconnect(struct db_pg *pg)
 	PQfinish(pg->conn);
 	pg->conn = NULL;
 	pg->listening = false;
+	pg->tx_batch[0] = '\0';
 }
 
 void db_pg_free(struct db_pg *pg)
@@ -118,16 +122,27 @@ static int run(struct db_pg *pg, const char *sql, int n,
 	return ret;
 }
 
-static int in_transaction(struct db_pg *pg, int ret, char *err, size_t errlen)
+int db_pg_begin(struct db_pg *pg, char *err, size_t errlen)
 {
-	if (!pg->conn)
-		return ret;
+	int ret = db_pg_connect(pg, err, errlen);
+	pg->tx_batch[0] = '\0';
+	return ret ? ret : run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
+}
+
+int db_pg_commit(struct db_pg *pg, char *err, size_t errlen)
+{
+	if (!pg->conn) {
+		snprintf(err, errlen, "not connected");
+		return -EAGAIN;
+	}
+	return run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
+}
+
+void db_pg_rollback(struct db_pg *pg)
+{
 	char ignored[256];
-	if (ret == 0)
-		ret = run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
-	else
+	if (pg->conn)
 		run(pg, "ROLLBACK", 0, NULL, NULL, ignored, sizeof(ignored));
-	return ret;
 }
 
 int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
@@ -197,12 +212,18 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 {
 	char batch_id[37], file_size[24], thumb_size[24], width[16], height[16];
 	PGresult *res = NULL;
-	int ret = db_pg_connect(pg, err, errlen);
-	if (ret)
-		return ret;
-	ret = run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
-	if (ret)
-		return ret;
+	int ret;
+	if (!pg->conn) {
+		snprintf(err, errlen, "not connected");
+		return -EAGAIN;
+	}
+	char key[80];
+	snprintf(key, sizeof(key), "%s/%s", img->patient_id, img->batch_date);
+	if (!strcmp(key, pg->tx_batch)) { /* upserted in this transaction */
+		snprintf(batch_id, sizeof(batch_id), "%s", pg->tx_batch_id);
+		ret = 0;
+		goto out_image;
+	}
 	db_uuid(batch_id);
 	const char *const bp[] = {batch_id, img->patient_id, img->batch_date,
 				  batch_name, img->uploaded_by};
@@ -216,6 +237,12 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 		snprintf(batch_id, sizeof(batch_id), "%s",
 			 PQgetvalue(res, 0, 0));
 		PQclear(res);
+		snprintf(pg->tx_batch, sizeof(pg->tx_batch), "%s", key);
+		snprintf(pg->tx_batch_id, sizeof(pg->tx_batch_id), "%s",
+			 batch_id);
+	}
+out_image:
+	if (ret == 0) {
 		snprintf(file_size, sizeof(file_size), "%lld",
 			 (long long)img->file_size);
 		snprintf(thumb_size, sizeof(thumb_size), "%lld",
@@ -254,18 +281,18 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 			" images_image.updated_at <= EXCLUDED.updated_at",
 			15, ip, NULL, err, errlen);
 	}
-	return in_transaction(pg, ret, err, errlen);
+	return ret;
 }
 
 int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 		 const char *name, char *err, size_t errlen)
 {
-	int ret = db_pg_connect(pg, err, errlen);
-	if (ret)
-		return ret;
-	ret = run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
-	if (ret)
-		return ret;
+	int ret;
+	if (!pg->conn) {
+		snprintf(err, errlen, "not connected");
+		return -EAGAIN;
+	}
+	pg->tx_batch[0] = '\0'; /* the batch may go with its last image */
 	const char *const p[] = {patient, date, name};
 	ret = run(pg,
 		  "DELETE FROM images_image i USING images_batch b WHERE"
@@ -278,7 +305,7 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 			  " AND b.batch_date = $2 AND NOT EXISTS (SELECT 1 FROM"
 			  " images_image i WHERE i.batch_id = b.id)",
 			  2, p, NULL, err, errlen);
-	return in_transaction(pg, ret, err, errlen);
+	return ret;
 }
 
 /* The columns of an image as struct db_image wants them, times in the

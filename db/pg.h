@@ -33,14 +33,20 @@ int db_pg_connect(struct db_pg *pg, char *err, size_t errlen);
  * writes; err names what is missing. */
 int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen);
 
+/* Changes go in transactions: db_pg_begin(), any number of upserts and
+ * deletes, then db_pg_commit() - or db_pg_rollback() after any failure. */
+int db_pg_begin(struct db_pg *pg, char *err, size_t errlen);
+int db_pg_commit(struct db_pg *pg, char *err, size_t errlen);
+void db_pg_rollback(struct db_pg *pg);
+
 /* Upsert img's batch (by patient_id, batch_date; name and uploaded_by set
  * when it is created) and img (by batch and original_filename, keeping an
- * existing row's id), in one transaction. */
+ * existing row's id; a row updated later than img is left as it is). */
 int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 		 const char *batch_name, char *err, size_t errlen);
 
 /* Delete the image (patient, date, name) and its batch if that is now
- * empty, in one transaction. Deleting what is not there succeeds. */
+ * empty. Deleting what is not there succeeds. */
 int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 		 const char *name, char *err, size_t errlen);
 

@@ -14,6 +14,9 @@
 #include "fs/log.h"
 #include "fs/thumbfs.h"
 
+/* PostgreSQL jobs applied in one transaction, at most. */
+#define SYNC_BATCH 200
+
 int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 		  const char *date, const char *thumb_name, char *out, size_t n)
 {
@@ -205,6 +208,8 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		unlink(thumb_path);
 
 	ret = db_ingest_done(fs->db, job, &done, &current);
+	if (ret == 0 && current && fs->pg)
+		fs_worker_kick(fs); /* the sync runner has a row to send */
 	if (ret) {
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
@@ -247,47 +252,64 @@ static void set_pg_state(struct thumbfs *fs, const char *state)
 /* One PostgreSQL job. Only a row with a thumbnail, a width and a height is
  * shown to the app; a row without one (an undecodable file) is taken out
  * of PostgreSQL, and stays in the catalog and the status file. */
-static void run_sync(struct thumbfs *fs, const struct db_job *job)
+/* Apply one PostgreSQL job inside the open transaction. Only a row with a
+ * thumbnail, a width and a height is shown to the app; a row without one
+ * (an undecodable file) is taken out of PostgreSQL, and stays in the
+ * catalog and the status file. */
+static int apply_sync(struct thumbfs *fs, const struct db_job *job, char *what,
+		      size_t wn, char *err, size_t errlen)
 {
 	struct db_image img;
-	char err[1024], what[PATH_MAX], batch[256];
-	int ret = 0;
-
-	if (job->kind == DB_JOB_PG_UPSERT) {
-		if (db_image_get_by_id(fs->db, job->image_id, &img)) {
-			db_job_done(fs->db, job->id); /* a delete follows */
-			return;
-		}
-		snprintf(what, sizeof(what), "patients/%s/%s/%s",
-			 img.patient_id, img.batch_date, img.name);
-		if (img.thumbnail_name[0] && img.width > 0 && img.height > 0) {
-			cfg_expand(fs->cfg.batch_name, img.patient_id,
-				   img.batch_date, "", batch, sizeof(batch));
-			ret =
-			    db_pg_upsert(fs->pg, &img, batch, err, sizeof(err));
-		} else {
-			ret =
-			    db_pg_delete(fs->pg, img.patient_id, img.batch_date,
-					 img.name, err, sizeof(err));
-		}
-	} else {
-		snprintf(what, sizeof(what), "patients/%s/%s/%s", job->key,
-			 job->key2, job->name);
-		ret = db_pg_delete(fs->pg, job->key, job->key2, job->name, err,
-				   sizeof(err));
+	char batch[256];
+	if (job->kind == DB_JOB_PG_DELETE) {
+		snprintf(what, wn, "patients/%s/%s/%s", job->key, job->key2,
+			 job->name);
+		return db_pg_delete(fs->pg, job->key, job->key2, job->name, err,
+				    errlen);
 	}
-	if (ret) {
-		char w[PATH_MAX + 32], state[600];
-		snprintf(w, sizeof(w), "sync of '%s' to PostgreSQL", what);
-		snprintf(state, sizeof(state), "waiting: %s", err);
-		set_pg_state(fs, state);
-		retry(fs, job, w, err);
+	if (db_image_get_by_id(fs->db, job->image_id, &img))
+		return 0; /* removed since: its delete follows */
+	snprintf(what, wn, "patients/%s/%s/%s", img.patient_id, img.batch_date,
+		 img.name);
+	if (!img.thumbnail_name[0] || img.width <= 0 || img.height <= 0)
+		return db_pg_delete(fs->pg, img.patient_id, img.batch_date,
+				    img.name, err, errlen);
+	cfg_expand(fs->cfg.batch_name, img.patient_id, img.batch_date, "",
+		   batch, sizeof(batch));
+	return db_pg_upsert(fs->pg, &img, batch, err, errlen);
+}
+
+/* Up to SYNC_BATCH jobs in one PostgreSQL transaction: all or none. */
+static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
+{
+	char err[1024], what[PATH_MAX] = "", w[PATH_MAX + 32], state[1100];
+	int ret = db_pg_begin(fs->pg, err, sizeof(err)), i = 0;
+	for (; ret == 0 && i < n; i++)
+		ret = apply_sync(fs, &jobs[i], what, sizeof(what), err,
+				 sizeof(err));
+	if (ret == 0)
+		ret = db_pg_commit(fs->pg, err, sizeof(err));
+	else
+		db_pg_rollback(fs->pg);
+	if (ret == 0) {
+		set_pg_state(fs, "ok");
+		ret = db_sync_done(fs->db, jobs, n);
+		if (ret)
+			log_error("catalog update after sync failed: %s",
+				  strerror(-ret));
 		return;
 	}
-	set_pg_state(fs, "ok");
-	if (job->kind == DB_JOB_PG_UPSERT)
-		db_mark_in_pg(fs->db, job->image_id);
-	db_job_done(fs->db, job->id);
+	/* The job that failed (the first, if it was the connection) waits;
+	 * the others go back to the queue behind it, untried. */
+	int bad = i > 0 ? i - 1 : 0;
+	for (int k = 0; k < n; k++)
+		if (k != bad)
+			db_job_release(fs->db, jobs[k].id);
+	snprintf(w, sizeof(w), "sync of '%s' to PostgreSQL",
+		 what[0] ? what : "a row");
+	snprintf(state, sizeof(state), "waiting: %s", err);
+	set_pg_state(fs, state);
+	retry(fs, &jobs[bad], w, err);
 }
 
 /* Sleep until kicked, stopped, or a second has passed. */
@@ -401,7 +423,7 @@ static int read_announced(struct thumbfs *fs, char *err, size_t errlen)
 static void *sync_main(void *arg)
 {
 	struct thumbfs *fs = arg;
-	struct db_job job;
+	static struct db_job jobs[SYNC_BATCH]; /* one sync thread */
 	char err[1024], state[1100];
 	bool need_read = true;
 	while (!stopping(fs)) {
@@ -432,9 +454,9 @@ static void *sync_main(void *arg)
 			continue;
 		}
 		set_pg_state(fs, "ok");
-		ret = db_sync_claim(fs->db, &job);
-		if (ret == 0) {
-			run_sync(fs, &job);
+		ret = db_sync_claim(fs->db, jobs, SYNC_BATCH);
+		if (ret > 0) {
+			run_sync(fs, jobs, ret);
 			continue;
 		}
 		if (ret != -ENOENT && ret != -EAGAIN)

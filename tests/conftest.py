@@ -133,11 +133,11 @@ class Postgres:
         return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, args)],
                               check=True, capture_output=True, text=True, **kw)
 
-    def start(self):
+    def start(self, options=""):
         self.as_pg([self.bin / "pg_ctl", "-D", self.data, "-w", "-l",
                     self.base / "pg.log", "-o",
                     f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1"
-                    " -c fsync=off", "start"], timeout=60)
+                    f" -c fsync=off {options}", "start"], timeout=60)
 
     def stop(self):
         self.as_pg([self.bin / "pg_ctl", "-D", self.data, "-w", "-m", "fast",

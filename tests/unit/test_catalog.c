@@ -111,19 +111,23 @@ int main(void)
 	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "s.png"), 0);
 	CHECK_INT(db_counts(db, &c), 0);
 	CHECK_INT(c.jobs_sync, 2);
-	CHECK_INT(db_sync_claim(db, &job), 0);
-	CHECK(job.kind == DB_JOB_PG_UPSERT && !strcmp(job.image_id, img.id));
-	CHECK_INT(db_job_retry(db, job.id, 100, "postgres away"), 0);
-	CHECK_INT(db_sync_claim(db, &job2), -EAGAIN); /* the delete waits */
-	CHECK_INT(db_job_retry(db, job.id, 0, "back"), 0);
-	CHECK_INT(db_sync_claim(db, &job2), 0);
-	CHECK_INT(job2.id, job.id);
-	CHECK_INT(db_job_done(db, job2.id), 0);
-	CHECK_INT(db_sync_claim(db, &job2), 0);
-	CHECK(job2.kind == DB_JOB_PG_DELETE && !strcmp(job2.key, "P2") &&
-	      !strcmp(job2.key2, "2025-01-02") && !strcmp(job2.name, "s.png"));
-	CHECK_INT(db_job_done(db, job2.id), 0);
-	CHECK_INT(db_sync_claim(db, &job2), -ENOENT);
+	struct db_job two[4];
+	CHECK_INT(db_sync_claim(db, two, 4), 2); /* both, in order */
+	CHECK(two[0].kind == DB_JOB_PG_UPSERT &&
+	      !strcmp(two[0].image_id, img.id));
+	CHECK(two[1].kind == DB_JOB_PG_DELETE && !strcmp(two[1].key, "P2") &&
+	      !strcmp(two[1].key2, "2025-01-02") &&
+	      !strcmp(two[1].name, "s.png"));
+	CHECK_INT(db_sync_claim(db, two + 2, 2), -ENOENT); /* all claimed */
+	/* the first failed: it waits, and the second goes back behind it */
+	CHECK_INT(db_job_retry(db, two[0].id, 100, "postgres away"), 0);
+	CHECK_INT(db_job_release(db, two[1].id), 0);
+	CHECK_INT(db_sync_claim(db, two + 2, 2), -EAGAIN);
+	CHECK_INT(db_job_retry(db, two[0].id, 0, "back"), 0);
+	CHECK_INT(db_sync_claim(db, two, 4), 2);
+	CHECK_INT(two[1].attempts, 0); /* released, not counted as tried */
+	CHECK_INT(db_sync_done(db, two, 2), 0);
+	CHECK_INT(db_sync_claim(db, two, 4), -ENOENT);
 	CHECK_INT(db_counts(db, &c), 0);
 	CHECK_INT(c.jobs_retrying, 2);
 	db_free(db);

@@ -35,6 +35,8 @@ static const char schema_v1[] = "CREATE TABLE images ("
 				" uploaded_by TEXT NOT NULL DEFAULT '',"
 				" created_at TEXT NOT NULL,"
 				" updated_at TEXT NOT NULL,"
+				" category TEXT NOT NULL DEFAULT '',"
+				" filemaker_id TEXT NOT NULL DEFAULT '',"
 				" in_pg INTEGER NOT NULL DEFAULT 0,"
 				" seen INTEGER NOT NULL DEFAULT 0,"
 				" UNIQUE (patient_id, batch_date, name));"
@@ -86,6 +88,7 @@ enum stmt {
 	S_IN_PG,
 	S_LIST_BATCH,
 	S_JOB_RELEASE,
+	S_IMG_META,
 	S_N
 };
 
@@ -93,7 +96,7 @@ enum stmt {
 	"id, patient_id, batch_date, name, state, gen, file_size, s3_key,"     \
 	" s3_thumbnail_key, s3_bucket, thumbnail_name, thumbnail_size,"        \
 	" mime_type, width, height, sha256, error, uploaded_by, created_at,"   \
-	" updated_at"
+	" updated_at, category, filemaker_id"
 
 static const char *const sql[S_N] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -119,7 +122,8 @@ static const char *const sql[S_N] = {
 		   " thumbnail_name = ?6, thumbnail_size = ?7,"
 		   " mime_type = ?8, width = ?9, height = ?10,"
 		   " sha256 = ?11, error = ?12, file_size = ?13,"
-		   " updated_at = ?14 WHERE id = ?1 AND gen = ?2",
+		   " updated_at = ?14, category = ?15, filemaker_id = ?16"
+		   " WHERE id = ?1 AND gen = ?2",
     [S_JOB_FIND_INGEST] = "SELECT id FROM jobs WHERE kind = 1 AND"
 			  " image_id = ?1 AND claimed = 0 LIMIT 1",
     [S_JOB_SET_GEN] = "UPDATE jobs SET gen = ?2, not_before = 0,"
@@ -152,12 +156,13 @@ static const char *const sql[S_N] = {
 	"INSERT INTO images (" IMG_COLS ", in_pg, seen)"
 	" VALUES (?1, ?2, ?3, ?4, 'uploaded', 0, ?7, ?8, ?9,"
 	" ?10, ?11, ?12, ?13, ?14, ?15, ?16, '', ?18, ?19,"
-	" ?20, 1, 1)",
+	" ?20, ?21, ?22, 1, 1)",
     [S_IMG_UPDATE_REMOTE] = "UPDATE images SET file_size = ?7, s3_key = ?8,"
 			    " s3_thumbnail_key = ?9, s3_bucket = ?10,"
 			    " thumbnail_name = ?11, thumbnail_size = ?12,"
 			    " mime_type = ?13, width = ?14, height = ?15,"
 			    " sha256 = ?16, error = '', uploaded_by = ?18,"
+			    " category = ?21, filemaker_id = ?22,"
 			    " updated_at = ?20 WHERE id = ?1",
     [S_IMG_SEEN] = "UPDATE images SET in_pg = 1, seen = 1 WHERE id = ?1",
     [S_SCAN_BEGIN] = "UPDATE images SET seen = 0 WHERE seen != 0",
@@ -165,6 +170,8 @@ static const char *const sql[S_N] = {
 		    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT"
 		    " image_id FROM jobs) LIMIT 1",
     [S_IN_PG] = "UPDATE images SET in_pg = 1 WHERE id = ?1",
+    [S_IMG_META] = "UPDATE images SET category = ?2, filemaker_id = ?3,"
+		   " updated_at = ?4 WHERE id = ?1",
     [S_JOB_RELEASE] = "UPDATE jobs SET claimed = 0 WHERE id = ?1",
     [S_LIST_BATCH] = "SELECT name, thumbnail_name FROM images WHERE"
 		     " patient_id = ?1 AND batch_date = ?2 ORDER BY name",
@@ -366,6 +373,8 @@ static void read_image(sqlite3_stmt *s, struct db_image *o)
 	col_text(s, 17, o->uploaded_by, sizeof(o->uploaded_by));
 	col_text(s, 18, o->created_at, sizeof(o->created_at));
 	col_text(s, 19, o->updated_at, sizeof(o->updated_at));
+	col_text(s, 20, o->category, sizeof(o->category));
+	col_text(s, 21, o->filemaker_id, sizeof(o->filemaker_id));
 }
 
 /* Step a SELECT of IMG_COLS: 0 with out filled, -ENOENT, or -EIO. */
@@ -741,6 +750,8 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 	bind_text(s, 12, img->error);
 	sqlite3_bind_int64(s, 13, img->file_size);
 	bind_text(s, 14, now);
+	bind_text(s, 15, img->category);
+	bind_text(s, 16, img->filemaker_id);
 	ret = run(s);
 	if (ret == 0)
 		*current = sqlite3_changes(db->conn) > 0;
@@ -805,6 +816,8 @@ static void bind_image(sqlite3_stmt *s, const struct db_image *img)
 	bind_text(s, 18, img->uploaded_by);
 	bind_text(s, 19, img->created_at);
 	bind_text(s, 20, img->updated_at);
+	bind_text(s, 21, img->category);
+	bind_text(s, 22, img->filemaker_id);
 }
 
 static int remote_locked(struct db *db, const struct db_image *r,
@@ -828,16 +841,18 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	if (strcmp(old->state, "uploaded") != 0 ||
 	    strcmp(r->updated_at, old->updated_at) <= 0)
 		return DB_REMOTE_KEPT; /* a local write is newer, or pending */
-	if (!strcmp(r->sha256, old->sha256) &&
-	    !strcmp(r->s3_key, old->s3_key) &&
-	    !strcmp(r->s3_thumbnail_key, old->s3_thumbnail_key))
-		return DB_REMOTE_KEPT;
 	struct db_image u = *r;
 	snprintf(u.id, sizeof(u.id), "%s", old->id);
 	s = use(db, S_IMG_UPDATE_REMOTE);
 	bind_image(s, &u);
 	ret = run(s);
-	return ret ? ret : DB_REMOTE_REPLACED;
+	if (ret)
+		return ret;
+	/* the same content with other metadata keeps the local copies */
+	bool same = !strcmp(r->sha256, old->sha256) &&
+		    !strcmp(r->s3_key, old->s3_key) &&
+		    !strcmp(r->s3_thumbnail_key, old->s3_thumbnail_key);
+	return same ? DB_REMOTE_KEPT : DB_REMOTE_REPLACED;
 }
 
 int db_remote_apply(struct db *db, const struct db_image *r,
@@ -927,6 +942,36 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 	if (ret == 0 && rc != SQLITE_DONE)
 		ret = -EIO;
 	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_meta(struct db *db, const char *patient, const char *date,
+		  const char *name, const char *category,
+		  const char *filemaker_id)
+{
+	struct db_image img;
+	char now[32];
+	now_iso(now);
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret)
+		goto out_unlock;
+	ret = get_locked(db, patient, date, name, &img);
+	if (ret == 0) {
+		sqlite3_stmt *s = use(db, S_IMG_META);
+		bind_text(s, 1, img.id);
+		bind_text(s, 2, category);
+		bind_text(s, 3, filemaker_id);
+		bind_text(s, 4, now);
+		ret = run(s);
+	}
+	/* an upload on its way carries them anyway */
+	if (ret == 0 && !strcmp(img.state, "uploaded"))
+		ret = queue_sync(db, DB_JOB_PG_UPSERT, img.id, patient, date,
+				 name);
+	ret = finish(db, ret);
+out_unlock:
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }

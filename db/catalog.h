@@ -45,7 +45,9 @@ struct db_image {
 	char sha256[65];
 	char error[256]; /* why there is no thumbnail, "" when there is */
 	char uploaded_by[256];
-	char created_at[32]; /* ISO 8601, UTC */
+	char category[51];	/* from the user.category xattr */
+	char filemaker_id[101]; /* from the user.filemaker_id xattr */
+	char created_at[32];	/* ISO 8601, UTC */
 	char updated_at[32];
 };
 
@@ -176,6 +178,12 @@ int db_remote_scan_end(struct db *db,
 int db_list_batch(struct db *db, const char *patient, const char *date,
 		  int (*fn)(const char *name, const char *thumb, void *arg),
 		  void *arg);
+
+/* Set the image's category and filemaker_id (from its user.* xattrs) and,
+ * if it is uploaded, queue its PostgreSQL upsert. -ENOENT: no such row. */
+int db_image_meta(struct db *db, const char *patient, const char *date,
+		  const char *name, const char *category,
+		  const char *filemaker_id);
 
 /* A new random (version 4) uuid into out[37]. */
 void db_uuid(char out[37]);

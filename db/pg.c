@@ -250,36 +250,48 @@ out_image:
 		snprintf(width, sizeof(width), "%d", img->width);
 		snprintf(height, sizeof(height), "%d", img->height);
 		const char *const ip[] = {
-		    img->id,	     batch_id,
-		    img->s3_key,     img->s3_thumbnail_key,
-		    img->s3_bucket,  img->name,
-		    file_size,	     thumb_size,
-		    img->mime_type,  width,
-		    height,	     img->uploaded_by,
-		    img->sha256,     img->created_at,
+		    img->id,
+		    batch_id,
+		    img->s3_key,
+		    img->s3_thumbnail_key,
+		    img->s3_bucket,
+		    img->name,
+		    file_size,
+		    thumb_size,
+		    img->mime_type,
+		    width,
+		    height,
+		    img->uploaded_by,
+		    img->sha256,
+		    img->created_at,
 		    img->updated_at,
+		    img->category,
+		    img->filemaker_id,
 		};
 		/* By (batch, filename): another mount's row for the same name
 		 * keeps its id; the later write wins. */
-		ret =
-		    run(pg,
-			"INSERT INTO images_image (id, batch_id, s3_key,"
-			" s3_thumbnail_key, s3_bucket, original_filename,"
-			" file_size, thumbnail_size, mime_type, width, height,"
-			" uploaded_by, sha256, created_at, updated_at) VALUES"
-			" ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
-			" $13, $14, $15) ON CONFLICT (batch_id,"
-			" original_filename) DO UPDATE SET s3_key ="
-			" EXCLUDED.s3_key, s3_thumbnail_key ="
-			" EXCLUDED.s3_thumbnail_key, s3_bucket ="
-			" EXCLUDED.s3_bucket, file_size = EXCLUDED.file_size,"
-			" thumbnail_size = EXCLUDED.thumbnail_size, mime_type"
-			" = EXCLUDED.mime_type, width = EXCLUDED.width, height"
-			" = EXCLUDED.height, uploaded_by ="
-			" EXCLUDED.uploaded_by, sha256 = EXCLUDED.sha256,"
-			" updated_at = EXCLUDED.updated_at WHERE"
-			" images_image.updated_at <= EXCLUDED.updated_at",
-			15, ip, NULL, err, errlen);
+		ret = run(
+		    pg,
+		    "INSERT INTO images_image (id, batch_id, s3_key,"
+		    " s3_thumbnail_key, s3_bucket, original_filename,"
+		    " file_size, thumbnail_size, mime_type, width, height,"
+		    " uploaded_by, sha256, created_at, updated_at, category,"
+		    " filemaker_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+		    " $9, $10, $11, $12, $13, $14, $15, $16, NULLIF($17,"
+		    " '')) ON CONFLICT (batch_id,"
+		    " original_filename) DO UPDATE SET s3_key ="
+		    " EXCLUDED.s3_key, s3_thumbnail_key ="
+		    " EXCLUDED.s3_thumbnail_key, s3_bucket ="
+		    " EXCLUDED.s3_bucket, file_size = EXCLUDED.file_size,"
+		    " thumbnail_size = EXCLUDED.thumbnail_size, mime_type"
+		    " = EXCLUDED.mime_type, width = EXCLUDED.width, height"
+		    " = EXCLUDED.height, uploaded_by ="
+		    " EXCLUDED.uploaded_by, sha256 = EXCLUDED.sha256,"
+		    " category = EXCLUDED.category, filemaker_id ="
+		    " EXCLUDED.filemaker_id,"
+		    " updated_at = EXCLUDED.updated_at WHERE"
+		    " images_image.updated_at <= EXCLUDED.updated_at",
+		    17, ip, NULL, err, errlen);
 	}
 	return ret;
 }
@@ -319,7 +331,8 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 	" to_char(i.created_at AT TIME ZONE 'UTC',"                            \
 	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                               \
 	" to_char(i.updated_at AT TIME ZONE 'UTC',"                            \
-	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"                                \
+	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), i.category,"                   \
+	" coalesce(i.filemaker_id, '')"                                        \
 	" FROM images_image i JOIN images_batch b ON b.id = i.batch_id"
 
 static void copy_col(const PGresult *res, int row, int col, char *out, size_t n)
@@ -346,6 +359,8 @@ static void read_image(const PGresult *res, int row, struct db_image *o)
 	copy_col(res, row, 13, o->uploaded_by, sizeof(o->uploaded_by));
 	copy_col(res, row, 14, o->created_at, sizeof(o->created_at));
 	copy_col(res, row, 15, o->updated_at, sizeof(o->updated_at));
+	copy_col(res, row, 16, o->category, sizeof(o->category));
+	copy_col(res, row, 17, o->filemaker_id, sizeof(o->filemaker_id));
 	snprintf(o->state, sizeof(o->state), "uploaded");
 }
 

@@ -709,6 +709,24 @@ static int xattr_path(const char *path, const char *name, char *sp, size_t n)
 	return meta_path(path, sp, n);
 }
 
+/* user.category and user.filemaker_id of an image are its row's columns
+ * of those names: a change reaches the catalog and PostgreSQL. */
+static void meta_changed(const char *path, const char *name, const char *sp)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	struct db_image meta;
+	if (strcmp(name, "user.category") && strcmp(name, "user.filemaker_id"))
+		return;
+	parse(fs, path, &p, false);
+	if (p.kind != FS_FILE || p.local || p.thumb)
+		return;
+	fs_read_meta(sp, &meta);
+	if (db_image_meta(fs->db, p.patient, p.date, p.name, meta.category,
+			  meta.filemaker_id) == 0)
+		fs_worker_kick(fs);
+}
+
 static int op_setxattr(const char *path, const char *name, const char *value,
 		       size_t size, int flags)
 {
@@ -716,7 +734,10 @@ static int op_setxattr(const char *path, const char *name, const char *value,
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret;
-	return lsetxattr(sp, name, value, size, flags) ? -errno : 0;
+	if (lsetxattr(sp, name, value, size, flags))
+		return -errno;
+	meta_changed(path, name, sp);
+	return 0;
 }
 
 static int op_getxattr(const char *path, const char *name, char *value,
@@ -746,7 +767,10 @@ static int op_removexattr(const char *path, const char *name)
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret;
-	return lremovexattr(sp, name) ? -errno : 0;
+	if (lremovexattr(sp, name))
+		return -errno;
+	meta_changed(path, name, sp);
+	return 0;
 }
 
 static int op_refuse_link(const char *from, const char *to)

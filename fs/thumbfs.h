@@ -63,6 +63,10 @@ void fs_worker_kick(struct thumbfs *fs);
  * Returns the number of files queued, or -errno. */
 int fs_reconcile(struct thumbfs *fs);
 
+/* The user.category and user.filemaker_id xattrs of the spool file at
+ * path into img (empty when absent): the app's columns of those names. */
+void fs_read_meta(const char *path, struct db_image *img);
+
 /* The text of .thumbfs/status into a malloc'd string. */
 char *fs_status_text(struct thumbfs *fs);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,19 @@
 
 /* PostgreSQL jobs applied in one transaction, at most. */
 #define SYNC_BATCH 200
+
+static void read_xattr(const char *path, const char *name, char *out, size_t n)
+{
+	ssize_t got = lgetxattr(path, name, out, n - 1);
+	out[got > 0 ? got : 0] = '\0';
+}
+
+void fs_read_meta(const char *path, struct db_image *img)
+{
+	read_xattr(path, "user.category", img->category, sizeof(img->category));
+	read_xattr(path, "user.filemaker_id", img->filemaker_id,
+		   sizeof(img->filemaker_id));
+}
 
 int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 		  const char *date, const char *thumb_name, char *out, size_t n)
@@ -149,6 +163,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 
 	done = img;
 	done.file_size = (int64_t)len;
+	fs_read_meta(path, &done);
 	s3_sha256_hex(buf, len, done.sha256);
 	snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 		 s3_bucket(fs->store));

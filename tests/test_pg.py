@@ -70,6 +70,25 @@ def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3server,
     assert batch == [["P1", "2025-11-10", "Import 2025-11-10",
                       "FileMaker import", "3"]]
 
+    # category and filemaker_id come from user.* xattrs: set after the
+    # upload, or before it (rsync -X sets them on its temp file)
+    os.setxattr(d / srcs[1].name, "user.category", b"xray")
+    os.setxattr(d / srcs[1].name, "user.filemaker_id", b"FM-0042")
+    wait_for(lambda: pg_images(pg, f"original_filename = '{srcs[1].name}'"
+                               )[0][11:] == ["xray", "FM-0042"], 30,
+             "category and filemaker_id in PostgreSQL")
+    tmp = d / ".late.jpg.a1B2c3"
+    shutil.copy(photos()[4], tmp)
+    os.setxattr(tmp, "user.filemaker_id", b"FM-7")
+    os.rename(tmp, d / "late.jpg")
+    wait_for(lambda: pg_images(pg, "original_filename = 'late.jpg'"), 60,
+             "late.jpg in PostgreSQL")
+    assert pg_images(pg, "original_filename = 'late.jpg'")[0][11:] == \
+        ["", "FM-7"]
+    os.unlink(d / "late.jpg")
+    wait_for(lambda: not pg_images(pg, "original_filename = 'late.jpg'"),
+             30, "late.jpg to go")
+
     # rewrite: the same row, new content
     first = srcs[0].name
     ids = dict(pg.rows("SELECT original_filename, id FROM images_image"))

@@ -14,6 +14,7 @@ void thumb_opts_init(struct thumb_opts *opts)
 	opts->max_height = 300;
 	opts->jpeg_quality = 85;
 	opts->max_pixels = 100000000ULL;
+	opts->out_format = THUMB_FMT_UNKNOWN;
 }
 
 /* Pillow's round_aspect(): of floor(n) and ceil(n), the one whose aspect is
@@ -89,8 +90,10 @@ int thumb_make(const unsigned char *buf, size_t len,
 		final = &small;
 	}
 	/* JPEG and PNG keep their format, as the app's save() does. */
-	res->thumb_format = res->format;
-	res->thumb_ext = res->format == THUMB_FMT_PNG ? ".png" : ".jpg";
+	res->thumb_format = opts->out_format != THUMB_FMT_UNKNOWN
+				? opts->out_format
+				: res->format;
+	res->thumb_ext = res->thumb_format == THUMB_FMT_PNG ? ".png" : ".jpg";
 	ret = thumb_encode(final, res->thumb_format, opts->jpeg_quality,
 			   &res->data, &res->size, err, errlen);
 	if (ret)

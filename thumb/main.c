@@ -1,0 +1,135 @@
+/* main.c - thumbfs-thumb: the thumbnail engine as a command, for users and
+ * for bench/thumb, without a mount.
+ *
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] IN OUT
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] -d DIR IN...
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "thumb/thumb.h"
+
+static int usage(void)
+{
+	fprintf(
+	    stderr,
+	    "usage: thumbfs-thumb [-s WxH] [-q QUALITY] [--png] IN OUT\n"
+	    "       thumbfs-thumb [-s WxH] [-q QUALITY] [--png] -d DIR IN...\n"
+	    "Fit IN in WxH (default 300x300) with Lanczos, as the web "
+	    "app's Pillow code,\nand write it as JPEG (quality 85) or PNG "
+	    "as the original is; --png: always\nlossless PNG. With -d, "
+	    "each IN becomes DIR/STEM_thumb.EXT.\n");
+	return 2;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	unsigned char *buf = NULL;
+	size_t cap = 0;
+	*len = 0;
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (*len == cap) {
+			cap = cap ? 2 * cap : 1 << 20;
+			unsigned char *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				errno = ENOMEM;
+				return NULL;
+			}
+			buf = nb;
+		}
+		size_t n = fread(buf + *len, 1, cap - *len, f);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		errno = EIO;
+		return NULL;
+	}
+	return buf;
+}
+
+static int one(const struct thumb_opts *opts, const char *in, const char *out,
+	       const char *dir)
+{
+	struct thumb_result res;
+	char err[512], path[4096];
+	size_t len;
+	unsigned char *buf = slurp(in, &len);
+	if (!buf) {
+		fprintf(stderr, "thumbfs-thumb: cannot read '%s': %s\n", in,
+			strerror(errno));
+		return 1;
+	}
+	int ret = thumb_make(buf, len, opts, &res, err, sizeof(err));
+	free(buf);
+	if (ret) {
+		fprintf(stderr, "thumbfs-thumb: '%s': %s\n", in, err);
+		return 1;
+	}
+	if (dir) {
+		const char *base = strrchr(in, '/');
+		base = base ? base + 1 : in;
+		const char *dot = strrchr(base, '.');
+		int stem =
+		    dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+		snprintf(path, sizeof(path), "%s/%.*s_thumb%s", dir, stem, base,
+			 res.thumb_ext);
+		out = path;
+	}
+	FILE *f = fopen(out, "wb");
+	if (!f || fwrite(res.data, 1, res.size, f) != res.size || fclose(f)) {
+		fprintf(stderr, "thumbfs-thumb: cannot write '%s': %s\n", out,
+			strerror(errno));
+		thumb_result_release(&res);
+		return 1;
+	}
+	thumb_result_release(&res);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct thumb_opts opts;
+	const char *dir = NULL;
+	int i = 1, failed = 0;
+	thumb_opts_init(&opts);
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "--png")) {
+			opts.out_format = THUMB_FMT_PNG;
+		} else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
+			if (sscanf(argv[++i], "%dx%d", &opts.max_width,
+				   &opts.max_height) != 2 ||
+			    opts.max_width < 1 || opts.max_height < 1)
+				return usage();
+		} else if (!strcmp(argv[i], "-q") && i + 1 < argc) {
+			opts.jpeg_quality = atoi(argv[++i]);
+			if (opts.jpeg_quality < 1 || opts.jpeg_quality > 100)
+				return usage();
+		} else if (!strcmp(argv[i], "-d") && i + 1 < argc) {
+			dir = argv[++i];
+		} else {
+			return usage();
+		}
+	}
+	if (dir) {
+		if (i >= argc)
+			return usage();
+		for (; i < argc; i++)
+			failed += one(&opts, argv[i], NULL, dir);
+		return failed ? 1 : 0;
+	}
+	if (argc - i != 2)
+		return usage();
+	return one(&opts, argv[i], argv[i + 1], NULL);
+}

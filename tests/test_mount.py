@@ -306,3 +306,20 @@ def test_mount_through_fstab_helper(thumbfs_bin, tmp_path):
         assert f" {m.mnt} fuse.thumbfs " in mounts
     finally:
         subprocess.run(["umount", str(m.mnt)], check=True)
+
+
+def test_phone_photo_is_upright_with_displayed_size(file_mount):
+    """A phone photo stored sideways (EXIF orientation 6): the thumbnail is
+    upright and the row has the size as displayed."""
+    upright = Image.open(a_photo()).convert("RGB").resize((1200, 800))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    d = file_mount.batch()
+    upright.transpose(Image.Transpose.ROTATE_90).save(
+        d / "IMG_0001.jpg", quality=90, exif=exif.tobytes())
+    row = file_mount.wait_uploaded("IMG_0001.jpg")
+    assert (row["width"], row["height"]) == (1200, 800)
+    thumb = Image.open(d / "IMG_0001_thumb.jpg")
+    assert thumb.size == (300, 200)
+    assert psnr(thumb, upright.resize((300, 200), Image.Resampling.LANCZOS)) \
+        >= 30

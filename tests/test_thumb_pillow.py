@@ -93,3 +93,33 @@ def test_matches_pillow(made, path):
     buf = io.BytesIO()
     want.save(buf, format=fmt, quality=85)
     assert psnr(saved, Image.open(buf)) >= 30, "saved files"
+
+
+# Pillow's ImageOps.exif_transpose() turns orientation o upright with
+# these; the stored image is the upright one turned back.
+UNDO = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+        6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE,
+        8: Image.Transpose.ROTATE_270}
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_comes_out_upright(tmp_path, orientation):
+    from PIL import ImageOps
+    upright = Image.open(sorted(PHOTO_DIRS[0].rglob("*.jpg"))[0])
+    upright = upright.convert("RGB").resize((1200, 800))
+    stored = upright if orientation == 1 else upright.transpose(
+        UNDO[orientation])
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    src = tmp_path / "phone.jpg"
+    stored.save(src, quality=95, exif=exif.tobytes())
+    want = ImageOps.exif_transpose(Image.open(src))
+    want.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    assert want.size == (300, 200)
+    out = tmp_path / "out.png"
+    subprocess.run([str(BUILD / "thumbfs-thumb"), "--png", str(src),
+                    str(out)], check=True)
+    got = Image.open(out)
+    assert got.size == (300, 200)
+    assert psnr(got, want) >= 35

@@ -119,7 +119,14 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	}
 	jpeg_create_decompress(&cinfo);
 	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+	jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
 	jpeg_read_header(&cinfo, TRUE);
+	volatile int orientation = 1;
+	for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
+		if (m->marker == JPEG_APP0 + 1 && m->data_length > 6 &&
+		    !memcmp(m->data, "Exif\0\0", 6))
+			orientation =
+			    thumb_exif_orientation(m->data, m->data_length);
 	*orig_w = (int)cinfo.image_width;
 	*orig_h = (int)cinfo.image_height;
 	ret = check_size(*orig_w, *orig_h, max_pixels, err, errlen);
@@ -141,7 +148,12 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	cinfo.scale_denom = 1;
 	if (box_w > 0 && box_h > 0) {
 		int min_w, min_h;
-		thumb_fit(*orig_w, *orig_h, box_w, box_h, &min_w, &min_h);
+		if (orientation >= 5) /* fit upright, then back to stored */
+			thumb_fit(*orig_h, *orig_w, box_w, box_h, &min_h,
+				  &min_w);
+		else
+			thumb_fit(*orig_w, *orig_h, box_w, box_h, &min_w,
+				  &min_h);
 		min_w *= 2;
 		min_h *= 2;
 		for (unsigned d = 8; d > 1; d /= 2) {
@@ -183,6 +195,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	img->height = h;
 	img->channels = ch;
 	img->pixels = pixels;
+	img->orientation = orientation;
 	pixels = NULL;
 out_destroy:
 	jpeg_destroy_decompress(&cinfo);
@@ -304,6 +317,7 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 	img->height = (int)h;
 	img->channels = ch;
 	img->pixels = pixels;
+	img->orientation = 1;
 	pixels = NULL;
 out_destroy:
 	png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);

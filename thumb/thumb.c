@@ -2,6 +2,7 @@
  * encode in the original's format. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ int thumb_make(const unsigned char *buf, size_t len,
 	       const struct thumb_opts *opts, struct thumb_result *res,
 	       char *err, size_t errlen)
 {
-	struct thumb_image img = {0}, small = {0};
+	struct thumb_image img = {0}, small = {0}, upright = {0};
 	int ow = 0, oh = 0, tw, th, ret;
 
 	memset(res, 0, sizeof(*res));
@@ -76,18 +77,33 @@ int thumb_make(const unsigned char *buf, size_t len,
 			   opts->max_pixels, &img, &ow, &oh, err, errlen);
 	if (ret)
 		goto out;
-	res->width = ow;
-	res->height = oh;
-	thumb_fit(ow, oh, opts->max_width, opts->max_height, &tw, &th);
+	/* Sizes are the upright ones (as displayed, as the app stores); the
+	 * pixels are resampled as stored, then turned, which is cheaper on
+	 * the small image and the same by the filter's symmetry. */
+	bool swap = img.orientation >= 5;
+	res->width = swap ? oh : ow;
+	res->height = swap ? ow : oh;
+	thumb_fit(res->width, res->height, opts->max_width, opts->max_height,
+		  &tw, &th);
+	int sw = swap ? th : tw, sh = swap ? tw : th;
 	const struct thumb_image *final = &img;
-	if (tw != img.width || th != img.height) {
-		ret = thumb_resample(&img, tw, th, &small);
+	if (sw != img.width || sh != img.height) {
+		ret = thumb_resample(&img, sw, sh, &small);
 		if (ret) {
 			snprintf(err, errlen, "out of memory resampling %dx%d",
 				 img.width, img.height);
 			goto out;
 		}
 		final = &small;
+	}
+	if (img.orientation > 1) {
+		ret = thumb_orient(final, img.orientation, &upright);
+		if (ret) {
+			snprintf(err, errlen, "out of memory turning %dx%d",
+				 final->width, final->height);
+			goto out;
+		}
+		final = &upright;
 	}
 	/* JPEG and PNG keep their format, as the app's save() does. */
 	res->thumb_format = opts->out_format != THUMB_FMT_UNKNOWN
@@ -103,6 +119,7 @@ int thumb_make(const unsigned char *buf, size_t len,
 out:
 	thumb_image_release(&img);
 	thumb_image_release(&small);
+	thumb_image_release(&upright);
 	if (ret) {
 		enum thumb_format f = res->format;
 		thumb_result_release(res);

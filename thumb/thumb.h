@@ -29,6 +29,7 @@ struct thumb_image {
 	int height;
 	int channels;
 	unsigned char *pixels;
+	int orientation; /* EXIF 1..8 of the pixels as stored; 1: upright */
 };
 
 struct thumb_opts {
@@ -68,14 +69,22 @@ const char *thumb_mime_type(enum thumb_format fmt);
  * w x h: aspect kept by Pillow's rounding, never enlarged, at least 1. */
 void thumb_fit(int w, int h, int max_w, int max_h, int *out_w, int *out_h);
 
-/* Decode buf into img (8-bit, see struct thumb_image). For a JPEG, the
- * DCT-domain scaling is used to decode at the smallest size that is still at
- * least twice the thumbnail that fits box_w x box_h (pass 0, 0 for full
- * size). The original's size is returned in *orig_w, *orig_h. On failure img
- * is left empty. */
+/* Decode buf into img (8-bit, see struct thumb_image), pixels as stored and
+ * img->orientation from the EXIF tag. For a JPEG, the DCT-domain scaling is
+ * used to decode at the smallest size that is still at least twice the
+ * thumbnail that fits box_w x box_h once upright (pass 0, 0 for full size).
+ * The original's stored size is returned in *orig_w, *orig_h. On failure
+ * img is left empty. */
 int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
 		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
 		 int *orig_h, char *err, size_t errlen);
+
+/* The EXIF orientation (1..8) in an APP1 Exif block, 1 when it has none. */
+int thumb_exif_orientation(const unsigned char *exif, size_t len);
+
+/* Turn src, stored with EXIF orientation, upright into a new dst. */
+int thumb_orient(const struct thumb_image *src, int orientation,
+		 struct thumb_image *dst);
 
 /* Lanczos (a=3) resample src into a new image of w x h in dst, as two
  * separable passes; alpha is premultiplied while filtering. */

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	thumb_opts_init(&opts);
 	/* small limits, so a declared size cannot exhaust the fuzzer */
-	opts.max_pixels = 4000000;
+	opts.max_pixels = 1000000;
 	if (thumb_make(data, size, &opts, &res, err, sizeof(err)) == 0)
 		thumb_result_release(&res);
 	return 0;

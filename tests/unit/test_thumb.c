@@ -30,7 +30,7 @@ static void test_fit(void)
 
 static struct thumb_image make_image(int w, int h, int ch)
 {
-	struct thumb_image img = {w, h, ch, malloc((size_t)w * h * ch)};
+	struct thumb_image img = {w, h, ch, malloc((size_t)w * h * ch), 1};
 	return img;
 }
 

@@ -123,3 +123,28 @@ def test_exif_orientation_comes_out_upright(tmp_path, orientation):
     got = Image.open(out)
     assert got.size == (300, 200)
     assert psnr(got, want) >= 35
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_icc_profile_is_carried(tmp_path, fmt):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    img = Image.open(sorted(PHOTO_DIRS[0].rglob("*.jpg"))[0]).convert("RGB")
+    src = tmp_path / ("p.jpg" if fmt == "JPEG" else "p.png")
+    img.resize((800, 600)).save(src, format=fmt, icc_profile=icc)
+    out = tmp_path / ("t.jpg" if fmt == "JPEG" else "t.png")
+    subprocess.run([str(BUILD / "thumbfs-thumb"), str(src), str(out)],
+                   check=True)
+    assert Image.open(out).info.get("icc_profile") == icc
+
+
+def test_cmyk_jpeg_has_right_colours(tmp_path):
+    """An Adobe CMYK JPEG (as Photoshop and Pillow write them)."""
+    img = Image.new("RGB", (600, 400), (200, 40, 90))
+    src = tmp_path / "cmyk.jpg"
+    img.convert("CMYK").save(src, quality=95)
+    out = tmp_path / "t.png"
+    subprocess.run([str(BUILD / "thumbfs-thumb"), "--png", str(src),
+                    str(out)], check=True)
+    want = Image.open(src).convert("RGB").resize((300, 200))
+    assert psnr(Image.open(out), want) >= 35

@@ -37,6 +37,7 @@ const char *thumb_mime_type(enum thumb_format fmt)
 void thumb_image_release(struct thumb_image *img)
 {
 	free(img->pixels);
+	free(img->icc);
 	memset(img, 0, sizeof(*img));
 }
 
@@ -106,6 +107,8 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	struct jpeg_err jerr;
 	unsigned char *volatile pixels = NULL;
 	unsigned char *volatile cmyk = NULL;
+	unsigned char *volatile icc = NULL;
+	volatile unsigned int icc_len = 0;
 	volatile int ret = 0;
 
 	memset(&cinfo, 0, sizeof(cinfo));
@@ -120,6 +123,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	jpeg_create_decompress(&cinfo);
 	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
 	jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
+	jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xffff); /* ICC */
 	jpeg_read_header(&cinfo, TRUE);
 	volatile int orientation = 1;
 	for (jpeg_saved_marker_ptr m = cinfo.marker_list; m; m = m->next)
@@ -135,6 +139,15 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 
 	int cmyk_in = cinfo.jpeg_color_space == JCS_CMYK ||
 		      cinfo.jpeg_color_space == JCS_YCCK;
+	/* a CMYK profile does not describe the RGB we make of it */
+	if (!cmyk_in) {
+		JOCTET *p = NULL;
+		unsigned int n = 0;
+		if (jpeg_read_icc_profile(&cinfo, &p, &n)) {
+			icc = p;
+			icc_len = n;
+		}
+	}
 	if (cmyk_in)
 		cinfo.out_color_space = JCS_CMYK;
 	else if (cinfo.num_components == 1)
@@ -196,11 +209,15 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	img->channels = ch;
 	img->pixels = pixels;
 	img->orientation = orientation;
+	img->icc = icc;
+	img->icc_len = icc_len;
+	icc = NULL;
 	pixels = NULL;
 out_destroy:
 	jpeg_destroy_decompress(&cinfo);
 	free(pixels);
 	free(cmyk);
+	free(icc);
 	return ret;
 }
 
@@ -318,6 +335,15 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 	img->channels = ch;
 	img->pixels = pixels;
 	img->orientation = 1;
+	png_charp icc_name;
+	png_bytep icc;
+	png_uint_32 icc_len;
+	int compression;
+	if (png_get_iCCP(png, info, &icc_name, &compression, &icc, &icc_len) &&
+	    (img->icc = malloc(icc_len))) {
+		memcpy(img->icc, icc, icc_len);
+		img->icc_len = icc_len;
+	}
 	pixels = NULL;
 out_destroy:
 	png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);

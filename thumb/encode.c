@@ -53,6 +53,9 @@ static int encode_jpeg(const struct thumb_image *img, int quality,
 	jpeg_set_defaults(&cinfo);
 	jpeg_set_quality(&cinfo, quality, TRUE);
 	jpeg_start_compress(&cinfo, TRUE);
+	if (img->icc)
+		jpeg_write_icc_profile(&cinfo, img->icc,
+				       (unsigned int)img->icc_len);
 	int drop = img->channels == 2 || img->channels == 4;
 	if (drop) {
 		rgb = malloc((size_t)img->width * cinfo.input_components);
@@ -161,6 +164,10 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 		     (png_uint_32)img->height, 8, types[img->channels],
 		     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
 		     PNG_FILTER_TYPE_DEFAULT);
+	if (img->icc)
+		png_set_iCCP(png, info, "ICC profile",
+			     PNG_COMPRESSION_TYPE_BASE, img->icc,
+			     (png_uint_32)img->icc_len);
 	png_write_info(png, info);
 	for (int y = 0; y < img->height; y++)
 		png_write_row(png, img->pixels +

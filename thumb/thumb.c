@@ -105,6 +105,13 @@ int thumb_make(const unsigned char *buf, size_t len,
 		}
 		final = &upright;
 	}
+	/* the colour profile goes with the pixels into the thumbnail */
+	if (final != &img) {
+		struct thumb_image *f = final == &small ? &small : &upright;
+		f->icc = img.icc;
+		f->icc_len = img.icc_len;
+		img.icc = NULL;
+	}
 	/* JPEG and PNG keep their format, as the app's save() does. */
 	res->thumb_format = opts->out_format != THUMB_FMT_UNKNOWN
 				? opts->out_format

@@ -30,6 +30,8 @@ struct thumb_image {
 	int channels;
 	unsigned char *pixels;
 	int orientation; /* EXIF 1..8 of the pixels as stored; 1: upright */
+	unsigned char *icc; /* the colour profile, or NULL; owned */
+	size_t icc_len;
 };
 
 struct thumb_opts {
@@ -91,7 +93,8 @@ int thumb_orient(const struct thumb_image *src, int orientation,
 int thumb_resample(const struct thumb_image *src, int w, int h,
 		   struct thumb_image *dst);
 
-/* Encode img as fmt (JPEG at quality, or PNG) into a malloc'd buffer. */
+/* Encode img as fmt (JPEG at quality, or PNG) into a malloc'd buffer,
+ * with img's colour profile if it has one. */
 int thumb_encode(const struct thumb_image *img, enum thumb_format fmt,
 		 int quality, unsigned char **out, size_t *out_len, char *err,
 		 size_t errlen);

@@ -30,7 +30,8 @@ static void test_fit(void)
 
 static struct thumb_image make_image(int w, int h, int ch)
 {
-	struct thumb_image img = {w, h, ch, malloc((size_t)w * h * ch), 1};
+	struct thumb_image img = {w, h,	   ch, malloc((size_t)w * h * ch),
+				  1, NULL, 0};
 	return img;
 }
 

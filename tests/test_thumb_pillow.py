@@ -148,3 +148,69 @@ def test_cmyk_jpeg_has_right_colours(tmp_path):
                     str(out)], check=True)
     want = Image.open(src).convert("RGB").resize((300, 200))
     assert psnr(Image.open(out), want) >= 35
+
+
+def make_source(tmp_path, kind):
+    """A photograph saved as kind; returns (path, the upright RGB(A) image
+    the reference thumbnails)."""
+    base = Image.open(sorted(PHOTO_DIRS[0].rglob("*.jpg"))[1]).convert("RGB")
+    base = base.resize((1200, 800))
+    alpha = "alpha" in kind or "transparent" in kind
+    if alpha:
+        mask = Image.new("L", base.size, 0)
+        mask.paste(255, (100, 100, 1100, 700))
+        base.putalpha(mask)
+    fmt = kind.split("-")[0]
+    src = tmp_path / f"src.{fmt}"
+    if fmt == "webp":
+        base.save(src, "WEBP", quality=90)
+        ref = Image.open(src)
+    elif fmt == "tiff":
+        pages = [base, Image.new(base.mode, (50, 50))]
+        if "multipage" in kind:
+            pages[0].save(src, "TIFF", save_all=True,
+                          append_images=pages[1:])
+        else:
+            base.save(src, "TIFF", compression="tiff_lzw")
+        ref = Image.open(src)
+    elif fmt == "gif":
+        frames = [base.convert("RGB").quantize(256)]
+        if "animated" in kind:
+            frames.append(Image.new("P", base.size, 3))
+        if "transparent" in kind:
+            frames[0] = base.convert("RGBA")
+        frames[0].save(src, "GIF", save_all=True,
+                       append_images=frames[1:])
+        ref = Image.open(src).convert("RGBA" if alpha else "RGB")
+    else:  # heic: libheif's own encoder; the reference is its decode
+        png = tmp_path / "in.png"
+        base.save(png)
+        subprocess.run(["heif-enc", "-q", "90", str(png), "-o", str(src)],
+                       check=True, capture_output=True)
+        back = tmp_path / "back.png"
+        subprocess.run(["heif-convert", str(src), str(back)], check=True,
+                       capture_output=True)
+        ref = Image.open(back)
+    return src, ref, alpha
+
+
+@pytest.mark.parametrize("kind", ["webp", "webp-alpha", "tiff", "tiff-alpha",
+                                  "tiff-multipage", "gif", "gif-transparent",
+                                  "gif-animated", "heic"])
+def test_other_formats(tmp_path, kind):
+    src, ref, alpha = make_source(tmp_path, kind)
+    want = ref.copy()
+    want.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([str(BUILD / "thumbfs-thumb"), "-d", str(out), str(src)],
+                   check=True)
+    ext = ".png" if alpha else ".jpg"
+    got = Image.open(out / f"src_thumb{ext}")
+    assert got.format == ("PNG" if alpha else "JPEG")
+    assert got.size == want.size == (300, 200)
+    assert psnr(got, want) >= 30
+    raw = tmp_path / "raw.png"
+    subprocess.run([str(BUILD / "thumbfs-thumb"), "--png", str(src),
+                    str(raw)], check=True)
+    assert psnr(Image.open(raw), want) >= 35

@@ -9,7 +9,7 @@
 #include <jerror.h>
 #include <png.h>
 
-#include "thumb.h"
+#include "thumb/decoders.h"
 
 enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
 {
@@ -19,6 +19,21 @@ enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
 		return THUMB_FMT_JPEG;
 	if (len >= 8 && memcmp(buf, png_sig, 8) == 0)
 		return THUMB_FMT_PNG;
+	if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4))
+		return THUMB_FMT_WEBP;
+	if (len >= 4 && (!memcmp(buf, "II*\0", 4) || !memcmp(buf, "MM\0*", 4)))
+		return THUMB_FMT_TIFF;
+	if (len >= 6 &&
+	    (!memcmp(buf, "GIF87a", 6) || !memcmp(buf, "GIF89a", 6)))
+		return THUMB_FMT_GIF;
+	if (len >= 12 && !memcmp(buf + 4, "ftyp", 4)) {
+		static const char brands[][5] = {"heic", "heix", "hevc", "hevx",
+						 "heim", "heis", "mif1", "msf1",
+						 "avif", "avis"};
+		for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
+			if (!memcmp(buf + 8, brands[i], 4))
+				return THUMB_FMT_HEIF;
+	}
 	return THUMB_FMT_UNKNOWN;
 }
 
@@ -29,6 +44,14 @@ const char *thumb_mime_type(enum thumb_format fmt)
 		return "image/jpeg";
 	case THUMB_FMT_PNG:
 		return "image/png";
+	case THUMB_FMT_WEBP:
+		return "image/webp";
+	case THUMB_FMT_TIFF:
+		return "image/tiff";
+	case THUMB_FMT_GIF:
+		return "image/gif";
+	case THUMB_FMT_HEIF:
+		return "image/heic";
 	default:
 		return "application/octet-stream";
 	}
@@ -41,8 +64,8 @@ void thumb_image_release(struct thumb_image *img)
 	memset(img, 0, sizeof(*img));
 }
 
-static int check_size(int w, int h, uint64_t max_pixels, char *err,
-		      size_t errlen)
+int thumb_check_size(int w, int h, uint64_t max_pixels, char *err,
+		     size_t errlen)
 {
 	if (w <= 0 || h <= 0) {
 		snprintf(err, errlen, "image has no pixels (%dx%d)", w, h);
@@ -133,7 +156,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 			    thumb_exif_orientation(m->data, m->data_length);
 	*orig_w = (int)cinfo.image_width;
 	*orig_h = (int)cinfo.image_height;
-	ret = check_size(*orig_w, *orig_h, max_pixels, err, errlen);
+	ret = thumb_check_size(*orig_w, *orig_h, max_pixels, err, errlen);
 	if (ret)
 		goto out_destroy;
 
@@ -296,7 +319,7 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 		ret = -EINVAL;
 		goto out_destroy;
 	}
-	ret = check_size((int)w, (int)h, max_pixels, err, errlen);
+	ret = thumb_check_size((int)w, (int)h, max_pixels, err, errlen);
 	if (ret)
 		goto out_destroy;
 
@@ -368,8 +391,22 @@ int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
 	case THUMB_FMT_PNG:
 		return decode_png(buf, len, max_pixels, img, orig_w, orig_h,
 				  err, errlen);
+	case THUMB_FMT_WEBP:
+		return thumb_decode_webp(buf, len, max_pixels, img, orig_w,
+					 orig_h, err, errlen);
+	case THUMB_FMT_TIFF:
+		return thumb_decode_tiff(buf, len, max_pixels, img, orig_w,
+					 orig_h, err, errlen);
+	case THUMB_FMT_GIF:
+		return thumb_decode_gif(buf, len, max_pixels, img, orig_w,
+					orig_h, err, errlen);
+	case THUMB_FMT_HEIF:
+		return thumb_decode_heif(buf, len, max_pixels, img, orig_w,
+					 orig_h, err, errlen);
 	default:
-		snprintf(err, errlen, "not a JPEG or PNG image");
+		snprintf(err, errlen,
+			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
+			 "GIF, HEIC)");
 		return -ENOTSUP;
 	}
 }

@@ -133,6 +133,12 @@ static void png_enc_error(png_structp png, png_const_charp msg)
 	png_longjmp(png, 1);
 }
 
+static void png_enc_warning(png_structp png, png_const_charp msg)
+{
+	(void)png;
+	(void)msg; /* a profile left out is no reason to fail, nor to shout */
+}
+
 static int encode_png(const struct thumb_image *img, unsigned char **out,
 		      size_t *out_len, char *err, size_t errlen)
 {
@@ -146,7 +152,7 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 	volatile int ret = 0;
 
 	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr,
-				      png_enc_error, NULL);
+				      png_enc_error, png_enc_warning);
 	if (png)
 		info = png_create_info_struct(png);
 	if (!png || !info) {
@@ -164,10 +170,15 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 		     (png_uint_32)img->height, 8, types[img->channels],
 		     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
 		     PNG_FILTER_TYPE_DEFAULT);
-	if (img->icc)
+	if (img->icc) {
+		/* The profile goes as the original has it; one libpng finds
+		 * malformed is left out (a warning), never the thumbnail. */
+		png_set_option(png, PNG_SKIP_sRGB_CHECK_PROFILE, PNG_OPTION_ON);
+		png_set_benign_errors(png, 1);
 		png_set_iCCP(png, info, "ICC profile",
 			     PNG_COMPRESSION_TYPE_BASE, img->icc,
 			     (png_uint_32)img->icc_len);
+	}
 	png_write_info(png, info);
 	for (int y = 0; y < img->height; y++)
 		png_write_row(png, img->pixels +

@@ -113,9 +113,13 @@ int thumb_make(const unsigned char *buf, size_t len,
 		img.icc = NULL;
 	}
 	/* JPEG and PNG keep their format, as the app's save() does. */
-	res->thumb_format = opts->out_format != THUMB_FMT_UNKNOWN
-				? opts->out_format
-				: res->format;
+	bool alpha = final->channels == 2 || final->channels == 4;
+	if (opts->out_format != THUMB_FMT_UNKNOWN)
+		res->thumb_format = opts->out_format;
+	else if (res->format == THUMB_FMT_JPEG || res->format == THUMB_FMT_PNG)
+		res->thumb_format = res->format;
+	else /* what every browser shows */
+		res->thumb_format = alpha ? THUMB_FMT_PNG : THUMB_FMT_JPEG;
 	res->thumb_ext = res->thumb_format == THUMB_FMT_PNG ? ".png" : ".jpg";
 	ret = thumb_encode(final, res->thumb_format, opts->jpeg_quality,
 			   &res->data, &res->size, err, errlen);

@@ -19,6 +19,10 @@ enum thumb_format {
 	THUMB_FMT_UNKNOWN = 0,
 	THUMB_FMT_JPEG,
 	THUMB_FMT_PNG,
+	THUMB_FMT_WEBP,
+	THUMB_FMT_TIFF,
+	THUMB_FMT_GIF,
+	THUMB_FMT_HEIF, /* HEIC, HEIF and AVIF */
 };
 
 /* An 8-bit image, rows packed without padding. channels is 1 (gray),
@@ -29,7 +33,7 @@ struct thumb_image {
 	int height;
 	int channels;
 	unsigned char *pixels;
-	int orientation; /* EXIF 1..8 of the pixels as stored; 1: upright */
+	int orientation;    /* EXIF 1..8 of the pixels as stored; 1: upright */
 	unsigned char *icc; /* the colour profile, or NULL; owned */
 	size_t icc_len;
 };
@@ -46,9 +50,11 @@ struct thumb_opts {
 /* What thumb_make() gives back. data is owned by the result:
  * thumb_result_release() frees it. mime_type and ext are static strings. */
 struct thumb_result {
-	enum thumb_format format;	/* of the original */
-	enum thumb_format thumb_format; /* of the thumbnail */
-	int width;			/* of the original, as displayed */
+	enum thumb_format format; /* of the original */
+	/* of the thumbnail: JPEG and PNG keep theirs, as the app's code does;
+	 * any other is JPEG, or PNG when it has alpha */
+	enum thumb_format thumb_format;
+	int width; /* of the original, as displayed */
 	int height;
 	int thumb_width;
 	int thumb_height;
@@ -64,7 +70,8 @@ void thumb_opts_init(struct thumb_opts *opts);
 /* The format of buf, from its magic bytes (never from a name). */
 enum thumb_format thumb_detect(const unsigned char *buf, size_t len);
 
-/* "image/jpeg", "image/png", or "application/octet-stream". */
+/* "image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif",
+ * "image/heic", or "application/octet-stream". */
 const char *thumb_mime_type(enum thumb_format fmt);
 
 /* The size Pillow's Image.thumbnail((max_w, max_h)) gives an image of

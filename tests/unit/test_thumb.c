@@ -217,8 +217,35 @@ static void test_pngsuite(void)
 	}
 }
 
+/* The format comes from the bytes, never from a name. */
+static void test_detect(void)
+{
+	CHECK(thumb_detect((const unsigned char *)"\xff\xd8\xff\xe0", 4) ==
+	      THUMB_FMT_JPEG);
+	CHECK(thumb_detect((const unsigned char *)"\x89PNG\r\n\x1a\n", 8) ==
+	      THUMB_FMT_PNG);
+	CHECK(thumb_detect((const unsigned char *)"RIFF\0\0\0\0WEBPVP8 ", 16) ==
+	      THUMB_FMT_WEBP);
+	CHECK(thumb_detect((const unsigned char *)"II*\0", 4) ==
+	      THUMB_FMT_TIFF);
+	CHECK(thumb_detect((const unsigned char *)"MM\0*", 4) ==
+	      THUMB_FMT_TIFF);
+	CHECK(thumb_detect((const unsigned char *)"GIF89a", 6) ==
+	      THUMB_FMT_GIF);
+	CHECK(thumb_detect((const unsigned char *)"\0\0\0\x18"
+						  "ftypheic",
+			   12) == THUMB_FMT_HEIF);
+	CHECK(thumb_detect((const unsigned char *)"\0\0\0\x18"
+						  "ftypisom",
+			   12) == THUMB_FMT_UNKNOWN); /* an MP4 video */
+	CHECK(thumb_detect((const unsigned char *)"GIF", 3) ==
+	      THUMB_FMT_UNKNOWN);
+	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_HEIF), "image/heic"));
+}
+
 int main(void)
 {
+	test_detect();
 	test_fit();
 	test_flat_stays_flat();
 	test_mean_preserved();

@@ -5,9 +5,12 @@
  *   thumbfs-thumb [-s WxH] [-q Q] [--png] -d DIR IN...
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "thumb/thumb.h"
 
@@ -26,36 +29,33 @@ static int usage(void)
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
+	struct stat st;
 	unsigned char *buf = NULL;
-	size_t cap = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
 	*len = 0;
-	if (!f)
+	if (fd < 0)
 		return NULL;
-	for (;;) {
-		if (*len == cap) {
-			cap = cap ? 2 * cap : 1 << 20;
-			unsigned char *nb = realloc(buf, cap);
-			if (!nb) {
-				free(buf);
-				fclose(f);
-				errno = ENOMEM;
-				return NULL;
-			}
-			buf = nb;
-		}
-		size_t n = fread(buf + *len, 1, cap - *len, f);
-		*len += n;
-		if (n == 0)
+	if (fstat(fd, &st) || !(buf = malloc(st.st_size ? st.st_size : 1))) {
+		e = errno ? errno : ENOMEM;
+		goto out_close;
+	}
+	while (*len < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + *len, (size_t)st.st_size - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : 0;
 			break;
+		}
+		*len += (size_t)n;
 	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
+	if (e) {
 		free(buf);
-		errno = EIO;
-		return NULL;
+		buf = NULL;
 	}
+out_close:
+	close(fd);
+	errno = e;
 	return buf;
 }
 

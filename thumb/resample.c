@@ -91,78 +91,128 @@ static unsigned char clamp8(float v)
 	return (unsigned char)(v + 0.5f);
 }
 
+/* One input row to floats, colour premultiplied by alpha when there is
+ * one, so the filter does not bleed the colour of transparent pixels. */
+static void row_to_float(const unsigned char *in, float *out, int w, int ch,
+			 int alpha)
+{
+	size_t n = (size_t)w * ch;
+	for (size_t i = 0; i < n; i++)
+		out[i] = in[i];
+	if (alpha < 0)
+		return;
+	for (int x = 0; x < w; x++) {
+		float *p = out + (size_t)x * ch, a = p[alpha] / 255.0f;
+		for (int c = 0; c < ch; c++)
+			if (c != alpha)
+				p[c] *= a;
+	}
+}
+
+/* The horizontal pass of one row; CH is a constant in each caller, so the
+ * inner loop is straight multiply-adds. */
+static inline void hpass(const float *in, float *out, const struct coeffs *cx,
+			 int w, const int CH)
+{
+	for (int x = 0; x < w; x++) {
+		const float *k = cx->w + (size_t)x * cx->stride;
+		const float *p = in + (size_t)cx->start[x] * CH;
+		float acc[4] = {0, 0, 0, 0};
+		for (int i = 0; i < cx->count[x]; i++, p += CH)
+			for (int c = 0; c < CH; c++)
+				acc[c] += k[i] * p[c];
+		for (int c = 0; c < CH; c++)
+			out[(size_t)x * CH + c] = acc[c];
+	}
+}
+
+static void hpass_any(const float *in, float *out, const struct coeffs *cx,
+		      int w, int ch)
+{
+	switch (ch) {
+	case 1:
+		hpass(in, out, cx, w, 1);
+		break;
+	case 2:
+		hpass(in, out, cx, w, 2);
+		break;
+	case 3:
+		hpass(in, out, cx, w, 3);
+		break;
+	default:
+		hpass(in, out, cx, w, 4);
+		break;
+	}
+}
+
 int thumb_resample(const struct thumb_image *src, int w, int h,
 		   struct thumb_image *dst)
 {
 	struct coeffs cx = {0}, cy = {0};
-	float *tmp = NULL;
+	float *tmp = NULL, *row = NULL, *acc = NULL;
 	unsigned char *out = NULL;
 	int ch = src->channels;
 	int alpha = (ch == 2 || ch == 4) ? ch - 1 : -1;
 	int ret = -ENOMEM;
 
 	memset(dst, 0, sizeof(*dst));
-	if (w <= 0 || h <= 0 || src->width <= 0 || src->height <= 0)
+	if (w <= 0 || h <= 0 || src->width <= 0 || src->height <= 0 || ch < 1 ||
+	    ch > 4)
 		return -EINVAL;
 	if (coeffs_init(&cx, src->width, w) || coeffs_init(&cy, src->height, h))
 		goto out_free;
-	tmp = malloc(sizeof(float) * (size_t)w * src->height * ch);
-	out = malloc((size_t)w * h * ch);
-	if (!tmp || !out)
+	size_t ow = (size_t)w * ch;
+	tmp = malloc(sizeof(float) * ow * src->height);
+	row = malloc(sizeof(float) * (size_t)src->width * ch);
+	acc = malloc(sizeof(float) * ow);
+	out = malloc(ow * h);
+	if (!tmp || !row || !acc || !out)
 		goto out_free;
 
-	/* Horizontal pass into floats; colour is premultiplied by alpha. */
+	/* Horizontal pass, row by row, into floats. */
 	for (int y = 0; y < src->height; y++) {
-		const unsigned char *row =
-		    src->pixels + (size_t)y * src->width * ch;
-		float *trow = tmp + (size_t)y * w * ch;
-		for (int x = 0; x < w; x++) {
-			const float *k = cx.w + (size_t)x * cx.stride;
-			const unsigned char *p = row + (size_t)cx.start[x] * ch;
-			float acc[4] = {0, 0, 0, 0};
-			for (int i = 0; i < cx.count[x]; i++, p += ch) {
-				float a = alpha >= 0 ? p[alpha] / 255.0f : 1.0f;
-				for (int c = 0; c < ch; c++)
-					acc[c] +=
-					    k[i] *
-					    (c == alpha ? p[c] : p[c] * a);
-			}
-			memcpy(trow + (size_t)x * ch, acc, sizeof(float) * ch);
-		}
+		row_to_float(src->pixels + (size_t)y * src->width * ch, row,
+			     src->width, ch, alpha);
+		hpass_any(row, tmp + (size_t)y * ow, &cx, w, ch);
 	}
-	/* Vertical pass, then un-premultiply. */
+	/* Vertical pass: each output row is a weighted sum of whole rows,
+	 * a contiguous loop the compiler vectorises. */
 	for (int y = 0; y < h; y++) {
 		const float *k = cy.w + (size_t)y * cy.stride;
-		unsigned char *orow = out + (size_t)y * w * ch;
-		for (int x = 0; x < w; x++) {
-			float acc[4] = {0, 0, 0, 0};
-			const float *p =
-			    tmp + ((size_t)cy.start[y] * w + x) * ch;
-			for (int i = 0; i < cy.count[y];
-			     i++, p += (size_t)w * ch)
-				for (int c = 0; c < ch; c++)
-					acc[c] += k[i] * p[c];
-			if (alpha >= 0) {
-				float a = acc[alpha] / 255.0f;
+		memset(acc, 0, sizeof(float) * ow);
+		for (int i = 0; i < cy.count[y]; i++) {
+			const float *r = tmp + (size_t)(cy.start[y] + i) * ow;
+			float kk = k[i];
+			for (size_t j = 0; j < ow; j++)
+				acc[j] += kk * r[j];
+		}
+		unsigned char *orow = out + (size_t)y * ow;
+		if (alpha >= 0) {
+			for (int x = 0; x < w; x++) {
+				float *p = acc + (size_t)x * ch;
+				float a = p[alpha] / 255.0f;
 				for (int c = 0; c < ch; c++)
 					if (c != alpha)
-						acc[c] = a > 0.0f ? acc[c] / a
-								  : 0.0f;
+						p[c] =
+						    a > 0.0f ? p[c] / a : 0.0f;
 			}
-			for (int c = 0; c < ch; c++)
-				orow[(size_t)x * ch + c] = clamp8(acc[c]);
 		}
+		for (size_t j = 0; j < ow; j++)
+			orow[j] = clamp8(acc[j]);
 	}
 	dst->width = w;
 	dst->height = h;
 	dst->channels = ch;
 	dst->pixels = out;
+	dst->orientation = 1;
 	out = NULL;
 	ret = 0;
 out_free:
 	coeffs_release(&cx);
 	coeffs_release(&cy);
 	free(tmp);
+	free(row);
+	free(acc);
 	free(out);
 	return ret;
 }

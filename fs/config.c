@@ -49,6 +49,7 @@ static const struct key keys[] = {
     NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
     NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
     NUM("thumbnail", "max_pixels", K_U64, max_pixels, 1, 1000000000000LL),
+    NUM("thumbnail", "max_bytes", K_U64, max_bytes, 1, 1LL << 50),
     STR("fs", "patient_id_pattern", patient_id_pattern, false),
     STR("fs", "uploaded_by", uploaded_by, false),
     NUM("fs", "workers", K_INT, workers, 1, 64),
@@ -70,6 +71,7 @@ void cfg_init(struct cfg *cfg)
 	cfg->max_height = 300;
 	cfg->jpeg_quality = 85;
 	cfg->max_pixels = 100000000ULL;
+	cfg->max_bytes = 256ULL << 20;
 	snprintf(cfg->patient_id_pattern, sizeof(cfg->patient_id_pattern),
 		 "^[A-Za-z0-9_-]{1,64}$");
 	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");

@@ -30,6 +30,7 @@ struct cfg {
 	int max_height;
 	int jpeg_quality;
 	uint64_t max_pixels;
+	uint64_t max_bytes;
 	/* [fs] */
 	char patient_id_pattern[256];
 	char uploaded_by[256];

@@ -200,6 +200,7 @@ int main(int argc, char *argv[])
 	fs.thumb.max_height = fs.cfg.max_height;
 	fs.thumb.jpeg_quality = fs.cfg.jpeg_quality;
 	fs.thumb.max_pixels = fs.cfg.max_pixels;
+	fs.thumb.max_bytes = fs.cfg.max_bytes;
 	if (fs_rules_init(&fs.rules, fs.cfg.patient_id_pattern,
 			  fs.cfg.ignore)) {
 		fprintf(stderr, "thumbfs: bad patient_id_pattern\n");

@@ -140,6 +140,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	unsigned char *buf = NULL;
 	size_t len = 0;
 	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512];
+	char sha[65] = "";
 	bool current;
 	int ret;
 
@@ -150,7 +151,17 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	snprintf(what, sizeof(what), "patients/%s/%s/%s", img.patient_id,
 		 img.batch_date, img.name);
 	snprintf(path, sizeof(path), "%s/%s", fs->spool, what);
-	ret = read_whole(path, &buf, &len);
+	/* A file over max_bytes is kept and uploaded as it streams, without
+	 * being read into memory; it gets no thumbnail. */
+	struct stat st;
+	bool large =
+	    stat(path, &st) == 0 && (uint64_t)st.st_size > fs->thumb.max_bytes;
+	if (large) {
+		len = (size_t)st.st_size;
+		ret = s3_sha256_file(path, sha);
+	} else {
+		ret = read_whole(path, &buf, &len);
+	}
 	if (ret == -ENOENT) {
 		db_job_done(fs->db, job->id); /* renamed or removed */
 		return;
@@ -164,11 +175,30 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	done = img;
 	done.file_size = (int64_t)len;
 	fs_read_meta(path, &done);
-	s3_sha256_hex(buf, len, done.sha256);
+	if (large)
+		snprintf(done.sha256, sizeof(done.sha256), "%s", sha);
+	else
+		s3_sha256_hex(buf, len, done.sha256);
 	snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 		 s3_bucket(fs->store));
 	err[0] = '\0';
-	int terr = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	int terr;
+	if (large) {
+		unsigned char head[64];
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, head, sizeof(head)) : 0;
+		if (fd >= 0)
+			close(fd);
+		res.format = thumb_detect(head, n > 0 ? (size_t)n : 0);
+		res.mime_type = thumb_mime_type(res.format);
+		snprintf(
+		    err, sizeof(err),
+		    "file is %zu bytes, over the limit of %llu (max_bytes)",
+		    len, (unsigned long long)fs->thumb.max_bytes);
+		terr = -EFBIG;
+	} else {
+		terr = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	}
 	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
 	done.width = res.width;
 	done.height = res.height;
@@ -194,8 +224,12 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		db_job_done(fs->db, job->id);
 		goto out_free;
 	}
-	ret = s3_put_buf(fs->store, done.s3_key, buf, len, done.mime_type, err,
-			 sizeof(err));
+	if (large)
+		ret = s3_put_file(fs->store, done.s3_key, path, done.mime_type,
+				  err, sizeof(err));
+	else
+		ret = s3_put_buf(fs->store, done.s3_key, buf, len,
+				 done.mime_type, err, sizeof(err));
 	if (!ret && !terr)
 		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
 				 res.size, thumb_mime_type(res.thumb_format),

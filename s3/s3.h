@@ -89,4 +89,7 @@ char *s3_uri_encode(const char *s, bool keep_slash);
 /* Hex SHA-256 of buf into out[65]. */
 void s3_sha256_hex(const void *buf, size_t len, char out[65]);
 
+/* Hex SHA-256 of the file at path into out[65], read as it streams. */
+int s3_sha256_file(const char *path, char out[65]);
+
 #endif

@@ -656,6 +656,16 @@ static int sha256_fd(int fd, char out[65])
 	return ret;
 }
 
+int s3_sha256_file(const char *path, char out[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int ret = sha256_fd(fd, out);
+	close(fd);
+	return ret;
+}
+
 /* ---- the interface ---- */
 
 int s3_check(struct s3_store *st, char *err, size_t errlen)

@@ -323,3 +323,21 @@ def test_phone_photo_is_upright_with_displayed_size(file_mount):
     assert thumb.size == (300, 200)
     assert psnr(thumb, upright.resize((300, 200), Image.Resampling.LANCZOS)) \
         >= 30
+
+
+def test_file_over_max_bytes_is_kept_without_thumbnail(thumbfs_bin, tmp_path):
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.config["thumbnail"] = {"max_bytes": "500000"}
+    m.start()
+    try:
+        d = m.batch()
+        src = a_photo()  # about 1 MB
+        shutil.copy(src, d / "big.jpg")
+        row = m.wait_uploaded("big.jpg")
+        assert "over the limit of 500000 (max_bytes)" in row["error"]
+        assert row["mime_type"] == "image/jpeg"
+        assert row["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+        assert m.object(PREFIX + "big.jpg") == src.read_bytes()
+        assert sorted(os.listdir(d)) == ["big.jpg"]
+    finally:
+        m.stop()

@@ -214,3 +214,31 @@ def test_other_formats(tmp_path, kind):
     subprocess.run([str(BUILD / "thumbfs-thumb"), "--png", str(src),
                     str(raw)], check=True)
     assert psnr(Image.open(raw), want) >= 35
+
+
+def test_decompression_bombs_are_refused(tmp_path):
+    """Files that declare a huge size are refused from their header, with
+    a clear error, before any pixel memory is taken."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data +
+                struct.pack(">I", zlib.crc32(kind + data)))
+    png = (b"\x89PNG\r\n\x1a\n" +
+           chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0,
+                                      0)) +
+           chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    gif = (b"GIF89a" + struct.pack("<HHBBB", 65535, 65535, 0, 0, 0) +
+           b"\x2c" + struct.pack("<HHHHB", 0, 0, 65535, 65535, 0) +
+           b"\x02\x02\x44\x01\x00\x3b")
+    for name, data in (("bomb.png", png), ("bomb.gif", gif)):
+        src = tmp_path / name
+        src.write_bytes(data)
+        r = subprocess.run(["/usr/bin/time", "-f", "%M",
+                            str(BUILD / "thumbfs-thumb"), str(src),
+                            str(tmp_path / "out.jpg")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert "over the limit of 100000000 pixels" in r.stderr, r.stderr
+        assert int(r.stderr.strip().splitlines()[-1]) < 200 * 1024  # KiB

@@ -15,6 +15,7 @@ void thumb_opts_init(struct thumb_opts *opts)
 	opts->max_height = 300;
 	opts->jpeg_quality = 85;
 	opts->max_pixels = 100000000ULL;
+	opts->max_bytes = 256ULL << 20;
 	opts->out_format = THUMB_FMT_UNKNOWN;
 }
 
@@ -73,6 +74,13 @@ int thumb_make(const unsigned char *buf, size_t len,
 	memset(res, 0, sizeof(*res));
 	res->format = thumb_detect(buf, len);
 	res->mime_type = thumb_mime_type(res->format);
+	if (opts->max_bytes && len > opts->max_bytes) {
+		snprintf(err, errlen,
+			 "file is %zu bytes, over the limit of %llu", len,
+			 (unsigned long long)opts->max_bytes);
+		ret = -EFBIG;
+		goto out;
+	}
 	ret = thumb_decode(buf, len, opts->max_width, opts->max_height,
 			   opts->max_pixels, &img, &ow, &oh, err, errlen);
 	if (ret)

@@ -43,6 +43,7 @@ struct thumb_opts {
 	int max_height;	     /* e.g. 300 */
 	int jpeg_quality;    /* 1..100, e.g. 85 */
 	uint64_t max_pixels; /* refuse larger images; 0: no limit */
+	uint64_t max_bytes;  /* refuse larger files; 0: no limit */
 	/* the thumbnail's format; THUMB_FMT_UNKNOWN: as the app does */
 	enum thumb_format out_format;
 };

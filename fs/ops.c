@@ -352,8 +352,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	filler(buf, "..", NULL, 0, 0);
 	switch (p.kind) {
 	case FS_ROOT:
+		/* .thumbfs is reached by name only, so that a copy or an
+		 * rsync --delete of the whole mount never meets it */
 		filler(buf, "patients", NULL, 0, 0);
-		filler(buf, ".thumbfs", NULL, 0, 0);
 		return 0;
 	case FS_META:
 		filler(buf, "status", NULL, 0, 0);
@@ -592,6 +593,8 @@ static int op_unlink(const char *path)
 	struct fs_path p;
 	char sp[PATH_MAX];
 	parse(fs, path, &p, false);
+	if (p.kind == FS_STATUS)
+		return -EPERM;
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	if (p.thumb)

@@ -709,6 +709,8 @@ static int xattr_path(const char *path, const char *name, char *sp, size_t n)
 {
 	if (name && strncmp(name, "user.", 5))
 		return -ENOTSUP;
+	if (name && !strncmp(name, "user.thumbfs.", 13))
+		return -EPERM; /* thumbfs's own, read-only */
 	return meta_path(path, sp, n);
 }
 
@@ -743,10 +745,71 @@ static int op_setxattr(const char *path, const char *name, const char *value,
 	return 0;
 }
 
+/* Read-only user.thumbfs.* attributes: what the catalog knows of an image. */
+#define STATE_ATTR "user.thumbfs."
+static const char *const state_attrs[] = {
+    "user.thumbfs.state",
+    "user.thumbfs.s3_key",
+    "user.thumbfs.s3_thumbnail_key",
+    "user.thumbfs.sha256",
+    "user.thumbfs.width",
+    "user.thumbfs.height",
+    "user.thumbfs.error",
+};
+#define N_STATE_ATTRS (sizeof(state_attrs) / sizeof(state_attrs[0]))
+
+static int image_row(const char *path, struct db_image *img)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	parse(fs, path, &p, false);
+	if (p.kind != FS_FILE || p.local || p.thumb)
+		return -ENODATA;
+	return db_image_get(fs->db, p.patient, p.date, p.name, img) ? -ENODATA
+								    : 0;
+}
+
+static int state_attr(const char *path, const char *name, char *value,
+		      size_t size)
+{
+	struct db_image img;
+	char buf[DB_KEY_MAX];
+	const char *v = NULL;
+	if (image_row(path, &img))
+		return -ENODATA;
+	const char *key = name + strlen(STATE_ATTR);
+	if (!strcmp(key, "state"))
+		v = img.state;
+	else if (!strcmp(key, "s3_key"))
+		v = img.s3_key;
+	else if (!strcmp(key, "s3_thumbnail_key"))
+		v = img.s3_thumbnail_key;
+	else if (!strcmp(key, "sha256"))
+		v = img.sha256;
+	else if (!strcmp(key, "error"))
+		v = img.error;
+	else if (!strcmp(key, "width") || !strcmp(key, "height")) {
+		snprintf(buf, sizeof(buf), "%d",
+			 key[0] == 'w' ? img.width : img.height);
+		v = buf;
+	}
+	if (!v)
+		return -ENODATA;
+	size_t len = strlen(v);
+	if (size == 0)
+		return (int)len;
+	if (size < len)
+		return -ERANGE;
+	memcpy(value, v, len);
+	return (int)len;
+}
+
 static int op_getxattr(const char *path, const char *name, char *value,
 		       size_t size)
 {
 	char sp[PATH_MAX];
+	if (!strncmp(name, STATE_ATTR, strlen(STATE_ATTR)))
+		return state_attr(path, name, value, size);
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret == -EPERM ? -ENODATA : ret;
@@ -756,12 +819,28 @@ static int op_getxattr(const char *path, const char *name, char *value,
 
 static int op_listxattr(const char *path, char *list, size_t size)
 {
+	struct db_image img;
 	char sp[PATH_MAX];
+	ssize_t n = 0;
 	int ret = xattr_path(path, NULL, sp, sizeof(sp));
 	if (ret)
 		return ret == -EPERM ? 0 : ret;
-	ssize_t n = llistxattr(sp, list, size);
-	return n < 0 ? -errno : (int)n;
+	n = llistxattr(sp, list, size);
+	if (n < 0 && errno != ENOENT) /* ENOENT: in the store only */
+		return -errno;
+	if (n < 0)
+		n = 0;
+	if (image_row(path, &img))
+		return (int)n;
+	for (size_t i = 0; i < N_STATE_ATTRS; i++) {
+		size_t len = strlen(state_attrs[i]) + 1;
+		if (size && (size_t)n + len > size)
+			return -ERANGE;
+		if (size)
+			memcpy(list + n, state_attrs[i], len);
+		n += (ssize_t)len;
+	}
+	return (int)n;
 }
 
 static int op_removexattr(const char *path, const char *name)

@@ -341,3 +341,27 @@ def test_file_over_max_bytes_is_kept_without_thumbnail(thumbfs_bin, tmp_path):
         assert sorted(os.listdir(d)) == ["big.jpg"]
     finally:
         m.stop()
+
+
+def test_xattrs(file_mount):
+    """user.* xattrs are the client's; user.thumbfs.* show the catalog's
+    state and are read-only."""
+    d = file_mount.batch()
+    f = d / "x.jpg"
+    shutil.copy(a_photo(), f)
+    row = file_mount.wait_uploaded("x.jpg")
+    os.setxattr(f, "user.note", b"left knee")
+    assert os.getxattr(f, "user.note") == b"left knee"
+    names = os.listxattr(f)
+    assert "user.note" in names and "user.thumbfs.state" in names
+    assert os.getxattr(f, "user.thumbfs.state") == b"uploaded"
+    assert os.getxattr(f, "user.thumbfs.s3_key") == row["s3_key"].encode()
+    assert os.getxattr(f, "user.thumbfs.sha256") == row["sha256"].encode()
+    assert os.getxattr(f, "user.thumbfs.width") == str(row["width"]).encode()
+    assert os.getxattr(f, "user.thumbfs.error") == b""
+    with pytest.raises(OSError) as e:
+        os.setxattr(f, "user.thumbfs.state", b"spooled")
+    assert e.value.errno == errno.EPERM
+    out = subprocess.run(["getfattr", "-d", "-m", "user.thumbfs", str(f)],
+                         capture_output=True, text=True).stdout
+    assert 'user.thumbfs.state="uploaded"' in out

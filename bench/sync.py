@@ -1,5 +1,4 @@
 """bench/sync's measurements (run through bench/sync)."""
-import os
 import shutil
 import statistics
 import subprocess

@@ -331,6 +331,14 @@ static int run(sqlite3_stmt *s)
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
 }
 
+/* Run statement st, whose one parameter is a job id. */
+static int job_stmt_locked(struct db *db, enum stmt st, int64_t job_id)
+{
+	sqlite3_stmt *s = use(db, st);
+	sqlite3_bind_int64(s, 1, job_id);
+	return run(s);
+}
+
 static int begin(struct db *db)
 {
 	return run(use(db, S_BEGIN));
@@ -665,21 +673,20 @@ int db_sync_done(struct db *db, const struct db_job *jobs, int n)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = begin(db);
-	for (int i = 0; ret == 0 && i < n; i++) {
-		sqlite3_stmt *s;
-		if (jobs[i].kind == DB_JOB_PG_UPSERT) {
-			s = use(db, S_IN_PG);
-			bind_text(s, 1, jobs[i].image_id);
-			ret = run(s);
+	if (ret == 0) {
+		int r = 0;
+		for (int i = 0; r == 0 && i < n; i++) {
+			if (jobs[i].kind == DB_JOB_PG_UPSERT) {
+				sqlite3_stmt *s = use(db, S_IN_PG);
+				bind_text(s, 1, jobs[i].image_id);
+				r = run(s);
+			}
+			if (r == 0)
+				r = job_stmt_locked(db, S_JOB_DELETE,
+						    jobs[i].id);
 		}
-		if (ret == 0) {
-			s = use(db, S_JOB_DELETE);
-			sqlite3_bind_int64(s, 1, jobs[i].id);
-			ret = run(s);
-		}
+		ret = finish(db, r); /* commits, or rolls back on failure */
 	}
-	if (ret == 0)
-		ret = finish(db, ret ? ret : 0);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -687,9 +694,7 @@ int db_sync_done(struct db *db, const struct db_job *jobs, int n)
 int db_job_release(struct db *db, int64_t job_id)
 {
 	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_JOB_RELEASE);
-	sqlite3_bind_int64(s, 1, job_id);
-	int ret = run(s);
+	int ret = job_stmt_locked(db, S_JOB_RELEASE, job_id);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
@@ -774,9 +779,7 @@ out_unlock:
 int db_job_done(struct db *db, int64_t job_id)
 {
 	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_JOB_DELETE);
-	sqlite3_bind_int64(s, 1, job_id);
-	int ret = run(s);
+	int ret = job_stmt_locked(db, S_JOB_DELETE, job_id);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }

@@ -6,6 +6,7 @@ and UBSan build); a mount fails its test if the daemon's stderr shows a
 sanitizer report or it does not exit cleanly on unmount.
 """
 import configparser
+import math
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / os.environ.get("THUMBFS_BUILD", "build-asan")
@@ -298,3 +300,24 @@ def photos():
     found = sorted(PHOTOS.rglob("*.jpg"))
     assert found, f"no photographs under {PHOTOS}: install mate-backgrounds"
     return found
+
+
+def as_rgb(img):
+    """RGB as shown: alpha composited over black; 16-bit gray as its high
+    byte (Pillow's own RGB conversion of I;16 clips instead)."""
+    if img.mode in ("I;16", "I;16B", "I"):
+        img = img.point(lambda v: v / 256).convert("L")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def psnr(a, b):
+    a, b = as_rgb(a), as_rgb(b)
+    assert a.size == b.size, (a.size, b.size)
+    hist = ImageChops.difference(a, b).histogram()
+    sq = sum(n * (i % 256) ** 2 for i, n in enumerate(hist))
+    mse = sq / (a.size[0] * a.size[1] * 3)
+    return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)

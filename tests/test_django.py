@@ -2,12 +2,10 @@
 after a mount ingests a folder of photographs, every row serializes with a
 thumbnail_url, a width and a height, and both presigned URLs download."""
 import io
-import shutil
 import subprocess
 import sys
 import urllib.request
 
-import pytest
 from PIL import Image
 
 from conftest import ROOT, S3_KEY, S3_SECRET, Mount, photos, wait_for

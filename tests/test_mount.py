@@ -3,16 +3,14 @@
 import errno
 import hashlib
 import io
-import math
 import os
-import re
 import shutil
 import subprocess
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import Image
 
-from conftest import PHOTOS, Mount, photos, wait_for
+from conftest import PHOTOS, Mount, photos, psnr, wait_for
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 
@@ -23,26 +21,6 @@ def pillow_thumb(path):
     t = img.copy()
     t.thumbnail((300, 300), Image.Resampling.LANCZOS)
     return t
-
-
-def flatten(img):
-    """RGB as shown: an image with alpha is composited over black, so the
-    colour of (nearly) transparent pixels, which nobody sees, counts as
-    little as it shows."""
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        return Image.alpha_composite(black, img).convert("RGB")
-    return img.convert("RGB")
-
-
-def psnr(a, b):
-    a, b = flatten(a), flatten(b)
-    assert a.size == b.size
-    hist = ImageChops.difference(a, b).histogram()
-    sq = sum(n * (i % 256) ** 2 for i, n in enumerate(hist))
-    mse = sq / (a.size[0] * a.size[1] * 3)
-    return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
 def a_photo(name="Elephants.jpg"):

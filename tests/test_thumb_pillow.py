@@ -2,14 +2,13 @@
 the same sizes, and pixels within the PSNR the issue sets, over the real
 photographs of DESIGN.md's test corpus and every valid PngSuite image."""
 import io
-import math
 import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops
+from PIL import Image
 
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, psnr
 
 PNGSUITE = ROOT.parent / "shared/corpus/pngsuite/png"
 PHOTO_DIRS = [Path("/usr/share/backgrounds")]
@@ -22,27 +21,6 @@ def corpus():
                   if not p.name.startswith("x"))
     assert photos and pngs
     return photos + pngs
-
-
-def as_rgb(img):
-    """RGB as shown: alpha composited over black; 16-bit gray as its high
-    byte (Pillow's own RGB conversion of I;16 clips instead)."""
-    if img.mode in ("I;16", "I;16B", "I"):
-        img = img.point(lambda v: v / 256).convert("L")
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
-        return Image.alpha_composite(black, img).convert("RGB")
-    return img.convert("RGB")
-
-
-def psnr(a, b):
-    a, b = as_rgb(a), as_rgb(b)
-    assert a.size == b.size, (a.size, b.size)
-    hist = ImageChops.difference(a, b).histogram()
-    sq = sum(n * (i % 256) ** 2 for i, n in enumerate(hist))
-    mse = sq / (a.size[0] * a.size[1] * 3)
-    return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
 def pillow_thumb(path):

@@ -2,6 +2,7 @@
  * mount, then serve until unmounted. */
 #define FUSE_USE_VERSION 314
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,10 @@ int main(int argc, char *argv[])
 		fputs(db_pg_schema, stdout); /* thumbfs schema | psql DSN */
 		return 0;
 	}
+	/* Image buffers come and go per file: keep them in the heap rather
+	 * than mapping and faulting fresh pages for each (bounded). */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 	memset(&fs, 0, sizeof(fs));
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_cond_init(&fs.cond, NULL);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,10 @@ int main(int argc, char **argv)
 	const char *dir = NULL;
 	int i = 1, failed = 0;
 	thumb_opts_init(&opts);
+	/* Keep freed image buffers in the heap: each image otherwise maps
+	 * fresh pages and faults them in again. */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--png")) {
 			opts.out_format = THUMB_FMT_PNG;

@@ -220,3 +220,21 @@ def test_decompression_bombs_are_refused(tmp_path):
         assert r.returncode == 1
         assert "over the limit of 100000000 pixels" in r.stderr, r.stderr
         assert int(r.stderr.strip().splitlines()[-1]) < 200 * 1024  # KiB
+
+
+def test_large_png_is_reduced_row_by_row(tmp_path):
+    """An 8000x6000 PNG (144 MB of pixels) is thumbnailed without holding
+    the image: peak memory stays far below its decoded size."""
+    src = tmp_path / "scan.png"
+    grad = Image.linear_gradient("L").resize((8000, 6000))
+    Image.merge("RGB", (grad, grad.rotate(90), grad)).save(src,
+                                                           compress_level=1)
+    out = tmp_path / "t.png"
+    r = subprocess.run(["/usr/bin/time", "-f", "%M",
+                        str(ROOT / "build/thumbfs-thumb"), str(src),
+                        str(out)], capture_output=True, text=True, check=True)
+    peak_kib = int(r.stderr.strip().splitlines()[-1])
+    assert peak_kib < 100 * 1024, f"peak {peak_kib} KiB"
+    want = Image.open(src)
+    want.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    assert psnr(Image.open(out), want) >= 35

@@ -1,6 +1,7 @@
 /* decode.c - JPEG (libjpeg-turbo, DCT-scaled) and PNG (libpng) to 8-bit. */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	unsigned char *volatile pixels = NULL;
 	unsigned char *volatile cmyk = NULL;
 	unsigned char *volatile icc = NULL;
+	struct thumb_scaler *volatile scaler = NULL;
 	volatile unsigned int icc_len = 0;
 	volatile int ret = 0;
 
@@ -184,12 +186,8 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	cinfo.scale_denom = 1;
 	if (box_w > 0 && box_h > 0) {
 		int min_w, min_h;
-		if (orientation >= 5) /* fit upright, then back to stored */
-			thumb_fit(*orig_h, *orig_w, box_w, box_h, &min_h,
-				  &min_w);
-		else
-			thumb_fit(*orig_w, *orig_h, box_w, box_h, &min_w,
-				  &min_h);
+		thumb_target(*orig_w, *orig_h, orientation, box_w, box_h,
+			     &min_w, &min_h);
 		min_w *= 2;
 		min_h *= 2;
 		for (unsigned d = 8; d > 1; d /= 2) {
@@ -205,10 +203,19 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 
 	int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
 	int ch = cmyk_in ? 3 : cinfo.output_components;
-	pixels = malloc((size_t)w * h * ch);
+	/* Rows go straight into the resampler when the thumbnail is smaller
+	 * than the decoded image: the whole image is never held. */
+	int tw = w, th = h;
+	if (box_w > 0 && box_h > 0)
+		thumb_target(*orig_w, *orig_h, orientation, box_w, box_h, &tw,
+			     &th);
+	bool stream = tw != w || th != h;
+	if (stream)
+		scaler = thumb_scaler_new(w, h, ch, tw, th);
+	pixels = malloc(stream ? (size_t)w * ch : (size_t)w * h * ch);
 	if (cmyk_in)
 		cmyk = malloc((size_t)w * 4);
-	if (!pixels || (cmyk_in && !cmyk)) {
+	if (!pixels || (cmyk_in && !cmyk) || (stream && !scaler)) {
 		snprintf(err, errlen, "out of memory for a %dx%d JPEG", w, h);
 		ret = -ENOMEM;
 		goto out_destroy;
@@ -216,7 +223,8 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	int inverted = cmyk_in && cinfo.saw_Adobe_marker;
 	while (cinfo.output_scanline < cinfo.output_height) {
 		unsigned char *row =
-		    pixels + (size_t)cinfo.output_scanline * w * ch;
+		    stream ? pixels
+			   : pixels + (size_t)cinfo.output_scanline * w * ch;
 		if (cmyk_in) {
 			JSAMPROW r = cmyk;
 			jpeg_read_scanlines(&cinfo, &r, 1);
@@ -225,10 +233,22 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 			JSAMPROW r = row;
 			jpeg_read_scanlines(&cinfo, &r, 1);
 		}
+		if (stream)
+			thumb_scaler_row(scaler, row);
 	}
 	jpeg_finish_decompress(&cinfo);
-	img->width = w;
-	img->height = h;
+	if (stream) {
+		ret = thumb_scaler_finish(scaler, img);
+		if (ret) {
+			snprintf(err, errlen,
+				 "out of memory resampling a JPEG");
+			goto out_destroy;
+		}
+		free(pixels);
+		pixels = img->pixels;
+	}
+	img->width = stream ? tw : w;
+	img->height = stream ? th : h;
 	img->channels = ch;
 	img->pixels = pixels;
 	img->orientation = orientation;
@@ -238,6 +258,7 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 	pixels = NULL;
 out_destroy:
 	jpeg_destroy_decompress(&cinfo);
+	thumb_scaler_free(scaler);
 	free(pixels);
 	free(cmyk);
 	free(icc);
@@ -278,9 +299,9 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 	(void)msg;
 }
 
-static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
-		      struct thumb_image *img, int *orig_w, int *orig_h,
-		      char *err, size_t errlen)
+static int decode_png(const unsigned char *buf, size_t len, int box_w,
+		      int box_h, uint64_t max_pixels, struct thumb_image *img,
+		      int *orig_w, int *orig_h, char *err, size_t errlen)
 {
 	struct png_src src = {buf, len, 0};
 	struct png_err perr = {""};
@@ -288,6 +309,7 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 	png_infop info = NULL;
 	unsigned char *volatile pixels = NULL;
 	png_bytep *volatile rows = NULL;
+	struct thumb_scaler *volatile scaler = NULL;
 	volatile int ret = 0;
 
 	png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &perr, png_on_error,
@@ -343,18 +365,48 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 		ret = -EINVAL;
 		goto out_destroy;
 	}
-	pixels = malloc(rowbytes * h);
-	rows = malloc(sizeof(png_bytep) * h);
-	if (!pixels || !rows) {
-		snprintf(err, errlen, "out of memory for a %ux%u PNG", w, h);
-		ret = -ENOMEM;
-		goto out_destroy;
+	int tw = (int)w, th = (int)h;
+	if (box_w > 0 && box_h > 0)
+		thumb_fit((int)w, (int)h, box_w, box_h, &tw, &th);
+	/* Without interlacing, rows go straight into the resampler: a large
+	 * PNG is reduced row by row, never held whole. */
+	if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE &&
+	    (tw != (int)w || th != (int)h)) {
+		scaler = thumb_scaler_new((int)w, (int)h, ch, tw, th);
+		pixels = malloc(rowbytes);
+		if (!scaler || !pixels) {
+			snprintf(err, errlen, "out of memory for a %ux%u PNG",
+				 w, h);
+			ret = -ENOMEM;
+			goto out_destroy;
+		}
+		for (png_uint_32 y = 0; y < h; y++) {
+			png_read_row(png, pixels, NULL);
+			thumb_scaler_row(scaler, pixels);
+		}
+		free(pixels);
+		pixels = NULL;
+		ret = thumb_scaler_finish(scaler, img);
+		if (ret) {
+			snprintf(err, errlen, "out of memory resampling a PNG");
+			goto out_destroy;
+		}
+		pixels = img->pixels;
+	} else {
+		pixels = malloc(rowbytes * h);
+		rows = malloc(sizeof(png_bytep) * h);
+		if (!pixels || !rows) {
+			snprintf(err, errlen, "out of memory for a %ux%u PNG",
+				 w, h);
+			ret = -ENOMEM;
+			goto out_destroy;
+		}
+		for (png_uint_32 y = 0; y < h; y++)
+			rows[y] = pixels + rowbytes * y;
+		png_read_image(png, rows);
 	}
-	for (png_uint_32 y = 0; y < h; y++)
-		rows[y] = pixels + rowbytes * y;
-	png_read_image(png, rows);
-	img->width = (int)w;
-	img->height = (int)h;
+	img->width = scaler ? tw : (int)w;
+	img->height = scaler ? th : (int)h;
 	img->channels = ch;
 	img->pixels = pixels;
 	img->orientation = 1;
@@ -370,6 +422,7 @@ static int decode_png(const unsigned char *buf, size_t len, uint64_t max_pixels,
 	pixels = NULL;
 out_destroy:
 	png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
+	thumb_scaler_free(scaler);
 	free(rows);
 	free(pixels);
 	return ret;
@@ -389,8 +442,8 @@ int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
 		return decode_jpeg(buf, len, box_w, box_h, max_pixels, img,
 				   orig_w, orig_h, err, errlen);
 	case THUMB_FMT_PNG:
-		return decode_png(buf, len, max_pixels, img, orig_w, orig_h,
-				  err, errlen);
+		return decode_png(buf, len, box_w, box_h, max_pixels, img,
+				  orig_w, orig_h, err, errlen);
 	case THUMB_FMT_WEBP:
 		return thumb_decode_webp(buf, len, max_pixels, img, orig_w,
 					 orig_h, err, errlen);

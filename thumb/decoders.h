@@ -12,6 +12,22 @@
 int thumb_check_size(int w, int h, uint64_t max_pixels, char *err,
 		     size_t errlen);
 
+/* The size an image of orig_w x orig_h, stored with EXIF orientation o,
+ * is resampled to (as stored) so that upright it fits box_w x box_h as
+ * Pillow's thumbnail() does. */
+void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h,
+		  int *w, int *h);
+
+/* A resampler fed one row at a time (resample.c): new, in_h rows of
+ * in_w x ch bytes in order, then finish into dst (which fails with -EINVAL
+ * if rows are missing). NULL from new: bad sizes or out of memory. */
+struct thumb_scaler;
+struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
+				      int out_h);
+void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row);
+int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst);
+void thumb_scaler_free(struct thumb_scaler *s);
+
 int thumb_decode_webp(const unsigned char *buf, size_t len, uint64_t max_pixels,
 		      struct thumb_image *img, int *w, int *h, char *err,
 		      size_t errlen);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thumb.h"
+#include "thumb/decoders.h"
 
 #define LANCZOS_A 3.0
 
@@ -145,43 +145,86 @@ static void hpass_any(const float *in, float *out, const struct coeffs *cx,
 	}
 }
 
-int thumb_resample(const struct thumb_image *src, int w, int h,
-		   struct thumb_image *dst)
+/* A resampler fed one input row at a time: the horizontal pass runs as
+ * each row comes, so the whole input image is never held. */
+struct thumb_scaler {
+	struct coeffs cx, cy;
+	int in_w, in_h, ch, alpha, out_w, out_h;
+	int rows;   /* pushed so far */
+	size_t ow;  /* floats in an output row */
+	float *tmp; /* in_h rows of the horizontal pass */
+	float *row;
+};
+
+void thumb_scaler_free(struct thumb_scaler *s)
 {
-	struct coeffs cx = {0}, cy = {0};
-	float *tmp = NULL, *row = NULL, *acc = NULL;
-	unsigned char *out = NULL;
-	int ch = src->channels;
-	int alpha = (ch == 2 || ch == 4) ? ch - 1 : -1;
-	int ret = -ENOMEM;
+	if (!s)
+		return;
+	coeffs_release(&s->cx);
+	coeffs_release(&s->cy);
+	free(s->tmp);
+	free(s->row);
+	free(s);
+}
 
-	memset(dst, 0, sizeof(*dst));
-	if (w <= 0 || h <= 0 || src->width <= 0 || src->height <= 0 || ch < 1 ||
+struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
+				      int out_h)
+{
+	if (in_w <= 0 || in_h <= 0 || out_w <= 0 || out_h <= 0 || ch < 1 ||
 	    ch > 4)
-		return -EINVAL;
-	if (coeffs_init(&cx, src->width, w) || coeffs_init(&cy, src->height, h))
-		goto out_free;
-	size_t ow = (size_t)w * ch;
-	tmp = malloc(sizeof(float) * ow * src->height);
-	row = malloc(sizeof(float) * (size_t)src->width * ch);
-	acc = malloc(sizeof(float) * ow);
-	out = malloc(ow * h);
-	if (!tmp || !row || !acc || !out)
-		goto out_free;
+		return NULL;
+	struct thumb_scaler *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->in_w = in_w;
+	s->in_h = in_h;
+	s->ch = ch;
+	s->alpha = (ch == 2 || ch == 4) ? ch - 1 : -1;
+	s->out_w = out_w;
+	s->out_h = out_h;
+	s->ow = (size_t)out_w * ch;
+	s->tmp = malloc(sizeof(float) * s->ow * in_h);
+	s->row = malloc(sizeof(float) * (size_t)in_w * ch);
+	if (!s->tmp || !s->row || coeffs_init(&s->cx, in_w, out_w) ||
+	    coeffs_init(&s->cy, in_h, out_h)) {
+		thumb_scaler_free(s);
+		return NULL;
+	}
+	return s;
+}
 
-	/* Horizontal pass, row by row, into floats. */
-	for (int y = 0; y < src->height; y++) {
-		row_to_float(src->pixels + (size_t)y * src->width * ch, row,
-			     src->width, ch, alpha);
-		hpass_any(row, tmp + (size_t)y * ow, &cx, w, ch);
+void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row)
+{
+	if (s->rows >= s->in_h)
+		return;
+	row_to_float(row, s->row, s->in_w, s->ch, s->alpha);
+	hpass_any(s->row, s->tmp + (size_t)s->rows * s->ow, &s->cx, s->out_w,
+		  s->ch);
+	s->rows++;
+}
+
+int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst)
+{
+	int w = s->out_w, h = s->out_h, ch = s->ch, alpha = s->alpha;
+	size_t ow = s->ow;
+	memset(dst, 0, sizeof(*dst));
+	if (s->rows != s->in_h)
+		return -EINVAL;
+	float *acc = malloc(sizeof(float) * ow);
+	unsigned char *out = malloc(ow * h);
+	if (!acc || !out) {
+		free(acc);
+		free(out);
+		return -ENOMEM;
 	}
 	/* Vertical pass: each output row is a weighted sum of whole rows,
 	 * a contiguous loop the compiler vectorises. */
 	for (int y = 0; y < h; y++) {
-		const float *k = cy.w + (size_t)y * cy.stride;
+		const float *k = s->cy.w + (size_t)y * s->cy.stride;
 		memset(acc, 0, sizeof(float) * ow);
-		for (int i = 0; i < cy.count[y]; i++) {
-			const float *r = tmp + (size_t)(cy.start[y] + i) * ow;
+		for (int i = 0; i < s->cy.count[y]; i++) {
+			const float *r =
+			    s->tmp + (size_t)(s->cy.start[y] + i) * ow;
 			float kk = k[i];
 			for (size_t j = 0; j < ow; j++)
 				acc[j] += kk * r[j];
@@ -200,19 +243,27 @@ int thumb_resample(const struct thumb_image *src, int w, int h,
 		for (size_t j = 0; j < ow; j++)
 			orow[j] = clamp8(acc[j]);
 	}
+	free(acc);
 	dst->width = w;
 	dst->height = h;
 	dst->channels = ch;
 	dst->pixels = out;
 	dst->orientation = 1;
-	out = NULL;
-	ret = 0;
-out_free:
-	coeffs_release(&cx);
-	coeffs_release(&cy);
-	free(tmp);
-	free(row);
-	free(acc);
-	free(out);
+	return 0;
+}
+
+int thumb_resample(const struct thumb_image *src, int w, int h,
+		   struct thumb_image *dst)
+{
+	memset(dst, 0, sizeof(*dst));
+	struct thumb_scaler *s =
+	    thumb_scaler_new(src->width, src->height, src->channels, w, h);
+	if (!s)
+		return w <= 0 || h <= 0 || src->width <= 0 ? -EINVAL : -ENOMEM;
+	for (int y = 0; y < src->height; y++)
+		thumb_scaler_row(s, src->pixels +
+					(size_t)y * src->width * src->channels);
+	int ret = thumb_scaler_finish(s, dst);
+	thumb_scaler_free(s);
 	return ret;
 }

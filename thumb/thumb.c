@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "thumb.h"
+#include "thumb/decoders.h"
 
 void thumb_opts_init(struct thumb_opts *opts)
 {
@@ -58,6 +58,17 @@ void thumb_fit(int w, int h, int max_w, int max_h, int *out_w, int *out_h)
 	*out_h = y;
 }
 
+void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h, int *w,
+		  int *h)
+{
+	bool swap = o >= 5;
+	int tw, th;
+	thumb_fit(swap ? orig_h : orig_w, swap ? orig_w : orig_h, box_w, box_h,
+		  &tw, &th);
+	*w = swap ? th : tw;
+	*h = swap ? tw : th;
+}
+
 void thumb_result_release(struct thumb_result *res)
 {
 	free(res->data);
@@ -69,7 +80,7 @@ int thumb_make(const unsigned char *buf, size_t len,
 	       char *err, size_t errlen)
 {
 	struct thumb_image img = {0}, small = {0}, upright = {0};
-	int ow = 0, oh = 0, tw, th, ret;
+	int ow = 0, oh = 0, ret;
 
 	memset(res, 0, sizeof(*res));
 	res->format = thumb_detect(buf, len);
@@ -91,9 +102,9 @@ int thumb_make(const unsigned char *buf, size_t len,
 	bool swap = img.orientation >= 5;
 	res->width = swap ? oh : ow;
 	res->height = swap ? ow : oh;
-	thumb_fit(res->width, res->height, opts->max_width, opts->max_height,
-		  &tw, &th);
-	int sw = swap ? th : tw, sh = swap ? tw : th;
+	int sw, sh; /* the decoder may have resampled already */
+	thumb_target(ow, oh, img.orientation, opts->max_width, opts->max_height,
+		     &sw, &sh);
 	const struct thumb_image *final = &img;
 	if (sw != img.width || sh != img.height) {
 		ret = thumb_resample(&img, sw, sh, &small);

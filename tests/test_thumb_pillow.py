@@ -238,3 +238,23 @@ def test_large_png_is_reduced_row_by_row(tmp_path):
     want = Image.open(src)
     want.thumbnail((300, 300), Image.Resampling.LANCZOS)
     assert psnr(Image.open(out), want) >= 35
+
+
+def test_palette_png_keeps_palette_and_transparency(tmp_path):
+    """A palette PNG with tRNS gets a palette PNG thumbnail with the same
+    palette and transparency, as Pillow's save of a P image does (the
+    filtered colours are mapped back onto that palette)."""
+    base = Image.open(sorted(PHOTO_DIRS[0].rglob("*.jpg"))[0])
+    pal = base.convert("RGB").resize((900, 600)).quantize(64)
+    src = tmp_path / "diagram.png"
+    pal.save(src, transparency=0)
+    out = tmp_path / "t.png"
+    subprocess.run([str(BUILD / "thumbfs-thumb"), str(src), str(out)],
+                   check=True)
+    got = Image.open(out)
+    assert got.mode == "P" and got.size == (300, 200)
+    assert "transparency" in got.info
+    assert got.getpalette()[:64 * 3] == pal.getpalette()[:64 * 3]
+    want = Image.open(src).convert("RGBA")
+    want.thumbnail((300, 300), Image.Resampling.LANCZOS)
+    assert psnr(got, want) >= 25

@@ -62,6 +62,7 @@ void thumb_image_release(struct thumb_image *img)
 {
 	free(img->pixels);
 	free(img->icc);
+	free(img->palette);
 	memset(img, 0, sizeof(*img));
 }
 
@@ -309,6 +310,8 @@ static int decode_png(const unsigned char *buf, size_t len, int box_w,
 	png_infop info = NULL;
 	unsigned char *volatile pixels = NULL;
 	png_bytep *volatile rows = NULL;
+	unsigned char *volatile palette = NULL;
+	volatile int palette_len = 0;
 	struct thumb_scaler *volatile scaler = NULL;
 	volatile int ret = 0;
 
@@ -346,6 +349,25 @@ static int decode_png(const unsigned char *buf, size_t len, int box_w,
 		goto out_destroy;
 
 	int color = png_get_color_type(png, info);
+	/* the palette and its tRNS, before the transforms below expand them
+	 * (the output is RGB(A); a PNG thumbnail takes the palette again) */
+	png_colorp plte;
+	int n_plte = 0;
+	if (color == PNG_COLOR_TYPE_PALETTE &&
+	    png_get_PLTE(png, info, &plte, &n_plte) && n_plte > 0 &&
+	    n_plte <= 256 && (palette = malloc((size_t)n_plte * 4))) {
+		png_bytep trans = NULL;
+		int n_trans = 0;
+		png_get_tRNS(png, info, &trans, &n_trans, NULL);
+		for (int i = 0; i < n_plte; i++) {
+			palette[4 * i] = plte[i].red;
+			palette[4 * i + 1] = plte[i].green;
+			palette[4 * i + 2] = plte[i].blue;
+			palette[4 * i + 3] =
+			    trans && i < n_trans ? trans[i] : 255;
+		}
+		palette_len = n_plte;
+	}
 	int depth = png_get_bit_depth(png, info);
 	if (depth == 16)
 		png_set_strip_16(png); /* the high byte, as Pillow keeps */
@@ -419,12 +441,16 @@ static int decode_png(const unsigned char *buf, size_t len, int box_w,
 		memcpy(img->icc, icc, icc_len);
 		img->icc_len = icc_len;
 	}
+	img->palette = palette;
+	img->palette_len = palette_len;
+	palette = NULL;
 	pixels = NULL;
 out_destroy:
 	png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
 	thumb_scaler_free(scaler);
 	free(rows);
 	free(pixels);
+	free(palette);
 	return ret;
 }
 

@@ -15,8 +15,8 @@ int thumb_check_size(int w, int h, uint64_t max_pixels, char *err,
 /* The size an image of orig_w x orig_h, stored with EXIF orientation o,
  * is resampled to (as stored) so that upright it fits box_w x box_h as
  * Pillow's thumbnail() does. */
-void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h,
-		  int *w, int *h);
+void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h, int *w,
+		  int *h);
 
 /* A resampler fed one row at a time (resample.c): new, in_h rows of
  * in_w x ch bytes in order, then finish into dst (which fails with -EINVAL

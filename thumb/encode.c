@@ -1,6 +1,8 @@
 /* encode.c - 8-bit images to JPEG (libjpeg-turbo) or PNG (libpng) in memory. */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +141,50 @@ static void png_enc_warning(png_structp png, png_const_charp msg)
 	(void)msg; /* a profile left out is no reason to fail, nor to shout */
 }
 
+/* Each RGB(A) pixel of img as the index of the nearest entry of its
+ * palette (alpha counted as a fourth colour), through a small cache of
+ * the colours already seen. Returns a malloc'd w*h array, or NULL. */
+static unsigned char *to_palette(const struct thumb_image *img)
+{
+	enum { SLOTS = 4096 };
+	uint32_t keys[SLOTS];
+	unsigned char vals[SLOTS];
+	bool used[SLOTS] = {false};
+	size_t n = (size_t)img->width * img->height;
+	unsigned char *idx = malloc(n ? n : 1);
+	if (!idx)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *p = img->pixels + i * img->channels;
+		int a = img->channels == 4 ? p[3] : 255;
+		uint32_t key = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+			       (uint32_t)p[2] << 8 | (uint32_t)a;
+		uint32_t slot = (key * 2654435761u) >> 20;
+		if (used[slot] && keys[slot] == key) {
+			idx[i] = vals[slot];
+			continue;
+		}
+		long best = -1;
+		int pick = 0;
+		for (int k = 0; k < img->palette_len; k++) {
+			const unsigned char *q = img->palette + 4 * k;
+			long dr = p[0] - q[0], dg = p[1] - q[1],
+			     db = p[2] - q[2], da = a - q[3];
+			long d = a == 0 ? da * da
+					: dr * dr + dg * dg + db * db + da * da;
+			if (best < 0 || d < best) {
+				best = d;
+				pick = k;
+			}
+		}
+		idx[i] = (unsigned char)pick;
+		used[slot] = true;
+		keys[slot] = key;
+		vals[slot] = (unsigned char)pick;
+	}
+	return idx;
+}
+
 static int encode_png(const struct thumb_image *img, unsigned char **out,
 		      size_t *out_len, char *err, size_t errlen)
 {
@@ -150,6 +196,15 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 	png_structp png = NULL;
 	png_infop info = NULL;
 	volatile int ret = 0;
+	/* a palette image keeps its palette (and tRNS), as Pillow's does */
+	const volatile bool indexed =
+	    img->palette && img->palette_len > 0 &&
+	    (img->channels == 3 || img->channels == 4);
+	unsigned char *volatile idx = indexed ? to_palette(img) : NULL;
+	if (indexed && !idx) {
+		snprintf(err, errlen, "out of memory for a palette PNG");
+		return -ENOMEM;
+	}
 
 	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &perr,
 				      png_enc_error, png_enc_warning);
@@ -167,9 +222,26 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 	}
 	png_set_write_fn(png, &sink, png_write_mem, png_flush_mem);
 	png_set_IHDR(png, info, (png_uint_32)img->width,
-		     (png_uint_32)img->height, 8, types[img->channels],
+		     (png_uint_32)img->height, 8,
+		     indexed ? PNG_COLOR_TYPE_PALETTE : types[img->channels],
 		     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
 		     PNG_FILTER_TYPE_DEFAULT);
+	if (indexed) {
+		png_color plte[256];
+		png_byte trans[256];
+		int n_trans = 0;
+		for (int k = 0; k < img->palette_len; k++) {
+			plte[k].red = img->palette[4 * k];
+			plte[k].green = img->palette[4 * k + 1];
+			plte[k].blue = img->palette[4 * k + 2];
+			trans[k] = img->palette[4 * k + 3];
+			if (trans[k] != 255)
+				n_trans = k + 1;
+		}
+		png_set_PLTE(png, info, plte, img->palette_len);
+		if (n_trans)
+			png_set_tRNS(png, info, trans, n_trans, NULL);
+	}
 	if (img->icc) {
 		/* The profile goes as the original has it; one libpng finds
 		 * malformed is left out (a warning), never the thumbnail. */
@@ -181,8 +253,10 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 	}
 	png_write_info(png, info);
 	for (int y = 0; y < img->height; y++)
-		png_write_row(png, img->pixels +
-				       (size_t)y * img->width * img->channels);
+		png_write_row(png, indexed
+				       ? idx + (size_t)y * img->width
+				       : img->pixels + (size_t)y * img->width *
+							   img->channels);
 	png_write_end(png, NULL);
 	*out = sink.buf;
 	*out_len = sink.len;
@@ -190,6 +264,7 @@ static int encode_png(const struct thumb_image *img, unsigned char **out,
 out_destroy:
 	png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
 	free(sink.buf);
+	free(idx);
 	return ret;
 }
 

@@ -130,6 +130,9 @@ int thumb_make(const unsigned char *buf, size_t len,
 		f->icc = img.icc;
 		f->icc_len = img.icc_len;
 		img.icc = NULL;
+		f->palette = img.palette;
+		f->palette_len = img.palette_len;
+		img.palette = NULL;
 	}
 	/* JPEG and PNG keep their format, as the app's save() does. */
 	bool alpha = final->channels == 2 || final->channels == 4;

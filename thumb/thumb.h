@@ -36,6 +36,11 @@ struct thumb_image {
 	int orientation;    /* EXIF 1..8 of the pixels as stored; 1: upright */
 	unsigned char *icc; /* the colour profile, or NULL; owned */
 	size_t icc_len;
+	/* a palette PNG's palette as RGBA quads (alpha from tRNS), or NULL;
+	 * owned. The pixels are RGB(A) all the same; a PNG thumbnail of an
+	 * image with a palette is written with it again. */
+	unsigned char *palette;
+	int palette_len;
 };
 
 struct thumb_opts {

@@ -31,8 +31,11 @@ static void test_fit(void)
 
 static struct thumb_image make_image(int w, int h, int ch)
 {
-	struct thumb_image img = {w, h,	   ch, malloc((size_t)w * h * ch),
-				  1, NULL, 0};
+	struct thumb_image img = {.width = w,
+				  .height = h,
+				  .channels = ch,
+				  .pixels = malloc((size_t)w * h * ch),
+				  .orientation = 1};
 	return img;
 }
 

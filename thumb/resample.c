@@ -145,14 +145,18 @@ static void hpass_any(const float *in, float *out, const struct coeffs *cx,
 	}
 }
 
-/* A resampler fed one input row at a time: the horizontal pass runs as
- * each row comes, so the whole input image is never held. */
+/* A resampler fed one input row at a time. The vertical pass goes first:
+ * each row, as it comes, is added with its weight into the few output
+ * rows whose window holds it - long contiguous loops the compiler
+ * vectorises - so the whole input image is never held; the horizontal
+ * pass then runs on the out_h accumulated rows only. */
 struct thumb_scaler {
 	struct coeffs cx, cy;
 	int in_w, in_h, ch, alpha, out_w, out_h;
-	int rows;   /* pushed so far */
-	size_t ow;  /* floats in an output row */
-	float *tmp; /* in_h rows of the horizontal pass */
+	int rows;    /* pushed so far */
+	int first;   /* the first output row whose window is still open */
+	size_t iw;   /* floats in an input row */
+	float *vacc; /* out_h rows of in_w x ch: the vertical pass */
 	float *row;
 };
 
@@ -162,7 +166,7 @@ void thumb_scaler_free(struct thumb_scaler *s)
 		return;
 	coeffs_release(&s->cx);
 	coeffs_release(&s->cy);
-	free(s->tmp);
+	free(s->vacc);
 	free(s->row);
 	free(s);
 }
@@ -182,10 +186,10 @@ struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
 	s->alpha = (ch == 2 || ch == 4) ? ch - 1 : -1;
 	s->out_w = out_w;
 	s->out_h = out_h;
-	s->ow = (size_t)out_w * ch;
-	s->tmp = malloc(sizeof(float) * s->ow * in_h);
-	s->row = malloc(sizeof(float) * (size_t)in_w * ch);
-	if (!s->tmp || !s->row || coeffs_init(&s->cx, in_w, out_w) ||
+	s->iw = (size_t)in_w * ch;
+	s->vacc = calloc(s->iw * out_h, sizeof(float));
+	s->row = malloc(sizeof(float) * s->iw);
+	if (!s->vacc || !s->row || coeffs_init(&s->cx, in_w, out_w) ||
 	    coeffs_init(&s->cy, in_h, out_h)) {
 		thumb_scaler_free(s);
 		return NULL;
@@ -193,20 +197,33 @@ struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
 	return s;
 }
 
+/* a += k * x: the vertical pass's inner loop, which vectorises. */
+static void axpy(float *restrict a, const float *restrict x, size_t n, float k)
+{
+	for (size_t j = 0; j < n; j++)
+		a[j] += k * x[j];
+}
+
 void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row)
 {
-	if (s->rows >= s->in_h)
+	int r = s->rows;
+	if (r >= s->in_h)
 		return;
 	row_to_float(row, s->row, s->in_w, s->ch, s->alpha);
-	hpass_any(s->row, s->tmp + (size_t)s->rows * s->ow, &s->cx, s->out_w,
-		  s->ch);
+	const struct coeffs *cy = &s->cy;
+	while (s->first < s->out_h &&
+	       cy->start[s->first] + cy->count[s->first] <= r)
+		s->first++;
+	for (int y = s->first; y < s->out_h && cy->start[y] <= r; y++)
+		axpy(s->vacc + (size_t)y * s->iw, s->row, s->iw,
+		     cy->w[(size_t)y * cy->stride + (r - cy->start[y])]);
 	s->rows++;
 }
 
 int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst)
 {
 	int w = s->out_w, h = s->out_h, ch = s->ch, alpha = s->alpha;
-	size_t ow = s->ow;
+	size_t ow = (size_t)w * ch;
 	memset(dst, 0, sizeof(*dst));
 	if (s->rows != s->in_h)
 		return -EINVAL;
@@ -217,18 +234,8 @@ int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst)
 		free(out);
 		return -ENOMEM;
 	}
-	/* Vertical pass: each output row is a weighted sum of whole rows,
-	 * a contiguous loop the compiler vectorises. */
 	for (int y = 0; y < h; y++) {
-		const float *k = s->cy.w + (size_t)y * s->cy.stride;
-		memset(acc, 0, sizeof(float) * ow);
-		for (int i = 0; i < s->cy.count[y]; i++) {
-			const float *r =
-			    s->tmp + (size_t)(s->cy.start[y] + i) * ow;
-			float kk = k[i];
-			for (size_t j = 0; j < ow; j++)
-				acc[j] += kk * r[j];
-		}
+		hpass_any(s->vacc + (size_t)y * s->iw, acc, &s->cx, w, ch);
 		unsigned char *orow = out + (size_t)y * ow;
 		if (alpha >= 0) {
 			for (int x = 0; x < w; x++) {

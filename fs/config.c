@@ -54,6 +54,7 @@ static const struct key keys[] = {
     STR("fs", "uploaded_by", uploaded_by, false),
     NUM("fs", "workers", K_INT, workers, 1, 64),
     NUM("fs", "retry_max_s", K_INT, retry_max_s, 1, 86400),
+    NUM("fs", "unmount_drain_s", K_INT, unmount_drain_s, 0, 86400),
     STR("fs", "ignore", ignore, false),
 };
 
@@ -77,6 +78,7 @@ void cfg_init(struct cfg *cfg)
 	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");
 	cfg->workers = 2;
 	cfg->retry_max_s = 300;
+	cfg->unmount_drain_s = 30;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
 }

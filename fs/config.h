@@ -35,7 +35,8 @@ struct cfg {
 	char patient_id_pattern[256];
 	char uploaded_by[256];
 	int workers;
-	int retry_max_s; /* the cap of the backoff between tries of a job */
+	int retry_max_s;     /* the cap of the backoff between tries of a job */
+	int unmount_drain_s; /* work on after the unmount, at most this */
 	char ignore[CFG_STR]; /* comma-separated globs */
 };
 

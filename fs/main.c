@@ -274,8 +274,9 @@ int main(int argc, char *argv[])
 		status = fuse_loop_mt(fuse, loop) ? 1 : 0;
 		fuse_loop_cfg_destroy(loop);
 	}
-	fs_worker_stop(&fs);
 	log_info("unmounted %s", opts.mountpoint);
+	fs_worker_drain(&fs, fs.cfg.unmount_drain_s);
+	fs_worker_stop(&fs);
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_db:

@@ -56,6 +56,9 @@ const struct fuse_operations *fs_operations(void);
  * is set; stop (finishing the current jobs) and join them.
  * fs_worker_kick() wakes them after a job was queued. */
 int fs_worker_start(struct thumbfs *fs);
+/* After the unmount: let the runners work on for up to seconds while jobs
+ * are queued, logging what is left for the next mount. */
+void fs_worker_drain(struct thumbfs *fs, int seconds);
 void fs_worker_stop(struct thumbfs *fs);
 void fs_worker_kick(struct thumbfs *fs);
 

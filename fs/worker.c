@@ -568,6 +568,39 @@ int fs_worker_start(struct thumbfs *fs)
 	return 0;
 }
 
+static int64_t pending(struct thumbfs *fs)
+{
+	struct db_counts c;
+	if (db_counts(fs->db, &c))
+		return -1;
+	return c.jobs_ingest + c.jobs_delete + (fs->pg ? c.jobs_sync : 0);
+}
+
+void fs_worker_drain(struct thumbfs *fs, int seconds)
+{
+	struct timespec t0, now;
+	int64_t left = pending(fs);
+	if (left <= 0)
+		return;
+	log_info("%lld job(s) still queued; working on for up to %d s",
+		 (long long)left, seconds);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		left = pending(fs);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (left <= 0 || now.tv_sec - t0.tv_sec >= seconds)
+			break;
+		fs_worker_kick(fs);
+		struct timespec nap = {0, 100 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	if (left > 0)
+		log_warn("%lld job(s) left in the catalog for the next mount",
+			 (long long)left);
+	else
+		log_info("every queued job is done");
+}
+
 void fs_worker_stop(struct thumbfs *fs)
 {
 	pthread_mutex_lock(&fs->lock);

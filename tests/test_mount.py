@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from PIL import Image
@@ -343,3 +344,39 @@ def test_xattrs(file_mount):
     out = subprocess.run(["getfattr", "-d", "-m", "user.thumbfs", str(f)],
                          capture_output=True, text=True).stdout
     assert 'user.thumbfs.state="uploaded"' in out
+
+
+def test_unmount_with_work_pending_drains(thumbfs_bin, tmp_path, s3server):
+    """fusermount3 -u right after a copy: the daemon keeps uploading until
+    the queue is empty (or unmount_drain_s), and says so."""
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    m.config["fs"]["workers"] = "1"
+    m.start()
+    d = m.batch()
+    srcs = photos()[:8]
+    subprocess.run(["cp", *map(str, srcs), str(d)], check=True)
+    m.stop()
+    log = m.log_text()
+    assert "still queued; working on" in log
+    assert "every queued job is done" in log
+    assert len(m.object_keys()) == 2 * len(srcs)
+    assert len(m.rows("state = 'uploaded'")) == len(srcs)
+
+
+def test_unmount_drain_is_bounded(thumbfs_bin, tmp_path):
+    """With the store away, the drain gives up after unmount_drain_s and
+    leaves the jobs in the catalog."""
+    port = _closed_port()
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.config["store"] = {"url": "s3://nowhere", "path_style": "true",
+                         "endpoint": f"http://127.0.0.1:{port}",
+                         "access_key_id": "K", "secret_access_key": "S"}
+    m.config["fs"]["unmount_drain_s"] = "2"
+    m.start()
+    shutil.copy(a_photo(), m.batch() / "waiting.jpg")
+    wait_for(lambda: m.rows(), 10, "the catalog row")
+    t0 = time.monotonic()
+    m.stop()
+    assert time.monotonic() - t0 < 20
+    assert "1 job(s) left in the catalog for the next mount" in m.log_text()
+    assert m.rows()[0]["state"] == "spooled"

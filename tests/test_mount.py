@@ -380,3 +380,37 @@ def test_unmount_drain_is_bounded(thumbfs_bin, tmp_path):
     assert time.monotonic() - t0 < 20
     assert "1 job(s) left in the catalog for the next mount" in m.log_text()
     assert m.rows()[0]["state"] == "spooled"
+
+
+def test_secret_never_shown(thumbfs_bin, tmp_path, s3server):
+    """The S3 credentials appear in no log line, status text or xattr,
+    whether uploads succeed or fail (s3rver's account is S3RVER/S3RVER,
+    a string nothing else here contains)."""
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    m.start()
+    try:
+        d = m.batch()
+        shutil.copy(a_photo(), d / "ok.jpg")
+        m.wait_uploaded("ok.jpg")
+        (d / "bad.jpg").write_bytes(b"junk")
+        m.wait_uploaded("bad.jpg")
+        status = (m.mnt / ".thumbfs/status").read_text()
+        attrs = b"".join(os.getxattr(d / "ok.jpg", a)
+                         for a in os.listxattr(d / "ok.jpg"))
+    finally:
+        m.stop()
+    # and a store that fails: the same credentials against a closed port
+    (tmp_path / "x").mkdir()
+    m2 = Mount(thumbfs_bin, tmp_path / "x", "s3", s3server)
+    m2.config["store"]["endpoint"] = f"http://127.0.0.1:{_closed_port()}"
+    m2.config["fs"]["unmount_drain_s"] = "0"
+    m2.start()
+    shutil.copy(a_photo(), m2.batch() / "late.jpg")
+    wait_for(lambda: "upload of" in m2.log_text(), 30, "a failed upload")
+    status2 = (m2.mnt / ".thumbfs/status").read_text()
+    m2.stop()
+    assert "failed" in status2
+    for text in (m.log_text(), m2.log_text(), status, status2,
+                 attrs.decode()):
+        assert "S3RVER" not in text
+        assert "Signature=" not in text

@@ -99,3 +99,58 @@ def test_gio_the_code_under_gnome_files(thumbfs_bin, tmp_path):
         assert "dragged_thumb.jpg" in os.listdir(d)
     finally:
         m.stop()
+
+
+def sh(cmd, cwd):
+    r = subprocess.run(["bash", "-ec", cmd], cwd=cwd, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, f"{cmd}\n{r.stdout}{r.stderr}"
+    return r.stdout
+
+
+def test_scripts(thumbfs_bin, tmp_path):
+    """The shell tools scripts use, with the results POSIX promises."""
+    (tmp_path / "m").mkdir()
+    m = Mount(thumbfs_bin, tmp_path / "m", "file").start()
+    src = photos()[0]
+    try:
+        d = m.batch()
+        sh(f"cp -a '{src}' a.jpg && cat '{src}' > b.jpg && "
+           f"dd if='{src}' of=c.jpg bs=64k conv=fsync status=none", d)
+        for n in "abc":
+            m.wait_uploaded(f"{n}.jpg")
+            assert (d / f"{n}.jpg").read_bytes() == src.read_bytes()
+        assert os.stat(d / "a.jpg").st_mtime == os.stat(src).st_mtime
+        # metadata: touch -d, chmod, and what ls, stat, find, du, df say
+        sh("touch -d '2020-02-03 04:05:06' a.jpg && chmod 600 a.jpg", d)
+        st = os.stat(d / "a.jpg")
+        assert st.st_mode & 0o777 == 0o600
+        assert sh("stat -c %y a.jpg", d).startswith("2020-02-03 04:05:06")
+        assert "a_thumb.jpg" in sh("ls -l", d)
+        found = sh("find . -name '*.jpg' | sort", m.mnt).split()
+        assert "./patients/P1/2025-11-10/a.jpg" in found
+        assert int(sh("du -sk .", d).split()[0]) > 0
+        df = sh("df -P .", d).splitlines()[1].split()
+        assert df[0] == "thumbfs" and int(df[1]) > 0  # the spool's disk
+        # mv within the mount, from outside, and over an existing file
+        sh("mv a.jpg moved.jpg", d)
+        m.wait_uploaded("moved.jpg")
+        assert not m.rows("name = 'a.jpg'")
+        outside = tmp_path / "outside.jpg"
+        shutil.copy(photos()[1], outside)
+        sh(f"mv '{outside}' from_outside.jpg", d)
+        m.wait_uploaded("from_outside.jpg")
+        sh("mv -f b.jpg c.jpg", d)
+        wait_for(lambda: len(m.rows("name IN ('b.jpg', 'c.jpg')")) == 1, 30,
+                 "one row for the renamed-over file")
+        # truncate: the file shrinks and is ingested again
+        sh("truncate -s 100 c.jpg", d)
+        wait_for(lambda: m.rows("name = 'c.jpg'")[0]["file_size"] == 100,
+                 30, "the truncated size")
+        # rm and rmdir: the objects go, the directory can go
+        sh("rm moved.jpg from_outside.jpg c.jpg", d)
+        wait_for(lambda: m.object_keys() == [], 60, "the objects to go")
+        sh(f"rmdir '{d}' && rmdir '{d.parent}'", m.mnt)
+        assert not d.exists()
+    finally:
+        m.stop()

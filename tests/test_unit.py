@@ -16,3 +16,15 @@ def test_unit(build, unit):
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300,
                        cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_sources_are_clang_formatted():
+    """Every C file as .clang-format lays it out."""
+    files = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=ROOT,
+                           capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert files
+    bad = [f for f in files if subprocess.run(
+        ["clang-format", str(ROOT / f)], capture_output=True, text=True,
+        check=True).stdout != (ROOT / f).read_text()]
+    assert not bad, f"run clang-format -i on: {bad}"

@@ -82,6 +82,23 @@ char *s3_sigv4_signature(const struct s3_sigv4 *req);
 /* The value of the Authorization header. */
 char *s3_sigv4_authorization(const struct s3_sigv4 *req);
 
+/* The canonical URI of an HTTP path: percent-encoded ('/' kept); with
+ * normalize, '.' and '..' segments resolved and empty ones dropped (S3
+ * itself does not normalize, so its requests pass false). */
+char *s3_sigv4_canonical_uri(const char *path, bool normalize);
+
+/* The canonical query string of a raw query (no '?'): each name and value
+ * decoded, then encoded as SigV4 wants, sorted by name, then value. */
+char *s3_sigv4_canonical_query(const char *query);
+
+/* The X-Amz-* parameters of a presigned URL, raw (not encoded), for
+ * s3_sigv4_canonical_query() together with the request's own: algorithm,
+ * credential, date, expires, the signed header names, and the session
+ * token when there is one. The URL is the canonical query plus
+ * "&X-Amz-Signature=" s3_sigv4_signature(). */
+char *s3_sigv4_presign_params(const struct s3_sigv4 *req, int expires,
+			      const char *token);
+
 /* Percent-encode s as SigV4 wants (unreserved kept; '/' kept when
  * keep_slash). Returns a malloc'd string. */
 char *s3_uri_encode(const char *s, bool keep_slash);

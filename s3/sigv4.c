@@ -178,3 +178,159 @@ char *s3_sigv4_authorization(const struct s3_sigv4 *req)
 	free(names);
 	return ret;
 }
+
+char *s3_sigv4_canonical_uri(const char *path, bool normalize)
+{
+	size_t n = strlen(path);
+	char *clean = malloc(n + 2), *out = NULL;
+	if (!clean)
+		return NULL;
+	if (!normalize) {
+		memcpy(clean, path, n + 1);
+	} else {
+		/* '.' and '..' resolved, empty segments dropped; a trailing
+		 * slash kept */
+		size_t len = 0;
+		const char *p = path;
+		while (*p) {
+			while (*p == '/')
+				p++;
+			size_t seg = strcspn(p, "/");
+			if (seg == 0)
+				break;
+			if (seg == 1 && p[0] == '.') {
+				/* nothing */
+			} else if (seg == 2 && p[0] == '.' && p[1] == '.') {
+				while (len > 0 && clean[len - 1] != '/')
+					len--;
+				if (len > 0)
+					len--; /* the slash before it */
+			} else {
+				clean[len++] = '/';
+				memcpy(clean + len, p, seg);
+				len += seg;
+			}
+			p += seg;
+		}
+		bool trailing = n > 0 && path[n - 1] == '/' && len > 0;
+		if (len == 0 || trailing)
+			clean[len++] = '/';
+		clean[len] = '\0';
+	}
+	out = s3_uri_encode(clean, true);
+	free(clean);
+	return out;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode s[0..n) into a new string. */
+static char *uri_decode(const char *s, size_t n)
+{
+	char *out = malloc(n + 1), *o = out;
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
+			*o++ = (char)(hi * 16 + lo);
+			i += 2;
+		} else {
+			*o++ = s[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+struct qparam {
+	char *name;
+	char *value;
+};
+
+static int cmp_qparam(const void *a, const void *b)
+{
+	const struct qparam *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+	return c ? c : strcmp(x->value, y->value);
+}
+
+char *s3_sigv4_canonical_query(const char *query)
+{
+	size_t cap = 1, n = 0, len = 1;
+	for (const char *p = query; *p; p++)
+		cap += *p == '&';
+	struct qparam *ps = calloc(cap, sizeof(*ps));
+	char *out = NULL;
+	if (!ps)
+		return NULL;
+	for (const char *p = query; *p;) {
+		size_t plen = strcspn(p, "&");
+		if (plen > 0) {
+			const char *eq = memchr(p, '=', plen);
+			size_t nlen = eq ? (size_t)(eq - p) : plen;
+			char *name = uri_decode(p, nlen);
+			char *value = eq ? uri_decode(eq + 1, plen - nlen - 1)
+					 : strdup("");
+			ps[n].name = name ? s3_uri_encode(name, false) : NULL;
+			ps[n].value =
+			    value ? s3_uri_encode(value, false) : NULL;
+			free(name);
+			free(value);
+			if (!ps[n].name || !ps[n].value) {
+				n++;
+				goto out_free;
+			}
+			len += strlen(ps[n].name) + strlen(ps[n].value) + 2;
+			n++;
+		}
+		p += plen;
+		if (*p == '&')
+			p++;
+	}
+	qsort(ps, n, sizeof(*ps), cmp_qparam);
+	out = malloc(len);
+	if (out) {
+		size_t off = 0;
+		out[0] = '\0';
+		for (size_t i = 0; i < n; i++)
+			off += (size_t)snprintf(out + off, len - off, "%s%s=%s",
+						i ? "&" : "", ps[i].name,
+						ps[i].value);
+	}
+out_free:
+	for (size_t i = 0; i < n; i++) {
+		free(ps[i].name);
+		free(ps[i].value);
+	}
+	free(ps);
+	return out;
+}
+
+char *s3_sigv4_presign_params(const struct s3_sigv4 *req, int expires,
+			      const char *token)
+{
+	char date[17], day[9];
+	char *names = signed_headers(req), *out = NULL;
+	if (!names)
+		return NULL;
+	amz_date(req->now, date, day);
+	out = fmt("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s/%s/%s/"
+		  "%s/aws4_request&X-Amz-Date=%s&X-Amz-Expires=%d%s%s"
+		  "&X-Amz-SignedHeaders=%s",
+		  req->access_key_id, day, req->region, req->service, date,
+		  expires, token ? "&X-Amz-Security-Token=" : "",
+		  token ? token : "", names);
+	free(names);
+	return out;
+}

@@ -52,7 +52,9 @@ static void usage(const char *prog)
 {
 	printf("usage: %s CONFIG MOUNTPOINT [-o opts] [-f]\n"
 	       "       %s schema     print the PostgreSQL DDL "
-	       "(schema/postgres.sql)\n\n"
+	       "(schema/postgres.sql)\n"
+	       "       %s presign CONFIG KEY [SECONDS]   a GET link to an "
+	       "object\n\n"
 	       "Mount the patient-image archive described by CONFIG (an INI "
 	       "file;\nsee mount.conf.example) on MOUNTPOINT.\n\n"
 	       "    -f             stay in the foreground, log to stderr\n"
@@ -61,7 +63,7 @@ static void usage(const char *prog)
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
-	       prog, prog);
+	       prog, prog, prog);
 }
 
 /* A directory for thumbfs alone: created 0700 if missing. */
@@ -95,9 +97,9 @@ static int prepare_dirs(struct thumbfs *fs)
 	return 0;
 }
 
-static struct s3_store *open_store(const struct cfg *cfg)
+/* The store's settings from [store]; the strings stay cfg's. */
+static struct s3_config store_config(const struct cfg *cfg)
 {
-	char err[512];
 	struct s3_config sc = {
 	    .url = cfg->store_url,
 	    .endpoint = cfg->endpoint,
@@ -106,6 +108,13 @@ static struct s3_store *open_store(const struct cfg *cfg)
 	    .secret_access_key = cfg->secret_access_key,
 	    .path_style = cfg->path_style,
 	};
+	return sc;
+}
+
+static struct s3_store *open_store(const struct cfg *cfg)
+{
+	char err[512];
+	struct s3_config sc = store_config(cfg);
 	struct s3_store *st = s3_open(&sc, err, sizeof(err));
 	if (!st) {
 		fprintf(stderr, "thumbfs: %s\n", err);
@@ -151,6 +160,38 @@ static int check_postgres(const struct cfg *cfg)
 	return ret ? -1 : 0;
 }
 
+/* thumbfs presign CONFIG KEY [SECONDS]: a link to one object, as the web
+ * app gives browsers. */
+static int presign(const char *config, const char *key, const char *secs)
+{
+	struct cfg cfg;
+	char err[1024], *end = NULL;
+	long expires = strtol(secs, &end, 10);
+	if (!*secs || *end || expires < 1 || expires > 604800) {
+		fprintf(stderr, "thumbfs: SECONDS must be 1 to 604800\n");
+		return 2;
+	}
+	cfg_init(&cfg);
+	if (cfg_load(&cfg, config, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return 1;
+	}
+	struct s3_config sc = store_config(&cfg);
+	struct s3_store *st = s3_open(&sc, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return 1;
+	}
+	char *url = s3_presign_url(st, key, (int)expires, time(NULL));
+	if (url)
+		puts(url);
+	else
+		fprintf(stderr, "thumbfs: refused key '%s'\n", key);
+	free(url);
+	s3_free(st);
+	return url ? 0 : 1;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -166,6 +207,8 @@ int main(int argc, char *argv[])
 		fputs(db_pg_schema, stdout); /* thumbfs schema | psql DSN */
 		return 0;
 	}
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "presign"))
+		return presign(argv[2], argv[3], argc == 5 ? argv[4] : "3600");
 	/* Image buffers come and go per file: keep them in the heap rather
 	 * than mapping and faulting fresh pages for each (bounded). */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);

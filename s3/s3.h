@@ -52,6 +52,13 @@ int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
 int s3_get_file(struct s3_store *st, const char *key, const char *dest,
 		char *err, size_t errlen);
 
+/* A presigned GET URL of key, valid for expires seconds from now (SigV4
+ * query form, UNSIGNED-PAYLOAD), as the web app hands to browsers; for a
+ * file:// store, the file's URL. malloc'd; NULL on a refused key or out of
+ * memory. */
+char *s3_presign_url(struct s3_store *st, const char *key, int expires,
+		     time_t now);
+
 /* Remove key; removing a key that is not there succeeds. */
 int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen);
 

@@ -819,3 +819,52 @@ int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen)
 	ret = http_do(st, &r, err, errlen);
 	return ret == -ENOENT ? 0 : ret;
 }
+
+char *s3_presign_url(struct s3_store *st, const char *key, int expires,
+		     time_t now)
+{
+	char *out = NULL, *ekey = NULL, *uri = NULL, *params = NULL,
+	     *query = NULL, *sig = NULL, h_host[512];
+	if (!key_ok(key))
+		return NULL;
+	if (st->is_file) {
+		if (asprintf(&out, "file://%s/%s", st->root, key) < 0)
+			out = NULL;
+		return out;
+	}
+	snprintf(h_host, sizeof(h_host), "host:%s", st->host);
+	const char *headers[1] = {h_host};
+	ekey = s3_uri_encode(key, true);
+	if (!ekey || asprintf(&uri, "%s/%s", st->prefix, ekey) < 0) {
+		uri = NULL;
+		goto out_free;
+	}
+	struct s3_sigv4 req = {
+	    .method = "GET",
+	    .uri = uri,
+	    .headers = headers,
+	    .n_headers = 1,
+	    .payload_hash = "UNSIGNED-PAYLOAD",
+	    .region = st->region,
+	    .service = "s3",
+	    .now = now,
+	    .access_key_id = st->key_id,
+	    .secret_access_key = st->secret,
+	};
+	params = s3_sigv4_presign_params(&req, expires, st->token);
+	query = params ? s3_sigv4_canonical_query(params) : NULL;
+	if (!query)
+		goto out_free;
+	req.query = query;
+	sig = s3_sigv4_signature(&req);
+	if (sig && asprintf(&out, "%s%s?%s&X-Amz-Signature=%s", st->base, uri,
+			    query, sig) < 0)
+		out = NULL;
+out_free:
+	free(ekey);
+	free(uri);
+	free(params);
+	free(query);
+	free(sig);
+	return out;
+}

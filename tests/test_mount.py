@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from PIL import Image
@@ -414,3 +415,22 @@ def test_secret_never_shown(thumbfs_bin, tmp_path, s3server):
                  attrs.decode()):
         assert "S3RVER" not in text
         assert "Signature=" not in text
+
+
+def test_presign_gives_a_link_that_downloads(mount):
+    """thumbfs presign CONFIG KEY: the link the web app would hand out."""
+    d = mount.batch()
+    shutil.copy(a_photo(), d / "p.jpg")
+    row = mount.wait_uploaded("p.jpg")
+    out = subprocess.run([str(mount.binary), "presign", str(mount.conf),
+                          row["s3_thumbnail_key"], "600"],
+                         capture_output=True, text=True, check=True)
+    url = out.stdout.strip()
+    if mount.store == "s3":
+        assert "X-Amz-Expires=600" in url and "X-Amz-Signature=" in url
+        assert "X-Amz-Credential=S3RVER%2F" in url  # the key id
+    got = urllib.request.urlopen(url, timeout=30).read()
+    assert got == (d / "p_thumb.jpg").read_bytes()
+    bad = subprocess.run([str(mount.binary), "presign", str(mount.conf),
+                          "../escape"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "refused key" in bad.stderr

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <sqlite3.h>
@@ -276,6 +277,7 @@ struct db *db_open(const char *dir, char *err, size_t errlen)
 		goto out_fail;
 	}
 	sqlite3_busy_timeout(db->conn, 5000);
+	chmod(path, 0600); /* patient data: whatever the umask */
 	if (sqlite3_exec(db->conn,
 			 "PRAGMA journal_mode = WAL; PRAGMA synchronous = "
 			 "NORMAL; PRAGMA foreign_keys = ON",

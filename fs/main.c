@@ -94,6 +94,24 @@ static int prepare_dirs(struct thumbfs *fs)
 	if (make_dir(dir) || make_dir(fs->spool) || make_dir(p) ||
 	    make_dir(fs->thumbs) || make_dir(fs->tmp))
 		return -1;
+	/* patient data: the data directory and what holds it stay private */
+	const char *const private[] = {dir, fs->spool, fs->thumbs, fs->tmp};
+	for (size_t i = 0; i < sizeof(private) / sizeof(private[0]); i++) {
+		struct stat st;
+		if (stat(private[i], &st)) {
+			fprintf(stderr, "thumbfs: cannot stat '%s': %s\n",
+				private[i], strerror(errno));
+			return -1;
+		}
+		if (st.st_mode & 077) {
+			fprintf(stderr,
+				"thumbfs: '%s' is open to group or others "
+				"(mode %03o); patient data must be private: "
+				"chmod 700 it\n",
+				private[i], st.st_mode & 0777);
+			return -1;
+		}
+	}
 	return 0;
 }
 

@@ -434,3 +434,23 @@ def test_presign_gives_a_link_that_downloads(mount):
     bad = subprocess.run([str(mount.binary), "presign", str(mount.conf),
                           "../escape"], capture_output=True, text=True)
     assert bad.returncode == 1 and "refused key" in bad.stderr
+
+
+def test_data_directory_must_be_private(thumbfs_bin, tmp_path):
+    """The catalog is 0600 whatever the umask, and a data directory open
+    to group or others stops the mount with a clear message."""
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    old = os.umask(0o022)
+    try:
+        m.start()
+    finally:
+        os.umask(old)
+    m.stop()
+    assert os.stat(m.data / "catalog.db").st_mode & 0o777 == 0o600
+    assert os.stat(m.data).st_mode & 0o777 == 0o700
+    os.chmod(m.data, 0o755)
+    r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "is open to group or others (mode 755)" in r.stderr, r.stderr
+    assert not os.path.ismount(m.mnt)

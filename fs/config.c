@@ -1,5 +1,6 @@
 /* config.c - the mount's INI file, read by inih into struct cfg. */
 #include <errno.h>
+#include <pwd.h>
 #include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -268,4 +269,29 @@ int cfg_expand(const char *template, const char *patient, const char *date,
 	}
 	out[len] = '\0';
 	return 0;
+}
+
+/* [fs] uploaded_by for the writer uid: "%u" is the user's name (the uid
+ * itself when it has none), "%%" a percent sign. */
+void cfg_uploaded_by(const struct cfg *cfg, uid_t uid, char *out, size_t n)
+{
+	char name[64], buf[1024];
+	struct passwd pw, *res = NULL;
+	size_t len = 0;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(name, sizeof(name), "%s", pw.pw_name);
+	else
+		snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	for (const char *t = cfg->uploaded_by; *t && len + 1 < n; t++) {
+		if (t[0] == '%' && (t[1] == 'u' || t[1] == '%')) {
+			const char *s = t[1] == 'u' ? name : "%";
+			len += (size_t)snprintf(out + len, n - len, "%s", s);
+			if (len >= n)
+				len = n - 1;
+			t++;
+		} else {
+			out[len++] = *t;
+		}
+	}
+	out[len] = '\0';
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define CFG_STR 1024
 
@@ -52,6 +53,10 @@ int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
  * -ENAMETOOLONG if it does not fit in n bytes. */
 int cfg_expand(const char *template, const char *patient, const char *date,
 	       const char *name, char *out, size_t n);
+
+/* [fs] uploaded_by for the writer uid into out: "%u" is the user's name
+ * (the number when the uid has none), "%%" a percent sign. */
+void cfg_uploaded_by(const struct cfg *cfg, uid_t uid, char *out, size_t n);
 
 /* The store key for (patient, date, name) by cfg->key_template. */
 int cfg_key(const struct cfg *cfg, const char *patient, const char *date,

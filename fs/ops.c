@@ -27,6 +27,7 @@ struct handle {
 	struct fs_path path;
 	char *status;
 	size_t status_len;
+	uid_t uid; /* who opened it: the writer uploaded_by names */
 };
 
 static struct thumbfs *fs_get(void)
@@ -75,10 +76,12 @@ static int may_create_file(const char *path, const struct fs_path *p)
 }
 
 static int queue_ingest(struct thumbfs *fs, const struct fs_path *p,
-			int64_t size)
+			int64_t size, uid_t uid)
 {
-	int ret = db_image_written(fs->db, p->patient, p->date, p->name, size,
-				   fs->cfg.uploaded_by);
+	char who[256];
+	cfg_uploaded_by(&fs->cfg, uid, who, sizeof(who));
+	int ret =
+	    db_image_written(fs->db, p->patient, p->date, p->name, size, who);
 	if (ret)
 		log_error("catalog write of 'patients/%s/%s/%s' failed: %s",
 			  p->patient, p->date, p->name, strerror(-ret));
@@ -431,6 +434,7 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->path = *p;
 	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
 	h->dirty = dirty;
+	h->uid = fuse_get_context()->uid;
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
@@ -538,7 +542,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	struct stat st;
 	(void)path;
 	if (h->dirty && h->image && fstat(h->fd, &st) == 0)
-		queue_ingest(fs, &h->path, (int64_t)st.st_size);
+		queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h->status);
@@ -583,7 +587,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if (truncate(sp, size))
 		return -errno;
 	if (!p.local)
-		queue_ingest(fs, &p, (int64_t)size);
+		queue_ingest(fs, &p, (int64_t)size, fuse_get_context()->uid);
 	return 0;
 }
 
@@ -644,7 +648,8 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	if (!pf.local)
 		forget_image(fs, &pf);
 	if (!pt.local && lstat(st_, &sb) == 0)
-		queue_ingest(fs, &pt, (int64_t)sb.st_size);
+		queue_ingest(fs, &pt, (int64_t)sb.st_size,
+			     fuse_get_context()->uid);
 	return 0;
 }
 

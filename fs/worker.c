@@ -656,8 +656,10 @@ static int reconcile_file(const char *dir, const char *name, void *arg)
 	if (p.kind != FS_FILE || p.local || p.thumb || lstat(path, &sb) ||
 	    !S_ISREG(sb.st_mode))
 		return 0;
+	char who[256]; /* the writer is gone: the file's owner wrote it */
+	cfg_uploaded_by(&w->fs->cfg, sb.st_uid, who, sizeof(who));
 	int ret = db_reconcile(w->fs->db, p.patient, p.date, p.name,
-			       (int64_t)sb.st_size, w->fs->cfg.uploaded_by);
+			       (int64_t)sb.st_size, who);
 	if (ret < 0)
 		return ret;
 	w->queued += ret;

@@ -191,7 +191,7 @@ class Mount:
         self.s3 = s3server
         self.proc = None
         self.mnt.mkdir(exist_ok=True)
-        cp = configparser.ConfigParser()
+        cp = configparser.ConfigParser(interpolation=None)
         self.bucket = "photos"
         if store == "s3":
             # a bucket of its own, so tests do not see each other's keys

@@ -19,7 +19,7 @@ IMAGE_COLS = ("original_filename, s3_key, s3_thumbnail_key, s3_bucket, "
 def pg_mount(thumbfs_bin, tmp_path, s3server, pg, store="s3"):
     m = Mount(thumbfs_bin, tmp_path, store, s3server)
     m.config["postgres"] = {"dsn": pg.dsn, "batch_name": "Import {date}"}
-    m.config["fs"]["uploaded_by"] = "FileMaker import"
+    m.config["fs"]["uploaded_by"] = "%u via FileMaker import"
     return m
 
 
@@ -62,13 +62,13 @@ def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3server,
         assert r[6] == "image/jpeg"
         assert (int(r[7]), int(r[8])) == Image.open(s).size
         assert r[9] == hashlib.sha256(data).hexdigest()
-        assert r[10] == "FileMaker import"
+        assert r[10] == "root via FileMaker import"  # %u: the writer
         assert Image.open(io.BytesIO(thumb)).size == \
             Image.open(d / f"{stem}_thumb.jpg").size
     batch = pg.rows("SELECT patient_id, batch_date, name, uploaded_by, "
                     "(SELECT count(*) FROM images_image) FROM images_batch")
     assert batch == [["P1", "2025-11-10", "Import 2025-11-10",
-                      "FileMaker import", "3"]]
+                      "root via FileMaker import", "3"]]
 
     # category and filemaker_id come from user.* xattrs: set after the
     # upload, or before it (rsync -X sets them on its temp file)

@@ -48,6 +48,15 @@ int main(void)
 			   "a.jpg"));
 	CHECK_INT(cfg_key(&cfg, "P1", "2025-11-10", "a.jpg", key, 10),
 		  -ENAMETOOLONG);
+	/* uploaded_by: %u is the writer's user name, or its uid */
+	snprintf(cfg.uploaded_by, sizeof(cfg.uploaded_by), "%%u via thumbfs");
+	cfg_uploaded_by(&cfg, 0, key, sizeof(key));
+	CHECK(!strcmp(key, "root via thumbfs"));
+	cfg_uploaded_by(&cfg, 4242424, key, sizeof(key));
+	CHECK(!strcmp(key, "4242424 via thumbfs"));
+	snprintf(cfg.uploaded_by, sizeof(cfg.uploaded_by), "100%%%% %%u");
+	cfg_uploaded_by(&cfg, 0, key, 8);
+	CHECK(!strcmp(key, "100% ro")); /* cut to fit, NUL-terminated */
 
 	/* an unknown key: its name, its section and its line */
 	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n"

@@ -454,3 +454,37 @@ def test_data_directory_must_be_private(thumbfs_bin, tmp_path):
     assert r.returncode != 0
     assert "is open to group or others (mode 755)" in r.stderr, r.stderr
     assert not os.path.ismount(m.mnt)
+
+
+def test_spool_disk_full(thumbfs_bin, tmp_path):
+    """The spool's disk fills: the write fails with ENOSPC, what was saved
+    before is kept and uploaded, and the mount works again once space
+    returns."""
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.data.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700",
+                    "tmpfs", str(m.data)], check=True)
+    try:
+        m.start()
+        d = m.batch()
+        first = a_photo()  # about 1 MB
+        shutil.copy(first, d / "saved.jpg")
+        m.wait_uploaded("saved.jpg")
+        with pytest.raises(OSError) as e:
+            with open(d / "huge.jpg", "wb") as f:
+                for _ in range(20):
+                    f.write(os.urandom(1 << 20))
+                f.flush()
+                os.fsync(f.fileno())
+        assert e.value.errno == errno.ENOSPC
+        os.unlink(d / "huge.jpg")
+        assert (d / "saved.jpg").read_bytes() == first.read_bytes()
+        assert m.object(PREFIX + "saved.jpg") == first.read_bytes()
+        small = min(photos(), key=lambda p: p.stat().st_size)
+        shutil.copy(small, d / "after.jpg")  # space is back
+        m.wait_uploaded("after.jpg")
+        m.stop()
+    finally:
+        if m.proc:
+            m.kill9()
+        subprocess.run(["umount", str(m.data)], check=True)

@@ -280,6 +280,13 @@ class Mount:
         return wait_for(done, timeout, f"{name} to be uploaded")
 
 
+def pg_mount(binary, base, s3server, pg, **postgres):
+    """A mount on S3 that syncs to pg ([postgres] keys may be added)."""
+    m = Mount(binary, base, "s3", s3server)
+    m.config["postgres"] = {"dsn": pg.dsn, **postgres}
+    return m
+
+
 @pytest.fixture(params=["file", "s3"])
 def mount(request, thumbfs_bin, tmp_path):
     s3 = request.getfixturevalue("s3server") if request.param == "s3" else None

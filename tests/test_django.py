@@ -2,13 +2,14 @@
 after a mount ingests a folder of photographs, every row serializes with a
 thumbnail_url, a width and a height, and both presigned URLs download."""
 import io
+import json
 import subprocess
 import sys
 import urllib.request
 
 from PIL import Image
 
-from conftest import ROOT, S3_KEY, S3_SECRET, Mount, photos, wait_for
+from conftest import ROOT, S3_KEY, S3_SECRET, pg_mount, photos, wait_for
 
 APP = r'''
 import json, sys
@@ -38,16 +39,13 @@ def serialize(pg, s3server):
          S3_SECRET], capture_output=True, text=True, timeout=120,
         cwd=ROOT / "tests/django_project")
     assert r.returncode == 0, r.stderr
-    import json
     return json.loads(r.stdout)
 
 
 def test_every_row_has_thumbnail_width_height(thumbfs_bin, tmp_path, s3server,
                                               clean_postgres):
     pg = clean_postgres
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
-    m.config["postgres"] = {"dsn": pg.dsn}
-    m.start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
     d = m.batch("P42", "2025-11-10")
     srcs = photos()[:8]
     subprocess.run(["cp", *map(str, srcs), str(d)], check=True)

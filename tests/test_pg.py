@@ -9,6 +9,7 @@ import subprocess
 from PIL import Image
 
 from conftest import ROOT, Mount, photos, wait_for
+from conftest import pg_mount as base_mount
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 IMAGE_COLS = ("original_filename, s3_key, s3_thumbnail_key, s3_bucket, "
@@ -16,9 +17,9 @@ IMAGE_COLS = ("original_filename, s3_key, s3_thumbnail_key, s3_bucket, "
               "uploaded_by, category, coalesce(filemaker_id, '-')")
 
 
-def pg_mount(thumbfs_bin, tmp_path, s3server, pg, store="s3"):
-    m = Mount(thumbfs_bin, tmp_path, store, s3server)
-    m.config["postgres"] = {"dsn": pg.dsn, "batch_name": "Import {date}"}
+def pg_mount(thumbfs_bin, tmp_path, s3server, pg):
+    m = base_mount(thumbfs_bin, tmp_path, s3server, pg,
+                   batch_name="Import {date}")
     m.config["fs"]["uploaded_by"] = "%u via FileMaker import"
     return m
 

@@ -4,7 +4,7 @@ import hashlib
 import os
 import shutil
 
-from conftest import Mount, photos, wait_for
+from conftest import Mount, pg_mount, photos, wait_for
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 
@@ -72,9 +72,7 @@ def test_two_mounts_see_each_other(thumbfs_bin, tmp_path, s3server,
 def test_web_app_upload_appears(thumbfs_bin, tmp_path, s3server,
                                 clean_postgres):
     pg = clean_postgres
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
-    m.config["postgres"] = {"dsn": pg.dsn}
-    m.start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
     try:
         data = photos()[4].read_bytes()
         thumb = b"\xff\xd8\xff" + b"not really a thumbnail"

@@ -13,7 +13,7 @@
 
 #include "catalog.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -57,6 +57,14 @@ static const char schema_v1[] = "CREATE TABLE images ("
 				" name TEXT NOT NULL DEFAULT '');"
 				"CREATE INDEX jobs_image ON jobs (image_id);";
 
+/* Version 2: the images open for writing whose writer has not yet been
+ * told they are saved (by close() or fsync()). */
+static const char schema_v2[] = "CREATE TABLE writing ("
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" PRIMARY KEY (patient_id, batch_date, name));";
+
 enum stmt {
 	S_BEGIN,
 	S_COMMIT,
@@ -90,6 +98,10 @@ enum stmt {
 	S_LIST_BATCH,
 	S_JOB_RELEASE,
 	S_IMG_META,
+	S_WRITING_ADD,
+	S_WRITING_DEL,
+	S_WRITING_FIRST,
+	S_IMG_BUMP,
 	S_N
 };
 
@@ -171,6 +183,13 @@ static const char *const sql[S_N] = {
 		    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT"
 		    " image_id FROM jobs) LIMIT 1",
     [S_IN_PG] = "UPDATE images SET in_pg = 1 WHERE id = ?1",
+    [S_WRITING_ADD] = "INSERT OR IGNORE INTO writing VALUES (?1, ?2, ?3)",
+    [S_WRITING_DEL] = "DELETE FROM writing WHERE patient_id = ?1 AND"
+		      " batch_date = ?2 AND name = ?3",
+    [S_WRITING_FIRST] = "SELECT patient_id, batch_date, name FROM writing"
+			" LIMIT 1",
+    [S_IMG_BUMP] = "UPDATE images SET gen = gen + 1 WHERE patient_id = ?1"
+		   " AND batch_date = ?2 AND name = ?3",
     [S_IMG_META] = "UPDATE images SET category = ?2, filemaker_id = ?3,"
 		   " updated_at = ?4 WHERE id = ?1",
     [S_JOB_RELEASE] = "UPDATE jobs SET claimed = 0 WHERE id = ?1",
@@ -243,11 +262,17 @@ static int migrate(struct db *db, char *err, size_t errlen)
 	}
 	if (version == SCHEMA_VERSION)
 		return 0;
-	/* version 0 -> 1; later versions add their steps here, in order. */
-	if (sqlite3_exec(db->conn, "BEGIN", NULL, NULL, &msg) ||
-	    sqlite3_exec(db->conn, schema_v1, NULL, NULL, &msg) ||
-	    sqlite3_exec(db->conn, "PRAGMA user_version = 1; COMMIT", NULL,
-			 NULL, &msg)) {
+	/* each version's step, in order, in one transaction */
+	const char *steps[] = {schema_v1, schema_v2};
+	char set[64];
+	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
+	int bad = sqlite3_exec(db->conn, "BEGIN", NULL, NULL, &msg);
+	for (int v = version; !bad && v < SCHEMA_VERSION; v++)
+		bad = sqlite3_exec(db->conn, steps[v], NULL, NULL, &msg);
+	if (!bad)
+		bad = sqlite3_exec(db->conn, set, NULL, NULL, &msg) ||
+		      sqlite3_exec(db->conn, "COMMIT", NULL, NULL, &msg);
+	if (bad) {
 		snprintf(err, errlen, "cannot create the catalog schema: %s",
 			 msg ? msg : "?");
 		sqlite3_free(msg);
@@ -330,7 +355,9 @@ static int run(sqlite3_stmt *s)
 {
 	int rc = sqlite3_step(s);
 	sqlite3_reset(s);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_FULL ? -ENOSPC : -EIO; /* the disk is full */
 }
 
 /* Run statement st, whose one parameter is a job id. */
@@ -348,10 +375,10 @@ static int begin(struct db *db)
 
 static int finish(struct db *db, int ret)
 {
-	if (ret == 0 && run(use(db, S_COMMIT)) == 0)
+	if (ret == 0 && (ret = run(use(db, S_COMMIT))) == 0)
 		return 0;
 	run(use(db, S_ROLLBACK));
-	return ret ? ret : -EIO;
+	return ret;
 }
 
 static void col_text(sqlite3_stmt *s, int i, char *out, size_t n)
@@ -436,6 +463,16 @@ static int queue_ingest(struct db *db, const char *id, int64_t gen)
 	return run(s);
 }
 
+static int path_stmt(struct db *db, enum stmt which, const char *patient,
+		     const char *date, const char *name)
+{
+	sqlite3_stmt *s = use(db, which);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	bind_text(s, 3, name);
+	return run(s);
+}
+
 static int written_locked(struct db *db, const char *patient, const char *date,
 			  const char *name, int64_t size,
 			  const char *uploaded_by)
@@ -468,6 +505,23 @@ static int written_locked(struct db *db, const char *patient, const char *date,
 	}
 	if (ret == 0)
 		ret = queue_ingest(db, img.id, img.gen);
+	if (ret == 0) /* the writer is told it is saved */
+		ret = path_stmt(db, S_WRITING_DEL, patient, date, name);
+	return ret;
+}
+
+int db_image_writing(struct db *db, const char *patient, const char *date,
+		     const char *name)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret == 0) {
+		ret = path_stmt(db, S_WRITING_ADD, patient, date, name);
+		if (ret == 0) /* an ingest on its way reads a changing file */
+			ret = path_stmt(db, S_IMG_BUMP, patient, date, name);
+		ret = finish(db, ret);
+	}
+	pthread_mutex_unlock(&db->lock);
 	return ret;
 }
 
@@ -497,16 +551,14 @@ static int queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 	return run(s);
 }
 
-int db_image_removed(struct db *db, const char *patient, const char *date,
-		     const char *name)
+static int removed_locked(struct db *db, const char *patient, const char *date,
+			  const char *name)
 {
 	struct db_image img;
 	sqlite3_stmt *s;
-	pthread_mutex_lock(&db->lock);
-	int ret = begin(db);
-	if (ret)
-		goto out_unlock;
-	ret = get_locked(db, patient, date, name, &img);
+	int ret = path_stmt(db, S_WRITING_DEL, patient, date, name);
+	if (ret == 0)
+		ret = get_locked(db, patient, date, name, &img);
 	if (ret == 0) {
 		s = use(db, S_JOB_DROP_INGESTS);
 		bind_text(s, 1, img.id);
@@ -529,6 +581,60 @@ int db_image_removed(struct db *db, const char *patient, const char *date,
 	if (ret == 0)
 		ret = queue_sync(db, DB_JOB_PG_DELETE, img.id, patient, date,
 				 name);
+	return ret;
+}
+
+int db_image_removed(struct db *db, const char *patient, const char *date,
+		     const char *name)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret == 0) {
+		int r = removed_locked(db, patient, date, name);
+		ret = finish(db, r == -ENOENT ? 0 : r);
+		if (ret == 0)
+			ret = r;
+	}
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_writing_first(struct db *db, struct db_image *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_WRITING_FIRST);
+	int rc = sqlite3_step(s), ret = -ENOENT;
+	if (rc == SQLITE_ROW) {
+		col_text(s, 0, out->patient_id, sizeof(out->patient_id));
+		col_text(s, 1, out->batch_date, sizeof(out->batch_date));
+		col_text(s, 2, out->name, sizeof(out->name));
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = -EIO;
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_writing_abort(struct db *db, const char *patient, const char *date,
+		     const char *name, bool *kept)
+{
+	struct db_image img;
+	*kept = false;
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret)
+		goto out_unlock;
+	ret = get_locked(db, patient, date, name, &img);
+	if (ret == 0 && !strcmp(img.state, "uploaded") && img.s3_key[0]) {
+		*kept = true; /* the store holds the last whole content */
+		ret = path_stmt(db, S_WRITING_DEL, patient, date, name);
+	} else if (ret == 0 || ret == -ENOENT) {
+		ret = removed_locked(db, patient, date, name);
+		ret = ret == -ENOENT ? 0 : ret;
+	}
 	ret = finish(db, ret);
 out_unlock:
 	pthread_mutex_unlock(&db->lock);

@@ -90,6 +90,23 @@ void db_free(struct db *db);
 int db_image_written(struct db *db, const char *patient, const char *date,
 		     const char *name, int64_t size, const char *uploaded_by);
 
+/* The image is open for writing and its writer has not been told it is
+ * saved: recorded, so that a daemon that dies now leaves it whole or
+ * absent (db_writing_abort), and any ingest on its way is discarded.
+ * db_image_written (close, fsync) ends it. */
+int db_image_writing(struct db *db, const char *patient, const char *date,
+		     const char *name);
+
+/* At mount: the first image left open for writing by a daemon that died
+ * (patient_id, batch_date and name set), or -ENOENT. */
+int db_writing_first(struct db *db, struct db_image *out);
+
+/* Forget that write, once its spool file is gone: a row whose content was
+ * uploaded keeps it (*kept: the store has it whole); any other row is
+ * removed as by db_image_removed. */
+int db_writing_abort(struct db *db, const char *patient, const char *date,
+		     const char *name, bool *kept);
+
 /* The image was removed from the mount: delete its row and, if it had
  * objects in the store, queue their deletion. -ENOENT if there was none. */
 int db_image_removed(struct db *db, const char *patient, const char *date,

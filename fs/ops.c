@@ -22,8 +22,11 @@
 /* An open file. status is set for .thumbfs/status, fd otherwise. */
 struct handle {
 	int fd;
-	bool dirty; /* written, truncated or created through this handle */
-	bool image; /* a visible image: ingest on release if dirty */
+	/* written, truncated or created through this handle since the writer
+	 * was last told it is saved (close, fsync); for an image, the catalog
+	 * knows it is being written */
+	bool dirty;
+	bool image; /* a visible image: ingested when it is saved */
 	struct fs_path path;
 	char *status;
 	size_t status_len;
@@ -422,6 +425,48 @@ static int op_rmdir(const char *path)
 	return 0;
 }
 
+/* The image p is about to change: tell the catalog first, so that a
+ * daemon that dies before the writer is told it is saved leaves the file
+ * whole or absent at the next mount (fs_reconcile). */
+static int mark_writing(struct thumbfs *fs, const struct fs_path *p)
+{
+	if (p->kind != FS_FILE || p->local || p->thumb)
+		return 0;
+	int ret = db_image_writing(fs->db, p->patient, p->date, p->name);
+	if (ret) {
+		log_error("catalog write of 'patients/%s/%s/%s' failed: %s",
+			  p->patient, p->date, p->name, strerror(-ret));
+		return ret == -ENOSPC ? ret : -EIO;
+	}
+	return 0;
+}
+
+static int begin_write(struct thumbfs *fs, struct handle *h)
+{
+	if (h->dirty || !h->image)
+		return 0;
+	int ret = mark_writing(fs, &h->path);
+	if (ret == 0)
+		h->dirty = true;
+	return ret;
+}
+
+/* The writer of h is told its data is saved (close, fsync): queue the
+ * ingest of what it wrote. */
+static int end_write(struct thumbfs *fs, struct handle *h)
+{
+	struct stat st;
+	if (!h->dirty || !h->image)
+		return 0;
+	if (fstat(h->fd, &st))
+		return -errno;
+	int ret = queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
+	if (ret)
+		return ret == -ENOSPC ? ret : -EIO;
+	h->dirty = false;
+	return 0;
+}
+
 static int new_handle(struct fuse_file_info *fi, int fd,
 		      const struct fs_path *p, bool dirty)
 {
@@ -433,8 +478,8 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->fd = fd;
 	h->path = *p;
 	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
-	h->dirty = dirty;
 	h->uid = fuse_get_context()->uid;
+	h->dirty = dirty; /* if so, the caller marked it before the change */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
@@ -450,11 +495,15 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return ret;
 	if (spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
+	struct stat sb;
+	bool fresh = lstat(sp, &sb) != 0 || (fi->flags & O_TRUNC);
+	if (fresh && (ret = mark_writing(fs, &p)))
+		return ret;
 	int fd =
 	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -errno;
-	return new_handle(fi, fd, &p, true);
+	return new_handle(fi, fd, &p, fresh);
 }
 
 static int op_open(const char *path, struct fuse_file_info *fi)
@@ -494,6 +543,8 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	if (ret)
 		return ret;
 	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;
+	if (trunc && (ret = mark_writing(fs, &p)))
+		return ret;
 	/* truncating an image that lives in the store only makes it anew */
 	int fd = open(sp,
 		      (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
@@ -501,7 +552,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 		      0644);
 	if (fd < 0)
 		return -errno;
-	return new_handle(fi, fd, &p, (fi->flags & O_TRUNC) && acc != O_RDONLY);
+	return new_handle(fi, fd, &p, trunc);
 }
 
 static int op_read(const char *path, char *buf, size_t size, off_t off,
@@ -528,6 +579,9 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 	(void)path;
 	if (h->status)
 		return -EBADF;
+	int ret = begin_write(fs_get(), h);
+	if (ret)
+		return ret;
 	ssize_t n = pwrite(h->fd, buf, size, off);
 	if (n < 0)
 		return -errno;
@@ -537,12 +591,10 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
 
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
-	struct thumbfs *fs = fs_get();
 	struct handle *h = fh(fi);
-	struct stat st;
 	(void)path;
-	if (h->dirty && h->image && fstat(h->fd, &st) == 0)
-		queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
+	if (h->fd >= 0)
+		end_write(fs_get(), h); /* written after the last flush */
 	if (h->fd >= 0)
 		close(h->fd);
 	free(h->status);
@@ -550,20 +602,26 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
+/* What fsync() returns: the data is on disk and the writer may rely on
+ * it, so it is queued for ingest as a close() would. */
 static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	struct handle *h = fh(fi);
 	(void)path;
 	if (h->status)
 		return 0;
-	return (datasync ? fdatasync(h->fd) : fsync(h->fd)) ? -errno : 0;
+	if (datasync ? fdatasync(h->fd) : fsync(h->fd))
+		return -errno;
+	return end_write(fs_get(), h);
 }
 
+/* close(): what it returns is what the writer is told, so the ingest is
+ * queued here (release comes later, and its result reaches no one). */
 static int op_flush(const char *path, struct fuse_file_info *fi)
 {
+	struct handle *h = fh(fi);
 	(void)path;
-	(void)fi;
-	return 0;
+	return h->status ? 0 : end_write(fs_get(), h);
 }
 
 static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
@@ -572,6 +630,9 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	struct fs_path p;
 	char sp[PATH_MAX];
 	if (fi && fh(fi) && !fh(fi)->status) {
+		int ret = begin_write(fs, fh(fi));
+		if (ret)
+			return ret;
 		if (ftruncate(fh(fi)->fd, size))
 			return -errno;
 		fh(fi)->dirty = true;

@@ -684,10 +684,41 @@ static int reconcile_patient(const char *dir, const char *name, void *arg)
 	return each_entry(path, reconcile_batch, w);
 }
 
+/* Images a daemon that died was writing, whose writer was never told they
+ * were saved: the partial spool file goes; the row keeps the store's whole
+ * copy if there is one, or goes too. */
+static int abort_writes(struct thumbfs *fs)
+{
+	struct db_image img;
+	char path[PATH_MAX];
+	int ret;
+	bool kept;
+	while ((ret = db_writing_first(fs->db, &img)) == 0) {
+		snprintf(path, sizeof(path), "%s/patients/%s/%s/%s", fs->spool,
+			 img.patient_id, img.batch_date, img.name);
+		if (unlink(path) && errno != ENOENT)
+			return -errno;
+		ret = db_writing_abort(fs->db, img.patient_id, img.batch_date,
+				       img.name, &kept);
+		if (ret)
+			return ret;
+		log_warn("patients/%s/%s/%s was being written when thumbfs "
+			 "stopped, and its writer was not told it was saved: "
+			 "%s",
+			 img.patient_id, img.batch_date, img.name,
+			 kept ? "its last uploaded content is kept"
+			      : "it is removed");
+	}
+	return ret == -ENOENT ? 0 : ret;
+}
+
 int fs_reconcile(struct thumbfs *fs)
 {
 	char path[PATH_MAX];
 	struct walk w = {.fs = fs};
+	int aborted = abort_writes(fs);
+	if (aborted)
+		return aborted;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);
 	int ret = each_entry(path, reconcile_patient, &w);
 	return ret ? ret : w.queued;

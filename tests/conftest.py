@@ -99,8 +99,8 @@ class S3Server:
     def get(self, key, bucket="photos"):
         return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 
-    def keys(self, bucket="photos"):
-        out = self.client().list_objects_v2(Bucket=bucket)
+    def keys(self, bucket="photos", prefix=""):
+        out = self.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
         return sorted(o["Key"] for o in out.get("Contents", []))
 
 
@@ -266,12 +266,13 @@ class Mount:
             return self.s3.get(key, self.bucket)
         return (self.base / "store" / key).read_bytes()
 
-    def object_keys(self):
+    def object_keys(self, prefix=""):
         if self.store == "s3":
-            return self.s3.keys(self.bucket)
+            return self.s3.keys(self.bucket, prefix)
         root = self.base / "store"
-        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                      if p.is_file())
+        return sorted(k for k in (str(p.relative_to(root))
+                                  for p in root.rglob("*") if p.is_file())
+                      if k.startswith(prefix))
 
     def wait_uploaded(self, name, timeout=60):
         def done():

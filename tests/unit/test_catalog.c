@@ -130,6 +130,46 @@ int main(void)
 	CHECK_INT(db_sync_claim(db, two, 4), -ENOENT);
 	CHECK_INT(db_counts(db, &c), 0);
 	CHECK_INT(c.jobs_retrying, 2);
+
+	/* writes the writer was never told are saved, left by a daemon that
+	 * died: an uploaded row keeps its content, anything else goes */
+	db_set_pg_sync(db, false);
+	CHECK_INT(db_image_written(db, "P3", "2025-01-03", "up.jpg", 9, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "up.jpg", &img), 0);
+	while (db_job_claim(db, &job) == 0 && strcmp(job.image_id, img.id))
+		;
+	CHECK(!strcmp(job.image_id, img.id));
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "up.jpg"), 0);
+	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "new.jpg"), 0);
+	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_written(db, "P3", "2025-01-03", "done.jpg", 4, "me"),
+		  0);
+	/* an ingest that read the file before this write is not current */
+	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "up.jpg", &d), 0);
+	CHECK_INT(d.gen, img.gen + 1);
+	db_free(db);
+	db = db_open(dir, err, sizeof(err)); /* the daemon died */
+	CHECK(db != NULL);
+	struct db_image w;
+	int seen = 0;
+	while (db_writing_first(db, &w) == 0 && seen < 5) {
+		bool kept;
+		seen++;
+		CHECK_INT(db_writing_abort(db, w.patient_id, w.batch_date,
+					   w.name, &kept),
+			  0);
+		CHECK(kept == !strcmp(w.name, "up.jpg"));
+		CHECK(!strcmp(w.name, "up.jpg") || !strcmp(w.name, "new.jpg"));
+	}
+	CHECK_INT(seen, 2); /* done.jpg was saved */
+	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "up.jpg", &img), 0);
+	CHECK(!strcmp(img.state, "uploaded"));
+	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "new.jpg", &img),
+		  -ENOENT);
+	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "done.jpg", &img), 0);
 	db_free(db);
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

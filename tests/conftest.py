@@ -24,7 +24,7 @@ BUILD = ROOT / os.environ.get("THUMBFS_BUILD", "build-asan")
 S3_KEY = "S3RVER"  # s3rver's built-in account
 S3_SECRET = "S3RVER"
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
-                   "UndefinedBehaviorSanitizer")
+                   "UndefinedBehaviorSanitizer", "ThreadSanitizer")
 PHOTOS = Path("/usr/share/backgrounds/mate")
 
 

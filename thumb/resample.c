@@ -158,8 +158,10 @@ static inline void hpass_v4(const float *in, float *out,
 }
 
 /* Hot loops get a second, AVX2+FMA build chosen at load time on x86-64
- * (glibc's ifunc); elsewhere they are plain C. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * (glibc's ifunc); elsewhere they are plain C. Not under ThreadSanitizer,
+ * whose instrumented resolver would run before its runtime is set up. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
+    !defined(__SANITIZE_THREAD__)
 #define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define HOT

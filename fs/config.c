@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -77,7 +78,9 @@ void cfg_init(struct cfg *cfg)
 	snprintf(cfg->patient_id_pattern, sizeof(cfg->patient_id_pattern),
 		 "^[A-Za-z0-9_-]{1,64}$");
 	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");
-	cfg->workers = 2;
+	/* two per core: while one waits on the store, the other decodes */
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	cfg->workers = cores < 1 ? 2 : cores > 32 ? 64 : (int)cores * 2;
 	cfg->retry_max_s = 300;
 	cfg->unmount_drain_s = 30;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),

@@ -77,6 +77,49 @@ void fs_thumb_name(const char *name, const char *ext, char *out, size_t n)
 	snprintf(out, n, "%.*s_thumb%s", stem, name, ext);
 }
 
+/* Names become S3 keys and PostgreSQL text, which must be UTF-8: one
+ * that is not (or holds a control character, which would break a log
+ * line) is refused. Written out because glibc's mbrtowc depends on the
+ * locale, and this must not: RFC 3629, no overlong forms, no surrogates,
+ * nothing above U+10FFFF. */
+static int name_error(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned c = *p, n, min;
+		if (c < 0x20 || c == 0x7f)
+			return -EINVAL;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			n = 1; /* continuation bytes */
+			min = 0x80;
+			c &= 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			n = 2;
+			min = 0x800;
+			c &= 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			n = 3;
+			min = 0x10000;
+			c &= 0x07;
+		} else {
+			return -EILSEQ;
+		}
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return -EILSEQ;
+			c = c << 6 | (p[i] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return -EILSEQ;
+		p += n + 1;
+	}
+	return 0;
+}
+
 static void invalid(struct fs_path *out, int err, const char *why)
 {
 	out->kind = FS_INVALID;
@@ -154,6 +197,13 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 		out->kind = FS_BATCH;
 		return;
 	}
+	int bad = name_error(comp[3]);
+	if (bad)
+		return invalid(
+		    out, bad,
+		    bad == -EILSEQ
+			? "a file name must be valid UTF-8"
+			: "a file name may not hold control characters");
 	out->kind = FS_FILE;
 	snprintf(out->name, sizeof(out->name), "%s", comp[3]);
 	out->local = comp[3][0] == '.' || ignored(r, comp[3]);

@@ -55,6 +55,29 @@ int main(void)
 	name[266] = '\0';
 	CHECK(parse(name).err == -ENAMETOOLONG);
 
+	/* names become keys and PostgreSQL text: UTF-8, no control bytes */
+	CHECK(parse("/patients/P1/2025-11-10/R\xc3\xb6ntgen \xe2\x82\xac "
+		    "\xf0\x9f\x93\xb7.jpg")
+		  .kind == FS_FILE);
+	static const char *const bad_utf8[] = {
+	    "\xff.jpg",		    /* not a lead byte */
+	    "\xc3.jpg",		    /* cut short */
+	    "\xc0\xaf.jpg",	    /* overlong '/' */
+	    "\xe0\x80\xaf.jpg",	    /* overlong, three bytes */
+	    "\xed\xa0\x80.jpg",	    /* a UTF-16 surrogate */
+	    "\xf4\x90\x80\x80.jpg", /* above U+10FFFF */
+	};
+	for (size_t i = 0; i < sizeof(bad_utf8) / sizeof(*bad_utf8); i++) {
+		snprintf(name, sizeof(name), "/patients/P1/2025-11-10/%s",
+			 bad_utf8[i]);
+		p = parse(name);
+		CHECK(p.kind == FS_INVALID && p.err == -EILSEQ);
+	}
+	p = parse("/patients/P1/2025-11-10/a\nb.jpg");
+	CHECK(p.kind == FS_INVALID && p.err == -EINVAL);
+	p = parse("/patients/P1/2025-11-10/a\x7f.jpg");
+	CHECK(p.kind == FS_INVALID && p.err == -EINVAL);
+
 	CHECK(parse("/patients/P1/2025-11-10/.IMG.jpg.Ab12Cd").local);
 	CHECK(parse("/patients/P1/2025-11-10/.DS_Store").local);
 	CHECK(parse("/patients/P1/2025-11-10/Thumbs.db").local);

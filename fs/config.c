@@ -1,5 +1,6 @@
 /* config.c - the mount's INI file, read by inih into struct cfg. */
 #include <errno.h>
+#include <grp.h>
 #include <pwd.h>
 #include <regex.h>
 #include <stddef.h>
@@ -58,6 +59,10 @@ static const struct key keys[] = {
     NUM("fs", "retry_max_s", K_INT, retry_max_s, 1, 86400),
     NUM("fs", "unmount_drain_s", K_INT, unmount_drain_s, 0, 86400),
     STR("fs", "ignore", ignore, false),
+    NUM("fs", "allow_other", K_BOOL, allow_other, 0, 1),
+    STR("fs", "uid", uid_name, false),
+    STR("fs", "gid", gid_name, false),
+    STR("fs", "umask", umask_text, false),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -85,6 +90,8 @@ void cfg_init(struct cfg *cfg)
 	cfg->unmount_drain_s = 30;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
+	cfg->show_uid = -1;
+	cfg->show_gid = -1;
 }
 
 struct parse {
@@ -178,6 +185,66 @@ static const char *template_error(const char *t)
 	return NULL;
 }
 
+/* A user or group by name or number into *id; -1 if there is none. */
+static int owner_id(const char *text, bool group, long long *id)
+{
+	char buf[4096], *end = NULL;
+	if (!text[0])
+		return 0;
+	errno = 0;
+	long long v = strtoll(text, &end, 10);
+	if (!errno && end != text && !*end && v >= 0 && v < 4294967295LL) {
+		*id = v;
+		return 0;
+	}
+	if (group) {
+		struct group gr, *res = NULL;
+		if (getgrnam_r(text, &gr, buf, sizeof(buf), &res) || !res)
+			return -1;
+		*id = res->gr_gid;
+	} else {
+		struct passwd pw, *res = NULL;
+		if (getpwnam_r(text, &pw, buf, sizeof(buf), &res) || !res)
+			return -1;
+		*id = res->pw_uid;
+	}
+	return 0;
+}
+
+/* [fs] uid, gid and umask into the numbers the mount shows. */
+static int check_owner(struct cfg *cfg, const char *path, char *err,
+		       size_t errlen)
+{
+	char *end = NULL;
+	if (owner_id(cfg->uid_name, false, &cfg->show_uid)) {
+		snprintf(err, errlen,
+			 "%s: 'uid' in [fs] must be a user name or number; "
+			 "there is no user '%s'",
+			 path, cfg->uid_name);
+		return -EINVAL;
+	}
+	if (owner_id(cfg->gid_name, true, &cfg->show_gid)) {
+		snprintf(err, errlen,
+			 "%s: 'gid' in [fs] must be a group name or number; "
+			 "there is no group '%s'",
+			 path, cfg->gid_name);
+		return -EINVAL;
+	}
+	if (!cfg->umask_text[0])
+		return 0;
+	unsigned long m = strtoul(cfg->umask_text, &end, 8);
+	if (*end || end == cfg->umask_text || cfg->umask_text[0] == '-' ||
+	    m > 0777) {
+		snprintf(err, errlen,
+			 "%s: 'umask' in [fs] must be octal from 000 to 777, "
+			 "not '%s'",
+			 path, cfg->umask_text);
+		return -EINVAL;
+	}
+	cfg->show_umask = (unsigned)m;
+	return 0;
+}
+
 static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
 {
 	const char *why;
@@ -209,7 +276,7 @@ static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	regfree(&re);
-	return 0;
+	return check_owner(cfg, path, err, errlen);
 }
 
 int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen)

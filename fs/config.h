@@ -39,6 +39,14 @@ struct cfg {
 	int retry_max_s;     /* the cap of the backoff between tries of a job */
 	int unmount_drain_s; /* work on after the unmount, at most this */
 	char ignore[CFG_STR]; /* comma-separated globs */
+	bool allow_other;     /* users other than the mounter may enter */
+	char uid_name[64];    /* as written: a user name or number, or "" */
+	char gid_name[64];
+	char umask_text[16];
+	/* resolved by cfg_load: what the mount shows (-1: the file's own) */
+	long long show_uid;
+	long long show_gid;
+	unsigned show_umask; /* permission bits taken from every mode shown */
 };
 
 /* Fill cfg with the defaults mount.conf.example documents. */

@@ -288,6 +288,11 @@ int main(int argc, char *argv[])
 		goto out_rules;
 
 	fuse_opt_add_arg(&args, "-osubtype=thumbfs");
+	/* the kernel checks modes and owners, as on a local disk; other
+	 * users come in only when the config says so */
+	fuse_opt_add_arg(&args, "-odefault_permissions");
+	if (fs.cfg.allow_other)
+		fuse_opt_add_arg(&args, "-oallow_other");
 	fuse = fuse_new(&args, fs_operations(), sizeof(struct fuse_operations),
 			&fs);
 	if (!fuse)

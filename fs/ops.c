@@ -212,10 +212,9 @@ static void status_stat(struct thumbfs *fs, struct stat *st)
 	free(text);
 }
 
-static int op_getattr(const char *path, struct stat *st,
-		      struct fuse_file_info *fi)
+static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
+		   struct fuse_file_info *fi)
 {
-	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	struct db_image img;
 	char sp[PATH_MAX];
@@ -226,6 +225,13 @@ static int op_getattr(const char *path, struct stat *st,
 	switch (p.kind) {
 	case FS_INVALID:
 		return p.err == -ENAMETOOLONG ? p.err : -ENOENT;
+	case FS_ROOT:
+		/* the spool itself is private (0700); the mount's root is
+		 * open to whoever may reach it, patients/ decides the rest */
+		if (lstat(fs->spool, st))
+			return -errno;
+		st->st_mode = S_IFDIR | 0755;
+		return 0;
 	case FS_META:
 		if (lstat(fs->spool, st))
 			return -errno;
@@ -267,6 +273,39 @@ static int op_getattr(const char *path, struct stat *st,
 			return -ENAMETOOLONG;
 		return lstat(sp, st) ? -errno : 0;
 	}
+}
+
+/* The kernel checks access against what getattr shows
+ * (default_permissions): [fs] uid, gid and umask apply here. */
+static int op_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	int ret = getattr(fs, path, st, fi);
+	if (ret)
+		return ret;
+	if (fs->cfg.show_uid >= 0)
+		st->st_uid = (uid_t)fs->cfg.show_uid;
+	if (fs->cfg.show_gid >= 0)
+		st->st_gid = (gid_t)fs->cfg.show_gid;
+	st->st_mode &= ~(mode_t)fs->cfg.show_umask;
+	return 0;
+}
+
+/* Something new in the spool takes the mode the client asked for (the
+ * kernel has applied its umask; the daemon's own must not apply again),
+ * and, when the daemon runs as root, the owner of the request. */
+static int take_owner(int fd, const char *sp, mode_t mode)
+{
+	const struct fuse_context *ctx = fuse_get_context();
+	if (fd >= 0 ? fchmod(fd, mode & 07777) : chmod(sp, mode & 07777))
+		return -errno;
+	if (geteuid() != 0)
+		return 0;
+	if (fd >= 0 ? fchown(fd, ctx->uid, ctx->gid)
+		    : lchown(sp, ctx->uid, ctx->gid))
+		return -errno;
+	return 0;
 }
 
 /* A batch lists its images and their thumbnails from the catalog (some
@@ -399,7 +438,12 @@ static int op_mkdir(const char *path, mode_t mode)
 	}
 	if (spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
-	return mkdir(sp, mode) ? -errno : 0;
+	if (mkdir(sp, 0700))
+		return -errno;
+	int ret = take_owner(-1, sp, mode);
+	if (ret)
+		rmdir(sp);
+	return ret;
 }
 
 static int op_rmdir(const char *path)
@@ -496,13 +540,19 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	if (spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
 	struct stat sb;
-	bool fresh = lstat(sp, &sb) != 0 || (fi->flags & O_TRUNC);
+	bool existed = lstat(sp, &sb) == 0;
+	bool fresh = !existed || (fi->flags & O_TRUNC);
 	if (fresh && (ret = mark_writing(fs, &p)))
 		return ret;
 	int fd =
-	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, mode);
+	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
+	if (!existed && (ret = take_owner(fd, sp, mode))) {
+		close(fd);
+		unlink(sp);
+		return ret;
+	}
 	return new_handle(fi, fd, &p, fresh);
 }
 
@@ -723,7 +773,7 @@ static int meta_path(const char *path, char *sp, size_t n)
 	parse(fs, path, &p, false);
 	if (p.kind == FS_INVALID)
 		return -ENOENT;
-	if (p.kind == FS_STATUS || p.kind == FS_META ||
+	if (p.kind == FS_ROOT || p.kind == FS_STATUS || p.kind == FS_META ||
 	    (p.kind == FS_FILE && p.thumb))
 		return -EPERM;
 	return spool_path(fs, path, sp, n);

@@ -100,6 +100,33 @@ int main(void)
 		       &cfg, err, sizeof(err)),
 		  -EINVAL);
 	CHECK(strstr(err, "patient_id_pattern"));
+	/* [fs] uid, gid, umask: names or numbers, octal */
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n[fs]\n"
+		       "uid = root\ngid = 42\numask = 027\nallow_other = yes\n",
+		       &cfg, err, sizeof(err)),
+		  0);
+	CHECK(cfg.show_uid == 0 && cfg.show_gid == 42);
+	CHECK_INT((int)cfg.show_umask, 027);
+	CHECK(cfg.allow_other);
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n", &cfg,
+		       err, sizeof(err)),
+		  0);
+	CHECK(cfg.show_uid == -1 && cfg.show_gid == -1 && !cfg.allow_other);
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n[fs]\n"
+		       "uid = no-such-user-thumbfs\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "'uid'") && strstr(err, "no-such-user-thumbfs"));
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n[fs]\n"
+		       "gid = no-such-group-thumbfs\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "'gid'"));
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n[fs]\n"
+		       "umask = 0999\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "'umask'") && strstr(err, "0999"));
 	CHECK_INT(load("this is not ini\n", &cfg, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, ":1:"));
 	unlink(path);

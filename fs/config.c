@@ -63,6 +63,9 @@ static const struct key keys[] = {
     STR("fs", "uid", uid_name, false),
     STR("fs", "gid", gid_name, false),
     STR("fs", "umask", umask_text, false),
+    STR("audit", "file", audit_file, false),
+    NUM("audit", "max_bytes", K_U64, audit_max_bytes, 4096, 1LL << 40),
+    NUM("audit", "keep", K_INT, audit_keep, 0, 1000),
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -92,6 +95,8 @@ void cfg_init(struct cfg *cfg)
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
 	cfg->show_uid = -1;
 	cfg->show_gid = -1;
+	cfg->audit_max_bytes = 10ULL << 20;
+	cfg->audit_keep = 10;
 }
 
 struct parse {
@@ -260,6 +265,12 @@ static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
 	if (cfg->catalog_dir[0] != '/') {
 		snprintf(err, errlen,
 			 "%s: 'dir' in [catalog] must be an absolute path",
+			 path);
+		return -EINVAL;
+	}
+	if (cfg->audit_file[0] && cfg->audit_file[0] != '/') {
+		snprintf(err, errlen,
+			 "%s: 'file' in [audit] must be an absolute path",
 			 path);
 		return -EINVAL;
 	}

@@ -47,6 +47,10 @@ struct cfg {
 	long long show_uid;
 	long long show_gid;
 	unsigned show_umask; /* permission bits taken from every mode shown */
+	/* [audit] */
+	char audit_file[CFG_STR]; /* "": no audit log */
+	uint64_t audit_max_bytes;
+	int audit_keep;
 };
 
 /* Fill cfg with the defaults mount.conf.example documents. */

@@ -286,6 +286,12 @@ int main(int argc, char *argv[])
 	fs.store = open_store(&fs.cfg);
 	if (!fs.store)
 		goto out_rules;
+	if (fs.cfg.audit_file[0] &&
+	    !(fs.audit = audit_open(fs.cfg.audit_file, fs.cfg.audit_max_bytes,
+				    fs.cfg.audit_keep, err, sizeof(err)))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out_store;
+	}
 
 	fuse_opt_add_arg(&args, "-osubtype=thumbfs");
 	/* the kernel checks modes and owners, as on a local disk; other
@@ -353,6 +359,7 @@ out_unmount:
 out_destroy:
 	fuse_destroy(fuse);
 out_store:
+	audit_close(fs.audit);
 	s3_free(fs.store);
 out_rules:
 	fs_rules_release(&fs.rules);

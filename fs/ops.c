@@ -31,6 +31,7 @@ struct handle {
 	char *status;
 	size_t status_len;
 	uid_t uid; /* who opened it: the writer uploaded_by names */
+	pid_t pid;
 };
 
 static struct thumbfs *fs_get(void)
@@ -90,6 +91,38 @@ static int queue_ingest(struct thumbfs *fs, const struct fs_path *p,
 			  p->patient, p->date, p->name, strerror(-ret));
 	else
 		fs_worker_kick(fs);
+	return ret;
+}
+
+/* The sha256 the catalog has for the image at path, or "". */
+static void image_sha(struct thumbfs *fs, const char *path, char sha[65])
+{
+	struct fs_path p;
+	struct db_image img;
+	sha[0] = '\0';
+	fs_path_parse(&fs->rules, path, &p);
+	if (p.kind == FS_FILE && !p.local && !p.thumb &&
+	    db_image_get(fs->db, p.patient, p.date, p.name, &img) == 0)
+		memcpy(sha, img.sha256, 65);
+}
+
+/* The audit log's line for the request being served: a change made, or
+ * an operation refused. Returns ret. */
+static int audited(const char *op, const char *path, const char *to,
+		   const char *sha256, int64_t size, int ret)
+{
+	struct thumbfs *fs = fs_get();
+	const struct fuse_context *c = fuse_get_context();
+	struct audit_event e = {.op = op,
+				.path = path,
+				.to = to,
+				.sha256 = sha256,
+				.size = size,
+				.result = ret,
+				.uid = c->uid,
+				.pid = c->pid};
+	if (fs->audit)
+		audit_log(fs->audit, &e);
 	return ret;
 }
 
@@ -417,7 +450,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	}
 }
 
-static int op_mkdir(const char *path, mode_t mode)
+static int do_mkdir(const char *path, mode_t mode)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -446,7 +479,7 @@ static int op_mkdir(const char *path, mode_t mode)
 	return ret;
 }
 
-static int op_rmdir(const char *path)
+static int do_rmdir(const char *path)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -500,15 +533,28 @@ static int begin_write(struct thumbfs *fs, struct handle *h)
 static int end_write(struct thumbfs *fs, struct handle *h)
 {
 	struct stat st;
+	char path[PATH_MAX];
 	if (!h->dirty || !h->image)
 		return 0;
-	if (fstat(h->fd, &st))
-		return -errno;
-	int ret = queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
-	if (ret)
-		return ret == -ENOSPC ? ret : -EIO;
-	h->dirty = false;
-	return 0;
+	int ret = fstat(h->fd, &st) ? -errno : 0;
+	if (ret == 0)
+		ret = queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
+	if (ret && ret != -ENOSPC)
+		ret = -EIO;
+	if (ret == 0)
+		h->dirty = false;
+	if (fs->audit) { /* by the writer: release has no caller */
+		snprintf(path, sizeof(path), "/patients/%s/%s/%s",
+			 h->path.patient, h->path.date, h->path.name);
+		struct audit_event e = {.op = "write",
+					.path = path,
+					.size = ret ? -1 : (int64_t)st.st_size,
+					.result = ret,
+					.uid = h->uid,
+					.pid = h->pid};
+		audit_log(fs->audit, &e);
+	}
+	return ret;
 }
 
 static int new_handle(struct fuse_file_info *fi, int fd,
@@ -523,12 +569,13 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->path = *p;
 	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
 	h->uid = fuse_get_context()->uid;
+	h->pid = fuse_get_context()->pid;
 	h->dirty = dirty; /* if so, the caller marked it before the change */
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
 
-static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+static int do_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -556,7 +603,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return new_handle(fi, fd, &p, fresh);
 }
 
-static int op_open(const char *path, struct fuse_file_info *fi)
+static int do_open(const char *path, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -603,6 +650,15 @@ static int op_open(const char *path, struct fuse_file_info *fi)
 	if (fd < 0)
 		return -errno;
 	return new_handle(fi, fd, &p, trunc);
+}
+
+/* An open refused by thumbfs (not a missing name) is in the audit log. */
+static int op_open(const char *path, struct fuse_file_info *fi)
+{
+	int ret = do_open(path, fi);
+	return ret && ret != -ENOENT
+		   ? audited("open", path, NULL, NULL, -1, ret)
+		   : ret;
 }
 
 static int op_read(const char *path, char *buf, size_t size, off_t off,
@@ -674,7 +730,7 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
 	return h->status ? 0 : end_write(fs_get(), h);
 }
 
-static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static int do_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -702,7 +758,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int op_unlink(const char *path)
+static int do_unlink(const char *path)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -729,7 +785,7 @@ static int op_unlink(const char *path)
 	return 0;
 }
 
-static int op_rename(const char *from, const char *to, unsigned int flags)
+static int do_rename(const char *from, const char *to, unsigned int flags)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path pf, pt;
@@ -779,7 +835,7 @@ static int meta_path(const char *path, char *sp, size_t n)
 	return spool_path(fs, path, sp, n);
 }
 
-static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+static int do_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
 	if (fi && fh(fi) && !fh(fi)->status)
@@ -790,7 +846,7 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return chmod(sp, mode) ? -errno : 0;
 }
 
-static int op_chown(const char *path, uid_t uid, gid_t gid,
+static int do_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
@@ -802,7 +858,7 @@ static int op_chown(const char *path, uid_t uid, gid_t gid,
 	return lchown(sp, uid, gid) ? -errno : 0;
 }
 
-static int op_utimens(const char *path, const struct timespec tv[2],
+static int do_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
@@ -848,7 +904,7 @@ static void meta_changed(const char *path, const char *name, const char *sp)
 		fs_worker_kick(fs);
 }
 
-static int op_setxattr(const char *path, const char *name, const char *value,
+static int do_setxattr(const char *path, const char *name, const char *value,
 		       size_t size, int flags)
 {
 	char sp[PATH_MAX];
@@ -959,7 +1015,7 @@ static int op_listxattr(const char *path, char *list, size_t size)
 	return (int)n;
 }
 
-static int op_removexattr(const char *path, const char *name)
+static int do_removexattr(const char *path, const char *name)
 {
 	char sp[PATH_MAX];
 	int ret = xattr_path(path, name, sp, sizeof(sp));
@@ -971,11 +1027,94 @@ static int op_removexattr(const char *path, const char *name)
 	return 0;
 }
 
-static int op_refuse_link(const char *from, const char *to)
+static int do_refuse_link(const char *from, const char *to)
 {
 	(void)from;
 	log_warn("refused '%s': links are not kept in the archive", to);
 	return -EPERM;
+}
+
+/* Each change through the mount, and each operation refused, is a line of
+ * the audit log ([audit] file). */
+static int op_mkdir(const char *path, mode_t mode)
+{
+	return audited("mkdir", path, NULL, NULL, -1, do_mkdir(path, mode));
+}
+
+static int op_rmdir(const char *path)
+{
+	return audited("rmdir", path, NULL, NULL, -1, do_rmdir(path));
+}
+
+static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return audited("create", path, NULL, NULL, -1,
+		       do_create(path, mode, fi));
+}
+
+static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	return audited("truncate", path, NULL, NULL, size,
+		       do_truncate(path, size, fi));
+}
+
+static int op_unlink(const char *path)
+{
+	char sha[65] = "";
+	if (fs_get()->audit)
+		image_sha(fs_get(), path, sha);
+	return audited("unlink", path, NULL, sha, -1, do_unlink(path));
+}
+
+static int op_rename(const char *from, const char *to, unsigned int flags)
+{
+	char sha[65] = "";
+	if (fs_get()->audit)
+		image_sha(fs_get(), from, sha);
+	return audited("rename", from, to, sha, -1, do_rename(from, to, flags));
+}
+
+static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return audited("chmod", path, NULL, NULL, -1, do_chmod(path, mode, fi));
+}
+
+static int op_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	return audited("chown", path, NULL, NULL, -1,
+		       do_chown(path, uid, gid, fi));
+}
+
+/* Times change with every copy (rsync, cp -a): only a refusal is kept. */
+static int op_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	int ret = do_utimens(path, tv, fi);
+	return ret ? audited("utimens", path, NULL, NULL, -1, ret) : 0;
+}
+
+static int op_setxattr(const char *path, const char *name, const char *value,
+		       size_t size, int flags)
+{
+	return audited("setxattr", path, NULL, NULL, -1,
+		       do_setxattr(path, name, value, size, flags));
+}
+
+static int op_removexattr(const char *path, const char *name)
+{
+	return audited("removexattr", path, NULL, NULL, -1,
+		       do_removexattr(path, name));
+}
+
+static int op_symlink(const char *from, const char *to)
+{
+	return audited("symlink", to, NULL, NULL, -1, do_refuse_link(from, to));
+}
+
+static int op_link(const char *from, const char *to)
+{
+	return audited("link", to, NULL, NULL, -1, do_refuse_link(from, to));
 }
 
 static const struct fuse_operations ops = {
@@ -1002,8 +1141,8 @@ static const struct fuse_operations ops = {
     .getxattr = op_getxattr,
     .listxattr = op_listxattr,
     .removexattr = op_removexattr,
-    .symlink = op_refuse_link,
-    .link = op_refuse_link,
+    .symlink = op_symlink,
+    .link = op_link,
 };
 
 const struct fuse_operations *fs_operations(void)

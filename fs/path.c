@@ -77,45 +77,50 @@ void fs_thumb_name(const char *name, const char *ext, char *out, size_t n)
 	snprintf(out, n, "%.*s_thumb%s", stem, name, ext);
 }
 
-/* Names become S3 keys and PostgreSQL text, which must be UTF-8: one
- * that is not (or holds a control character, which would break a log
- * line) is refused. Written out because glibc's mbrtowc depends on the
- * locale, and this must not: RFC 3629, no overlong forms, no surrogates,
- * nothing above U+10FFFF. */
-static int name_error(const char *s)
+size_t fs_utf8_char(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	while (*p) {
-		unsigned c = *p, n, min;
+	unsigned c = *p, n, min;
+	if (c < 0x80)
+		return c ? 1 : 0;
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 1; /* continuation bytes */
+		min = 0x80;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 2;
+		min = 0x800;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 3;
+		min = 0x10000;
+		c &= 0x07;
+	} else {
+		return 0;
+	}
+	for (unsigned i = 1; i <= n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n + 1;
+}
+
+/* Names become S3 keys and PostgreSQL text, which must be UTF-8: one
+ * that is not (or holds a control character, which would break a log
+ * line) is refused. */
+static int name_error(const char *s)
+{
+	while (*s) {
+		unsigned char c = (unsigned char)*s;
 		if (c < 0x20 || c == 0x7f)
 			return -EINVAL;
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1; /* continuation bytes */
-			min = 0x80;
-			c &= 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			min = 0x800;
-			c &= 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			min = 0x10000;
-			c &= 0x07;
-		} else {
+		size_t n = fs_utf8_char(s);
+		if (!n)
 			return -EILSEQ;
-		}
-		for (unsigned i = 1; i <= n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return -EILSEQ;
-			c = c << 6 | (p[i] & 0x3f);
-		}
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return -EILSEQ;
-		p += n + 1;
+		s += n;
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 
 #include <regex.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 enum fs_kind {
 	FS_ROOT,     /* "/" */
@@ -45,6 +46,12 @@ void fs_rules_release(struct fs_rules *r);
 /* Classify path (as FUSE gives it, starting with '/'). */
 void fs_path_parse(const struct fs_rules *r, const char *path,
 		   struct fs_path *out);
+
+/* The length of the UTF-8 character s starts with (1 to 4), or 0 if it is
+ * NUL or not valid UTF-8. Written out because glibc's mbrtowc depends on
+ * the locale, and this must not: RFC 3629, no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+size_t fs_utf8_char(const char *s);
 
 /* A real calendar date written YYYY-MM-DD. */
 bool fs_valid_date(const char *s);

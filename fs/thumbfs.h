@@ -25,6 +25,7 @@
 #include "db/pg.h"
 #include "s3/s3.h"
 #include "thumb/thumb.h"
+#include "fs/audit.h"
 #include "fs/config.h"
 #include "fs/path.h"
 
@@ -34,7 +35,8 @@ struct thumbfs {
 	struct thumb_opts thumb;
 	struct db *db;
 	struct s3_store *store;
-	struct db_pg *pg; /* NULL: no [postgres] dsn, no sync */
+	struct db_pg *pg;    /* NULL: no [postgres] dsn, no sync */
+	struct audit *audit; /* NULL: no [audit] file */
 	char spool[PATH_MAX];
 	char thumbs[PATH_MAX];
 	char tmp[PATH_MAX];

@@ -262,14 +262,28 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (ret) {
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
-	} else if (current && terr) {
+		goto out_free;
+	}
+	if (!current)
+		goto out_free;
+	if (terr)
 		log_error("thumbnail of '%s' failed: %s; the original is kept "
 			  "and uploaded",
 			  what, done.error);
-	} else if (current) {
+	else
 		log_info("imported %s (%dx%d, thumb %dx%d, %.1f MB)", what,
 			 res.width, res.height, res.thumb_width,
 			 res.thumb_height, (double)len / 1e6);
+	if (fs->audit) { /* what the store now has, by its hash */
+		char shown[PATH_MAX + 1];
+		snprintf(shown, sizeof(shown), "/%s", what);
+		struct audit_event e = {.op = "stored",
+					.path = shown,
+					.sha256 = done.sha256,
+					.size = done.file_size,
+					.uid = getuid(),
+					.pid = getpid()};
+		audit_log(fs->audit, &e);
 	}
 out_free:
 	free(buf);

@@ -7,10 +7,12 @@ import shutil
 import stat
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import Mount, photos
+from test_audit import read_log
 
 ALICE = "thumbfs-alice"
 BOB = "thumbfs-bob"
@@ -57,6 +59,7 @@ def access_mount(thumbfs_bin, base, **fs):
     m = Mount(thumbfs_bin, base, "file")
     m.config["fs"].update({"allow_other": "true",
                            "uploaded_by": "%u via thumbfs", **fs})
+    m.config["audit"] = {"file": os.path.join(base, "audit.log")}
     return m
 
 
@@ -122,6 +125,13 @@ def test_two_users(thumbfs_bin, base, users):
         assert rows["a.jpg"]["sha256"] == a["sha256"]
         names = sorted(k.rsplit("/", 1)[1] for k in m.object_keys())
         assert names == ["a.jpg", "a_thumb.jpg", "c.jpg", "c_thumb.jpg"]
+        # the kernel refused bob: thumbfs never saw him, nor does its audit
+        # log; alice's writes are there under her name
+        events = read_log(Path(base) / "audit.log")
+        assert not [e for e in events if e["user"] == BOB]
+        assert [e["path"] for e in events
+                if e["user"] == ALICE and e["op"] == "write"] == [
+            "/patients/P1/2025-11-10/a.jpg", "/patients/P2/2025-11-10/c.jpg"]
     finally:
         m.stop()
 

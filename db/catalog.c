@@ -13,7 +13,7 @@
 
 #include "catalog.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -65,6 +65,23 @@ static const char schema_v2[] = "CREATE TABLE writing ("
 				" name TEXT NOT NULL,"
 				" PRIMARY KEY (patient_id, batch_date, name));";
 
+/* Version 3: what was unlinked, by whom and when, and whether the store's
+ * objects were kept ([store] delete = keep). */
+static const char schema_v3[] = "CREATE TABLE tombstones ("
+				" id TEXT PRIMARY KEY,"
+				" image_id TEXT NOT NULL,"
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" s3_bucket TEXT NOT NULL,"
+				" s3_key TEXT NOT NULL,"
+				" s3_thumbnail_key TEXT NOT NULL,"
+				" sha256 TEXT NOT NULL,"
+				" file_size INTEGER NOT NULL,"
+				" deleted_by TEXT NOT NULL,"
+				" deleted_at TEXT NOT NULL,"
+				" objects_kept INTEGER NOT NULL);";
+
 enum stmt {
 	S_BEGIN,
 	S_COMMIT,
@@ -75,6 +92,9 @@ enum stmt {
 	S_IMG_INSERT,
 	S_IMG_REWRITE,
 	S_IMG_DELETE,
+	S_TOMB_INSERT,
+	S_TOMB_GET,
+	S_JOB_PG_DELETE_OF,
 	S_IMG_DONE,
 	S_JOB_FIND_INGEST,
 	S_JOB_SET_GEN,
@@ -130,6 +150,14 @@ static const char *const sql[S_N] = {
 		      " file_size = ?2, uploaded_by = ?3, updated_at = ?4"
 		      " WHERE id = ?1",
     [S_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
+    [S_TOMB_INSERT] = "INSERT INTO tombstones VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
+		      " ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [S_JOB_PG_DELETE_OF] = "SELECT 1 FROM jobs WHERE kind = 4 AND key = ?1"
+			   " AND key2 = ?2 AND name = ?3 LIMIT 1",
+    [S_TOMB_GET] = "SELECT id, image_id, patient_id, batch_date, name,"
+		   " s3_bucket, s3_key, s3_thumbnail_key, sha256, file_size,"
+		   " deleted_by, deleted_at, objects_kept FROM tombstones"
+		   " WHERE id = ?1",
     [S_IMG_DONE] = "UPDATE images SET state = 'uploaded', s3_key = ?3,"
 		   " s3_thumbnail_key = ?4, s3_bucket = ?5,"
 		   " thumbnail_name = ?6, thumbnail_size = ?7,"
@@ -200,6 +228,7 @@ static const char *const sql[S_N] = {
 struct db {
 	pthread_mutex_t lock; /* guards conn, every statement and pg_sync */
 	bool pg_sync;
+	bool keep_objects; /* [store] delete = keep */
 	sqlite3 *conn;
 	sqlite3_stmt *st[S_N];
 };
@@ -263,7 +292,7 @@ static int migrate(struct db *db, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(db->conn, "BEGIN", NULL, NULL, &msg);
@@ -551,10 +580,26 @@ static int queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 	return run(s);
 }
 
+static int queue_delete(struct db *db, const char *image_id, int64_t gen,
+			const char *key, const char *key2)
+{
+	sqlite3_stmt *s = use(db, S_JOB_INSERT);
+	sqlite3_bind_int(s, 1, DB_JOB_DELETE);
+	bind_text(s, 2, image_id);
+	sqlite3_bind_int64(s, 3, gen);
+	bind_text(s, 4, key);
+	bind_text(s, 5, key2);
+	return run(s);
+}
+
+/* The image img leaves: its tombstone (when the store had it), then its
+ * PostgreSQL delete; the store's delete follows the tombstone's arrival in
+ * PostgreSQL (db_sync_done), or at once when there is no sync. */
 static int removed_locked(struct db *db, const char *patient, const char *date,
-			  const char *name)
+			  const char *name, const char *who)
 {
 	struct db_image img;
+	char tomb[37] = "", now[32];
 	sqlite3_stmt *s;
 	int ret = path_stmt(db, S_WRITING_DEL, patient, date, name);
 	if (ret == 0)
@@ -569,34 +614,107 @@ static int removed_locked(struct db *db, const char *patient, const char *date,
 		bind_text(s, 1, img.id);
 		ret = run(s);
 	}
-	if (ret == 0 && (img.s3_key[0] || img.s3_thumbnail_key[0])) {
-		s = use(db, S_JOB_INSERT);
-		sqlite3_bind_int(s, 1, DB_JOB_DELETE);
+	bool stored = img.s3_key[0] || img.s3_thumbnail_key[0];
+	if (ret == 0 && stored) {
+		db_uuid(tomb);
+		now_iso(now);
+		s = use(db, S_TOMB_INSERT);
+		bind_text(s, 1, tomb);
 		bind_text(s, 2, img.id);
-		sqlite3_bind_int64(s, 3, img.gen);
-		bind_text(s, 4, img.s3_key);
-		bind_text(s, 5, img.s3_thumbnail_key);
+		bind_text(s, 3, patient);
+		bind_text(s, 4, date);
+		bind_text(s, 5, name);
+		bind_text(s, 6, img.s3_bucket);
+		bind_text(s, 7, img.s3_key);
+		bind_text(s, 8, img.s3_thumbnail_key);
+		bind_text(s, 9, img.sha256);
+		sqlite3_bind_int64(s, 10, img.file_size);
+		bind_text(s, 11, who ? who : "thumbfs");
+		bind_text(s, 12, now);
+		sqlite3_bind_int(s, 13, db->keep_objects);
 		ret = run(s);
 	}
+	if (ret == 0 && stored && !db->keep_objects && !db->pg_sync)
+		ret = queue_delete(db, img.id, img.gen, img.s3_key,
+				   img.s3_thumbnail_key);
 	if (ret == 0)
-		ret = queue_sync(db, DB_JOB_PG_DELETE, img.id, patient, date,
-				 name);
+		ret =
+		    queue_sync(db, DB_JOB_PG_DELETE, tomb, patient, date, name);
 	return ret;
 }
 
 int db_image_removed(struct db *db, const char *patient, const char *date,
-		     const char *name)
+		     const char *name, const char *who)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = begin(db);
 	if (ret == 0) {
-		int r = removed_locked(db, patient, date, name);
+		int r = removed_locked(db, patient, date, name, who);
 		ret = finish(db, r == -ENOENT ? 0 : r);
 		if (ret == 0)
 			ret = r;
 	}
 	pthread_mutex_unlock(&db->lock);
 	return ret;
+}
+
+static int tomb_get_locked(struct db *db, const char *id,
+			   struct db_tombstone *out)
+{
+	memset(out, 0, sizeof(*out));
+	sqlite3_stmt *s = use(db, S_TOMB_GET);
+	bind_text(s, 1, id);
+	int rc = sqlite3_step(s), ret = -ENOENT;
+	if (rc == SQLITE_ROW) {
+		col_text(s, 0, out->id, sizeof(out->id));
+		col_text(s, 1, out->image_id, sizeof(out->image_id));
+		col_text(s, 2, out->patient_id, sizeof(out->patient_id));
+		col_text(s, 3, out->batch_date, sizeof(out->batch_date));
+		col_text(s, 4, out->name, sizeof(out->name));
+		col_text(s, 5, out->s3_bucket, sizeof(out->s3_bucket));
+		col_text(s, 6, out->s3_key, sizeof(out->s3_key));
+		col_text(s, 7, out->s3_thumbnail_key,
+			 sizeof(out->s3_thumbnail_key));
+		col_text(s, 8, out->sha256, sizeof(out->sha256));
+		out->file_size = sqlite3_column_int64(s, 9);
+		col_text(s, 10, out->deleted_by, sizeof(out->deleted_by));
+		col_text(s, 11, out->deleted_at, sizeof(out->deleted_at));
+		out->objects_kept = sqlite3_column_int(s, 12) != 0;
+		ret = 0;
+	} else if (rc != SQLITE_DONE) {
+		ret = -EIO;
+	}
+	sqlite3_reset(s);
+	return ret;
+}
+
+int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = tomb_get_locked(db, id, out);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+/* The tombstone of a PostgreSQL delete job has reached PostgreSQL: now the
+ * store's objects may go, unless kept or the name is in use again (its
+ * new content is under the same key). */
+static int tombstone_synced(struct db *db, const struct db_job *job)
+{
+	struct db_tombstone t;
+	struct db_image img;
+	if (!job->image_id[0])
+		return 0;
+	int ret = tomb_get_locked(db, job->image_id, &t);
+
+	if (ret)
+		return ret == -ENOENT ? 0 : ret;
+	if (t.objects_kept)
+		return 0;
+	ret = get_locked(db, t.patient_id, t.batch_date, t.name, &img);
+	if (ret != -ENOENT)
+		return ret; /* in use again (0), or a failure */
+	return queue_delete(db, t.image_id, 0, t.s3_key, t.s3_thumbnail_key);
 }
 
 int db_writing_first(struct db *db, struct db_image *out)
@@ -632,7 +750,7 @@ int db_writing_abort(struct db *db, const char *patient, const char *date,
 		*kept = true; /* the store holds the last whole content */
 		ret = path_stmt(db, S_WRITING_DEL, patient, date, name);
 	} else if (ret == 0 || ret == -ENOENT) {
-		ret = removed_locked(db, patient, date, name);
+		ret = removed_locked(db, patient, date, name, NULL);
 		ret = ret == -ENOENT ? 0 : ret;
 	}
 	ret = finish(db, ret);
@@ -788,6 +906,8 @@ int db_sync_done(struct db *db, const struct db_job *jobs, int n)
 				sqlite3_stmt *s = use(db, S_IN_PG);
 				bind_text(s, 1, jobs[i].image_id);
 				r = run(s);
+			} else if (jobs[i].kind == DB_JOB_PG_DELETE) {
+				r = tombstone_synced(db, &jobs[i]);
 			}
 			if (r == 0)
 				r = job_stmt_locked(db, S_JOB_DELETE,
@@ -811,6 +931,13 @@ void db_set_pg_sync(struct db *db, bool on)
 {
 	pthread_mutex_lock(&db->lock);
 	db->pg_sync = on;
+	pthread_mutex_unlock(&db->lock);
+}
+
+void db_set_keep_objects(struct db *db, bool on)
+{
+	pthread_mutex_lock(&db->lock);
+	db->keep_objects = on;
 	pthread_mutex_unlock(&db->lock);
 }
 
@@ -937,6 +1064,16 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	sqlite3_stmt *s;
 	int ret = get_locked(db, r->patient_id, r->batch_date, r->name, old);
 	if (ret == -ENOENT) {
+		s = use(db, S_JOB_PG_DELETE_OF);
+		bind_text(s, 1, r->patient_id);
+		bind_text(s, 2, r->batch_date);
+		bind_text(s, 3, r->name);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc == SQLITE_ROW) /* removed here, and PostgreSQL has */
+			return DB_REMOTE_KEPT; /* not heard yet */
+		if (rc != SQLITE_DONE)
+			return -EIO;
 		s = use(db, S_IMG_INSERT_REMOTE);
 		bind_image(s, r);
 		ret = run(s);

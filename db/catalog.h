@@ -56,7 +56,8 @@ enum db_job_kind {
 	DB_JOB_DELETE = 2, /* remove key and key2 from the store */
 	/* PostgreSQL sync, done by one thread in queue order: */
 	DB_JOB_PG_UPSERT = 3, /* upsert image_id as the catalog has it now */
-	DB_JOB_PG_DELETE = 4, /* delete (key = patient, key2 = date, name) */
+	DB_JOB_PG_DELETE = 4, /* delete (key = patient, key2 = date, name);
+			       * image_id: its tombstone's id, or "" */
 };
 
 struct db_job {
@@ -68,6 +69,24 @@ struct db_job {
 	char key2[DB_KEY_MAX];
 	char name[256];
 	int attempts;
+};
+
+/* An unlinked image that the store had: recorded before its objects are
+ * deleted, and sent to PostgreSQL (thumbfs_tombstone). */
+struct db_tombstone {
+	char id[37];
+	char image_id[37];
+	char patient_id[65];
+	char batch_date[11];
+	char name[256];
+	char s3_bucket[256];
+	char s3_key[DB_KEY_MAX];
+	char s3_thumbnail_key[DB_KEY_MAX];
+	char sha256[65];
+	int64_t file_size;
+	char deleted_by[256];
+	char deleted_at[32];
+	bool objects_kept;
 };
 
 struct db_counts {
@@ -107,10 +126,15 @@ int db_writing_first(struct db *db, struct db_image *out);
 int db_writing_abort(struct db *db, const char *patient, const char *date,
 		     const char *name, bool *kept);
 
-/* The image was removed from the mount: delete its row and, if it had
- * objects in the store, queue their deletion. -ENOENT if there was none. */
+/* The image was removed from the mount by who (NULL: thumbfs itself):
+ * delete its row and, if it had objects in the store, record its tombstone
+ * and queue their deletion - after the tombstone reaches PostgreSQL when
+ * sync is on, never when objects are kept. -ENOENT if there was none. */
 int db_image_removed(struct db *db, const char *patient, const char *date,
-		     const char *name);
+		     const char *name, const char *who);
+
+/* The tombstone id (-ENOENT: none). */
+int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out);
 
 int db_image_get(struct db *db, const char *patient, const char *date,
 		 const char *name, struct db_image *out);
@@ -145,6 +169,10 @@ int db_job_release(struct db *db, int64_t job_id);
  * removal queues DB_JOB_PG_DELETE, in the same transaction. Off by
  * default. */
 void db_set_pg_sync(struct db *db, bool on);
+
+/* [store] delete = keep: removals leave the store's objects (for a bucket
+ * with versioning or retention rules); their tombstones say so. */
+void db_set_keep_objects(struct db *db, bool on);
 
 /* An ingest finished: if the row is still at job->gen, record img's upload
  * fields (keys, sizes, mime, width, height, sha256, thumbnail, error) and

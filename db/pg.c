@@ -172,6 +172,19 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 	    "images_image.sha256",
 	    "images_image.created_at",
 	    "images_image.updated_at",
+	    "thumbfs_tombstone.id",
+	    "thumbfs_tombstone.image_id",
+	    "thumbfs_tombstone.patient_id",
+	    "thumbfs_tombstone.batch_date",
+	    "thumbfs_tombstone.original_filename",
+	    "thumbfs_tombstone.s3_bucket",
+	    "thumbfs_tombstone.s3_key",
+	    "thumbfs_tombstone.s3_thumbnail_key",
+	    "thumbfs_tombstone.sha256",
+	    "thumbfs_tombstone.file_size",
+	    "thumbfs_tombstone.deleted_by",
+	    "thumbfs_tombstone.deleted_at",
+	    "thumbfs_tombstone.objects_kept",
 	};
 	PGresult *res = NULL;
 	char missing[1024] = "";
@@ -183,7 +196,7 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 		  "SELECT table_name || '.' || column_name FROM"
 		  " information_schema.columns WHERE table_schema ="
 		  " current_schema() AND table_name IN ('images_batch',"
-		  " 'images_image')",
+		  " 'images_image', 'thumbfs_tombstone')",
 		  0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
@@ -318,6 +331,39 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 			  " images_image i WHERE i.batch_id = b.id)",
 			  2, p, NULL, err, errlen);
 	return ret;
+}
+
+int db_pg_tombstone(struct db_pg *pg, const struct db_tombstone *t, char *err,
+		    size_t errlen)
+{
+	char size[24];
+	if (!pg->conn) {
+		snprintf(err, errlen, "not connected");
+		return -EAGAIN;
+	}
+	snprintf(size, sizeof(size), "%lld", (long long)t->file_size);
+	const char *const p[] = {t->id,
+				 t->image_id,
+				 t->patient_id,
+				 t->batch_date,
+				 t->name,
+				 t->s3_bucket,
+				 t->s3_key,
+				 t->s3_thumbnail_key,
+				 t->sha256,
+				 size,
+				 t->deleted_by,
+				 t->deleted_at,
+				 t->objects_kept ? "true" : "false"};
+	/* a job done again after a crash finds its row there already */
+	return run(pg,
+		   "INSERT INTO thumbfs_tombstone (id, image_id, patient_id,"
+		   " batch_date, original_filename, s3_bucket, s3_key,"
+		   " s3_thumbnail_key, sha256, file_size, deleted_by,"
+		   " deleted_at, objects_kept) VALUES ($1, $2, $3, $4, $5, $6,"
+		   " $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO"
+		   " NOTHING",
+		   13, p, NULL, err, errlen);
 }
 
 /* The columns of an image as struct db_image wants them, times in the

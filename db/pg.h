@@ -50,6 +50,10 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 		 const char *name, char *err, size_t errlen);
 
+/* Record the tombstone t (once: its id is the key). */
+int db_pg_tombstone(struct db_pg *pg, const struct db_tombstone *t, char *err,
+		    size_t errlen);
+
 /*
  * Rows written by others. The schema's trigger announces each change of
  * images_image on the channel thumbfs_images.

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "fs/audit.h"
+#include "fs/config.h"
 #include "fs/log.h"
 #include "fs/path.h"
 
@@ -128,15 +128,8 @@ static void put_string(char *out, size_t n, size_t *len, const char *s)
 
 static void user_name(struct audit *a, uid_t uid, char *out, size_t n)
 {
-	char buf[1024];
-	struct passwd pw, *res = NULL;
 	if (uid != a->last_uid) {
-		if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
-			snprintf(a->last_user, sizeof(a->last_user), "%s",
-				 res->pw_name);
-		else
-			snprintf(a->last_user, sizeof(a->last_user), "%u",
-				 (unsigned)uid);
+		cfg_user_name(uid, a->last_user, sizeof(a->last_user));
 		a->last_uid = uid;
 	}
 	snprintf(out, n, "%s", a->last_user);

@@ -45,6 +45,7 @@ static const struct key keys[] = {
     STR("store", "secret_access_key", secret_access_key, false),
     NUM("store", "path_style", K_BOOL, path_style, 0, 1),
     STR("store", "key_template", key_template, false),
+    STR("store", "delete", delete_policy, false),
     STR("catalog", "dir", catalog_dir, true),
     STR("postgres", "dsn", pg_dsn, false),
     STR("postgres", "batch_name", batch_name, false),
@@ -78,6 +79,7 @@ void cfg_init(struct cfg *cfg)
 	snprintf(cfg->key_template, sizeof(cfg->key_template),
 		 "patients/filemaker-import/images/{patient}/{date}/{name}");
 	snprintf(cfg->batch_name, sizeof(cfg->batch_name), "{patient} {date}");
+	snprintf(cfg->delete_policy, sizeof(cfg->delete_policy), "delete");
 	cfg->max_width = 300;
 	cfg->max_height = 300;
 	cfg->jpeg_quality = 85;
@@ -268,6 +270,14 @@ static int check(struct cfg *cfg, const char *path, char *err, size_t errlen)
 			 path);
 		return -EINVAL;
 	}
+	if (strcmp(cfg->delete_policy, "delete") &&
+	    strcmp(cfg->delete_policy, "keep")) {
+		snprintf(err, errlen,
+			 "%s: 'delete' in [store] must be delete or keep, not "
+			 "'%s'",
+			 path, cfg->delete_policy);
+		return -EINVAL;
+	}
 	if (cfg->audit_file[0] && cfg->audit_file[0] != '/') {
 		snprintf(err, errlen,
 			 "%s: 'file' in [audit] must be an absolute path",
@@ -354,15 +364,21 @@ int cfg_expand(const char *template, const char *patient, const char *date,
 
 /* [fs] uploaded_by for the writer uid: "%u" is the user's name (the uid
  * itself when it has none), "%%" a percent sign. */
+void cfg_user_name(uid_t uid, char *out, size_t n)
+{
+	char buf[1024];
+	struct passwd pw, *res = NULL;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
+		snprintf(out, n, "%s", pw.pw_name);
+	else
+		snprintf(out, n, "%u", (unsigned)uid);
+}
+
 void cfg_uploaded_by(const struct cfg *cfg, uid_t uid, char *out, size_t n)
 {
-	char name[64], buf[1024];
-	struct passwd pw, *res = NULL;
+	char name[64];
 	size_t len = 0;
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
-		snprintf(name, sizeof(name), "%s", pw.pw_name);
-	else
-		snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	cfg_user_name(uid, name, sizeof(name));
 	for (const char *t = cfg->uploaded_by; *t && len + 1 < n; t++) {
 		if (t[0] == '%' && (t[1] == 'u' || t[1] == '%')) {
 			const char *s = t[1] == 'u' ? name : "%";

@@ -21,6 +21,7 @@ struct cfg {
 	char secret_access_key[256];
 	bool path_style;
 	char key_template[CFG_STR];
+	char delete_policy[16]; /* "delete" or "keep" (the objects) */
 	/* [catalog] */
 	char catalog_dir[CFG_STR];
 	/* [postgres] */
@@ -65,6 +66,9 @@ int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
  * -ENAMETOOLONG if it does not fit in n bytes. */
 int cfg_expand(const char *template, const char *patient, const char *date,
 	       const char *name, char *out, size_t n);
+
+/* The name of user uid into out, or the number when it has none. */
+void cfg_user_name(uid_t uid, char *out, size_t n);
 
 /* [fs] uploaded_by for the writer uid into out: "%u" is the user's name
  * (the number when the uid has none), "%%" a percent sign. */

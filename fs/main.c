@@ -314,6 +314,7 @@ int main(int argc, char *argv[])
 		log_error("%s", err);
 		goto out_unmount;
 	}
+	db_set_keep_objects(fs.db, !strcmp(fs.cfg.delete_policy, "keep"));
 	if (fs.cfg.pg_dsn[0]) {
 		fs.pg = db_pg_new(fs.cfg.pg_dsn);
 		if (!fs.pg) {

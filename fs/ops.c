@@ -137,7 +137,9 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 	    !fs_thumb_path(fs, p->patient, p->date, img.thumbnail_name, tp,
 			   sizeof(tp)))
 		unlink(tp);
-	int ret = db_image_removed(fs->db, p->patient, p->date, p->name);
+	char who[64];
+	cfg_user_name(fuse_get_context()->uid, who, sizeof(who));
+	int ret = db_image_removed(fs->db, p->patient, p->date, p->name, who);
 	if (ret && ret != -ENOENT)
 		log_error("catalog removal of 'patients/%s/%s/%s' failed: %s",
 			  p->patient, p->date, p->name, strerror(-ret));

@@ -312,9 +312,6 @@ static void set_pg_state(struct thumbfs *fs, const char *state)
 	pthread_mutex_unlock(&fs->lock);
 }
 
-/* One PostgreSQL job. Only a row with a thumbnail, a width and a height is
- * shown to the app; a row without one (an undecodable file) is taken out
- * of PostgreSQL, and stays in the catalog and the status file. */
 /* Apply one PostgreSQL job inside the open transaction. Only a row with a
  * thumbnail, a width and a height is shown to the app; a row without one
  * (an undecodable file) is taken out of PostgreSQL, and stays in the
@@ -325,10 +322,15 @@ static int apply_sync(struct thumbfs *fs, const struct db_job *job, char *what,
 	struct db_image img;
 	char batch[256];
 	if (job->kind == DB_JOB_PG_DELETE) {
+		struct db_tombstone t;
 		snprintf(what, wn, "patients/%s/%s/%s", job->key, job->key2,
 			 job->name);
-		return db_pg_delete(fs->pg, job->key, job->key2, job->name, err,
-				    errlen);
+		int ret = db_pg_delete(fs->pg, job->key, job->key2, job->name,
+				       err, errlen);
+		if (ret == 0 &&
+		    db_tombstone_get(fs->db, job->image_id, &t) == 0)
+			ret = db_pg_tombstone(fs->pg, &t, err, errlen);
+		return ret;
 	}
 	if (db_image_get_by_id(fs->db, job->image_id, &img))
 		return 0; /* removed since: its delete follows */

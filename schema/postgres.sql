@@ -57,3 +57,22 @@ DROP TRIGGER IF EXISTS thumbfs_notify_image ON images_image;
 CREATE TRIGGER thumbfs_notify_image
     AFTER INSERT OR UPDATE OR DELETE ON images_image
     FOR EACH ROW EXECUTE FUNCTION thumbfs_notify_image();
+
+-- What was unlinked through a mount, by whom and when: written before the
+-- store's objects are deleted, or with objects_kept when [store] delete =
+-- keep leaves them (a bucket with versioning or retention rules).
+CREATE TABLE IF NOT EXISTS thumbfs_tombstone (
+    id                uuid PRIMARY KEY,
+    image_id          uuid          NOT NULL,
+    patient_id        varchar(64)   NOT NULL,
+    batch_date        date          NOT NULL,
+    original_filename varchar(255)  NOT NULL,
+    s3_bucket         varchar(255)  NOT NULL,
+    s3_key            varchar(1024) NOT NULL,
+    s3_thumbnail_key  varchar(1024) NOT NULL DEFAULT '',
+    sha256            varchar(64)   NOT NULL DEFAULT '',
+    file_size         bigint        NOT NULL,
+    deleted_by        varchar(255)  NOT NULL DEFAULT '',
+    deleted_at        timestamptz   NOT NULL,
+    objects_kept      boolean       NOT NULL
+);

@@ -173,7 +173,8 @@ def postgres(thumbfs_bin):
 
 @pytest.fixture
 def clean_postgres(postgres):
-    postgres.psql("DELETE FROM images_image; DELETE FROM images_batch")
+    postgres.psql("DELETE FROM images_image; DELETE FROM images_batch; "
+                  "DELETE FROM thumbfs_tombstone")
     return postgres
 
 

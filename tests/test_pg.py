@@ -4,6 +4,7 @@ import hashlib
 import io
 import os
 import shutil
+import sqlite3
 import subprocess
 
 from PIL import Image
@@ -164,3 +165,83 @@ def test_empty_dsn_never_touches_postgres(thumbfs_bin, tmp_path, s3server,
     m.stop()
     assert clean_postgres.rows("SELECT count(*) FROM images_image") == [["0"]]
     assert "PostgreSQL" not in m.log_text()
+
+
+TOMB_COLS = ("original_filename, patient_id, batch_date, s3_key, "
+             "s3_thumbnail_key, sha256, file_size, deleted_by, objects_kept")
+
+
+def tombstones(pg):
+    return pg.rows(f"SELECT {TOMB_COLS} FROM thumbfs_tombstone "
+                   "ORDER BY deleted_at")
+
+
+def test_unlink_is_a_tombstone_before_the_objects_go(thumbfs_bin, tmp_path,
+                                                     s3server, clean_postgres):
+    """The tombstone reaches PostgreSQL before the store's objects are
+    deleted: with PostgreSQL away, the objects stay until it is back."""
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    try:
+        d = m.batch()
+        src = photos()[0]
+        shutil.copy(src, d / "a.jpg")
+        wait_for(lambda: pg_images(pg), 60, "the row in PostgreSQL")
+        row = m.wait_uploaded("a.jpg")
+        keys = [PREFIX + "a.jpg", PREFIX + "a_thumb.jpg"]
+        assert m.object_keys(PREFIX) == keys
+        pg.stop()
+        try:
+            os.unlink(d / "a.jpg")
+            assert "a.jpg" not in os.listdir(d)
+            assert m.rows() == []
+            wait_for(lambda: "to PostgreSQL failed" in m.log_text(), 30,
+                     "a failed sync")
+            assert m.object_keys(PREFIX) == keys  # not before the tombstone
+        finally:
+            pg.start()
+        wait_for(lambda: tombstones(pg), 60, "the tombstone in PostgreSQL")
+        assert tombstones(pg) == [[
+            "a.jpg", "P1", "2025-11-10", keys[0], keys[1], row["sha256"],
+            str(src.stat().st_size), "root", "f"]]
+        assert pg_images(pg) == []
+        wait_for(lambda: m.object_keys(PREFIX) == [], 60, "the deletes")
+        con = sqlite3.connect(m.data / "catalog.db")  # its own record
+        assert con.execute("SELECT name, sha256, deleted_by, objects_kept "
+                           "FROM tombstones").fetchall() == [
+            ("a.jpg", row["sha256"], "root", 0)]
+        con.close()
+    finally:
+        m.stop()
+
+
+def test_delete_keep_leaves_the_objects(thumbfs_bin, tmp_path, s3server,
+                                        clean_postgres):
+    """[store] delete = keep: the mount and the app no longer show the
+    image; the store keeps both objects, and the tombstone says so."""
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg)
+    m.config["store"]["delete"] = "keep"
+    m.start()
+    try:
+        d = m.batch()
+        shutil.copy(photos()[1], d / "b.jpg")
+        wait_for(lambda: pg_images(pg), 60, "the row in PostgreSQL")
+        keys = [PREFIX + "b.jpg", PREFIX + "b_thumb.jpg"]
+        os.unlink(d / "b.jpg")
+        wait_for(lambda: tombstones(pg), 60, "the tombstone")
+        assert tombstones(pg)[0][8] == "t"  # objects_kept
+        wait_for(lambda: "queue postgres: 0" in
+                 (m.mnt / ".thumbfs/status").read_text(), 30, "the queue")
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "queue delete: 0" in status, status
+        assert m.object_keys(PREFIX) == keys
+        assert pg_images(pg) == [] and os.listdir(d) == []
+        m.stop()
+        m.start()  # and after a remount (a full read of PostgreSQL)
+        wait_for(lambda: "postgres: ok" in
+                 (m.mnt / ".thumbfs/status").read_text(), 30, "the sync")
+        assert os.listdir(m.batch()) == []
+        assert m.object_keys(PREFIX) == keys
+    finally:
+        m.stop()

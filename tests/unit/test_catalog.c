@@ -81,9 +81,10 @@ int main(void)
 	CHECK_INT(db_reconcile(db, "P1", "2025-11-10", "b.jpg", 5, "me"), 0);
 
 	/* removal queues the deletion of both objects */
-	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), 0);
+	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg", NULL), 0);
 	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), -ENOENT);
-	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg"), -ENOENT);
+	CHECK_INT(db_image_removed(db, "P1", "2025-11-10", "a.jpg", NULL),
+		  -ENOENT);
 	int deletes = 0;
 	while (db_job_claim(db, &job) == 0) {
 		if (job.kind == DB_JOB_DELETE) {
@@ -108,7 +109,14 @@ int main(void)
 	d = uploaded(&img);
 	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
 	CHECK(current);
-	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "s.png"), 0);
+	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "s.png", "nurse"),
+		  0);
+	/* its objects stay until the tombstone is in PostgreSQL */
+	CHECK_INT(db_job_claim(db, &job), -ENOENT);
+	/* which still has the row: a full read does not bring it back */
+	struct db_image old;
+	CHECK_INT(db_remote_apply(db, &d, &old), DB_REMOTE_KEPT);
+	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "s.png", &old), -ENOENT);
 	CHECK_INT(db_counts(db, &c), 0);
 	CHECK_INT(c.jobs_sync, 2);
 	struct db_job two[4];
@@ -128,8 +136,52 @@ int main(void)
 	CHECK_INT(two[1].attempts, 0); /* released, not counted as tried */
 	CHECK_INT(db_sync_done(db, two, 2), 0);
 	CHECK_INT(db_sync_claim(db, two, 4), -ENOENT);
+	struct db_tombstone t;
+	CHECK_INT(db_tombstone_get(db, two[1].image_id, &t), 0);
+	CHECK(!strcmp(t.name, "s.png") && !strcmp(t.patient_id, "P2") &&
+	      !strcmp(t.s3_key, "k/s.png") && !strcmp(t.image_id, img.id) &&
+	      !strcmp(t.deleted_by, "nurse") && !t.objects_kept &&
+	      t.deleted_at[0]);
+	CHECK_INT(db_job_claim(db, &job), 0); /* now the store's delete */
+	CHECK(job.kind == DB_JOB_DELETE && !strcmp(job.key, "k/s.png") &&
+	      !strcmp(job.key2, "k/t_s.png"));
+	CHECK_INT(db_job_done(db, job.id), 0);
+
+	/* [store] delete = keep: a tombstone that says so, and no delete */
+	db_set_keep_objects(db, true);
+	CHECK_INT(db_image_written(db, "P2", "2025-01-02", "k.png", 1, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "k.png", &img), 0);
+	CHECK_INT(db_job_claim(db, &job), 0);
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "k.png", "nurse"),
+		  0);
+	CHECK_INT(db_sync_claim(db, two, 4), 2);
+	CHECK_INT(db_sync_done(db, two, 2), 0);
+	CHECK_INT(db_tombstone_get(db, two[1].image_id, &t), 0);
+	CHECK(t.objects_kept && !strcmp(t.name, "k.png"));
+	CHECK_INT(db_job_claim(db, &job), -ENOENT);
+	db_set_keep_objects(db, false);
+	/* the name in use again when the tombstone arrives: its key holds
+	 * the new content, which is not deleted */
+	CHECK_INT(db_image_written(db, "P2", "2025-01-02", "r.png", 1, "me"),
+		  0);
+	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "r.png", &img), 0);
+	CHECK_INT(db_job_claim(db, &job), 0);
+	d = uploaded(&img);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "r.png", NULL), 0);
+	CHECK_INT(db_image_written(db, "P2", "2025-01-02", "r.png", 2, "me"),
+		  0);
+	CHECK_INT(db_sync_claim(db, two, 4), 2);
+	CHECK_INT(db_sync_done(db, two, 2), 0);
+	CHECK_INT(db_job_claim(db, &job), 0);
+	CHECK(job.kind == DB_JOB_INGEST); /* the new content's, no delete */
+	CHECK_INT(db_job_retry(db, job.id, 100, "later"), 0);
+	CHECK_INT(db_job_claim(db, &job), -ENOENT);
 	CHECK_INT(db_counts(db, &c), 0);
-	CHECK_INT(c.jobs_retrying, 2);
+	CHECK_INT(c.jobs_retrying, 3); /* and r.png's ingest */
 
 	/* writes the writer was never told are saved, left by a daemon that
 	 * died: an uploaded row keeps its content, anything else goes */

@@ -127,6 +127,16 @@ int main(void)
 		       &cfg, err, sizeof(err)),
 		  -EINVAL);
 	CHECK(strstr(err, "'umask'") && strstr(err, "0999"));
+	CHECK_INT(load("[store]\nurl = file:///x\ndelete = maybe\n[catalog]\n"
+		       "dir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "'delete'") && strstr(err, "keep"));
+	CHECK_INT(load("[store]\nurl = file:///x\ndelete = keep\n[catalog]\n"
+		       "dir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  0);
+	CHECK(!strcmp(cfg.delete_policy, "keep"));
 	CHECK_INT(load("this is not ini\n", &cfg, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, ":1:"));
 	unlink(path);

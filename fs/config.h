@@ -22,6 +22,10 @@ struct cfg {
 	bool path_style;
 	char key_template[CFG_STR];
 	char delete_policy[16]; /* "delete" or "keep" (the objects) */
+	char sse[16];		/* "", "AES256" or "aws:kms" */
+	char sse_kms_key_id[256];
+	char ca_file[CFG_STR];
+	bool insecure_skip_verify;
 	/* [catalog] */
 	char catalog_dir[CFG_STR];
 	/* [postgres] */

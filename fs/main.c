@@ -125,13 +125,23 @@ static struct s3_config store_config(const struct cfg *cfg)
 	    .access_key_id = cfg->access_key_id,
 	    .secret_access_key = cfg->secret_access_key,
 	    .path_style = cfg->path_style,
+	    .sse = cfg->sse,
+	    .sse_kms_key_id = cfg->sse_kms_key_id,
+	    .ca_file = cfg->ca_file,
+	    .insecure_skip_verify = cfg->insecure_skip_verify,
 	};
 	return sc;
 }
 
+#define INSECURE_WARNING                                                       \
+	"warning: [store] insecure_skip_verify = true: the store's TLS "       \
+	"certificate and host name are NOT checked"
+
 static struct s3_store *open_store(const struct cfg *cfg)
 {
 	char err[512];
+	if (cfg->insecure_skip_verify)
+		fprintf(stderr, "thumbfs: %s\n", INSECURE_WARNING);
 	struct s3_config sc = store_config(cfg);
 	struct s3_store *st = s3_open(&sc, err, sizeof(err));
 	if (!st) {
@@ -338,6 +348,8 @@ int main(int argc, char *argv[])
 	}
 	log_info("mounted %s on %s (store %s)", a.config, opts.mountpoint,
 		 s3_bucket(fs.store));
+	if (fs.cfg.insecure_skip_verify)
+		log_warn("%s", INSECURE_WARNING);
 	if (opts.singlethread) {
 		status = fuse_loop(fuse) ? 1 : 0;
 	} else {

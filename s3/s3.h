@@ -26,6 +26,10 @@ struct s3_config {
 	const char *secret_access_key; /* NULL: AWS_SECRET_ACCESS_KEY */
 	const char *session_token;     /* NULL: AWS_SESSION_TOKEN, if set */
 	bool path_style;	       /* bucket in the path, not the host */
+	const char *sse;	    /* NULL/"": none; "AES256" or "aws:kms" */
+	const char *sse_kms_key_id; /* aws:kms: the key; NULL: the default */
+	const char *ca_file;	    /* NULL: the system's CA store */
+	bool insecure_skip_verify;  /* HTTPS without checking the peer */
 };
 
 struct s3_store;

@@ -29,6 +29,10 @@ struct s3_store {
 	char *key_id;
 	char *secret;
 	char *token;
+	char *sse;	/* NULL: none */
+	char *sse_kms;	/* NULL: the bucket's default KMS key */
+	char *ca_file;	/* NULL: the system's CA store */
+	bool insecure;	/* no peer or host name check */
 
 	pthread_mutex_t lock; /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
@@ -83,6 +87,9 @@ void s3_free(struct s3_store *st)
 	free(st->key_id);
 	free(st->secret);
 	free(st->token);
+	free(st->sse);
+	free(st->sse_kms);
+	free(st->ca_file);
 	pthread_mutex_destroy(&st->lock);
 	if (st->curl_ref) {
 		pthread_mutex_lock(&global_lock);
@@ -180,6 +187,43 @@ static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 	return 0;
 }
 
+static int dup_opt(char **out, const char *s)
+{
+	if (!s || !*s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* Server-side encryption and the TLS checks, S3 only. */
+static int open_tls_sse(struct s3_store *st, const struct s3_config *cfg,
+			char *err, size_t errlen)
+{
+	const char *sse = cfg->sse ? cfg->sse : "";
+	if (*sse && strcmp(sse, "AES256") && strcmp(sse, "aws:kms")) {
+		snprintf(err, errlen,
+			 "server-side encryption must be AES256 or aws:kms, "
+			 "not '%s'",
+			 sse);
+		return -EINVAL;
+	}
+	if (cfg->sse_kms_key_id && *cfg->sse_kms_key_id &&
+	    strcmp(sse, "aws:kms")) {
+		snprintf(err, errlen, "a KMS key id needs sse = aws:kms");
+		return -EINVAL;
+	}
+	if (cfg->ca_file && *cfg->ca_file && access(cfg->ca_file, R_OK)) {
+		snprintf(err, errlen, "cannot read CA file '%s': %s",
+			 cfg->ca_file, strerror(errno));
+		return -EINVAL;
+	}
+	st->insecure = cfg->insecure_skip_verify;
+	if (dup_opt(&st->sse, sse) || dup_opt(&st->sse_kms, cfg->sse_kms_key_id) ||
+	    dup_opt(&st->ca_file, cfg->ca_file))
+		return -ENOMEM;
+	return 0;
+}
+
 struct s3_store *s3_open(const struct s3_config *cfg, char *err, size_t errlen)
 {
 	struct s3_store *st = calloc(1, sizeof(*st));
@@ -221,6 +265,9 @@ struct s3_store *s3_open(const struct s3_config *cfg, char *err, size_t errlen)
 			goto out_fail;
 		}
 		ret = open_s3(st, cfg, bucket, err, errlen);
+		if (ret)
+			goto out_fail;
+		ret = open_tls_sse(st, cfg, err, errlen);
 		if (ret)
 			goto out_fail;
 	} else {
@@ -488,6 +535,7 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 {
 	char date[17], *ekey = NULL, *uri = NULL, *url = NULL, *auth = NULL;
 	char h_host[512], h_sha[128], h_date[64], *h_token = NULL;
+	char h_sse[64], h_kms[600], cerr[CURL_ERROR_SIZE] = "";
 	char code[128] = "";
 	struct curl_slist *hl = NULL;
 	int ret = -ENOMEM;
@@ -516,13 +564,32 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 		h_token = NULL;
 		goto out_free;
 	}
-	const char *headers[4] = {h_host, h_sha, h_date, h_token};
+	/* signed headers, sorted by name; SSE applies to what is written */
+	bool put = strcmp(r->method, "PUT") == 0;
+	const char *headers[6];
+	size_t nh = 0;
+	headers[nh++] = h_host;
+	headers[nh++] = h_sha;
+	headers[nh++] = h_date;
+	if (h_token)
+		headers[nh++] = h_token;
+	if (put && st->sse) {
+		snprintf(h_sse, sizeof(h_sse), "x-amz-server-side-encryption:%s",
+			 st->sse);
+		headers[nh++] = h_sse;
+	}
+	if (put && st->sse_kms) {
+		snprintf(h_kms, sizeof(h_kms),
+			 "x-amz-server-side-encryption-aws-kms-key-id:%s",
+			 st->sse_kms);
+		headers[nh++] = h_kms;
+	}
 	struct s3_sigv4 sig = {
 	    .method = r->method,
 	    .uri = uri,
 	    .query = "",
 	    .headers = headers,
-	    .n_headers = h_token ? 4 : 3,
+	    .n_headers = nh,
 	    .payload_hash = r->payload_hash,
 	    .region = st->region,
 	    .service = "s3",
@@ -552,6 +619,13 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 			free(t);
 		}
 	}
+	for (size_t i = h_token ? 4 : 3; i < nh; i++) {
+		/* "name:value" as signed, sent as "name: value" */
+		const char *colon = strchr(headers[i], ':');
+		snprintf(hv, sizeof(hv), "%.*s: %s", (int)(colon - headers[i]),
+			 headers[i], colon + 1);
+		hl = curl_slist_append(hl, hv);
+	}
 	hl = curl_slist_append(hl, auth);
 	hl = curl_slist_append(hl, "Expect:");
 	if (r->content_type) {
@@ -573,7 +647,14 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	if (strcmp(r->method, "PUT") == 0) {
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	if (st->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, st->ca_file);
+	if (st->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (put) {
 		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_body);
 		curl_easy_setopt(c, CURLOPT_READDATA, r);
@@ -589,13 +670,15 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	ret = http_errno(cc, r->status, code);
 	if (!ret && r->out_err)
 		ret = -r->out_err;
-	if (ret && cc != CURLE_OK)
-		snprintf(err, errlen, "%s of '%s' failed: %s", r->method,
-			 r->key ? r->key : st->bucket, curl_easy_strerror(cc));
+	if (ret && cc != CURLE_OK) /* curl's detail, e.g. which check */
+		snprintf(err, errlen, "%s of '%s' failed: %s%s%s%s", r->method,
+			 r->key ? r->key : st->bucket, curl_easy_strerror(cc),
+			 cerr[0] ? " (" : "", cerr, cerr[0] ? ")" : "");
 	else if (ret)
 		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld%s%s",
 			 r->method, r->key ? r->key : st->bucket, r->status,
 			 *code ? " " : "", code);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	give_handle(st, c);
 out_free:
 	if (ret == -ENOMEM)

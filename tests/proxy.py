@@ -1,0 +1,111 @@
+"""The test suite's own HTTP proxy, put between thumbfs and s3rver: it
+records every request (method, path, headers) and can inject the faults
+real S3 shows (an error status for a while, a connection dropped
+mid-body, a stall past the client's timeout)."""
+import http.client
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Proxy:
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.requests = []  # (method, path, {header: value}), in order
+        self.lock = threading.Lock()
+        self.faults = []  # callables(method, path) -> fault or None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def handle_one(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with proxy.lock:
+                    proxy.requests.append((self.command, self.path, headers))
+                    fault = None
+                    for f in proxy.faults:
+                        fault = f(self.command, self.path)
+                        if fault:
+                            break
+                if fault and fault[0] == "drop":
+                    self.rfile.read(n // 2)  # half the body, then gone
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                body = self.rfile.read(n) if n else b""
+                if fault and fault[0] == "status":
+                    status, code = fault[1], fault[2]
+                    xml = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code>"
+                           "<Message>injected</Message></Error>").encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(xml)))
+                    self.end_headers()
+                    self.wfile.write(xml)
+                    return
+                if fault and fault[0] == "stall":
+                    threading.Event().wait(fault[1])
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream,
+                                                  timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body,
+                                 headers=dict(self.headers.items()))
+                    res = conn.getresponse()
+                    data = res.read()
+                finally:
+                    conn.close()
+                self.send_response(res.status)
+                for k, v in res.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection",
+                                         "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_one
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def fail(self, count, status=503, code="SlowDown", method="PUT"):
+        """Answer the next count requests of method with status/code."""
+        left = [count]
+
+        def f(m, path):
+            if m == method and left[0] > 0:
+                left[0] -= 1
+                return ("status", status, code)
+            return None
+        self.faults.append(f)
+
+    def drop(self, count, method="PUT"):
+        """Drop the connection of the next count requests mid-body."""
+        left = [count]
+
+        def f(m, path):
+            if m == method and left[0] > 0:
+                left[0] -= 1
+                return ("drop",)
+            return None
+        self.faults.append(f)
+
+    def seen(self, method=None):
+        with self.lock:
+            return [r for r in self.requests
+                    if method is None or r[0] == method]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -29,10 +29,10 @@ struct s3_store {
 	char *key_id;
 	char *secret;
 	char *token;
-	char *sse;	/* NULL: none */
-	char *sse_kms;	/* NULL: the bucket's default KMS key */
-	char *ca_file;	/* NULL: the system's CA store */
-	bool insecure;	/* no peer or host name check */
+	char *sse;     /* NULL: none */
+	char *sse_kms; /* NULL: the bucket's default KMS key */
+	char *ca_file; /* NULL: the system's CA store */
+	bool insecure; /* no peer or host name check */
 
 	pthread_mutex_t lock; /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
@@ -218,7 +218,8 @@ static int open_tls_sse(struct s3_store *st, const struct s3_config *cfg,
 		return -EINVAL;
 	}
 	st->insecure = cfg->insecure_skip_verify;
-	if (dup_opt(&st->sse, sse) || dup_opt(&st->sse_kms, cfg->sse_kms_key_id) ||
+	if (dup_opt(&st->sse, sse) ||
+	    dup_opt(&st->sse_kms, cfg->sse_kms_key_id) ||
 	    dup_opt(&st->ca_file, cfg->ca_file))
 		return -ENOMEM;
 	return 0;
@@ -574,8 +575,8 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	if (h_token)
 		headers[nh++] = h_token;
 	if (put && st->sse) {
-		snprintf(h_sse, sizeof(h_sse), "x-amz-server-side-encryption:%s",
-			 st->sse);
+		snprintf(h_sse, sizeof(h_sse),
+			 "x-amz-server-side-encryption:%s", st->sse);
 		headers[nh++] = h_sse;
 	}
 	if (put && st->sse_kms) {

@@ -1,6 +1,7 @@
 """Patient data in transit and at rest in the store: server-side
 encryption headers sent and signed (checked on the suite's own proxy in
 front of s3rver), and faults of the store survived with nothing lost."""
+import os
 import shutil
 import socket
 import subprocess
@@ -216,3 +217,24 @@ def test_tls_insecure_skip_verify_warns(thumbfs_bin, tmp_path, s3server,
     m.start()  # at every start
     m.stop()
     assert m.log_text().count("insecure_skip_verify = true") >= 4
+
+
+def test_unlink_drops_cached_content_at_once(thumbfs_bin, tmp_path,
+                                             s3server):
+    """The local copies of an unlinked image (the spool file and the cached
+    thumbnail) are gone when unlink() returns, not left for eviction."""
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server).start()
+    try:
+        d = m.batch()
+        shutil.copy(photos()[0], d / "a.jpg")
+        m.wait_uploaded("a.jpg")
+        assert (d / "a_thumb.jpg").read_bytes()[:2] == b"\xff\xd8"
+        cached = lambda: sorted(
+            str(p.relative_to(m.data)) for p in m.data.rglob("*")
+            if p.is_file() and p.name.startswith("a"))
+        assert cached() == ["spool/patients/P1/2025-11-10/a.jpg",
+                            "thumbs/P1/2025-11-10/a_thumb.jpg"]
+        os.unlink(d / "a.jpg")
+        assert cached() == []
+    finally:
+        m.stop()

@@ -50,6 +50,7 @@ static const struct key keys[] = {
     STR("store", "sse_kms_key_id", sse_kms_key_id, false),
     STR("store", "ca_file", ca_file, false),
     NUM("store", "insecure_skip_verify", K_BOOL, insecure_skip_verify, 0, 1),
+    NUM("store", "timeout_s", K_INT, timeout_s, 1, 3600),
     STR("catalog", "dir", catalog_dir, true),
     STR("postgres", "dsn", pg_dsn, false),
     STR("postgres", "batch_name", batch_name, false),
@@ -84,6 +85,7 @@ void cfg_init(struct cfg *cfg)
 		 "patients/filemaker-import/images/{patient}/{date}/{name}");
 	snprintf(cfg->batch_name, sizeof(cfg->batch_name), "{patient} {date}");
 	snprintf(cfg->delete_policy, sizeof(cfg->delete_policy), "delete");
+	cfg->timeout_s = 30;
 	cfg->max_width = 300;
 	cfg->max_height = 300;
 	cfg->jpeg_quality = 85;

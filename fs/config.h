@@ -26,6 +26,7 @@ struct cfg {
 	char sse_kms_key_id[256];
 	char ca_file[CFG_STR];
 	bool insecure_skip_verify;
+	int timeout_s;
 	/* [catalog] */
 	char catalog_dir[CFG_STR];
 	/* [postgres] */

@@ -129,6 +129,7 @@ static struct s3_config store_config(const struct cfg *cfg)
 	    .sse_kms_key_id = cfg->sse_kms_key_id,
 	    .ca_file = cfg->ca_file,
 	    .insecure_skip_verify = cfg->insecure_skip_verify,
+	    .timeout_s = cfg->timeout_s,
 	};
 	return sc;
 }

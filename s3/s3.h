@@ -30,6 +30,7 @@ struct s3_config {
 	const char *sse_kms_key_id; /* aws:kms: the key; NULL: the default */
 	const char *ca_file;	    /* NULL: the system's CA store */
 	bool insecure_skip_verify;  /* HTTPS without checking the peer */
+	int timeout_s; /* a request that moves no byte this long fails; 0: 30 */
 };
 
 struct s3_store;

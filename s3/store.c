@@ -29,10 +29,11 @@ struct s3_store {
 	char *key_id;
 	char *secret;
 	char *token;
-	char *sse;     /* NULL: none */
-	char *sse_kms; /* NULL: the bucket's default KMS key */
-	char *ca_file; /* NULL: the system's CA store */
-	bool insecure; /* no peer or host name check */
+	char *sse;	/* NULL: none */
+	char *sse_kms;	/* NULL: the bucket's default KMS key */
+	char *ca_file;	/* NULL: the system's CA store */
+	bool insecure;	/* no peer or host name check */
+	long timeout_s; /* a stalled request fails after this long */
 
 	pthread_mutex_t lock; /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
@@ -218,6 +219,7 @@ static int open_tls_sse(struct s3_store *st, const struct s3_config *cfg,
 		return -EINVAL;
 	}
 	st->insecure = cfg->insecure_skip_verify;
+	st->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 30;
 	if (dup_opt(&st->sse, sse) ||
 	    dup_opt(&st->sse_kms, cfg->sse_kms_key_id) ||
 	    dup_opt(&st->ca_file, cfg->ca_file))
@@ -643,9 +645,10 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+			 st->timeout_s < 10 ? st->timeout_s : 10L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, st->timeout_s);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);

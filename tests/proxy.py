@@ -101,6 +101,17 @@ class Proxy:
             return None
         self.faults.append(f)
 
+    def stall(self, count, seconds, method="PUT"):
+        """Hold the next count requests of method this long, silent."""
+        left = [count]
+
+        def f(m, path):
+            if m == method and left[0] > 0:
+                left[0] -= 1
+                return ("stall", seconds)
+            return None
+        self.faults.append(f)
+
     def seen(self, method=None):
         with self.lock:
             return [r for r in self.requests

@@ -1,0 +1,136 @@
+"""The store's faults, on the suite's own proxy in front of s3rver: error
+answers for a while, connections dropped mid-body, requests stalled past
+the timeout, the server gone for a minute. Each time every image ends up
+in the store once under its key, with its thumbnail, and the catalog says
+uploaded - with no remount."""
+import hashlib
+import io
+import shutil
+import time
+
+import pytest
+from PIL import Image
+
+from conftest import Mount, S3Server, photos, wait_for
+from proxy import Proxy
+
+PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
+
+
+@pytest.fixture
+def proxy(s3server):
+    p = Proxy(s3server.port)
+    yield p
+    p.close()
+
+
+def proxied(thumbfs_bin, tmp_path, s3server, proxy, **store):
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    m.config["store"].update({"endpoint": proxy.endpoint, **store})
+    return m
+
+
+def check_all_stored(m, names):
+    rows = {r["name"]: r for r in m.rows()}
+    assert sorted(rows) == sorted(names)
+    keys = m.object_keys(PREFIX)
+    want = []
+    for name in names:
+        r = rows[name]
+        assert r["state"] == "uploaded" and r["width"] > 0, r
+        data = (m.mnt / "patients/P1/2025-11-10" / name).read_bytes()
+        assert hashlib.sha256(m.object(r["s3_key"])).hexdigest() == \
+            r["sha256"] == hashlib.sha256(data).hexdigest()
+        thumb = Image.open(io.BytesIO(m.object(r["s3_thumbnail_key"])))
+        assert max(thumb.size) == 300 or max(thumb.size) == max(
+            r["width"], r["height"])
+        want += [r["s3_key"], r["s3_thumbnail_key"]]
+    assert keys == sorted(want)  # each once, nothing else
+
+
+def write_photos(d, n, first=0):
+    names = []
+    for i, src in enumerate(photos()[first:first + n]):
+        name = f"p{first + i:02}.jpg"
+        shutil.copy(src, d / name)
+        names.append(name)
+    return names
+
+
+def test_slowdown_and_503_for_a_while(thumbfs_bin, tmp_path, s3server,
+                                      proxy):
+    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.fail(6, 503, "SlowDown")
+        proxy.fail(3, 500, "InternalError")
+        names = write_photos(m.batch(), 5)
+        for n in names:
+            m.wait_uploaded(n, 120)
+        assert "SlowDown" in m.log_text()
+        assert "InternalError" in m.log_text()
+        check_all_stored(m, names)
+    finally:
+        m.stop()
+
+
+def test_connection_dropped_mid_body(thumbfs_bin, tmp_path, s3server, proxy):
+    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.drop(5)
+        names = write_photos(m.batch(), 5)
+        for n in names:
+            m.wait_uploaded(n, 120)
+        assert "retry in" in m.log_text()
+        check_all_stored(m, names)
+    finally:
+        m.stop()
+
+
+def test_stalled_past_the_timeout(thumbfs_bin, tmp_path, s3server, proxy):
+    m = proxied(thumbfs_bin, tmp_path, s3server, proxy, timeout_s="2")
+    m.start()
+    try:
+        proxy.stall(2, 15)  # curl measures speed over the last 5 s
+        names = write_photos(m.batch(), 3)
+        for n in names:
+            m.wait_uploaded(n, 120)
+        assert "Timeout was reached" in m.log_text()
+        check_all_stored(m, names)
+    finally:
+        m.stop()
+
+
+def test_server_gone_for_a_minute(thumbfs_bin, tmp_path):
+    """s3rver stopped for 60 s in the middle of an ingest of 200 files and
+    started again: all 200 are uploaded afterwards, with no remount."""
+    srv = S3Server(tmp_path / "s3")
+    srv.start()
+    (tmp_path / "m").mkdir()
+    m = Mount(thumbfs_bin, tmp_path / "m", "s3", srv)
+    m.start()
+    try:
+        d = m.batch()
+        names = []
+        for i in range(200):
+            img = Image.new("RGB", (320 + i, 240), (i, 255 - i, 90))
+            name = f"scan_{i:03}.png"
+            img.save(d / name)
+            names.append(name)
+            if i == 20:
+                wait_for(lambda: m.rows("state = 'uploaded'"), 30,
+                         "a first upload")
+                srv.stop()
+                stopped = time.monotonic()
+        assert len(m.rows("state = 'uploaded'")) < 200
+        time.sleep(max(0.0, 60 - (time.monotonic() - stopped)))
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "retrying" in status or "failed" in status, status
+        srv.start()
+        wait_for(lambda: len(m.rows("state = 'uploaded'")) == 200, 180,
+                 "200 uploads")
+        assert sorted(r["name"] for r in m.rows()) == names
+        keys = m.object_keys(PREFIX)
+        assert len(keys) == 400 and len(set(keys)) == 400
+    finally:
+        m.stop()
+        srv.stop()

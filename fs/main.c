@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <fuse.h>
@@ -221,6 +222,12 @@ static int presign(const char *config, const char *key, const char *secs)
 	return url ? 0 : 1;
 }
 
+static void on_sighup(int sig)
+{
+	(void)sig;
+	fs_reload_pending = 1;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -272,6 +279,8 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "thumbfs: %s\n", err);
 		goto out_args;
 	}
+	/* absolute: SIGHUP re-reads it after the daemon left its directory */
+	fs.config_path = realpath(a.config, NULL);
 	thumb_opts_init(&fs.thumb);
 	fs.thumb.max_width = fs.cfg.max_width;
 	fs.thumb.max_height = fs.cfg.max_height;
@@ -336,6 +345,11 @@ int main(int argc, char *argv[])
 	}
 	if (fuse_set_signal_handlers(fuse_get_session(fuse)))
 		goto out_db;
+	/* SIGHUP re-reads the store's credentials (libfuse's handler would
+	 * unmount) */
+	struct sigaction hup = {.sa_handler = on_sighup};
+	sigemptyset(&hup.sa_mask);
+	sigaction(SIGHUP, &hup, NULL);
 	int queued = fs_reconcile(&fs);
 	if (queued < 0)
 		log_error("reconcile of the spool failed: %s",
@@ -379,6 +393,7 @@ out_rules:
 	fs_rules_release(&fs.rules);
 out_args:
 	free(opts.mountpoint);
+	free((char *)fs.config_path);
 	free(a.config);
 	fuse_opt_free_args(&args);
 	pthread_cond_destroy(&fs.cond);

@@ -18,6 +18,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -43,8 +44,11 @@ struct thumbfs {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop;	    /* guarded by lock */
-	char pg_state[512]; /* guarded by lock: "ok", or why it waits */
+	bool stop;		 /* guarded by lock */
+	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
+	char store_refused[512]; /* guarded by lock: "", or the store's
+				  * refusal (403) that holds the uploads */
+	const char *config_path; /* re-read on SIGHUP */
 	int n_threads;
 	pthread_t *threads;
 	bool sync_running;
@@ -63,6 +67,10 @@ int fs_worker_start(struct thumbfs *fs);
 void fs_worker_drain(struct thumbfs *fs, int seconds);
 void fs_worker_stop(struct thumbfs *fs);
 void fs_worker_kick(struct thumbfs *fs);
+
+/* SIGHUP: set from the signal handler; a job runner re-reads the config's
+ * [store] credentials and lets held uploads go. */
+extern volatile sig_atomic_t fs_reload_pending;
 
 /* Walk the spool and queue whatever the catalog does not have uploaded.
  * Returns the number of files queued, or -errno. */

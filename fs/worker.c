@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "fs/log.h"
 #include "fs/thumbfs.h"
 
@@ -133,6 +135,64 @@ static void retry(struct thumbfs *fs, const struct db_job *job,
 	db_job_retry(fs->db, job->id, delay, err);
 }
 
+volatile sig_atomic_t fs_reload_pending;
+
+/* The store refused a request (403: bad or revoked credentials, a bucket
+ * policy): trying again cannot help until someone fixes the config. Say so
+ * once, show it in the status file, and give the job back untried. */
+static void store_refused(struct thumbfs *fs, const struct db_job *job,
+			  const char *err)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool first = !fs->store_refused[0];
+	snprintf(fs->store_refused, sizeof(fs->store_refused), "%s", err);
+	pthread_mutex_unlock(&fs->lock);
+	if (first)
+		log_error("the store refused: %s; uploads wait until the "
+			  "credentials are fixed (edit %s and send SIGHUP, or "
+			  "remount)",
+			  err,
+			  fs->config_path ? fs->config_path : "the config");
+	db_job_release(fs->db, job->id);
+}
+
+static bool store_held(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool held = fs->store_refused[0] != '\0';
+	pthread_mutex_unlock(&fs->lock);
+	return held;
+}
+
+/* SIGHUP: the config's [store] credentials again, and held jobs go. */
+static void reload(struct thumbfs *fs)
+{
+	struct cfg *cfg = malloc(sizeof(*cfg));
+	char err[1024];
+	if (!cfg)
+		return;
+	cfg_init(cfg);
+	int ret = cfg_load(cfg, fs->config_path, err, sizeof(err));
+	if (ret == 0) {
+		ret = s3_set_credentials(fs->store, cfg->access_key_id,
+					 cfg->secret_access_key, NULL);
+		snprintf(err, sizeof(err), "%s",
+			 ret == -EINVAL ? "no credentials" : strerror(-ret));
+	}
+	OPENSSL_cleanse(cfg, sizeof(*cfg));
+	free(cfg);
+	if (ret) {
+		log_error("reload of %s failed: %s; the old settings stay",
+			  fs->config_path, err);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	fs->store_refused[0] = '\0';
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+	log_info("reloaded the store's credentials from %s", fs->config_path);
+}
+
 static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 {
 	struct db_image img, done;
@@ -234,6 +294,10 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
 				 res.size, thumb_mime_type(res.thumb_format),
 				 err, sizeof(err));
+	if (ret == -EACCES) {
+		store_refused(fs, job, err);
+		goto out_free;
+	}
 	if (ret) {
 		char w[PATH_MAX + 16];
 		snprintf(w, sizeof(w), "upload of '%s'", what);
@@ -298,11 +362,12 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 		ret = s3_delete(fs->store, job->key, err, sizeof(err));
 	if (!ret && job->key2[0])
 		ret = s3_delete(fs->store, job->key2, err, sizeof(err));
-	if (ret) {
+	if (ret == -EACCES)
+		store_refused(fs, job, err);
+	else if (ret)
 		retry(fs, job, "delete", err);
-		return;
-	}
-	db_job_done(fs->db, job->id);
+	else
+		db_job_done(fs->db, job->id);
 }
 
 static void set_pg_state(struct thumbfs *fs, const char *state)
@@ -537,6 +602,16 @@ static void *worker_main(void *arg)
 	struct thumbfs *fs = arg;
 	struct db_job job;
 	while (!stopping(fs)) {
+		pthread_mutex_lock(&fs->lock);
+		bool hup = fs_reload_pending;
+		fs_reload_pending = 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (hup)
+			reload(fs);
+		if (store_held(fs)) {
+			nap(fs); /* until SIGHUP, or the unmount */
+			continue;
+		}
 		int ret = db_job_claim(fs->db, &job);
 		if (ret == 0) {
 			if (job.kind == DB_JOB_INGEST)
@@ -744,10 +819,13 @@ char *fs_status_text(struct thumbfs *fs)
 {
 	struct db_counts c;
 	char errors[LOG_KEEP * 520];
-	char *out = NULL, pg[600];
+	char *out = NULL, pg[600], store[600];
 	int ret = db_counts(fs->db, &c);
 	log_last_errors(errors, sizeof(errors));
 	pthread_mutex_lock(&fs->lock);
+	snprintf(store, sizeof(store), "%s%s%s", s3_bucket(fs->store),
+		 fs->store_refused[0] ? " refused: " : " ok",
+		 fs->store_refused);
 	snprintf(pg, sizeof(pg), "%s",
 		 !fs->pg	   ? "off (no dsn)"
 		 : fs->pg_state[0] ? fs->pg_state
@@ -765,11 +843,11 @@ char *fs_status_text(struct thumbfs *fs)
 		     "queue postgres: %lld\n"
 		     "queue retrying: %lld\n"
 		     "last errors:\n%s",
-		     ret ? "unreadable" : "ok", s3_bucket(fs->store), pg,
-		     (long long)c.spooled, (long long)c.uploaded,
-		     (long long)c.thumb_errors, (long long)c.jobs_ingest,
-		     (long long)c.jobs_delete, (long long)c.jobs_sync,
-		     (long long)c.jobs_retrying, errors) < 0)
+		     ret ? "unreadable" : "ok", store, pg, (long long)c.spooled,
+		     (long long)c.uploaded, (long long)c.thumb_errors,
+		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
+		     (long long)c.jobs_sync, (long long)c.jobs_retrying,
+		     errors) < 0)
 		out = NULL;
 	return out;
 }

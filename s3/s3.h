@@ -40,6 +40,12 @@ struct s3_store;
 struct s3_store *s3_open(const struct s3_config *cfg, char *err, size_t errlen);
 void s3_free(struct s3_store *st);
 
+/* Sign from now on with these credentials (NULL or "": the AWS_*
+ * environment variables), as after the config is reloaded; requests under
+ * way finish with the old ones. -EINVAL when there are none. */
+int s3_set_credentials(struct s3_store *st, const char *key_id,
+		       const char *secret, const char *token);
+
 /* Ask the store whether the bucket is there and the credentials are good. */
 int s3_check(struct s3_store *st, char *err, size_t errlen);
 

@@ -26,19 +26,61 @@ struct s3_store {
 	char *host;    /* s3://: the Host header's value */
 	char *prefix;  /* s3://: "/bucket" (path style) or "" */
 	char *region;
-	char *key_id;
-	char *secret;
-	char *token;
-	char *sse;	/* NULL: none */
-	char *sse_kms;	/* NULL: the bucket's default KMS key */
-	char *ca_file;	/* NULL: the system's CA store */
-	bool insecure;	/* no peer or host name check */
-	long timeout_s; /* a stalled request fails after this long */
+	struct creds *creds; /* guarded by lock; replaced by a reload */
+	char *sse;	     /* NULL: none */
+	char *sse_kms;	     /* NULL: the bucket's default KMS key */
+	char *ca_file;	     /* NULL: the system's CA store */
+	bool insecure;	     /* no peer or host name check */
+	long timeout_s;	     /* a stalled request fails after this long */
 
 	pthread_mutex_t lock; /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
 	int n_pool;
 };
+
+/* The credentials one request signs with: shared, counted, so that a
+ * reload (s3_set_credentials) never pulls them from under a request. */
+struct creds {
+	int refs; /* guarded by the store's lock */
+	char *key_id;
+	char *secret;
+	char *token; /* NULL: none */
+};
+
+static void creds_free(struct creds *c)
+{
+	if (!c)
+		return;
+	if (c->secret)
+		OPENSSL_cleanse(c->secret, strlen(c->secret));
+	if (c->token)
+		OPENSSL_cleanse(c->token, strlen(c->token));
+	free(c->key_id);
+	free(c->secret);
+	free(c->token);
+	free(c);
+}
+
+static struct creds *creds_get(struct s3_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	struct creds *c = st->creds;
+	if (c)
+		c->refs++;
+	pthread_mutex_unlock(&st->lock);
+	return c;
+}
+
+static void creds_put(struct s3_store *st, struct creds *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&st->lock);
+	bool last = --c->refs == 0;
+	pthread_mutex_unlock(&st->lock);
+	if (last)
+		creds_free(c);
+}
 
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static int global_refs; /* guarded by global_lock */
@@ -75,19 +117,14 @@ void s3_free(struct s3_store *st)
 		return;
 	for (int i = 0; i < st->n_pool; i++)
 		curl_easy_cleanup(st->pool[i]);
-	if (st->secret)
-		OPENSSL_cleanse(st->secret, strlen(st->secret));
-	if (st->token)
-		OPENSSL_cleanse(st->token, strlen(st->token));
+	if (st->creds && --st->creds->refs == 0)
+		creds_free(st->creds);
 	free(st->root);
 	free(st->bucket);
 	free(st->base);
 	free(st->host);
 	free(st->prefix);
 	free(st->region);
-	free(st->key_id);
-	free(st->secret);
-	free(st->token);
 	free(st->sse);
 	free(st->sse_kms);
 	free(st->ca_file);
@@ -119,6 +156,32 @@ static int mkdir_p(const char *dir, mode_t mode)
 	return 0;
 }
 
+int s3_set_credentials(struct s3_store *st, const char *key_id,
+		       const char *secret, const char *token)
+{
+	if (st->is_file)
+		return 0;
+	struct creds *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->refs = 1;
+	c->key_id = dup_or_env(key_id, "AWS_ACCESS_KEY_ID");
+	c->secret = dup_or_env(secret, "AWS_SECRET_ACCESS_KEY");
+	c->token = dup_or_env(token, "AWS_SESSION_TOKEN");
+	if (!c->key_id || !c->secret) {
+		creds_free(c);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&st->lock);
+	struct creds *old = st->creds;
+	st->creds = c;
+	bool last = old && --old->refs == 0;
+	pthread_mutex_unlock(&st->lock);
+	if (last)
+		creds_free(old);
+	return 0;
+}
+
 static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 		   const char *bucket, char *err, size_t errlen)
 {
@@ -126,16 +189,16 @@ static int open_s3(struct s3_store *st, const struct s3_config *cfg,
 	    cfg->region && *cfg->region ? cfg->region : "us-east-1";
 	st->region = strdup(region);
 	st->bucket = strdup(bucket);
-	st->key_id = dup_or_env(cfg->access_key_id, "AWS_ACCESS_KEY_ID");
-	st->secret =
-	    dup_or_env(cfg->secret_access_key, "AWS_SECRET_ACCESS_KEY");
-	st->token = dup_or_env(cfg->session_token, "AWS_SESSION_TOKEN");
-	if (!st->key_id || !st->secret) {
+	int ret = s3_set_credentials(
+	    st, cfg->access_key_id, cfg->secret_access_key, cfg->session_token);
+	if (ret) {
 		snprintf(err, errlen,
-			 "no S3 credentials: set access_key_id and "
-			 "secret_access_key in [store], or AWS_ACCESS_KEY_ID "
-			 "and AWS_SECRET_ACCESS_KEY");
-		return -EINVAL;
+			 ret == -ENOMEM
+			     ? "out of memory"
+			     : "no S3 credentials: set access_key_id and "
+			       "secret_access_key in [store], or "
+			       "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+		return ret;
 	}
 	char *ep = NULL;
 	if (cfg->endpoint && *cfg->endpoint)
@@ -544,7 +607,10 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	int ret = -ENOMEM;
 	time_t now = time(NULL);
 	struct tm tm;
+	struct creds *cr = creds_get(st);
 
+	if (!cr)
+		goto out_free;
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
 	ekey = s3_uri_encode(r->key ? r->key : "", true);
@@ -562,8 +628,8 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	snprintf(h_sha, sizeof(h_sha), "x-amz-content-sha256:%s",
 		 r->payload_hash);
 	snprintf(h_date, sizeof(h_date), "x-amz-date:%s", date);
-	if (st->token &&
-	    asprintf(&h_token, "x-amz-security-token:%s", st->token) < 0) {
+	if (cr->token &&
+	    asprintf(&h_token, "x-amz-security-token:%s", cr->token) < 0) {
 		h_token = NULL;
 		goto out_free;
 	}
@@ -597,8 +663,8 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	    .region = st->region,
 	    .service = "s3",
 	    .now = now,
-	    .access_key_id = st->key_id,
-	    .secret_access_key = st->secret,
+	    .access_key_id = cr->key_id,
+	    .secret_access_key = cr->secret,
 	};
 	char *a = s3_sigv4_authorization(&sig);
 	if (!a || asprintf(&auth, "Authorization: %s", a) < 0)
@@ -616,7 +682,7 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	hl = curl_slist_append(hl, hv);
 	if (h_token) {
 		char *t = NULL;
-		if (asprintf(&t, "x-amz-security-token: %s", st->token) >= 0) {
+		if (asprintf(&t, "x-amz-security-token: %s", cr->token) >= 0) {
 			hl = curl_slist_append(hl, t);
 			OPENSSL_cleanse(t, strlen(t));
 			free(t);
@@ -697,6 +763,7 @@ out_free:
 	free(ekey);
 	free(uri);
 	free(url);
+	creds_put(st, cr);
 	return ret;
 }
 
@@ -919,10 +986,11 @@ char *s3_presign_url(struct s3_store *st, const char *key, int expires,
 			out = NULL;
 		return out;
 	}
+	struct creds *cr = creds_get(st);
 	snprintf(h_host, sizeof(h_host), "host:%s", st->host);
 	const char *headers[1] = {h_host};
 	ekey = s3_uri_encode(key, true);
-	if (!ekey || asprintf(&uri, "%s/%s", st->prefix, ekey) < 0) {
+	if (!cr || !ekey || asprintf(&uri, "%s/%s", st->prefix, ekey) < 0) {
 		uri = NULL;
 		goto out_free;
 	}
@@ -935,10 +1003,10 @@ char *s3_presign_url(struct s3_store *st, const char *key, int expires,
 	    .region = st->region,
 	    .service = "s3",
 	    .now = now,
-	    .access_key_id = st->key_id,
-	    .secret_access_key = st->secret,
+	    .access_key_id = cr->key_id,
+	    .secret_access_key = cr->secret,
 	};
-	params = s3_sigv4_presign_params(&req, expires, st->token);
+	params = s3_sigv4_presign_params(&req, expires, cr->token);
 	query = params ? s3_sigv4_canonical_query(params) : NULL;
 	if (!query)
 		goto out_free;
@@ -948,6 +1016,7 @@ char *s3_presign_url(struct s3_store *st, const char *key, int expires,
 			    query, sig) < 0)
 		out = NULL;
 out_free:
+	creds_put(st, cr);
 	free(ekey);
 	free(uri);
 	free(params);

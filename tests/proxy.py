@@ -13,7 +13,8 @@ class Proxy:
         self.upstream = upstream_port
         self.requests = []  # (method, path, {header: value}), in order
         self.lock = threading.Lock()
-        self.faults = []  # callables(method, path) -> fault or None
+        self.faults = []  # callables(method, path, headers) -> fault
+        self.aliases = {}  # access key id -> the one upstream knows
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -29,7 +30,7 @@ class Proxy:
                     proxy.requests.append((self.command, self.path, headers))
                     fault = None
                     for f in proxy.faults:
-                        fault = f(self.command, self.path)
+                        fault = f(self.command, self.path, headers)
                         if fault:
                             break
                 if fault and fault[0] == "drop":
@@ -52,9 +53,15 @@ class Proxy:
                     threading.Event().wait(fault[1])
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream,
                                                   timeout=60)
+                fwd = dict(self.headers.items())
+                for new, known in proxy.aliases.items():
+                    for k in fwd:
+                        if k.lower() == "authorization":
+                            fwd[k] = fwd[k].replace(f"Credential={new}/",
+                                                    f"Credential={known}/")
                 try:
                     conn.request(self.command, self.path, body=body,
-                                 headers=dict(self.headers.items()))
+                                 headers=fwd)
                     res = conn.getresponse()
                     data = res.read()
                 finally:
@@ -83,7 +90,7 @@ class Proxy:
         """Answer the next count requests of method with status/code."""
         left = [count]
 
-        def f(m, path):
+        def f(m, path, headers):
             if m == method and left[0] > 0:
                 left[0] -= 1
                 return ("status", status, code)
@@ -94,7 +101,7 @@ class Proxy:
         """Drop the connection of the next count requests mid-body."""
         left = [count]
 
-        def f(m, path):
+        def f(m, path, headers):
             if m == method and left[0] > 0:
                 left[0] -= 1
                 return ("drop",)
@@ -105,12 +112,26 @@ class Proxy:
         """Hold the next count requests of method this long, silent."""
         left = [count]
 
-        def f(m, path):
+        def f(m, path, headers):
             if m == method and left[0] > 0:
                 left[0] -= 1
                 return ("stall", seconds)
             return None
         self.faults.append(f)
+
+    def deny_key(self, key_id):
+        """Answer 403 InvalidAccessKeyId to requests signed by key_id, as
+        S3 does for revoked credentials."""
+        def f(m, path, headers):
+            if f"Credential={key_id}/" in headers.get("authorization", ""):
+                return ("status", 403, "InvalidAccessKeyId")
+            return None
+        self.faults.append(f)
+
+    def alias_key(self, new, known):
+        """Forward requests signed by key id new as if by known (s3rver
+        knows one account; it does not check signatures)."""
+        self.aliases[new] = known
 
     def seen(self, method=None):
         with self.lock:

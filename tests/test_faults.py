@@ -5,13 +5,15 @@ in the store once under its key, with its thumbnail, and the catalog says
 uploaded - with no remount."""
 import hashlib
 import io
+import os
 import shutil
+import signal
 import time
 
 import pytest
 from PIL import Image
 
-from conftest import Mount, S3Server, photos, wait_for
+from conftest import S3_KEY, S3_SECRET, Mount, S3Server, photos, wait_for
 from proxy import Proxy
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
@@ -134,3 +136,43 @@ def test_server_gone_for_a_minute(thumbfs_bin, tmp_path):
     finally:
         m.stop()
         srv.stop()
+
+
+def test_refused_credentials_wait_for_sighup(thumbfs_bin, tmp_path,
+                                             s3server, proxy):
+    """403 InvalidAccessKeyId: logged once, shown in the status file, the
+    uploads wait; new credentials in the config and SIGHUP let them go."""
+    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        d = m.batch()
+        names = write_photos(d, 1)
+        m.wait_uploaded(names[0])
+        proxy.deny_key(S3_KEY)
+        names += write_photos(d, 3, first=1)
+        wait_for(lambda: "the store refused" in m.log_text(), 30,
+                 "the refusal")
+        time.sleep(3)  # a few rounds of the job runners
+        log = m.log_text()
+        assert log.count("the store refused") == 1, log
+        assert "InvalidAccessKeyId" in log and "SIGHUP" in log
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "refused: " in status and "InvalidAccessKeyId" in status
+        assert len(m.rows("state = 'spooled'")) == 3
+        for text in (log, status):
+            assert S3_SECRET not in text
+        proxy.alias_key("NEWKEY", S3_KEY)
+        m.config["store"]["access_key_id"] = "NEWKEY"
+        m.config["store"]["secret_access_key"] = "NEWSECRET-never-logged"
+        m.write_config()
+        os.kill(m.proc.pid, signal.SIGHUP)
+        for n in names:
+            m.wait_uploaded(n, 60)
+        assert "reloaded the store's credentials" in m.log_text()
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "refused" not in status.split("last errors")[0]
+        signed = [h["authorization"] for _, _, h in proxy.seen("PUT")]
+        assert "Credential=NEWKEY/" in signed[-1]
+        check_all_stored(m, names)
+    finally:
+        m.stop()
+    assert "NEWSECRET-never-logged" not in m.log_text()

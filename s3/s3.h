@@ -121,6 +121,9 @@ char *s3_sigv4_presign_params(const struct s3_sigv4 *req, int expires,
  * keep_slash). Returns a malloc'd string. */
 char *s3_uri_encode(const char *s, bool keep_slash);
 
+/* n bytes as lower-case hex into out[2n + 1]. */
+void s3_hex(const unsigned char *in, size_t n, char *out);
+
 /* Hex SHA-256 of buf into out[65]. */
 void s3_sha256_hex(const void *buf, size_t len, char out[65]);
 

@@ -23,7 +23,7 @@ static char *fmt(const char *f, ...)
 	return s;
 }
 
-static void hex(const unsigned char *in, size_t n, char *out)
+void s3_hex(const unsigned char *in, size_t n, char *out)
 {
 	static const char digits[] = "0123456789abcdef";
 	for (size_t i = 0; i < n; i++) {
@@ -37,7 +37,7 @@ void s3_sha256_hex(const void *buf, size_t len, char out[65])
 {
 	unsigned char md[SHA256_DIGEST_LENGTH];
 	SHA256(buf, len, md);
-	hex(md, sizeof(md), out);
+	s3_hex(md, sizeof(md), out);
 }
 
 char *s3_uri_encode(const char *s, bool keep_slash)
@@ -151,7 +151,7 @@ char *s3_sigv4_signature(const struct s3_sigv4 *req)
 	hmac(k, 32, req->service, k);
 	hmac(k, 32, "aws4_request", k);
 	hmac(k, 32, sts, k);
-	hex(k, 32, out);
+	s3_hex(k, 32, out);
 	ret = strdup(out);
 out_free:
 	if (secret)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -501,7 +502,30 @@ struct http_req {
 	size_t errbody_len;
 	long status;
 	CURL *curl;
+	/* integrity: Content-MD5 sent, and the ETag S3 answers (the MD5 of
+	 * what it stored, for a single PUT) compared */
+	bool check_md5;
+	unsigned char md5[16];
+	char etag[64];
 };
+
+static size_t on_header(char *line, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t len = size * n;
+	if (len > 5 && !strncasecmp(line, "ETag:", 5)) {
+		const char *v = line + 5;
+		size_t k = 0;
+		while (v < line + len && (*v == ' ' || *v == '"'))
+			v++;
+		while (v + k < line + len && v[k] != '"' && v[k] != '\r' &&
+		       v[k] != '\n' && k + 1 < sizeof(r->etag))
+			k++;
+		memcpy(r->etag, v, k);
+		r->etag[k] = '\0';
+	}
+	return len;
+}
 
 static size_t read_body(char *ptr, size_t size, size_t n, void *arg)
 {
@@ -701,6 +725,12 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 		snprintf(hv, sizeof(hv), "Content-Type: %s", r->content_type);
 		hl = curl_slist_append(hl, hv);
 	}
+	if (r->check_md5) {
+		unsigned char b64[32];
+		EVP_EncodeBlock(b64, r->md5, 16);
+		snprintf(hv, sizeof(hv), "Content-MD5: %s", b64);
+		hl = curl_slist_append(hl, hv);
+	}
 	if (!hl)
 		goto out_free;
 
@@ -718,6 +748,8 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	if (st->ca_file)
 		curl_easy_setopt(c, CURLOPT_CAINFO, st->ca_file);
 	if (st->insecure) {
@@ -740,14 +772,27 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	ret = http_errno(cc, r->status, code);
 	if (!ret && r->out_err)
 		ret = -r->out_err;
-	if (ret && cc != CURLE_OK) /* curl's detail, e.g. which check */
+	char md5[33] = "";
+	if (r->check_md5)
+		s3_hex(r->md5, 16, md5);
+	if (ret && cc != CURLE_OK) { /* curl's detail, e.g. which check */
 		snprintf(err, errlen, "%s of '%s' failed: %s%s%s%s", r->method,
 			 r->key ? r->key : st->bucket, curl_easy_strerror(cc),
 			 cerr[0] ? " (" : "", cerr, cerr[0] ? ")" : "");
-	else if (ret)
+	} else if (ret) {
 		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld%s%s",
 			 r->method, r->key ? r->key : st->bucket, r->status,
 			 *code ? " " : "", code);
+	} else if (r->check_md5 && strcmp(r->etag, md5) &&
+		   !(st->sse && !strcmp(st->sse, "aws:kms"))) {
+		/* (with SSE-KMS the ETag is not the MD5; S3 still checks
+		 * Content-MD5 and the signed SHA-256) */
+		snprintf(err, errlen,
+			 "PUT of '%s': the store's ETag '%s' is not the MD5 %s "
+			 "of what was sent",
+			 r->key, r->etag, md5);
+		ret = -EIO; /* stored wrong: it is sent again */
+	}
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
 	give_handle(st, c);
 out_free:
@@ -780,15 +825,19 @@ static void http_req_init(struct http_req *r, const char *method,
 			  "5991b7852b855";
 }
 
-static int sha256_fd(int fd, char out[65])
+/* The hex SHA-256 (for the signature) and, when md5 is given, the MD5
+ * (for Content-MD5 and the ETag check) of what fd holds, in one pass. */
+static int digest_fd(int fd, char sha[65], unsigned char md5[16])
 {
 	unsigned char md[32];
 	unsigned int n = 0;
 	char buf[1 << 16];
 	int ret = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *m5 = md5 ? EVP_MD_CTX_new() : NULL;
+	if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+	    (md5 && (!m5 || !EVP_DigestInit_ex(m5, EVP_md5(), NULL)))) {
 		EVP_MD_CTX_free(ctx);
+		EVP_MD_CTX_free(m5);
 		return -ENOMEM;
 	}
 	for (;;) {
@@ -802,11 +851,16 @@ static int sha256_fd(int fd, char out[65])
 		if (got == 0)
 			break;
 		EVP_DigestUpdate(ctx, buf, (size_t)got);
+		if (m5)
+			EVP_DigestUpdate(m5, buf, (size_t)got);
 	}
 	EVP_DigestFinal_ex(ctx, md, &n);
 	EVP_MD_CTX_free(ctx);
-	for (unsigned i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	s3_hex(md, 32, sha);
+	if (m5) {
+		EVP_DigestFinal_ex(m5, md5, &n);
+		EVP_MD_CTX_free(m5);
+	}
 	return ret;
 }
 
@@ -815,7 +869,7 @@ int s3_sha256_file(const char *path, char out[65])
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int ret = sha256_fd(fd, out);
+	int ret = digest_fd(fd, out, NULL);
 	close(fd);
 	return ret;
 }
@@ -859,6 +913,8 @@ int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
 	struct http_req r;
 	http_req_init(&r, "PUT", key);
 	s3_sha256_hex(buf, len, hash);
+	EVP_Digest(buf, len, r.md5, NULL, EVP_md5(), NULL);
+	r.check_md5 = true;
 	r.payload_hash = hash;
 	r.content_type = content_type;
 	r.body = buf;
@@ -885,6 +941,8 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 				 strerror(-ret));
 		return ret;
 	}
+	struct http_req r;
+	http_req_init(&r, "PUT", key);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &sb)) {
 		ret = -errno;
@@ -892,7 +950,7 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 			 strerror(errno));
 		goto out_close;
 	}
-	ret = sha256_fd(fd, hash);
+	ret = digest_fd(fd, hash, r.md5);
 	if (!ret && lseek(fd, 0, SEEK_SET) < 0)
 		ret = -errno;
 	if (ret) {
@@ -900,10 +958,9 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 			 strerror(-ret));
 		goto out_close;
 	}
-	struct http_req r;
-	http_req_init(&r, "PUT", key);
 	r.payload_hash = hash;
 	r.content_type = content_type;
+	r.check_md5 = true;
 	r.body_fd = fd;
 	r.body_len = (curl_off_t)sb.st_size;
 	ret = http_do(st, &r, err, errlen);

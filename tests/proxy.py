@@ -39,6 +39,8 @@ class Proxy:
                     self.close_connection = True
                     return
                 body = self.rfile.read(n) if n else b""
+                if fault and fault[0] == "corrupt" and body:
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
                 if fault and fault[0] == "status":
                     status, code = fault[1], fault[2]
                     xml = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code>"
@@ -116,6 +118,18 @@ class Proxy:
             if m == method and left[0] > 0:
                 left[0] -= 1
                 return ("stall", seconds)
+            return None
+        self.faults.append(f)
+
+    def corrupt(self, count, method="PUT"):
+        """Flip a byte of the body of the next count requests on the way
+        (what a bad NIC or middlebox does), keeping the headers."""
+        left = [count]
+
+        def f(m, path, headers):
+            if m == method and left[0] > 0:
+                left[0] -= 1
+                return ("corrupt",)
             return None
         self.faults.append(f)
 

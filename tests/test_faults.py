@@ -3,6 +3,7 @@ answers for a while, connections dropped mid-body, requests stalled past
 the timeout, the server gone for a minute. Each time every image ends up
 in the store once under its key, with its thumbnail, and the catalog says
 uploaded - with no remount."""
+import base64
 import hashlib
 import io
 import os
@@ -176,3 +177,22 @@ def test_refused_credentials_wait_for_sighup(thumbfs_bin, tmp_path,
     finally:
         m.stop()
     assert "NEWSECRET-never-logged" not in m.log_text()
+
+
+def test_body_corrupted_on_the_way(thumbfs_bin, tmp_path, s3server, proxy):
+    """Content-MD5 goes with every PUT and the ETag that comes back is
+    checked: a body changed on the way is refused or caught, and sent
+    again; the store ends up with the right bytes."""
+    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.corrupt(3)
+        names = write_photos(m.batch(), 2)
+        for n in names:
+            m.wait_uploaded(n, 120)
+        log = m.log_text()
+        assert "BadDigest" in log or "is not the MD5" in log, log
+        for _, _, h in proxy.seen("PUT"):
+            assert len(base64.b64decode(h["content-md5"])) == 16
+        check_all_stored(m, names)
+    finally:
+        m.stop()

@@ -282,6 +282,22 @@ class Mount:
         return wait_for(done, timeout, f"{name} to be uploaded")
 
 
+@pytest.fixture
+def proxy(s3server):
+    """The suite's own HTTP proxy (tests/proxy.py) in front of s3rver."""
+    from proxy import Proxy
+    p = Proxy(s3server.port)
+    yield p
+    p.close()
+
+
+def proxied_mount(binary, base, s3server, proxy, **store):
+    """A mount on S3 through proxy ([store] keys may be added)."""
+    m = Mount(binary, base, "s3", s3server)
+    m.config["store"].update({"endpoint": proxy.endpoint, **store})
+    return m
+
+
 def pg_mount(binary, base, s3server, pg, **postgres):
     """A mount on S3 that syncs to pg ([postgres] keys may be added)."""
     m = Mount(binary, base, "s3", s3server)

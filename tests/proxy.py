@@ -88,50 +88,33 @@ class Proxy:
                                        daemon=True)
         self.thread.start()
 
-    def fail(self, count, status=503, code="SlowDown", method="PUT"):
-        """Answer the next count requests of method with status/code."""
+    def _next(self, count, method, fault):
+        """fault for the next count requests of method."""
         left = [count]
 
         def f(m, path, headers):
             if m == method and left[0] > 0:
                 left[0] -= 1
-                return ("status", status, code)
+                return fault
             return None
         self.faults.append(f)
+
+    def fail(self, count, status=503, code="SlowDown", method="PUT"):
+        """Answer the next count requests of method with status/code."""
+        self._next(count, method, ("status", status, code))
 
     def drop(self, count, method="PUT"):
         """Drop the connection of the next count requests mid-body."""
-        left = [count]
-
-        def f(m, path, headers):
-            if m == method and left[0] > 0:
-                left[0] -= 1
-                return ("drop",)
-            return None
-        self.faults.append(f)
+        self._next(count, method, ("drop",))
 
     def stall(self, count, seconds, method="PUT"):
         """Hold the next count requests of method this long, silent."""
-        left = [count]
-
-        def f(m, path, headers):
-            if m == method and left[0] > 0:
-                left[0] -= 1
-                return ("stall", seconds)
-            return None
-        self.faults.append(f)
+        self._next(count, method, ("stall", seconds))
 
     def corrupt(self, count, method="PUT"):
         """Flip a byte of the body of the next count requests on the way
         (what a bad NIC or middlebox does), keeping the headers."""
-        left = [count]
-
-        def f(m, path, headers):
-            if m == method and left[0] > 0:
-                left[0] -= 1
-                return ("corrupt",)
-            return None
-        self.faults.append(f)
+        self._next(count, method, ("corrupt",))
 
     def deny_key(self, key_id):
         """Answer 403 InvalidAccessKeyId to requests signed by key_id, as

@@ -11,26 +11,16 @@ import shutil
 import signal
 import time
 
-import pytest
 from PIL import Image
 
-from conftest import S3_KEY, S3_SECRET, Mount, S3Server, photos, wait_for
-from proxy import Proxy
+from conftest import (S3_KEY, S3_SECRET, Mount, S3Server, photos,
+                      proxied_mount, wait_for)
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 
 
-@pytest.fixture
-def proxy(s3server):
-    p = Proxy(s3server.port)
-    yield p
-    p.close()
 
 
-def proxied(thumbfs_bin, tmp_path, s3server, proxy, **store):
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
-    m.config["store"].update({"endpoint": proxy.endpoint, **store})
-    return m
 
 
 def check_all_stored(m, names):
@@ -62,7 +52,7 @@ def write_photos(d, n, first=0):
 
 def test_slowdown_and_503_for_a_while(thumbfs_bin, tmp_path, s3server,
                                       proxy):
-    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.fail(6, 503, "SlowDown")
         proxy.fail(3, 500, "InternalError")
@@ -77,7 +67,7 @@ def test_slowdown_and_503_for_a_while(thumbfs_bin, tmp_path, s3server,
 
 
 def test_connection_dropped_mid_body(thumbfs_bin, tmp_path, s3server, proxy):
-    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.drop(5)
         names = write_photos(m.batch(), 5)
@@ -90,7 +80,8 @@ def test_connection_dropped_mid_body(thumbfs_bin, tmp_path, s3server, proxy):
 
 
 def test_stalled_past_the_timeout(thumbfs_bin, tmp_path, s3server, proxy):
-    m = proxied(thumbfs_bin, tmp_path, s3server, proxy, timeout_s="2")
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy,
+                      timeout_s="2")
     m.start()
     try:
         proxy.stall(2, 15)  # curl measures speed over the last 5 s
@@ -143,7 +134,7 @@ def test_refused_credentials_wait_for_sighup(thumbfs_bin, tmp_path,
                                              s3server, proxy):
     """403 InvalidAccessKeyId: logged once, shown in the status file, the
     uploads wait; new credentials in the config and SIGHUP let them go."""
-    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         d = m.batch()
         names = write_photos(d, 1)
@@ -183,7 +174,7 @@ def test_body_corrupted_on_the_way(thumbfs_bin, tmp_path, s3server, proxy):
     """Content-MD5 goes with every PUT and the ETag that comes back is
     checked: a body changed on the way is refused or caught, and sent
     again; the store ends up with the right bytes."""
-    m = proxied(thumbfs_bin, tmp_path, s3server, proxy).start()
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.corrupt(3)
         names = write_photos(m.batch(), 2)

@@ -8,23 +8,13 @@ import subprocess
 
 import pytest
 
-from conftest import Mount, free_port, photos, wait_for
-from proxy import Proxy
+from conftest import Mount, free_port, photos, proxied_mount, wait_for
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 
 
-@pytest.fixture
-def proxy(s3server):
-    p = Proxy(s3server.port)
-    yield p
-    p.close()
 
 
-def proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, **store):
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
-    m.config["store"].update({"endpoint": proxy.endpoint, **store})
-    return m
 
 
 def signed_headers(headers):

@@ -51,6 +51,9 @@ static const struct key keys[] = {
     STR("store", "ca_file", ca_file, false),
     NUM("store", "insecure_skip_verify", K_BOOL, insecure_skip_verify, 0, 1),
     NUM("store", "timeout_s", K_INT, timeout_s, 1, 3600),
+    NUM("store", "multipart_threshold", K_U64, multipart_threshold, 5LL << 20,
+	5LL << 30),
+    NUM("store", "part_size", K_U64, part_size, 5LL << 20, 5LL << 30),
     STR("catalog", "dir", catalog_dir, true),
     STR("postgres", "dsn", pg_dsn, false),
     STR("postgres", "batch_name", batch_name, false),
@@ -86,6 +89,8 @@ void cfg_init(struct cfg *cfg)
 	snprintf(cfg->batch_name, sizeof(cfg->batch_name), "{patient} {date}");
 	snprintf(cfg->delete_policy, sizeof(cfg->delete_policy), "delete");
 	cfg->timeout_s = 30;
+	cfg->multipart_threshold = 64ULL << 20;
+	cfg->part_size = 16ULL << 20;
 	cfg->max_width = 300;
 	cfg->max_height = 300;
 	cfg->jpeg_quality = 85;

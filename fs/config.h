@@ -27,6 +27,8 @@ struct cfg {
 	char ca_file[CFG_STR];
 	bool insecure_skip_verify;
 	int timeout_s;
+	uint64_t multipart_threshold;
+	uint64_t part_size;
 	/* [catalog] */
 	char catalog_dir[CFG_STR];
 	/* [postgres] */

@@ -131,6 +131,8 @@ static struct s3_config store_config(const struct cfg *cfg)
 	    .ca_file = cfg->ca_file,
 	    .insecure_skip_verify = cfg->insecure_skip_verify,
 	    .timeout_s = cfg->timeout_s,
+	    .multipart_threshold = cfg->multipart_threshold,
+	    .part_size = cfg->part_size,
 	};
 	return sc;
 }

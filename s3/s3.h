@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct s3_config {
@@ -31,7 +32,14 @@ struct s3_config {
 	const char *ca_file;	    /* NULL: the system's CA store */
 	bool insecure_skip_verify;  /* HTTPS without checking the peer */
 	int timeout_s; /* a request that moves no byte this long fails; 0: 30 */
+	/* objects over multipart_threshold (0: 64 MiB) go up in parts of
+	 * part_size (at least S3_PART_MIN; 0: 16 MiB), each read from the
+	 * file as it is sent */
+	uint64_t multipart_threshold;
+	uint64_t part_size;
 };
+
+#define S3_PART_MIN (5ULL << 20) /* S3's smallest part but the last */
 
 struct s3_store;
 

@@ -33,6 +33,8 @@ struct s3_store {
 	char *ca_file;	     /* NULL: the system's CA store */
 	bool insecure;	     /* no peer or host name check */
 	long timeout_s;	     /* a stalled request fails after this long */
+	uint64_t multipart_threshold; /* larger objects go in parts */
+	uint64_t part_size;
 
 	pthread_mutex_t lock; /* guards pool and n_pool */
 	CURL *pool[POOL_MAX];
@@ -284,6 +286,10 @@ static int open_tls_sse(struct s3_store *st, const struct s3_config *cfg,
 	}
 	st->insecure = cfg->insecure_skip_verify;
 	st->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : 30;
+	st->part_size =
+	    cfg->part_size >= S3_PART_MIN ? cfg->part_size : 16ULL << 20;
+	st->multipart_threshold =
+	    cfg->multipart_threshold ? cfg->multipart_threshold : 64ULL << 20;
 	if (dup_opt(&st->sse, sse) ||
 	    dup_opt(&st->sse_kms, cfg->sse_kms_key_id) ||
 	    dup_opt(&st->ca_file, cfg->ca_file))
@@ -502,6 +508,9 @@ struct http_req {
 	size_t errbody_len;
 	long status;
 	CURL *curl;
+	const char *query; /* canonical query string, or NULL */
+	bool sse; /* send the SSE headers (PUT, CreateMultipartUpload) */
+	curl_off_t body_off; /* body_fd: where the body starts in the file */
 	/* integrity: Content-MD5 sent, and the ETag S3 answers (the MD5 of
 	 * what it stored, for a single PUT) compared */
 	bool check_md5;
@@ -531,13 +540,17 @@ static size_t read_body(char *ptr, size_t size, size_t n, void *arg)
 {
 	struct http_req *r = arg;
 	size_t want = size * n;
-	if (r->body_fd >= 0) {
-		ssize_t got = read(r->body_fd, ptr, want);
-		return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
-	}
 	curl_off_t left = r->body_len - r->body_pos;
 	if ((curl_off_t)want > left)
 		want = (size_t)left;
+	if (r->body_fd >= 0) { /* a part of a file: its own range */
+		ssize_t got = pread(r->body_fd, ptr, want,
+				    (off_t)(r->body_off + r->body_pos));
+		if (got < 0)
+			return CURL_READFUNC_ABORT;
+		r->body_pos += got;
+		return (size_t)got;
+	}
 	memcpy(ptr, r->body + r->body_pos, want);
 	r->body_pos += (curl_off_t)want;
 	return want;
@@ -644,7 +657,8 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 		uri = NULL;
 		goto out_free;
 	}
-	if (asprintf(&url, "%s%s", st->base, uri) < 0) {
+	if (asprintf(&url, "%s%s%s%s", st->base, uri, r->query ? "?" : "",
+		     r->query ? r->query : "") < 0) {
 		url = NULL;
 		goto out_free;
 	}
@@ -659,6 +673,7 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	}
 	/* signed headers, sorted by name; SSE applies to what is written */
 	bool put = strcmp(r->method, "PUT") == 0;
+	bool post = strcmp(r->method, "POST") == 0;
 	const char *headers[6];
 	size_t nh = 0;
 	headers[nh++] = h_host;
@@ -666,12 +681,12 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	headers[nh++] = h_date;
 	if (h_token)
 		headers[nh++] = h_token;
-	if (put && st->sse) {
+	if (r->sse && st->sse) {
 		snprintf(h_sse, sizeof(h_sse),
 			 "x-amz-server-side-encryption:%s", st->sse);
 		headers[nh++] = h_sse;
 	}
-	if (put && st->sse_kms) {
+	if (r->sse && st->sse_kms) {
 		snprintf(h_kms, sizeof(h_kms),
 			 "x-amz-server-side-encryption-aws-kms-key-id:%s",
 			 st->sse_kms);
@@ -680,7 +695,7 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	struct s3_sigv4 sig = {
 	    .method = r->method,
 	    .uri = uri,
-	    .query = "",
+	    .query = r->query ? r->query : "",
 	    .headers = headers,
 	    .n_headers = nh,
 	    .payload_hash = r->payload_hash,
@@ -761,6 +776,11 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_body);
 		curl_easy_setopt(c, CURLOPT_READDATA, r);
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, r->body_len);
+	} else if (post) {
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+				 r->body ? (const void *)r->body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, r->body_len);
 	} else if (strcmp(r->method, "HEAD") == 0) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(r->method, "GET") != 0) {
@@ -826,8 +846,10 @@ static void http_req_init(struct http_req *r, const char *method,
 }
 
 /* The hex SHA-256 (for the signature) and, when md5 is given, the MD5
- * (for Content-MD5 and the ETag check) of what fd holds, in one pass. */
-static int digest_fd(int fd, char sha[65], unsigned char md5[16])
+ * (for Content-MD5 and the ETag check) of len bytes of fd from off (len
+ * -1: to its end), in one pass. */
+static int digest_range(int fd, off_t off, int64_t len, char sha[65],
+			unsigned char md5[16])
 {
 	unsigned char md[32];
 	unsigned int n = 0;
@@ -841,7 +863,10 @@ static int digest_fd(int fd, char sha[65], unsigned char md5[16])
 		return -ENOMEM;
 	}
 	for (;;) {
-		ssize_t got = read(fd, buf, sizeof(buf));
+		size_t want = sizeof(buf);
+		if (len >= 0 && (int64_t)want > len)
+			want = (size_t)len;
+		ssize_t got = want ? pread(fd, buf, want, off) : 0;
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got < 0) {
@@ -850,6 +875,9 @@ static int digest_fd(int fd, char sha[65], unsigned char md5[16])
 		}
 		if (got == 0)
 			break;
+		off += got;
+		if (len >= 0)
+			len -= got;
 		EVP_DigestUpdate(ctx, buf, (size_t)got);
 		if (m5)
 			EVP_DigestUpdate(m5, buf, (size_t)got);
@@ -869,7 +897,7 @@ int s3_sha256_file(const char *path, char out[65])
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	int ret = digest_fd(fd, out, NULL);
+	int ret = digest_range(fd, 0, -1, out, NULL);
 	close(fd);
 	return ret;
 }
@@ -889,6 +917,209 @@ int s3_check(struct s3_store *st, char *err, size_t errlen)
 	struct http_req r;
 	http_req_init(&r, "HEAD", NULL);
 	return http_do(st, &r, err, errlen);
+}
+
+/* The text of the first <name> element of xml into out ("" if none). */
+static void xml_value(const char *xml, const char *name, char *out, size_t n)
+{
+	char open[64], close[64];
+	snprintf(open, sizeof(open), "<%s>", name);
+	snprintf(close, sizeof(close), "</%s>", name);
+	const char *b = strstr(xml, open), *e;
+	out[0] = '\0';
+	if (b && (e = strstr(b += strlen(open), close)) && (size_t)(e - b) < n)
+		snprintf(out, n, "%.*s", (int)(e - b), b);
+}
+
+/* AbortMultipartUpload, so the parts stored so far are not kept (and
+ * billed); best effort: a failed abort is what the bucket's lifecycle
+ * rule for incomplete uploads is for. */
+static void abort_multipart(struct s3_store *st, const char *key,
+			    const char *query_id)
+{
+	char q[600], ignored[256];
+	struct http_req r;
+	snprintf(q, sizeof(q), "uploadId=%s", query_id);
+	http_req_init(&r, "DELETE", key);
+	r.query = q;
+	http_do(st, &r, ignored, sizeof(ignored));
+}
+
+/* One part, up to three tries (a part is cheap to send again; the whole
+ * upload is retried later by the caller's queue). */
+static int put_part(struct s3_store *st, const char *key, int n,
+		    const char *query_id, int fd, const unsigned char *buf,
+		    uint64_t off, uint64_t len, unsigned char md5[16],
+		    char *err, size_t errlen)
+{
+	char q[700], sha[65];
+	struct http_req r;
+	int ret = 0;
+	snprintf(q, sizeof(q), "partNumber=%d&uploadId=%s", n, query_id);
+	http_req_init(&r, "PUT", key);
+	if (fd >= 0) {
+		ret = digest_range(fd, (off_t)off, (int64_t)len, sha, r.md5);
+		if (ret) {
+			snprintf(err, errlen, "cannot read part %d: %s", n,
+				 strerror(-ret));
+			return ret;
+		}
+	} else {
+		s3_sha256_hex(buf + off, len, sha);
+		EVP_Digest(buf + off, len, r.md5, NULL, EVP_md5(), NULL);
+	}
+	memcpy(md5, r.md5, 16);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		http_req_init(&r, "PUT", key);
+		memcpy(r.md5, md5, 16);
+		r.query = q;
+		r.payload_hash = sha;
+		r.check_md5 = true;
+		r.body_fd = fd;
+		r.body_off = (curl_off_t)off;
+		r.body = fd >= 0 ? NULL : buf + off;
+		r.body_len = (curl_off_t)len;
+		ret = http_do(st, &r, err, errlen);
+		if (ret != -EAGAIN && ret != -EIO)
+			break;
+	}
+	return ret;
+}
+
+/* Some S3-compatible stores (s3rver among them) answer a multipart
+ * object's ETag with the MD5 of the whole object, not of its parts. */
+static bool whole_md5_is(int fd, const unsigned char *buf, uint64_t size,
+			 const char *etag)
+{
+	unsigned char md5[16];
+	char sha[65], h[33];
+	if (fd >= 0 ? digest_range(fd, 0, (int64_t)size, sha, md5) != 0
+		    : !EVP_Digest(buf, size, md5, NULL, EVP_md5(), NULL))
+		return false;
+	s3_hex(md5, 16, h);
+	return !strncmp(etag, h, 32);
+}
+
+/* An object over multipart_threshold, in part_size parts read from fd (or
+ * buf) as they are sent, so memory does not grow with the object. */
+static int put_multipart(struct s3_store *st, const char *key, int fd,
+			 const unsigned char *buf, uint64_t size,
+			 const char *content_type, char *err, size_t errlen)
+{
+	char id[512] = "", *qid = NULL, *xml = NULL, want[48], got[64];
+	uint64_t n_parts = (size + st->part_size - 1) / st->part_size;
+	unsigned char(*md5)[16] = calloc(n_parts ? n_parts : 1, 16);
+	struct http_req r;
+	int ret = -ENOMEM;
+	if (!md5)
+		goto out;
+	if (n_parts > 10000) {
+		snprintf(err, errlen,
+			 "'%s' needs %llu parts, over S3's 10000: raise "
+			 "part_size",
+			 key, (unsigned long long)n_parts);
+		ret = -EFBIG;
+		goto out;
+	}
+	http_req_init(&r, "POST", key);
+	r.query = "uploads=";
+	r.content_type = content_type;
+	r.sse = true;
+	ret = http_do(st, &r, err, errlen);
+	if (ret)
+		goto out;
+	xml_value(r.errbody, "UploadId", id, sizeof(id));
+	if (!id[0] || !(qid = s3_uri_encode(id, false))) {
+		snprintf(err, errlen, "no UploadId for '%s'", key);
+		ret = -EIO;
+		goto out;
+	}
+	size_t cap = 128 + n_parts * 96, len = 0;
+	if (!(xml = malloc(cap))) {
+		ret = -ENOMEM;
+		goto out_abort;
+	}
+	len += (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
+	EVP_MD_CTX *all = EVP_MD_CTX_new();
+	if (!all || !EVP_DigestInit_ex(all, EVP_md5(), NULL)) {
+		EVP_MD_CTX_free(all);
+		ret = -ENOMEM;
+		goto out_abort;
+	}
+	for (uint64_t i = 0; i < n_parts && !ret; i++) {
+		uint64_t off = i * st->part_size;
+		uint64_t plen =
+		    size - off < st->part_size ? size - off : st->part_size;
+		ret = put_part(st, key, (int)i + 1, qid, fd, buf, off, plen,
+			       md5[i], err, errlen);
+		if (ret)
+			break;
+		char h[33];
+		s3_hex(md5[i], 16, h);
+		EVP_DigestUpdate(all, md5[i], 16);
+		len += (size_t)snprintf(xml + len, cap - len,
+					"<Part><PartNumber>%llu</PartNumber>"
+					"<ETag>\"%s\"</ETag></Part>",
+					(unsigned long long)i + 1, h);
+	}
+	unsigned char whole[16];
+	EVP_DigestFinal_ex(all, whole, NULL);
+	EVP_MD_CTX_free(all);
+	if (ret)
+		goto out_abort;
+	len += (size_t)snprintf(xml + len, cap - len,
+				"</CompleteMultipartUpload>");
+	char q[600];
+	snprintf(q, sizeof(q), "uploadId=%s", qid);
+	http_req_init(&r, "POST", key);
+	r.query = q;
+	r.content_type = "application/xml";
+	r.body = (const unsigned char *)xml;
+	r.body_len = (curl_off_t)len;
+	char sha[65];
+	s3_sha256_hex(xml, len, sha);
+	r.payload_hash = sha;
+	ret = http_do(st, &r, err, errlen);
+	if (!ret && strstr(r.errbody, "<Error>")) { /* a 200 can say so */
+		char code[128];
+		error_code(r.errbody, code, sizeof(code));
+		snprintf(err, errlen, "completing '%s' failed: %s", key, code);
+		ret = -EAGAIN;
+	}
+	if (ret)
+		goto out_abort;
+	/* S3's ETag of a multipart object: the MD5 of the parts' MD5s, a
+	 * dash and their number */
+	char hw[33];
+	s3_hex(whole, 16, hw);
+	snprintf(want, sizeof(want), "%s-%llu", hw,
+		 (unsigned long long)n_parts);
+	xml_value(r.errbody, "ETag", got, sizeof(got));
+	char *g = got;
+	while (*g == '"' || *g == '&') { /* "..." or &quot;...&quot; */
+		if (!strncmp(g, "&quot;", 6))
+			g += 6;
+		else
+			g++;
+	}
+	if (strncmp(g, want, strlen(want)) && !whole_md5_is(fd, buf, size, g) &&
+	    !(st->sse && !strcmp(st->sse, "aws:kms"))) {
+		snprintf(
+		    err, errlen,
+		    "PUT of '%s': the store's ETag '%s' is neither %s, the "
+		    "MD5 of the parts sent, nor the MD5 of the object",
+		    key, got, want);
+		ret = -EIO;
+		goto out; /* complete: nothing to abort; sent again later */
+	}
+	goto out;
+out_abort:
+	abort_multipart(st, key, qid);
+out:
+	free(xml);
+	free(qid);
+	free(md5);
+	return ret;
 }
 
 int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
@@ -913,8 +1144,12 @@ int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
 	struct http_req r;
 	http_req_init(&r, "PUT", key);
 	s3_sha256_hex(buf, len, hash);
+	if (len > st->multipart_threshold)
+		return put_multipart(st, key, -1, buf, len, content_type, err,
+				     errlen);
 	EVP_Digest(buf, len, r.md5, NULL, EVP_md5(), NULL);
 	r.check_md5 = true;
+	r.sse = true;
 	r.payload_hash = hash;
 	r.content_type = content_type;
 	r.body = buf;
@@ -950,9 +1185,12 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 			 strerror(errno));
 		goto out_close;
 	}
-	ret = digest_fd(fd, hash, r.md5);
-	if (!ret && lseek(fd, 0, SEEK_SET) < 0)
-		ret = -errno;
+	if ((uint64_t)sb.st_size > st->multipart_threshold) {
+		ret = put_multipart(st, key, fd, NULL, (uint64_t)sb.st_size,
+				    content_type, err, errlen);
+		goto out_close;
+	}
+	ret = digest_range(fd, 0, -1, hash, r.md5);
 	if (ret) {
 		snprintf(err, errlen, "cannot read '%s': %s", path,
 			 strerror(-ret));
@@ -961,6 +1199,7 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 	r.payload_hash = hash;
 	r.content_type = content_type;
 	r.check_md5 = true;
+	r.sse = true;
 	r.body_fd = fd;
 	r.body_len = (curl_off_t)sb.st_size;
 	ret = http_do(st, &r, err, errlen);

@@ -88,24 +88,26 @@ class Proxy:
                                        daemon=True)
         self.thread.start()
 
-    def _next(self, count, method, fault):
-        """fault for the next count requests of method."""
+    def _next(self, count, method, fault, match=""):
+        """fault for the next count requests of method whose path (with
+        its query) contains match."""
         left = [count]
 
         def f(m, path, headers):
-            if m == method and left[0] > 0:
+            if m == method and match in path and left[0] > 0:
                 left[0] -= 1
                 return fault
             return None
         self.faults.append(f)
 
-    def fail(self, count, status=503, code="SlowDown", method="PUT"):
+    def fail(self, count, status=503, code="SlowDown", method="PUT",
+             match=""):
         """Answer the next count requests of method with status/code."""
-        self._next(count, method, ("status", status, code))
+        self._next(count, method, ("status", status, code), match)
 
-    def drop(self, count, method="PUT"):
+    def drop(self, count, method="PUT", match=""):
         """Drop the connection of the next count requests mid-body."""
-        self._next(count, method, ("drop",))
+        self._next(count, method, ("drop",), match)
 
     def stall(self, count, seconds, method="PUT"):
         """Hold the next count requests of method this long, silent."""

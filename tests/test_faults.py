@@ -187,3 +187,41 @@ def test_body_corrupted_on_the_way(thumbfs_bin, tmp_path, s3server, proxy):
         check_all_stored(m, names)
     finally:
         m.stop()
+
+
+def test_multipart_upload(thumbfs_bin, tmp_path, s3server, proxy):
+    """Objects over multipart_threshold go up in part_size parts: from the
+    file as it streams (over [thumbnail] max_bytes) and from memory. A part
+    whose connection drops is sent again; a failed completion aborts the
+    upload (AbortMultipartUpload) and the whole is tried again."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy,
+                      multipart_threshold=str(5 << 20),
+                      part_size=str(5 << 20))
+    m.config["thumbnail"] = {"max_bytes": str(12 << 20)}
+    m.start()
+    try:
+        srcs = sorted((p for p in photos() if p.stat().st_size > 6 << 20),
+                      key=lambda p: p.stat().st_size)
+        small, big = srcs[0], srcs[-1]
+        assert small.stat().st_size < 12 << 20 < big.stat().st_size
+        proxy.drop(1, "PUT", match="partNumber=2&")
+        proxy.fail(1, 503, "SlowDown", "POST", match="uploadId=")
+        d = m.batch()
+        shutil.copy(small, d / "small.jpg")
+        shutil.copy(big, d / "big.jpg")
+        for name, src in (("small.jpg", small), ("big.jpg", big)):
+            row = m.wait_uploaded(name, 120)
+            assert m.object(row["s3_key"]) == src.read_bytes()
+            assert row["sha256"] == hashlib.sha256(
+                src.read_bytes()).hexdigest()
+        assert m.rows("name = 'small.jpg'")[0]["s3_thumbnail_key"]
+        posts = [p for _, p, _ in proxy.seen("POST")]
+        assert sum(p.endswith("?uploads=") for p in posts) == 3  # 1 again
+        parts = [p for _, p, _ in proxy.seen("PUT") if "partNumber=" in p]
+        want = sum(-(-s.stat().st_size // (5 << 20)) for s in srcs[:1] +
+                   srcs[-1:])
+        assert len(parts) >= want + 1  # and the dropped one again
+        aborts = [p for _, p, _ in proxy.seen("DELETE") if "uploadId=" in p]
+        assert len(aborts) == 1
+    finally:
+        m.stop()

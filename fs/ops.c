@@ -823,16 +823,18 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 }
 
 /* Files and directories of the spool may change their metadata; the
- * thumbnails and the status file may not. */
-static int meta_path(const char *path, char *sp, size_t n)
+ * thumbnails and the status file may not. The root may take times and
+ * xattrs (rsync -a sets them on "."), but not a mode or an owner: it is
+ * the spool itself, which stays 0700 (the mount shows 0755). */
+static int meta_path(const char *path, char *sp, size_t n, bool owner)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	parse(fs, path, &p, false);
 	if (p.kind == FS_INVALID)
 		return -ENOENT;
-	if (p.kind == FS_ROOT || p.kind == FS_STATUS || p.kind == FS_META ||
-	    (p.kind == FS_FILE && p.thumb))
+	if ((owner && p.kind == FS_ROOT) || p.kind == FS_STATUS ||
+	    p.kind == FS_META || (p.kind == FS_FILE && p.thumb))
 		return -EPERM;
 	return spool_path(fs, path, sp, n);
 }
@@ -842,7 +844,7 @@ static int do_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	char sp[PATH_MAX];
 	if (fi && fh(fi) && !fh(fi)->status)
 		return fchmod(fh(fi)->fd, mode) ? -errno : 0;
-	int ret = meta_path(path, sp, sizeof(sp));
+	int ret = meta_path(path, sp, sizeof(sp), true);
 	if (ret)
 		return ret;
 	return chmod(sp, mode) ? -errno : 0;
@@ -854,7 +856,7 @@ static int do_chown(const char *path, uid_t uid, gid_t gid,
 	char sp[PATH_MAX];
 	if (fi && fh(fi) && !fh(fi)->status)
 		return fchown(fh(fi)->fd, uid, gid) ? -errno : 0;
-	int ret = meta_path(path, sp, sizeof(sp));
+	int ret = meta_path(path, sp, sizeof(sp), true);
 	if (ret)
 		return ret;
 	return lchown(sp, uid, gid) ? -errno : 0;
@@ -866,7 +868,7 @@ static int do_utimens(const char *path, const struct timespec tv[2],
 	char sp[PATH_MAX];
 	if (fi && fh(fi) && !fh(fi)->status)
 		return futimens(fh(fi)->fd, tv) ? -errno : 0;
-	int ret = meta_path(path, sp, sizeof(sp));
+	int ret = meta_path(path, sp, sizeof(sp), false);
 	if (ret)
 		return ret;
 	return utimensat(AT_FDCWD, sp, tv, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
@@ -885,7 +887,7 @@ static int xattr_path(const char *path, const char *name, char *sp, size_t n)
 		return -ENOTSUP;
 	if (name && !strncmp(name, "user.thumbfs.", 13))
 		return -EPERM; /* thumbfs's own, read-only */
-	return meta_path(path, sp, n);
+	return meta_path(path, sp, n, false);
 }
 
 /* user.category and user.filemaker_id of an image are its row's columns

@@ -72,6 +72,12 @@ def test_two_users(thumbfs_bin, base, users):
         mnt = str(m.mnt)
         # the root is open; patients/ is the mounter's to open up
         assert stat.S_IMODE(os.stat(mnt).st_mode) == 0o755
+        # rsync -a sets the times of "."; its mode and owner stay
+        os.utime(mnt, (1700000000, 1700000000))
+        assert os.stat(mnt).st_mtime == 1700000000
+        with pytest.raises(PermissionError):
+            os.chmod(mnt, 0o777)
+        assert stat.S_IMODE(os.stat(m.data / "spool").st_mode) == 0o700
         os.chmod(m.mnt / "patients", 0o1777)
 
         # alice keeps P1 to herself, P2 open for reading

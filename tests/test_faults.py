@@ -50,18 +50,26 @@ def write_photos(d, n, first=0):
     return names
 
 
+def ingest_survives(m, n, *marks):
+    """n photographs written and stored right despite the proxy's faults,
+    which the log shows (one of marks)."""
+    names = write_photos(m.batch(), n)
+    for name in names:
+        m.wait_uploaded(name, 120)
+    log = m.log_text()
+    assert any(mark in log for mark in marks), log
+    check_all_stored(m, names)
+    return names
+
+
 def test_slowdown_and_503_for_a_while(thumbfs_bin, tmp_path, s3server,
                                       proxy):
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.fail(6, 503, "SlowDown")
         proxy.fail(3, 500, "InternalError")
-        names = write_photos(m.batch(), 5)
-        for n in names:
-            m.wait_uploaded(n, 120)
-        assert "SlowDown" in m.log_text()
+        ingest_survives(m, 5, "SlowDown")
         assert "InternalError" in m.log_text()
-        check_all_stored(m, names)
     finally:
         m.stop()
 
@@ -70,11 +78,7 @@ def test_connection_dropped_mid_body(thumbfs_bin, tmp_path, s3server, proxy):
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.drop(5)
-        names = write_photos(m.batch(), 5)
-        for n in names:
-            m.wait_uploaded(n, 120)
-        assert "retry in" in m.log_text()
-        check_all_stored(m, names)
+        ingest_survives(m, 5, "retry in")
     finally:
         m.stop()
 
@@ -85,11 +89,7 @@ def test_stalled_past_the_timeout(thumbfs_bin, tmp_path, s3server, proxy):
     m.start()
     try:
         proxy.stall(2, 15)  # curl measures speed over the last 5 s
-        names = write_photos(m.batch(), 3)
-        for n in names:
-            m.wait_uploaded(n, 120)
-        assert "Timeout was reached" in m.log_text()
-        check_all_stored(m, names)
+        ingest_survives(m, 3, "Timeout was reached")
     finally:
         m.stop()
 
@@ -177,14 +177,9 @@ def test_body_corrupted_on_the_way(thumbfs_bin, tmp_path, s3server, proxy):
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.corrupt(3)
-        names = write_photos(m.batch(), 2)
-        for n in names:
-            m.wait_uploaded(n, 120)
-        log = m.log_text()
-        assert "BadDigest" in log or "is not the MD5" in log, log
+        ingest_survives(m, 2, "BadDigest", "is not the MD5")
         for _, _, h in proxy.seen("PUT"):
             assert len(base64.b64decode(h["content-md5"])) == 16
-        check_all_stored(m, names)
     finally:
         m.stop()
 

@@ -13,7 +13,7 @@
 
 #include "catalog.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -82,6 +82,12 @@ static const char schema_v3[] = "CREATE TABLE tombstones ("
 				" deleted_at TEXT NOT NULL,"
 				" objects_kept INTEGER NOT NULL);";
 
+/* Version 4: whose spool file's data was given back to the disk (the
+ * cache's bound), its name, size, mode, times and xattrs kept: its
+ * content is read from the store. */
+static const char schema_v4[] = "ALTER TABLE images ADD COLUMN"
+				" evicted INTEGER NOT NULL DEFAULT 0;";
+
 enum stmt {
 	S_BEGIN,
 	S_COMMIT,
@@ -122,6 +128,12 @@ enum stmt {
 	S_WRITING_DEL,
 	S_WRITING_FIRST,
 	S_IMG_BUMP,
+	S_IMG_EVICT,
+	S_IMG_EVICTED,
+	S_IMG_RESTORED,
+	S_THUMB_SETTLED,
+	S_BACKFILL_QUEUE,
+	S_BACKFILL_FAILED,
 	S_N
 };
 
@@ -147,8 +159,8 @@ static const char *const sql[S_N] = {
 		     " updated_at) VALUES (?1, ?2, ?3, ?4, 'spooled', 1,"
 		     " ?5, ?6, ?7, ?7)",
     [S_IMG_REWRITE] = "UPDATE images SET state = 'spooled', gen = gen + 1,"
-		      " file_size = ?2, uploaded_by = ?3, updated_at = ?4"
-		      " WHERE id = ?1",
+		      " file_size = ?2, uploaded_by = ?3, updated_at = ?4,"
+		      " evicted = 0 WHERE id = ?1",
     [S_IMG_DELETE] = "DELETE FROM images WHERE id = ?1",
     [S_TOMB_INSERT] = "INSERT INTO tombstones VALUES (?1, ?2, ?3, ?4, ?5, ?6,"
 		      " ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -175,7 +187,7 @@ static const char *const sql[S_N] = {
 			   " image_id = ?1 AND claimed = 0",
     [S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
     [S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
-			 " attempts FROM jobs WHERE kind IN (1, 2) AND"
+			 " attempts FROM jobs WHERE kind IN (1, 2, 5) AND"
 			 " claimed = 0 AND not_before <= ?1 ORDER BY id"
 			 " LIMIT 1",
     [S_JOB_SYNC_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
@@ -192,7 +204,8 @@ static const char *const sql[S_N] = {
 		      " sum(state = 'uploaded'), sum(error != '')"
 		      " FROM images",
     [S_COUNT_JOBS] = "SELECT sum(kind = 1), sum(kind = 2),"
-		     " sum(attempts > 0), sum(kind IN (3, 4)) FROM jobs",
+		     " sum(attempts > 0), sum(kind IN (3, 4)), sum(kind = 5)"
+		     " FROM jobs",
     [S_IMG_INSERT_REMOTE] =
 	"INSERT INTO images (" IMG_COLS ", in_pg, seen)"
 	" VALUES (?1, ?2, ?3, ?4, 'uploaded', 0, ?7, ?8, ?9,"
@@ -204,7 +217,7 @@ static const char *const sql[S_N] = {
 			    " mime_type = ?13, width = ?14, height = ?15,"
 			    " sha256 = ?16, error = '', uploaded_by = ?18,"
 			    " category = ?21, filemaker_id = ?22,"
-			    " updated_at = ?20 WHERE id = ?1",
+			    " updated_at = ?20, evicted = 0 WHERE id = ?1",
     [S_IMG_SEEN] = "UPDATE images SET in_pg = 1, seen = 1 WHERE id = ?1",
     [S_SCAN_BEGIN] = "UPDATE images SET seen = 0 WHERE seen != 0",
     [S_SCAN_GONE] = "SELECT " IMG_COLS " FROM images WHERE in_pg = 1 AND"
@@ -216,8 +229,38 @@ static const char *const sql[S_N] = {
 		      " batch_date = ?2 AND name = ?3",
     [S_WRITING_FIRST] = "SELECT patient_id, batch_date, name FROM writing"
 			" LIMIT 1",
-    [S_IMG_BUMP] = "UPDATE images SET gen = gen + 1 WHERE patient_id = ?1"
-		   " AND batch_date = ?2 AND name = ?3",
+    [S_IMG_BUMP] = "UPDATE images SET gen = gen + 1, evicted = 0 WHERE"
+		   " patient_id = ?1 AND batch_date = ?2 AND name = ?3",
+    /* settled: uploaded, not being written, no thumbnail or upload on
+     * its way */
+    [S_IMG_EVICT] = "UPDATE images SET evicted = 1 WHERE patient_id = ?1"
+		    " AND batch_date = ?2 AND name = ?3 AND evicted = 0 AND"
+		    " state = 'uploaded' AND s3_key != '' AND id NOT IN"
+		    " (SELECT image_id FROM jobs WHERE kind IN (1, 5)) AND"
+		    " NOT EXISTS (SELECT 1 FROM writing w WHERE"
+		    " w.patient_id = ?1 AND w.batch_date = ?2 AND"
+		    " w.name = ?3)",
+    [S_IMG_EVICTED] = "SELECT evicted FROM images WHERE patient_id = ?1"
+		      " AND batch_date = ?2 AND name = ?3",
+    [S_IMG_RESTORED] = "UPDATE images SET evicted = 0 WHERE"
+		       " patient_id = ?1 AND batch_date = ?2 AND name = ?3",
+    [S_THUMB_SETTLED] = "SELECT 1 FROM images WHERE patient_id = ?1 AND"
+			" batch_date = ?2 AND thumbnail_name = ?3 AND"
+			" state = 'uploaded' AND s3_thumbnail_key != '' AND"
+			" id NOT IN (SELECT image_id FROM jobs WHERE"
+			" kind IN (1, 5)) LIMIT 1",
+    /* rows the store has with no thumbnail and no error that says why,
+     * with no job of theirs waiting; ?1/?2 NULL: every patient/date */
+    [S_BACKFILL_QUEUE] = "INSERT INTO jobs (kind, image_id, gen)"
+			 " SELECT 5, id, gen FROM images WHERE"
+			 " state = 'uploaded' AND s3_key != '' AND"
+			 " s3_thumbnail_key = '' AND error = '' AND"
+			 " (?1 IS NULL OR patient_id = ?1) AND"
+			 " (?2 IS NULL OR batch_date = ?2) AND"
+			 " id NOT IN (SELECT image_id FROM jobs WHERE"
+			 " kind IN (1, 5))",
+    [S_BACKFILL_FAILED] = "UPDATE images SET error = ?3 WHERE id = ?1 AND"
+			  " gen = ?2",
     [S_IMG_META] = "UPDATE images SET category = ?2, filemaker_id = ?3,"
 		   " updated_at = ?4 WHERE id = ?1",
     [S_JOB_RELEASE] = "UPDATE jobs SET claimed = 0 WHERE id = ?1",
@@ -292,7 +335,7 @@ static int migrate(struct db *db, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2, schema_v3};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(db->conn, "BEGIN", NULL, NULL, &msg);
@@ -1167,6 +1210,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_delete = sqlite3_column_int64(s, 1);
 		out->jobs_retrying = sqlite3_column_int64(s, 2);
 		out->jobs_sync = sqlite3_column_int64(s, 3);
+		out->jobs_backfill = sqlite3_column_int64(s, 4);
 	} else {
 		ret = -EIO;
 	}
@@ -1220,6 +1264,96 @@ int db_image_meta(struct db *db, const char *patient, const char *date,
 				 name);
 	ret = finish(db, ret);
 out_unlock:
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+/* ---- the cache ---- */
+
+int db_image_evict(struct db *db, const char *patient, const char *date,
+		   const char *name)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = path_stmt(db, S_IMG_EVICT, patient, date, name);
+	if (ret == 0 && sqlite3_changes(db->conn) == 0)
+		ret = -EBUSY;
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_evicted(struct db *db, const char *patient, const char *date,
+		     const char *name)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_IMG_EVICTED);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	bind_text(s, 3, name);
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW    ? sqlite3_column_int(s, 0) != 0
+		  : rc == SQLITE_DONE ? -ENOENT
+				      : -EIO;
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_image_restored(struct db *db, const char *patient, const char *date,
+		      const char *name)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = path_stmt(db, S_IMG_RESTORED, patient, date, name);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_thumb_settled(struct db *db, const char *patient, const char *date,
+		     const char *thumb_name)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_THUMB_SETTLED);
+	bind_text(s, 1, patient);
+	bind_text(s, 2, date);
+	bind_text(s, 3, thumb_name);
+	int rc = sqlite3_step(s);
+	int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+/* ---- rows without a thumbnail ---- */
+
+int db_backfill_queue(struct db *db, const char *patient, const char *date)
+{
+	pthread_mutex_lock(&db->lock);
+	sqlite3_stmt *s = use(db, S_BACKFILL_QUEUE);
+	if (patient)
+		bind_text(s, 1, patient);
+	if (date)
+		bind_text(s, 2, date);
+	int ret = run(s);
+	if (ret == 0)
+		ret = sqlite3_changes(db->conn);
+	pthread_mutex_unlock(&db->lock);
+	return ret;
+}
+
+int db_backfill_failed(struct db *db, const struct db_job *job,
+		       const char *error)
+{
+	pthread_mutex_lock(&db->lock);
+	int ret = begin(db);
+	if (ret == 0) {
+		sqlite3_stmt *s = use(db, S_BACKFILL_FAILED);
+		bind_text(s, 1, job->image_id);
+		sqlite3_bind_int64(s, 2, job->gen);
+		bind_text(s, 3, error);
+		ret = run(s);
+		if (ret == 0)
+			ret = job_stmt_locked(db, S_JOB_DELETE, job->id);
+		ret = finish(db, ret);
+	}
 	pthread_mutex_unlock(&db->lock);
 	return ret;
 }

@@ -58,6 +58,9 @@ enum db_job_kind {
 	DB_JOB_PG_UPSERT = 3, /* upsert image_id as the catalog has it now */
 	DB_JOB_PG_DELETE = 4, /* delete (key = patient, key2 = date, name);
 			       * image_id: its tombstone's id, or "" */
+	DB_JOB_BACKFILL = 5,  /* make the missing thumbnail of image_id, a
+			       * row the store has (an import from before
+			       * thumbnails) */
 };
 
 struct db_job {
@@ -97,6 +100,7 @@ struct db_counts {
 	int64_t jobs_delete;
 	int64_t jobs_retrying; /* jobs that failed at least once */
 	int64_t jobs_sync;     /* PostgreSQL upserts and deletes waiting */
+	int64_t jobs_backfill; /* thumbnails to make for stored rows */
 };
 
 /* Open (creating if needed) DIR/catalog.db, migrate the schema forward and
@@ -229,6 +233,36 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 int db_image_meta(struct db *db, const char *patient, const char *date,
 		  const char *name, const char *category,
 		  const char *filemaker_id);
+
+/*
+ * The cache. An image whose spool file's data was given back to the disk
+ * ("evicted") keeps the file (name, size, mode, times, xattrs) and is read
+ * from the store until it is restored. Any write of the image clears it.
+ */
+
+/* Mark the image evicted, if it is settled: uploaded, not being written,
+ * with no ingest or backfill waiting. -EBUSY if it is not. */
+int db_image_evict(struct db *db, const char *patient, const char *date,
+		   const char *name);
+/* 1 if the image is evicted, 0 if not, -ENOENT: no row. */
+int db_image_evicted(struct db *db, const char *patient, const char *date,
+		     const char *name);
+/* Its spool file holds its content again. */
+int db_image_restored(struct db *db, const char *patient, const char *date,
+		      const char *name);
+/* 1 if the thumbnail thumb_name of the batch is in the store and nothing
+ * on its way will change it (the cached copy may go), 0 if not. */
+int db_thumb_settled(struct db *db, const char *patient, const char *date,
+		     const char *thumb_name);
+
+/* Queue a DB_JOB_BACKFILL for each row the store has with no thumbnail
+ * and no recorded error (NULL patient/date: of every batch), unless one
+ * of its jobs waits. Returns how many were queued, or -errno.
+ * db_ingest_done() finishes one; db_backfill_failed() records why the
+ * thumbnail cannot be made (the row stays as it was otherwise). */
+int db_backfill_queue(struct db *db, const char *patient, const char *date);
+int db_backfill_failed(struct db *db, const struct db_job *job,
+		       const char *error);
 
 /* A new random (version 4) uuid into out[37]. */
 void db_uuid(char out[37]);

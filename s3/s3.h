@@ -71,6 +71,16 @@ int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
 int s3_get_file(struct s3_store *st, const char *key, const char *dest,
 		char *err, size_t errlen);
 
+/* Fetch the object key into fd, from fd's current offset on (a failure
+ * may leave part of it written). */
+int s3_get_fd(struct s3_store *st, const char *key, int fd, char *err,
+	      size_t errlen);
+
+/* Up to len bytes of the object key from off into buf (a ranged GET);
+ * *got is how many, fewer only at the object's end (0 from there on). */
+int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
+		 void *buf, size_t *got, char *err, size_t errlen);
+
 /* A presigned GET URL of key, valid for expires seconds from now (SigV4
  * query form, UNSIGNED-PAYLOAD), as the web app hands to browsers; for a
  * file:// store, the file's URL. malloc'd; NULL on a refused key or out of

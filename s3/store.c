@@ -516,6 +516,15 @@ struct http_req {
 	bool check_md5;
 	unsigned char md5[16];
 	char etag[64];
+	/* a ranged GET into out_buf: bytes range_off .. + out_cap; a server
+	 * that ignores Range answers 200 with the whole object, whose first
+	 * range_off bytes are skipped */
+	bool ranged;
+	uint64_t range_off;
+	unsigned char *out_buf;
+	size_t out_cap;
+	size_t out_len;
+	uint64_t seen; /* body bytes of a 200 answer so far */
 };
 
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
@@ -562,6 +571,22 @@ static size_t write_body(char *ptr, size_t size, size_t n, void *arg)
 	size_t len = size * n;
 	long status = 0;
 	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300 && r->out_buf) {
+		size_t skip = 0;
+		if (status == 200) { /* the whole object: find the range */
+			if (r->seen < r->range_off)
+				skip = r->range_off - r->seen < len
+					   ? (size_t)(r->range_off - r->seen)
+					   : len;
+			r->seen += len;
+		}
+		size_t take = len - skip;
+		if (take > r->out_cap - r->out_len)
+			take = r->out_cap - r->out_len;
+		memcpy(r->out_buf + r->out_len, ptr + skip, take);
+		r->out_len += take;
+		return len;
+	}
 	if (status >= 200 && status < 300 && r->out_fd >= 0) {
 		size_t off = 0;
 		while (off < len) {
@@ -738,6 +763,12 @@ static int http_do(struct s3_store *st, struct http_req *r, char *err,
 	hl = curl_slist_append(hl, "Expect:");
 	if (r->content_type) {
 		snprintf(hv, sizeof(hv), "Content-Type: %s", r->content_type);
+		hl = curl_slist_append(hl, hv);
+	}
+	if (r->ranged) {
+		snprintf(hv, sizeof(hv), "Range: bytes=%llu-%llu",
+			 (unsigned long long)r->range_off,
+			 (unsigned long long)(r->range_off + r->out_cap - 1));
 		hl = curl_slist_append(hl, hv);
 	}
 	if (r->check_md5) {
@@ -1209,6 +1240,35 @@ out_close:
 	return ret;
 }
 
+int s3_get_fd(struct s3_store *st, const char *key, int fd, char *err,
+	      size_t errlen)
+{
+	char src[PATH_MAX];
+	int ret;
+	if (!key_ok(key)) {
+		snprintf(err, errlen, "refused key '%s'", key);
+		return -EINVAL;
+	}
+	if (st->is_file) {
+		int in = -1;
+		ret = file_path(st, key, src, sizeof(src));
+		if (!ret && (in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+			ret = -errno;
+		if (!ret)
+			ret = fill_copy(fd, &in);
+		if (in >= 0)
+			close(in);
+		if (ret)
+			snprintf(err, errlen, "GET of '%s' failed: %s", key,
+				 strerror(-ret));
+		return ret;
+	}
+	struct http_req r;
+	http_req_init(&r, "GET", key);
+	r.out_fd = fd;
+	return http_do(st, &r, err, errlen);
+}
+
 struct get_arg {
 	struct s3_store *st;
 	const char *key;
@@ -1219,32 +1279,62 @@ struct get_arg {
 static int fill_get(int fd, void *arg)
 {
 	struct get_arg *g = arg;
-	struct http_req r;
-	http_req_init(&r, "GET", g->key);
-	r.out_fd = fd;
-	return http_do(g->st, &r, g->err, g->errlen);
+	return s3_get_fd(g->st, g->key, fd, g->err, g->errlen);
 }
 
 int s3_get_file(struct s3_store *st, const char *key, const char *dest,
 		char *err, size_t errlen)
 {
+	struct get_arg g = {st, key, err, errlen};
+	return write_atomic(dest, fill_get, &g);
+}
+
+int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
+		 void *buf, size_t *got, char *err, size_t errlen)
+{
 	char src[PATH_MAX];
 	int ret;
+	*got = 0;
 	if (!key_ok(key)) {
 		snprintf(err, errlen, "refused key '%s'", key);
 		return -EINVAL;
 	}
+	if (len == 0)
+		return 0;
 	if (st->is_file) {
+		int fd = -1;
 		ret = file_path(st, key, src, sizeof(src));
-		if (!ret)
-			ret = copy_file(src, dest);
+		if (!ret && (fd = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+			ret = -errno;
+		while (!ret && *got < len) {
+			ssize_t n = pread(fd, (char *)buf + *got, len - *got,
+					  (off_t)(off + *got));
+			if (n < 0 && errno != EINTR)
+				ret = -errno;
+			else if (n == 0)
+				break;
+			else if (n > 0)
+				*got += (size_t)n;
+		}
+		if (fd >= 0)
+			close(fd);
 		if (ret)
 			snprintf(err, errlen, "GET of '%s' failed: %s", key,
 				 strerror(-ret));
 		return ret;
 	}
-	struct get_arg g = {st, key, err, errlen};
-	return write_atomic(dest, fill_get, &g);
+	struct http_req r;
+	http_req_init(&r, "GET", key);
+	r.ranged = true;
+	r.range_off = off;
+	r.out_buf = buf;
+	r.out_cap = len;
+	ret = http_do(st, &r, err, errlen);
+	if (ret == -EINVAL && r.status == 416)
+		return 0; /* from the object's end on: nothing */
+	if (!ret)
+		*got = r.out_len;
+	return ret;
 }
 
 int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen)

@@ -222,6 +222,58 @@ int main(void)
 	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "new.jpg", &img),
 		  -ENOENT);
 	CHECK_INT(db_image_get(db, "P3", "2025-01-03", "done.jpg", &img), 0);
+
+	/* the cache: only a settled image may be evicted; a write clears it */
+	db_set_pg_sync(db, false);
+	CHECK_INT(db_image_evict(db, "P3", "2025-01-03", "done.jpg"), -EBUSY);
+	while (db_job_claim(db, &job) == 0 && job.kind != DB_JOB_INGEST)
+		db_job_done(db, job.id);
+	CHECK(job.kind == DB_JOB_INGEST && !strcmp(job.image_id, img.id));
+	d = uploaded(&img);
+	snprintf(d.thumbnail_name, sizeof(d.thumbnail_name), "done_thumb.jpg");
+	CHECK_INT(db_thumb_settled(db, "P3", "2025-01-03", "done_thumb.jpg"),
+		  0);
+	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_thumb_settled(db, "P3", "2025-01-03", "done_thumb.jpg"),
+		  1);
+	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evict(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "done.jpg"), 1);
+	CHECK_INT(db_image_evict(db, "P3", "2025-01-03", "done.jpg"), -EBUSY);
+	CHECK_INT(db_image_restored(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evict(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "done.jpg"), 0);
+	CHECK_INT(db_image_evict(db, "P3", "2025-01-03", "done.jpg"), -EBUSY);
+	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "nope.jpg"),
+		  -ENOENT);
+
+	/* backfill: a stored row with no thumbnail gets one job, once */
+	struct db_image seed;
+	memset(&seed, 0, sizeof(seed));
+	db_uuid(seed.id);
+	snprintf(seed.patient_id, sizeof(seed.patient_id), "P4");
+	snprintf(seed.batch_date, sizeof(seed.batch_date), "2019-05-06");
+	snprintf(seed.name, sizeof(seed.name), "old.jpg");
+	snprintf(seed.s3_key, sizeof(seed.s3_key), "fm/P4/old.jpg");
+	snprintf(seed.updated_at, sizeof(seed.updated_at),
+		 "2019-05-06T10:00:00Z");
+	snprintf(seed.created_at, sizeof(seed.created_at),
+		 "2019-05-06T10:00:00Z");
+	CHECK_INT(db_remote_apply(db, &seed, &old), DB_REMOTE_NEW);
+	CHECK_INT(db_backfill_queue(db, "P9", NULL), 0);
+	CHECK_INT(db_backfill_queue(db, "P4", "2019-05-06"), 1);
+	CHECK_INT(db_backfill_queue(db, NULL, NULL), 0); /* one waits */
+	CHECK_INT(db_counts(db, &c), 0);
+	CHECK_INT(c.jobs_backfill, 1);
+	while (db_job_claim(db, &job) == 0 && job.kind != DB_JOB_BACKFILL)
+		db_job_done(db, job.id);
+	CHECK(job.kind == DB_JOB_BACKFILL && !strcmp(job.image_id, seed.id));
+	CHECK_INT(db_backfill_failed(db, &job, "not an image"), 0);
+	CHECK_INT(db_backfill_queue(db, NULL, NULL), 0); /* the error stays */
+	CHECK_INT(db_image_get(db, "P4", "2019-05-06", "old.jpg", &d), 0);
+	CHECK(!strcmp(d.error, "not an image") && !strcmp(d.state, "uploaded"));
 	db_free(db);
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -48,6 +48,25 @@ int main(void)
 	CHECK(got && len == 100000 && got[99999] == 99999 % 251);
 	free(got);
 
+	/* ranged reads: a slice, one that runs past the end, one past it */
+	unsigned char part[300];
+	size_t n = 0;
+	CHECK_INT(
+	    s3_get_range(st, "k/big", 1000, 300, part, &n, err, sizeof(err)),
+	    0);
+	CHECK(n == 300 && part[0] == 1000 % 251 && part[299] == 1299 % 251);
+	CHECK_INT(
+	    s3_get_range(st, "k/big", 99900, 300, part, &n, err, sizeof(err)),
+	    0);
+	CHECK(n == 100 && part[99] == 99999 % 251);
+	CHECK_INT(
+	    s3_get_range(st, "k/big", 100000, 300, part, &n, err, sizeof(err)),
+	    0);
+	CHECK(n == 0);
+	CHECK_INT(
+	    s3_get_range(st, "k/none", 0, 300, part, &n, err, sizeof(err)),
+	    -ENOENT);
+
 	/* a missing object, deletes, and keys that would escape */
 	CHECK_INT(s3_get_file(st, "k/none", path, err, sizeof(err)), -ENOENT);
 	CHECK_INT(s3_delete(st, "k/big", err, sizeof(err)), 0);

@@ -72,6 +72,7 @@ static const struct key keys[] = {
     STR("fs", "uid", uid_name, false),
     STR("fs", "gid", gid_name, false),
     STR("fs", "umask", umask_text, false),
+    NUM("cache", "max_bytes", K_U64, cache_max_bytes, 0, 1LL << 50),
     STR("audit", "file", audit_file, false),
     NUM("audit", "max_bytes", K_U64, audit_max_bytes, 4096, 1LL << 40),
     NUM("audit", "keep", K_INT, audit_keep, 0, 1000),
@@ -108,6 +109,7 @@ void cfg_init(struct cfg *cfg)
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
 	cfg->show_uid = -1;
 	cfg->show_gid = -1;
+	cfg->cache_max_bytes = 10ULL << 30;
 	cfg->audit_max_bytes = 10ULL << 20;
 	cfg->audit_keep = 10;
 }

@@ -55,6 +55,8 @@ struct cfg {
 	long long show_uid;
 	long long show_gid;
 	unsigned show_umask; /* permission bits taken from every mode shown */
+	/* [cache] */
+	uint64_t cache_max_bytes; /* 0: no bound */
 	/* [audit] */
 	char audit_file[CFG_STR]; /* "": no audit log */
 	uint64_t audit_max_bytes;

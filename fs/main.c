@@ -296,6 +296,11 @@ int main(int argc, char *argv[])
 	}
 	if (prepare_dirs(&fs) || check_postgres(&fs.cfg))
 		goto out_rules;
+	fs.cache = fs_cache_new(fs.cfg.cache_max_bytes);
+	if (!fs.cache) {
+		fprintf(stderr, "thumbfs: out of memory\n");
+		goto out_rules;
+	}
 	/* Open the catalog once to check it; it is opened again after
 	 * daemonising, since an SQLite connection must not cross fork(). */
 	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
@@ -392,6 +397,7 @@ out_store:
 	audit_close(fs.audit);
 	s3_free(fs.store);
 out_rules:
+	fs_cache_free(fs.cache);
 	fs_rules_release(&fs.rules);
 out_args:
 	free(opts.mountpoint);

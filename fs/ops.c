@@ -32,7 +32,22 @@ struct handle {
 	size_t status_len;
 	uid_t uid; /* who opened it: the writer uploaded_by names */
 	pid_t pid;
+	ino_t ino; /* its spool file, held in the cache; 0: none */
+	/* an image whose content is in the store only (evicted, or written
+	 * by another mount), opened to read: read by ranged GETs of a
+	 * window around the offset asked for */
+	bool remote;
+	char key[DB_KEY_MAX];
+	int64_t size;
+	pthread_mutex_t win_lock; /* reads of one handle may come at once */
+	unsigned char *win;
+	uint64_t win_off;
+	size_t win_len;
 };
+
+/* The window a remote read fetches: partial reads cost one small GET, a
+ * whole read one GET per MiB. */
+#define WINDOW (1u << 20)
 
 static struct thumbfs *fs_get(void)
 {
@@ -203,22 +218,38 @@ static int local_thumb(struct thumbfs *fs, const struct fs_path *p, char *tp,
 	return fetch(fs, img.s3_thumbnail_key, tp);
 }
 
-/* The spool file of image p, fetched from the store if only the catalog
- * has it. 0 with sp holding its path, or -errno (-ENOENT: no such image). */
-static int local_image(struct thumbfs *fs, const struct fs_path *p,
-		       const char *path, char *sp, size_t n)
+/* The spool file of image p with its content, fetched from the store if
+ * only the catalog has it, restored if it was evicted, and held in the
+ * cache (*held, for fs_cache_put) so that it stays whole. 0 with sp
+ * holding its path, or -errno (-ENOENT: no such image). */
+static int whole_image(struct thumbfs *fs, const struct fs_path *p,
+		       const char *path, char *sp, size_t n, ino_t *held)
 {
 	struct db_image img;
 	struct stat st;
+	int ret;
+	*held = 0;
 	if (spool_path(fs, path, sp, n))
 		return -ENAMETOOLONG;
-	if (lstat(sp, &st) == 0 || errno != ENOENT)
-		return 0;
-	if (p->local ||
-	    db_image_get(fs->db, p->patient, p->date, p->name, &img) ||
-	    strcmp(img.state, "uploaded") || !img.s3_key[0])
-		return -ENOENT;
-	return fetch(fs, img.s3_key, sp);
+	if (lstat(sp, &st)) {
+		if (errno != ENOENT)
+			return -errno;
+		if (p->local ||
+		    db_image_get(fs->db, p->patient, p->date, p->name, &img) ||
+		    strcmp(img.state, "uploaded") || !img.s3_key[0])
+			return -ENOENT;
+		if ((ret = fetch(fs, img.s3_key, sp)))
+			return ret;
+		fs_cache_added(fs->cache, (uint64_t)img.file_size);
+		if (lstat(sp, &st))
+			return -errno;
+	}
+	fs_cache_hold(fs->cache, st.st_ino);
+	if ((ret = fs_cache_restore(fs, p, sp)))
+		fs_cache_put(fs->cache, st.st_ino);
+	else
+		*held = st.st_ino;
+	return ret;
 }
 
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -254,7 +285,7 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 	struct db_image img;
 	char sp[PATH_MAX];
 
-	if (fi && fh(fi) && !fh(fi)->status)
+	if (fi && fh(fi) && !fh(fi)->status && fh(fi)->fd >= 0)
 		return fstat(fh(fi)->fd, st) ? -errno : 0;
 	parse(fs, path, &p, false);
 	switch (p.kind) {
@@ -353,6 +384,7 @@ struct listing {
 	size_t n;
 	size_t cap;
 	int err;
+	int unthumbed; /* rows with no thumbnail (yet) */
 };
 
 static int list_row(const char *name, const char *thumb, void *arg)
@@ -372,7 +404,17 @@ static int list_row(const char *name, const char *thumb, void *arg)
 	l->filler(l->buf, name, NULL, 0, 0);
 	if (thumb[0])
 		l->filler(l->buf, thumb, NULL, 0, 0);
+	else
+		l->unthumbed++;
 	return 0;
+}
+
+/* Rows of the batch that the store has with no thumbnail (imported before
+ * thumbnails) get one made, when they are first listed or read. */
+static void backfill(struct thumbfs *fs, const char *patient, const char *date)
+{
+	if (db_backfill_queue(fs->db, patient, date) > 0)
+		fs_worker_kick(fs);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -410,6 +452,8 @@ static int fill_batch(struct thumbfs *fs, const struct fs_path *p,
 	/* ORDER BY name sorts as strcmp() (BINARY): ready for bsearch */
 	if (ret == 0)
 		ret = fill_dir(sp, buf, filler, &l);
+	if (l.unthumbed)
+		backfill(fs, p->patient, p->date);
 	for (size_t i = 0; i < l.n; i++)
 		free(l.names[i]);
 	free(l.names);
@@ -573,8 +617,87 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->uid = fuse_get_context()->uid;
 	h->pid = fuse_get_context()->pid;
 	h->dirty = dirty; /* if so, the caller marked it before the change */
+	pthread_mutex_init(&h->win_lock, NULL);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		h->ino = st.st_ino;
+		fs_cache_hold(fs_get()->cache, h->ino);
+	}
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
+}
+
+static void free_handle(struct handle *h)
+{
+	if (h->ino)
+		fs_cache_put(fs_get()->cache, h->ino);
+	if (h->fd >= 0)
+		close(h->fd);
+	pthread_mutex_destroy(&h->win_lock);
+	free(h->win);
+	free(h->status);
+	free(h);
+}
+
+/* An image that is in the store only, opened to read: a handle that reads
+ * it by ranges, keeping fd (-1: none) for its metadata. */
+static int remote_handle(struct fuse_file_info *fi, int fd,
+			 const struct fs_path *p, const struct db_image *img)
+{
+	int ret = new_handle(fi, fd, p, false);
+	if (ret)
+		return ret;
+	struct handle *h = fh(fi);
+	h->remote = true;
+	snprintf(h->key, sizeof(h->key), "%s", img->s3_key);
+	h->size = img->file_size;
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0)
+		h->size = st.st_size;
+	fi->keep_cache = 0;
+	return 0;
+}
+
+static int remote_read(struct handle *h, char *buf, size_t size, off_t off)
+{
+	struct thumbfs *fs = fs_get();
+	char err[512];
+	size_t done = 0;
+	int ret = 0;
+	pthread_mutex_lock(&h->win_lock);
+	while (done < size && off + (int64_t)done < h->size) {
+		uint64_t at = (uint64_t)off + done;
+		if (!h->win || at < h->win_off ||
+		    at >= h->win_off + h->win_len) {
+			size_t got = 0;
+			uint64_t start = at - at % WINDOW;
+			if (!h->win && !(h->win = malloc(WINDOW))) {
+				ret = -ENOMEM;
+				break;
+			}
+			h->win_len = 0;
+			ret = s3_get_range(fs->store, h->key, start, WINDOW,
+					   h->win, &got, err, sizeof(err));
+			if (ret) {
+				log_error("read of '%s' from the store failed: "
+					  "%s",
+					  h->key, err);
+				ret = -EIO;
+				break;
+			}
+			h->win_off = start;
+			h->win_len = got;
+			if (at >= start + got)
+				break; /* the object is shorter than its row */
+		}
+		size_t take = (size_t)(h->win_off + h->win_len - at);
+		if (take > size - done)
+			take = size - done;
+		memcpy(buf + done, h->win + (at - h->win_off), take);
+		done += take;
+	}
+	pthread_mutex_unlock(&h->win_lock);
+	return ret ? ret : (int)done;
 }
 
 static int do_create(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -602,7 +725,14 @@ static int do_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 		unlink(sp);
 		return ret;
 	}
-	return new_handle(fi, fd, &p, fresh);
+	if ((ret = new_handle(fi, fd, &p, fresh)) || fresh)
+		return ret;
+	/* an existing image opened to write: whole first */
+	if ((ret = fs_cache_restore(fs, &p, sp))) {
+		free_handle(fh(fi));
+		fi->fh = 0;
+	}
+	return ret;
 }
 
 static int do_open(const char *path, struct fuse_file_info *fi)
@@ -629,29 +759,72 @@ static int do_open(const char *path, struct fuse_file_info *fi)
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	int ret;
+	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;
+	int flags = (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC;
 	if (p.thumb) {
 		if (acc != O_RDONLY)
 			return -EACCES;
-		ret = local_thumb(fs, &p, sp, sizeof(sp));
-	} else if ((fi->flags & O_TRUNC) && acc != O_RDONLY) {
-		ret =
-		    spool_path(fs, path, sp, sizeof(sp)); /* no need to fetch */
-	} else {
-		ret = local_image(fs, &p, path, sp, sizeof(sp));
+		if ((ret = local_thumb(fs, &p, sp, sizeof(sp))))
+			return ret;
+		int fd = open(sp, flags);
+		return fd < 0 ? -errno : new_handle(fi, fd, &p, false);
 	}
-	if (ret)
-		return ret;
-	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;
-	if (trunc && (ret = mark_writing(fs, &p)))
-		return ret;
-	/* truncating an image that lives in the store only makes it anew */
-	int fd = open(sp,
-		      (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) |
-			  O_CLOEXEC | (trunc && !p.thumb ? O_CREAT : 0),
-		      0644);
-	if (fd < 0)
+	if (spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	if (trunc) {
+		if ((ret = mark_writing(fs, &p)))
+			return ret;
+		/* truncating an image that lives in the store only makes it
+		 * anew */
+		int fd = open(sp, flags | O_CREAT, 0644);
+		return fd < 0 ? -errno : new_handle(fi, fd, &p, true);
+	}
+	int fd = open(sp, flags);
+	if (fd < 0 && (errno != ENOENT || p.local))
 		return -errno;
-	return new_handle(fi, fd, &p, trunc);
+	if (fd < 0) { /* in the store only, written by another mount */
+		struct db_image img;
+		if (db_image_get(fs->db, p.patient, p.date, p.name, &img) ||
+		    strcmp(img.state, "uploaded") || !img.s3_key[0])
+			return -ENOENT;
+		if (!img.s3_thumbnail_key[0] && !img.error[0])
+			backfill(fs, p.patient, p.date);
+		if (acc == O_RDONLY)
+			return remote_handle(fi, -1, &p, &img);
+		ino_t held;
+		if ((ret = whole_image(fs, &p, path, sp, sizeof(sp), &held)))
+			return ret;
+		fd = open(sp, flags);
+		ret = fd < 0 ? -errno : new_handle(fi, fd, &p, false);
+		fs_cache_put(fs->cache, held);
+		return ret;
+	}
+	/* held from here: an evicted file stays as it is until restored */
+	if ((ret = new_handle(fi, fd, &p, false)) || p.local)
+		return ret;
+	int evicted = db_image_evicted(fs->db, p.patient, p.date, p.name);
+	if (evicted != 1)
+		return 0;
+	if (acc == O_RDONLY) {
+		struct db_image img;
+		struct handle *h = fh(fi);
+		if (db_image_get(fs->db, p.patient, p.date, p.name, &img) ==
+		    0) {
+			h->remote = true;
+			snprintf(h->key, sizeof(h->key), "%s", img.s3_key);
+			struct stat st;
+			h->size = fstat(fd, &st) ? img.file_size : st.st_size;
+			return 0;
+		}
+		ret = -EIO;
+	} else {
+		ret = fs_cache_restore(fs, &p, sp);
+	}
+	if (ret) {
+		free_handle(fh(fi));
+		fi->fh = 0;
+	}
+	return ret;
 }
 
 /* An open refused by thumbfs (not a missing name) is in the audit log. */
@@ -676,6 +849,8 @@ static int op_read(const char *path, char *buf, size_t size, off_t off,
 		memcpy(buf, h->status + off, size);
 		return (int)size;
 	}
+	if (h->remote)
+		return remote_read(h, buf, size, off);
 	ssize_t n = pread(h->fd, buf, size, off);
 	return n < 0 ? -errno : (int)n;
 }
@@ -703,10 +878,7 @@ static int op_release(const char *path, struct fuse_file_info *fi)
 	(void)path;
 	if (h->fd >= 0)
 		end_write(fs_get(), h); /* written after the last flush */
-	if (h->fd >= 0)
-		close(h->fd);
-	free(h->status);
-	free(h);
+	free_handle(h);
 	return 0;
 }
 
@@ -716,7 +888,7 @@ static int op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	struct handle *h = fh(fi);
 	(void)path;
-	if (h->status)
+	if (h->status || h->fd < 0)
 		return 0;
 	if (datasync ? fdatasync(h->fd) : fsync(h->fd))
 		return -errno;
@@ -751,10 +923,14 @@ static int do_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	if (p.thumb)
 		return -EPERM;
-	if (spool_path(fs, path, sp, sizeof(sp)))
-		return -ENAMETOOLONG;
-	if (truncate(sp, size))
-		return -errno;
+	ino_t held;
+	int ret = whole_image(fs, &p, path, sp, sizeof(sp), &held);
+	if (ret)
+		return ret;
+	ret = truncate(sp, size) ? -errno : 0;
+	fs_cache_put(fs->cache, held);
+	if (ret)
+		return ret;
 	if (!p.local)
 		queue_ingest(fs, &p, (int64_t)size, fuse_get_context()->uid);
 	return 0;
@@ -807,13 +983,17 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 	int ret = may_create_file(to, &pt);
 	if (ret)
 		return ret;
-	ret = local_image(fs, &pf, from, sf, sizeof(sf));
+	ino_t held;
+	ret = whole_image(fs, &pf, from, sf, sizeof(sf), &held);
 	if (ret)
 		return ret;
 	if (spool_path(fs, to, st_, sizeof(st_)))
-		return -ENAMETOOLONG;
-	if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
-		return -errno;
+		ret = -ENAMETOOLONG;
+	else if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
+		ret = -errno;
+	fs_cache_put(fs->cache, held);
+	if (ret)
+		return ret;
 	if (!pf.local)
 		forget_image(fs, &pf);
 	if (!pt.local && lstat(st_, &sb) == 0)

@@ -27,6 +27,7 @@
 #include "s3/s3.h"
 #include "thumb/thumb.h"
 #include "fs/audit.h"
+#include "fs/cache.h"
 #include "fs/config.h"
 #include "fs/path.h"
 
@@ -38,6 +39,7 @@ struct thumbfs {
 	struct s3_store *store;
 	struct db_pg *pg;    /* NULL: no [postgres] dsn, no sync */
 	struct audit *audit; /* NULL: no [audit] file */
+	struct fs_cache *cache;
 	char spool[PATH_MAX];
 	char thumbs[PATH_MAX];
 	char tmp[PATH_MAX];
@@ -82,6 +84,12 @@ void fs_read_meta(const char *path, struct db_image *img);
 
 /* The text of .thumbfs/status into a malloc'd string. */
 char *fs_status_text(struct thumbfs *fs);
+
+/* Call fn for each entry of dir that is not "." or ".." (a missing dir
+ * has none); a non-zero return stops the walk and is returned. */
+int fs_each_entry(const char *dir,
+		  int (*fn)(const char *dir, const char *name, void *arg),
+		  void *arg);
 
 /* The thumbnail cache path of (patient, date, thumb_name). */
 int fs_thumb_path(const struct thumbfs *fs, const char *patient,

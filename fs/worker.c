@@ -330,6 +330,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	}
 	if (!current)
 		goto out_free;
+	fs_cache_added(fs->cache, (uint64_t)len + res.size);
 	if (terr)
 		log_error("thumbnail of '%s' failed: %s; the original is kept "
 			  "and uploaded",
@@ -349,6 +350,122 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 					.pid = getpid()};
 		audit_log(fs->audit, &e);
 	}
+out_free:
+	free(buf);
+	thumb_result_release(&res);
+}
+
+/* The content of stored image img into *buf: from its spool file when that
+ * holds it, else from the store (through tmp/). */
+static int read_stored(struct thumbfs *fs, const struct db_image *img,
+		       unsigned char **buf, size_t *len, char *err,
+		       size_t errlen)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/patients/%s/%s/%s", fs->spool,
+		 img->patient_id, img->batch_date, img->name);
+	if (db_image_evicted(fs->db, img->patient_id, img->batch_date,
+			     img->name) == 0 &&
+	    read_whole(path, buf, len) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/backfill.%s", fs->tmp, img->id);
+	int ret = s3_get_file(fs->store, img->s3_key, path, err, errlen);
+	if (ret == 0 && (ret = read_whole(path, buf, len)))
+		snprintf(err, errlen, "%s", strerror(-ret));
+	unlink(path);
+	return ret;
+}
+
+/* A stored row with no thumbnail (imported before thumbnails): make it
+ * from the stored original, store it beside it, record it. */
+static void run_backfill(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img, done;
+	struct thumb_result res = {0};
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	char what[PATH_MAX], err[512], path[PATH_MAX];
+	bool current;
+
+	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
+	    img.gen != job->gen || img.s3_thumbnail_key[0] || img.error[0]) {
+		db_job_done(fs->db, job->id); /* changed or made meanwhile */
+		return;
+	}
+	snprintf(what, sizeof(what), "patients/%s/%s/%s", img.patient_id,
+		 img.batch_date, img.name);
+	int ret = 0;
+	if ((uint64_t)img.file_size > fs->thumb.max_bytes) {
+		snprintf(err, sizeof(err),
+			 "file is %lld bytes, over the limit of %llu "
+			 "(max_bytes)",
+			 (long long)img.file_size,
+			 (unsigned long long)fs->thumb.max_bytes);
+		ret = -EFBIG;
+	} else if ((ret =
+			read_stored(fs, &img, &buf, &len, err, sizeof(err)))) {
+		if (ret == -EACCES)
+			store_refused(fs, job, err);
+		else
+			retry(fs, job, "reading the original to backfill", err);
+		return;
+	}
+	if (ret == 0)
+		ret = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	if (ret) {
+		/* the row stays as the app has it; the reason is kept so
+		 * that it is not tried at every listing */
+		log_error("thumbnail of '%s' cannot be made: %s", what, err);
+		db_backfill_failed(fs->db, job, err);
+		goto out_free;
+	}
+	done = img;
+	fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
+		      sizeof(done.thumbnail_name));
+	/* beside the original, as the app names it: {stem}_thumb{ext} */
+	const char *slash = strrchr(img.s3_key, '/');
+	int dir = slash ? (int)(slash - img.s3_key + 1) : 0;
+	if (snprintf(done.s3_thumbnail_key, sizeof(done.s3_thumbnail_key),
+		     "%.*s%s", dir, img.s3_key, done.thumbnail_name) >=
+	    (int)sizeof(done.s3_thumbnail_key)) {
+		db_backfill_failed(fs->db, job, "thumbnail key too long");
+		goto out_free;
+	}
+	done.thumbnail_size = (int64_t)res.size;
+	done.width = res.width;
+	done.height = res.height;
+	if (!done.mime_type[0])
+		snprintf(done.mime_type, sizeof(done.mime_type), "%s",
+			 res.mime_type);
+	if (!done.sha256[0])
+		s3_sha256_hex(buf, len, done.sha256);
+	if (!done.s3_bucket[0])
+		snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
+			 s3_bucket(fs->store));
+	ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data, res.size,
+			 thumb_mime_type(res.thumb_format), err, sizeof(err));
+	if (ret == -EACCES) {
+		store_refused(fs, job, err);
+		goto out_free;
+	}
+	if (ret) {
+		retry(fs, job, "upload of a backfilled thumbnail", err);
+		goto out_free;
+	}
+	if (!fs_thumb_path(fs, img.patient_id, img.batch_date,
+			   done.thumbnail_name, path, sizeof(path)) &&
+	    write_cache(fs, path, res.data, res.size) == 0)
+		fs_cache_added(fs->cache, res.size);
+	ret = db_ingest_done(fs->db, job, &done, &current);
+	if (ret)
+		log_error("catalog update of '%s' failed: %s", what,
+			  strerror(-ret));
+	else if (current)
+		log_info("backfilled the thumbnail of %s (%dx%d, thumb %dx%d)",
+			 what, res.width, res.height, res.thumb_width,
+			 res.thumb_height);
+	if (ret == 0 && current && fs->pg)
+		fs_worker_kick(fs);
 out_free:
 	free(buf);
 	thumb_result_release(&res);
@@ -616,13 +733,17 @@ static void *worker_main(void *arg)
 		if (ret == 0) {
 			if (job.kind == DB_JOB_INGEST)
 				run_ingest(fs, &job);
+			else if (job.kind == DB_JOB_BACKFILL)
+				run_backfill(fs, &job);
 			else
 				run_delete(fs, &job);
+			fs_cache_trim(fs);
 			continue;
 		}
 		if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
+		fs_cache_trim(fs);
 		nap(fs); /* nothing due */
 	}
 	return NULL;
@@ -664,7 +785,8 @@ static int64_t pending(struct thumbfs *fs)
 	struct db_counts c;
 	if (db_counts(fs->db, &c))
 		return -1;
-	return c.jobs_ingest + c.jobs_delete + (fs->pg ? c.jobs_sync : 0);
+	return c.jobs_ingest + c.jobs_delete + c.jobs_backfill +
+	       (fs->pg ? c.jobs_sync : 0);
 }
 
 void fs_worker_drain(struct thumbfs *fs, int seconds)
@@ -708,10 +830,9 @@ void fs_worker_stop(struct thumbfs *fs)
 	fs->n_threads = 0;
 }
 
-/* Call fn for each entry of dir that is not "." or "..". */
-static int each_entry(const char *dir,
-		      int (*fn)(const char *dir, const char *name, void *arg),
-		      void *arg)
+int fs_each_entry(const char *dir,
+		  int (*fn)(const char *dir, const char *name, void *arg),
+		  void *arg)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -763,7 +884,7 @@ static int reconcile_batch(const char *dir, const char *name, void *arg)
 	char path[PATH_MAX];
 	snprintf(w->date, sizeof(w->date), "%s", name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return each_entry(path, reconcile_file, w);
+	return fs_each_entry(path, reconcile_file, w);
 }
 
 static int reconcile_patient(const char *dir, const char *name, void *arg)
@@ -772,7 +893,7 @@ static int reconcile_patient(const char *dir, const char *name, void *arg)
 	char path[PATH_MAX];
 	snprintf(w->patient, sizeof(w->patient), "%s", name);
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return each_entry(path, reconcile_batch, w);
+	return fs_each_entry(path, reconcile_batch, w);
 }
 
 /* Images a daemon that died was writing, whose writer was never told they
@@ -811,7 +932,7 @@ int fs_reconcile(struct thumbfs *fs)
 	if (aborted)
 		return aborted;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);
-	int ret = each_entry(path, reconcile_patient, &w);
+	int ret = fs_each_entry(path, reconcile_patient, &w);
 	return ret ? ret : w.queued;
 }
 
@@ -819,9 +940,10 @@ char *fs_status_text(struct thumbfs *fs)
 {
 	struct db_counts c;
 	char errors[LOG_KEEP * 520];
-	char *out = NULL, pg[600], store[600];
+	char *out = NULL, pg[600], store[600], cache[128];
 	int ret = db_counts(fs->db, &c);
 	log_last_errors(errors, sizeof(errors));
+	fs_cache_describe(fs->cache, cache, sizeof(cache));
 	pthread_mutex_lock(&fs->lock);
 	snprintf(store, sizeof(store), "%s%s%s", s3_bucket(fs->store),
 		 fs->store_refused[0] ? " refused: " : " ok",
@@ -841,13 +963,15 @@ char *fs_status_text(struct thumbfs *fs)
 		     "queue ingest: %lld\n"
 		     "queue delete: %lld\n"
 		     "queue postgres: %lld\n"
+		     "queue backfill: %lld\n"
 		     "queue retrying: %lld\n"
+		     "cache: %s\n"
 		     "last errors:\n%s",
 		     ret ? "unreadable" : "ok", store, pg, (long long)c.spooled,
 		     (long long)c.uploaded, (long long)c.thumb_errors,
 		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
-		     (long long)c.jobs_sync, (long long)c.jobs_retrying,
-		     errors) < 0)
+		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
+		     (long long)c.jobs_retrying, cache, errors) < 0)
 		out = NULL;
 	return out;
 }

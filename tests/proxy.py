@@ -109,9 +109,9 @@ class Proxy:
         """Drop the connection of the next count requests mid-body."""
         self._next(count, method, ("drop",), match)
 
-    def stall(self, count, seconds, method="PUT"):
+    def stall(self, count, seconds, method="PUT", match=""):
         """Hold the next count requests of method this long, silent."""
-        self._next(count, method, ("stall", seconds))
+        self._next(count, method, ("stall", seconds), match)
 
     def corrupt(self, count, method="PUT"):
         """Flip a byte of the body of the next count requests on the way

@@ -1,0 +1,456 @@
+/* cache.c - the bound on the spool and the thumbnail cache: measure, pick
+ * the least recently used settled content, give its data back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <search.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+#include "fs/thumbfs.h"
+
+/* What the cache knows of a file it has seen opened. */
+struct use {
+	ino_t ino;
+	int holds;    /* open handles */
+	double last;  /* when it was last opened (CLOCK_REALTIME) */
+	bool checked; /* seen by the walk under way */
+};
+
+struct fs_cache {
+	uint64_t max_bytes;
+	pthread_mutex_t lock; /* guards everything below; held while a
+			       * spool file is punched, so that no open
+			       * slips in between the check and the punch */
+	void *uses;	      /* tsearch tree of struct use, by ino */
+	uint64_t measured;    /* bytes at the last walk */
+	uint64_t added;	      /* bytes added since */
+	bool walked;
+	bool trimming;
+	bool no_punch; /* the spool's file system cannot punch holes */
+	pthread_mutex_t restore; /* one restore at a time */
+};
+
+static int cmp_use(const void *a, const void *b)
+{
+	ino_t x = ((const struct use *)a)->ino,
+	      y = ((const struct use *)b)->ino;
+	return x < y ? -1 : x > y;
+}
+
+struct fs_cache *fs_cache_new(uint64_t max_bytes)
+{
+	struct fs_cache *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->max_bytes = max_bytes;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->restore, NULL);
+	return c;
+}
+
+void fs_cache_free(struct fs_cache *c)
+{
+	if (!c)
+		return;
+	tdestroy(c->uses, free);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->restore);
+	free(c);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The use of ino, made if create; NULL if there is none (or no memory). */
+static struct use *use_of(struct fs_cache *c, ino_t ino, bool create)
+{
+	struct use key = {.ino = ino}, **found = tfind(&key, &c->uses, cmp_use);
+	if (found || !create)
+		return found ? *found : NULL;
+	struct use *u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->ino = ino;
+	found = tsearch(u, &c->uses, cmp_use);
+	if (!found || *found != u) {
+		free(u);
+		return found ? *found : NULL;
+	}
+	return u;
+}
+
+void fs_cache_hold(struct fs_cache *c, ino_t ino)
+{
+	pthread_mutex_lock(&c->lock);
+	struct use *u = use_of(c, ino, true);
+	if (u) {
+		u->holds++;
+		u->last = now();
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fs_cache_put(struct fs_cache *c, ino_t ino)
+{
+	pthread_mutex_lock(&c->lock);
+	struct use *u = use_of(c, ino, false);
+	if (u && u->holds > 0)
+		u->holds--;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fs_cache_added(struct fs_cache *c, uint64_t bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	c->added += bytes;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void fs_cache_describe(struct fs_cache *c, char *out, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->max_bytes)
+		snprintf(out, n, "no bound");
+	else if (!c->walked)
+		snprintf(out, n, "not measured yet, bound %llu bytes",
+			 (unsigned long long)c->max_bytes);
+	else
+		snprintf(out, n, "%llu of %llu bytes",
+			 (unsigned long long)c->measured,
+			 (unsigned long long)c->max_bytes);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* A file the walk found: a spool file (thumb false) or a thumbnail. */
+struct cand {
+	ino_t ino;
+	double last;
+	uint64_t bytes;
+	bool thumb;
+	char *patient, *date, *name;
+	char *path;
+};
+
+struct walk {
+	struct thumbfs *fs;
+	struct cand *v;
+	size_t n, cap;
+	uint64_t total;
+	bool thumbs;
+	char patient[256], date[256];
+	int err;
+};
+
+static int add_file(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	struct stat st;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+		(int)sizeof(path) ||
+	    lstat(path, &st) || !S_ISREG(st.st_mode))
+		return 0;
+	uint64_t bytes = (uint64_t)st.st_blocks * 512;
+	w->total += bytes;
+	if (bytes == 0 || strstr(name, ".tmp."))
+		return 0; /* nothing to give back, or a fetch under way */
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? 2 * w->cap : 256;
+		struct cand *v = realloc(w->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		w->v = v;
+		w->cap = cap;
+	}
+	struct cand *k = &w->v[w->n];
+	memset(k, 0, sizeof(*k));
+	k->ino = st.st_ino;
+	k->bytes = bytes;
+	k->thumb = w->thumbs;
+	/* never opened here: last changed on this disk */
+	k->last = (double)st.st_ctim.tv_sec + st.st_ctim.tv_nsec / 1e9;
+	k->patient = strdup(w->patient);
+	k->date = strdup(w->date);
+	k->name = strdup(name);
+	k->path = strdup(path);
+	w->n++;
+	if (!k->patient || !k->date || !k->name || !k->path)
+		return -ENOMEM;
+	return 0;
+}
+
+static int add_batch(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char path[PATH_MAX];
+	snprintf(w->date, sizeof(w->date), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return fs_each_entry(path, add_file, w);
+}
+
+static int add_patient(const char *dir, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char path[PATH_MAX];
+	snprintf(w->patient, sizeof(w->patient), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return fs_each_entry(path, add_batch, w);
+}
+
+static int by_last(const void *a, const void *b)
+{
+	double x = ((const struct cand *)a)->last;
+	double y = ((const struct cand *)b)->last;
+	return x < y ? -1 : x > y;
+}
+
+/* Open path for writing, as its owner may even where its mode says no
+ * (a read-only image): the mode is given back at once. */
+static int open_for_cache(const char *path, int flags)
+{
+	struct stat st;
+	int fd = open(path, flags | O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 || errno != EACCES || lstat(path, &st) ||
+	    chmod(path, (st.st_mode & 07777) | S_IWUSR))
+		return fd;
+	fd = open(path, flags | O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+	int e = errno;
+	chmod(path, st.st_mode & 07777);
+	errno = e;
+	return fd;
+}
+
+/* Give back the data of the spool file k, if nothing holds it and the
+ * catalog says it is settled. Called under c->lock. 0 if it was. */
+static int punch(struct thumbfs *fs, const struct cand *k)
+{
+	struct fs_cache *c = fs->cache;
+	struct use *u = use_of(c, k->ino, false);
+	struct stat st;
+	if ((u && u->holds) || c->no_punch)
+		return -EBUSY;
+	int ret = db_image_evict(fs->db, k->patient, k->date, k->name);
+	if (ret)
+		return ret;
+	int fd = open_for_cache(k->path, 0);
+	if (fd < 0 || fstat(fd, &st) || st.st_ino != k->ino) {
+		ret = fd < 0 ? -errno : -EAGAIN; /* replaced meanwhile */
+		goto out_undo;
+	}
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+		      st.st_size)) {
+		ret = -errno;
+		if (ret == -EOPNOTSUPP) {
+			c->no_punch = true;
+			log_warn("cache: the spool's file system cannot punch "
+				 "holes; only thumbnails are evicted");
+		}
+		goto out_undo;
+	}
+	/* the client's times stay what they were */
+	struct timespec tv[2] = {st.st_atim, st.st_mtim};
+	futimens(fd, tv);
+	close(fd);
+	return 0;
+out_undo:
+	if (fd >= 0)
+		close(fd);
+	db_image_restored(fs->db, k->patient, k->date, k->name);
+	return ret;
+}
+
+static int evict(struct thumbfs *fs, const struct cand *k)
+{
+	if (!k->thumb) {
+		pthread_mutex_lock(&fs->cache->lock);
+		int ret = punch(fs, k);
+		pthread_mutex_unlock(&fs->cache->lock);
+		return ret;
+	}
+	/* a reader that has it open keeps reading the unlinked file */
+	if (db_thumb_settled(fs->db, k->patient, k->date, k->name) != 1)
+		return -EBUSY;
+	return unlink(k->path) ? -errno : 0;
+}
+
+struct gone {
+	ino_t *v;
+	size_t n, cap;
+};
+
+static void collect_gone(const void *node, VISIT v, void *arg)
+{
+	struct use *u = *(struct use *const *)node;
+	struct gone *g = arg;
+	if (v != postorder && v != leaf)
+		return;
+	if (!u->holds && !u->checked) {
+		if (g->n == g->cap) {
+			size_t cap = g->cap ? 2 * g->cap : 64;
+			ino_t *nv = realloc(g->v, cap * sizeof(*nv));
+			if (!nv)
+				return; /* forgotten at the next walk */
+			g->v = nv;
+			g->cap = cap;
+		}
+		g->v[g->n++] = u->ino;
+	}
+	u->checked = false;
+}
+
+/* Forget the uses of files the walk did not find with data (gone, or
+ * evicted) that nobody holds. Under c->lock. */
+static void prune(struct fs_cache *c, const struct walk *w)
+{
+	struct gone g = {0};
+	for (size_t i = 0; i < w->n; i++) {
+		struct use *u = use_of(c, w->v[i].ino, false);
+		if (u)
+			u->checked = true;
+	}
+	twalk_r(c->uses, collect_gone, &g);
+	for (size_t i = 0; i < g.n; i++) {
+		struct use key = {.ino = g.v[i]};
+		struct use **found = tfind(&key, &c->uses, cmp_use);
+		struct use *u = found ? *found : NULL;
+		if (u) {
+			tdelete(&key, &c->uses, cmp_use);
+			free(u);
+		}
+	}
+	free(g.v);
+}
+
+static void free_walk(struct walk *w)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		free(w->v[i].patient);
+		free(w->v[i].date);
+		free(w->v[i].name);
+		free(w->v[i].path);
+	}
+	free(w->v);
+}
+
+void fs_cache_trim(struct thumbfs *fs)
+{
+	struct fs_cache *c = fs->cache;
+	char dir[PATH_MAX];
+	pthread_mutex_lock(&c->lock);
+	bool due = c->max_bytes && !c->trimming &&
+		   (!c->walked || c->measured + c->added > c->max_bytes);
+	if (due)
+		c->trimming = true;
+	pthread_mutex_unlock(&c->lock);
+	if (!due)
+		return;
+
+	struct walk w = {.fs = fs};
+	snprintf(dir, sizeof(dir), "%s/patients", fs->spool);
+	int ret = fs_each_entry(dir, add_patient, &w);
+	w.thumbs = true;
+	if (ret == 0)
+		ret = fs_each_entry(fs->thumbs, add_patient, &w);
+	uint64_t total = w.total, freed = 0;
+	int files = 0;
+	if (ret)
+		log_error("cache: cannot measure the spool: %s",
+			  strerror(-ret));
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < w.n; i++) { /* what was opened here */
+		struct use *u = use_of(c, w.v[i].ino, false);
+		if (u && u->last > w.v[i].last)
+			w.v[i].last = u->last;
+	}
+	pthread_mutex_unlock(&c->lock);
+	/* down to 90% of the bound, so that it is not done at every file */
+	uint64_t low = c->max_bytes - c->max_bytes / 10;
+	if (!ret && total > c->max_bytes) {
+		qsort(w.v, w.n, sizeof(*w.v), by_last);
+		for (size_t i = 0; i < w.n && total - freed > low; i++) {
+			if (evict(fs, &w.v[i]) == 0) {
+				freed += w.v[i].bytes;
+				files++;
+			}
+		}
+		if (total - freed > c->max_bytes)
+			log_warn("cache: %llu bytes kept, over the bound of "
+				 "%llu: the rest is not uploaded yet, or open",
+				 (unsigned long long)(total - freed),
+				 (unsigned long long)c->max_bytes);
+	}
+	if (files)
+		log_info("cache: evicted %d file(s), %.1f MB; %.1f MB in use",
+			 files, (double)freed / 1e6,
+			 (double)(total - freed) / 1e6);
+	pthread_mutex_lock(&c->lock);
+	c->measured = total - freed;
+	/* over the bound with nothing to give back: measure again only once
+	 * more has come (a tenth of the bound) */
+	if (c->measured > c->max_bytes)
+		c->measured = low;
+	c->added = 0;
+	c->walked = true;
+	c->trimming = false;
+	prune(c, &w);
+	pthread_mutex_unlock(&c->lock);
+	free_walk(&w);
+}
+
+int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
+		     const char *sp)
+{
+	struct db_image img;
+	struct stat st;
+	char err[512];
+	if (p->local)
+		return 0;
+	pthread_mutex_lock(&fs->cache->restore);
+	int ret = db_image_evicted(fs->db, p->patient, p->date, p->name);
+	if (ret != 1) {
+		pthread_mutex_unlock(&fs->cache->restore);
+		return ret == -ENOENT ? 0 : ret;
+	}
+	ret = db_image_get(fs->db, p->patient, p->date, p->name, &img);
+	int fd = ret ? -1 : open_for_cache(sp, 0);
+	if (!ret && (fd < 0 || fstat(fd, &st)))
+		ret = -errno;
+	if (!ret) {
+		ret = s3_get_fd(fs->store, img.s3_key, fd, err, sizeof(err));
+		if (ret)
+			log_error("restore of '%s' from the store failed: %s",
+				  sp, err);
+	}
+	struct stat now_st;
+	if (!ret && (fstat(fd, &now_st) || now_st.st_size != st.st_size)) {
+		log_error("restore of '%s': the store has %lld bytes, the "
+			  "file %lld",
+			  sp, (long long)now_st.st_size, (long long)st.st_size);
+		ret = -EIO;
+		if (ftruncate(fd, st.st_size))
+			log_error("cannot cut '%s' back: %s", sp,
+				  strerror(errno));
+	}
+	if (!ret && fdatasync(fd))
+		ret = -errno;
+	if (!ret) {
+		struct timespec tv[2] = {st.st_atim, st.st_mtim};
+		futimens(fd, tv);
+		ret = db_image_restored(fs->db, p->patient, p->date, p->name);
+		fs_cache_added(fs->cache, (uint64_t)st.st_size);
+	}
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&fs->cache->restore);
+	return ret == -ENOENT ? -EIO : ret;
+}

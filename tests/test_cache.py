@@ -1,0 +1,212 @@
+"""The cache's bound ([cache] max_bytes): past it, the least recently used
+content the store has gives its data back to the disk and is read from the
+store by ranges; content not yet uploaded is never evicted. Against s3rver
+through the suite's proxy, which records every request."""
+import io
+import os
+import threading
+import time
+
+from PIL import Image
+
+from conftest import proxied_mount, wait_for
+
+BOUND = 4 << 20
+
+
+def photo(seed, size=724):
+    """A JPEG of noise, about 0.6 MB, that differs by seed."""
+    rnd = bytes((i * 7919 + seed * 104729) % 256 for i in range(97)) + \
+        os.urandom(size * size * 3 - 97)
+    img = Image.frombytes("RGB", (size, size), rnd)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def usage(m):
+    """Bytes the data directory holds for images and thumbnails."""
+    total = 0
+    for top in (m.data / "spool" / "patients", m.data / "thumbs"):
+        for root, _, files in os.walk(top):
+            for f in files:
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+    return total
+
+
+def spool(m, name, patient="P1", date="2025-11-10"):
+    return m.data / "spool" / "patients" / patient / date / name
+
+
+def evicted(m):
+    return sorted(r["name"] for r in m.rows("evicted = 1"))
+
+
+def cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=BOUND):
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    m.config["cache"] = {"max_bytes": str(bound)}
+    return m.start()
+
+
+def write_all(m, files):
+    d = m.batch()
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    for name in files:
+        m.wait_uploaded(name)
+    return d
+
+
+def test_bound_kept_and_every_file_readable(thumbfs_bin, tmp_path, s3server,
+                                           proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    try:
+        files = {f"img{i:02d}.jpg": photo(i) for i in range(14)}
+        d = write_all(m, files)
+        wait_for(lambda: usage(m) <= BOUND, 30, "the cache to trim")
+        gone = evicted(m)
+        assert gone, "nothing was evicted"
+        # an evicted image keeps its metadata: size, mode, times, xattrs
+        before = os.stat(d / gone[0])
+        assert before.st_size == len(files[gone[0]])
+        # (a partial last block stays allocated)
+        assert os.lstat(spool(m, gone[0])).st_blocks * 512 <= 4096
+        # and every image and thumbnail reads back right
+        for name, data in files.items():
+            assert (d / name).read_bytes() == data, name
+            thumb = d / name.replace(".jpg", "_thumb.jpg")
+            assert Image.open(thumb).size == (300, 300), name
+        # evicted images were read by ranges, never fetched whole
+        gets = [r for r in proxy.seen("GET") if gone[0] in r[1]]
+        assert gets and all("range" in h for _, _, h in gets)
+        after = os.stat(d / gone[0])
+        assert (after.st_mode, after.st_mtime_ns, after.st_size) == \
+            (before.st_mode, before.st_mtime_ns, before.st_size)
+        # what was fetched again (thumbnails) is trimmed again
+        files2 = {f"more{i}.jpg": photo(100 + i) for i in range(2)}
+        write_all(m, files2)
+        wait_for(lambda: usage(m) <= BOUND, 30, "the cache to trim again")
+        assert "cache: " in (m.mnt / ".thumbfs/status").read_text()
+    finally:
+        m.stop()
+
+
+def test_least_recently_used_goes_first(thumbfs_bin, tmp_path, s3server,
+                                        proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    try:
+        first = {f"a{i}.jpg": photo(i) for i in range(5)}
+        d = write_all(m, first)
+        time.sleep(1.1)  # a clearly later use
+        assert (d / "a0.jpg").read_bytes() == first["a0.jpg"]
+        write_all(m, {f"b{i}.jpg": photo(50 + i) for i in range(3)})
+        wait_for(lambda: usage(m) <= BOUND, 30, "the cache to trim")
+        gone = evicted(m)
+        assert "a1.jpg" in gone and "a0.jpg" not in gone, gone
+    finally:
+        m.stop()
+
+
+def test_partial_read_is_one_ranged_get(thumbfs_bin, tmp_path, s3server,
+                                        proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        big = os.urandom(3 << 20)
+        d = m.batch()
+        (d / "scan.tif").write_bytes(big)  # not an image: kept anyway
+        m.wait_uploaded("scan.tif")
+        wait_for(lambda: evicted(m) == ["scan.tif"], 30, "the eviction")
+        n = len(proxy.seen("GET"))
+        with open(d / "scan.tif", "rb") as f:
+            assert os.pread(f.fileno(), 4096, 2 << 20) == \
+                big[2 << 20:(2 << 20) + 4096]
+        gets = proxy.seen("GET")[n:]
+        assert len(gets) == 1, gets
+        assert gets[0][2]["range"] == f"bytes={2 << 20}-{(3 << 20) - 1}"
+    finally:
+        m.stop()
+
+
+def test_content_not_uploaded_is_never_evicted(thumbfs_bin, tmp_path,
+                                               s3server, proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    try:
+        proxy.fail(10 ** 6, 503, "SlowDown", method="PUT")
+        files = {f"w{i:02d}.jpg": photo(200 + i) for i in range(10)}
+        d = m.batch()
+        for name, data in files.items():
+            (d / name).write_bytes(data)
+        time.sleep(4)  # several trims while the store refuses
+        assert usage(m) > BOUND
+        assert evicted(m) == []
+        for name, data in files.items():
+            assert os.lstat(spool(m, name)).st_blocks * 512 >= len(data)
+            assert (d / name).read_bytes() == data
+        proxy.faults.clear()
+        for name in files:
+            m.wait_uploaded(name)
+        wait_for(lambda: usage(m) <= BOUND, 30, "the cache to trim")
+        for name, data in files.items():
+            assert (d / name).read_bytes() == data
+    finally:
+        m.stop()
+
+
+def test_evicted_image_written_renamed_truncated(thumbfs_bin, tmp_path,
+                                                 s3server, proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        files = {f"e{i}.jpg": photo(300 + i) for i in range(4)}
+        d = write_all(m, files)
+        wait_for(lambda: len(evicted(m)) >= 3, 30, "evictions")
+        a, b, c = evicted(m)[:3]
+        # appended to: fetched back whole first
+        with open(d / a, "ab") as f:
+            f.write(b"tail")
+        # renamed: the new name has the bytes, not the punched file
+        os.rename(d / b, d / "renamed.jpg")
+        # truncated by path
+        os.truncate(d / c, 1000)
+        want = {a: files[a] + b"tail", "renamed.jpg": files[b],
+                c: files[c][:1000]}
+        for name, data in want.items():
+            assert (d / name).read_bytes() == data, name
+        prefix = "patients/filemaker-import/images/P1/2025-11-10/"
+
+        def stored():
+            return all(m.object(prefix + n) == v for n, v in want.items()
+                       if (prefix + n) in m.object_keys(prefix))
+        for name in want:
+            wait_for(lambda: any(r["state"] == "uploaded" and
+                                 r["file_size"] == len(want[name])
+                                 for r in m.rows("name = ?", (name,))),
+                     60, f"{name} again")
+        wait_for(stored, 30, "the store to have the new contents")
+        assert prefix + b not in m.object_keys(prefix)
+    finally:
+        m.stop()
+
+
+def test_a_slow_fetch_does_not_block_the_mount(thumbfs_bin, tmp_path,
+                                               s3server, proxy):
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        files = {f"s{i}.jpg": photo(400 + i) for i in range(3)}
+        d = write_all(m, files)
+        wait_for(lambda: "s0.jpg" in evicted(m), 30, "the eviction")
+        proxy.stall(1, 8, method="GET", match="s0.jpg")
+        got = {}
+        t = threading.Thread(
+            target=lambda: got.update(data=(d / "s0.jpg").read_bytes()))
+        t.start()
+        wait_for(lambda: any("s0.jpg" in r[1] for r in proxy.seen("GET")),
+                 10, "the stalled GET")
+        # meanwhile: list, read another image, write a new one
+        assert "s1.jpg" in os.listdir(d)
+        assert (d / "s1.jpg").read_bytes() == files["s1.jpg"]
+        (d / "new.jpg").write_bytes(files["s2.jpg"])
+        assert t.is_alive(), "the stalled read should still be waiting"
+        t.join(60)
+        assert got["data"] == files["s0.jpg"]
+    finally:
+        m.stop()

@@ -55,7 +55,9 @@ static void usage(const char *prog)
 	       "       %s schema     print the PostgreSQL DDL "
 	       "(schema/postgres.sql)\n"
 	       "       %s presign CONFIG KEY [SECONDS]   a GET link to an "
-	       "object\n\n"
+	       "object\n"
+	       "       %s backfill CONFIG   make the missing thumbnails of "
+	       "stored rows\n\n"
 	       "Mount the patient-image archive described by CONFIG (an INI "
 	       "file;\nsee mount.conf.example) on MOUNTPOINT.\n\n"
 	       "    -f             stay in the foreground, log to stderr\n"
@@ -64,7 +66,7 @@ static void usage(const char *prog)
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
-	       prog, prog, prog);
+	       prog, prog, prog, prog);
 }
 
 /* A directory for thumbfs alone: created 0700 if missing. */
@@ -224,6 +226,77 @@ static int presign(const char *config, const char *key, const char *secs)
 	return url ? 0 : 1;
 }
 
+/* The config and what follows from it, checked: for a mount and for a
+ * backfill. -1 when something is wrong (said on stderr); fs_release()
+ * frees what was made either way. */
+static int prepare(struct thumbfs *fs, const char *config)
+{
+	char err[1024];
+	cfg_init(&fs->cfg);
+	if (cfg_load(&fs->cfg, config, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return -1;
+	}
+	/* absolute: SIGHUP re-reads it after the daemon left its directory */
+	fs->config_path = realpath(config, NULL);
+	thumb_opts_init(&fs->thumb);
+	fs->thumb.max_width = fs->cfg.max_width;
+	fs->thumb.max_height = fs->cfg.max_height;
+	fs->thumb.jpeg_quality = fs->cfg.jpeg_quality;
+	fs->thumb.max_pixels = fs->cfg.max_pixels;
+	fs->thumb.max_bytes = fs->cfg.max_bytes;
+	if (fs_rules_init(&fs->rules, fs->cfg.patient_id_pattern,
+			  fs->cfg.ignore)) {
+		fprintf(stderr, "thumbfs: bad patient_id_pattern\n");
+		return -1;
+	}
+	fs->rules_ready = true;
+	if (prepare_dirs(fs) || check_postgres(&fs->cfg))
+		return -1;
+	fs->cache = fs_cache_new(fs->cfg.cache_max_bytes);
+	if (!fs->cache) {
+		fprintf(stderr, "thumbfs: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* thumbfs backfill CONFIG: thumbnails for every stored row that has none,
+ * in the catalog and in PostgreSQL (fs_backfill). */
+static int backfill(const char *config)
+{
+	struct thumbfs fs;
+	char err[1024];
+	int status = 1;
+	memset(&fs, 0, sizeof(fs));
+	pthread_mutex_init(&fs.lock, NULL);
+	pthread_cond_init(&fs.cond, NULL);
+	if (prepare(&fs, config) || !(fs.store = open_store(&fs.cfg)))
+		goto out;
+	if (!(fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err)))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out;
+	}
+	db_set_keep_objects(fs.db, !strcmp(fs.cfg.delete_policy, "keep"));
+	if (fs.cfg.pg_dsn[0]) {
+		if (!(fs.pg = db_pg_new(fs.cfg.pg_dsn)))
+			goto out;
+		db_set_pg_sync(fs.db, true);
+	}
+	status = fs_backfill(&fs);
+out:
+	db_pg_free(fs.pg);
+	db_free(fs.db);
+	s3_free(fs.store);
+	fs_cache_free(fs.cache);
+	if (fs.rules_ready)
+		fs_rules_release(&fs.rules);
+	free((char *)fs.config_path);
+	pthread_cond_destroy(&fs.cond);
+	pthread_mutex_destroy(&fs.lock);
+	return status;
+}
+
 static void on_sighup(int sig)
 {
 	(void)sig;
@@ -245,6 +318,8 @@ int main(int argc, char *argv[])
 		fputs(db_pg_schema, stdout); /* thumbfs schema | psql DSN */
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "backfill"))
+		return backfill(argv[2]);
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "presign"))
 		return presign(argv[2], argv[3], argc == 5 ? argv[4] : "3600");
 	/* Image buffers come and go per file: keep them in the heap rather
@@ -276,31 +351,8 @@ int main(int argc, char *argv[])
 
 	/* Everything is checked before mounting, so a mistake reaches the
 	 * terminal (as sshfs connects first). */
-	cfg_init(&fs.cfg);
-	if (cfg_load(&fs.cfg, a.config, err, sizeof(err))) {
-		fprintf(stderr, "thumbfs: %s\n", err);
-		goto out_args;
-	}
-	/* absolute: SIGHUP re-reads it after the daemon left its directory */
-	fs.config_path = realpath(a.config, NULL);
-	thumb_opts_init(&fs.thumb);
-	fs.thumb.max_width = fs.cfg.max_width;
-	fs.thumb.max_height = fs.cfg.max_height;
-	fs.thumb.jpeg_quality = fs.cfg.jpeg_quality;
-	fs.thumb.max_pixels = fs.cfg.max_pixels;
-	fs.thumb.max_bytes = fs.cfg.max_bytes;
-	if (fs_rules_init(&fs.rules, fs.cfg.patient_id_pattern,
-			  fs.cfg.ignore)) {
-		fprintf(stderr, "thumbfs: bad patient_id_pattern\n");
-		goto out_args;
-	}
-	if (prepare_dirs(&fs) || check_postgres(&fs.cfg))
+	if (prepare(&fs, a.config))
 		goto out_rules;
-	fs.cache = fs_cache_new(fs.cfg.cache_max_bytes);
-	if (!fs.cache) {
-		fprintf(stderr, "thumbfs: out of memory\n");
-		goto out_rules;
-	}
 	/* Open the catalog once to check it; it is opened again after
 	 * daemonising, since an SQLite connection must not cross fork(). */
 	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
@@ -398,7 +450,8 @@ out_store:
 	s3_free(fs.store);
 out_rules:
 	fs_cache_free(fs.cache);
-	fs_rules_release(&fs.rules);
+	if (fs.rules_ready)
+		fs_rules_release(&fs.rules);
 out_args:
 	free(opts.mountpoint);
 	free((char *)fs.config_path);

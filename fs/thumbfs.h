@@ -34,6 +34,7 @@
 struct thumbfs {
 	struct cfg cfg;
 	struct fs_rules rules;
+	bool rules_ready;
 	struct thumb_opts thumb;
 	struct db *db;
 	struct s3_store *store;
@@ -73,6 +74,17 @@ void fs_worker_kick(struct thumbfs *fs);
 /* SIGHUP: set from the signal handler; a job runner re-reads the config's
  * [store] credentials and lets held uploads go. */
 extern volatile sig_atomic_t fs_reload_pending;
+
+/* Read all of PostgreSQL into the catalog (as the sync runner does first):
+ * 0, or -errno with err set. */
+int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen);
+
+/* thumbfs backfill: queue a thumbnail for every stored row that has none
+ * (PostgreSQL read first), run the job runners until they are made and
+ * synced, printing progress; SIGINT or SIGTERM stops it after the jobs
+ * under way, the rest staying queued for the next run or mount. Returns
+ * the exit status. */
+int fs_backfill(struct thumbfs *fs);
 
 /* Walk the spool and queue whatever the catalog does not have uploaded.
  * Returns the number of files queued, or -errno. */

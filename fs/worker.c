@@ -645,6 +645,12 @@ static int full_read(struct thumbfs *fs, char *err, size_t errlen)
 	return ret < 0 ? ret : 0;
 }
 
+int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen)
+{
+	int ret = db_pg_listen(fs->pg, err, errlen);
+	return ret ? ret : full_read(fs, err, errlen);
+}
+
 /* Changes announced since the last look; -EAGAIN when a full read is due
  * (a delete was announced, or the connection was lost). */
 static int read_announced(struct thumbfs *fs, char *err, size_t errlen)

@@ -186,10 +186,15 @@ static const char *const sql[S_N] = {
     [S_JOB_DROP_INGESTS] = "DELETE FROM jobs WHERE kind = 1 AND"
 			   " image_id = ?1 AND claimed = 0",
     [S_JOB_HAS] = "SELECT 1 FROM jobs WHERE image_id = ?1 LIMIT 1",
+    /* one job of an image at a time: an older ingest still running
+     * would otherwise store its content after the newer one's */
     [S_JOB_CLAIM_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
 			 " attempts FROM jobs WHERE kind IN (1, 2, 5) AND"
-			 " claimed = 0 AND not_before <= ?1 ORDER BY id"
-			 " LIMIT 1",
+			 " claimed = 0 AND not_before <= ?1 AND NOT EXISTS"
+			 " (SELECT 1 FROM jobs o WHERE o.image_id ="
+			 " jobs.image_id AND o.image_id != '' AND"
+			 " o.claimed = 1 AND o.kind IN (1, 2, 5))"
+			 " ORDER BY id LIMIT 1",
     [S_JOB_SYNC_PICK] = "SELECT id, kind, image_id, gen, key, key2,"
 			" attempts, name, not_before FROM jobs WHERE"
 			" kind IN (3, 4) AND claimed = 0 AND id > ?1 ORDER BY"

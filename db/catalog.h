@@ -152,8 +152,9 @@ int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
 int db_reconcile(struct db *db, const char *patient, const char *date,
 		 const char *name, int64_t size, const char *uploaded_by);
 
-/* Claim the oldest store job (ingest, delete) that is due. -ENOENT when
- * there is none. */
+/* Claim the oldest store job (ingest, delete, backfill) that is due and
+ * whose image has no other store job claimed (so that an older upload
+ * never lands after a newer one). -ENOENT when there is none. */
 int db_job_claim(struct db *db, struct db_job *job);
 
 /* Claim up to max of the oldest PostgreSQL jobs, in strict queue order

@@ -927,13 +927,13 @@ static int do_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	int ret = whole_image(fs, &p, path, sp, sizeof(sp), &held);
 	if (ret)
 		return ret;
+	/* held until the catalog knows: until then its row says the old
+	 * content is settled, and an eviction would punch the new one */
 	ret = truncate(sp, size) ? -errno : 0;
-	fs_cache_put(fs->cache, held);
-	if (ret)
-		return ret;
-	if (!p.local)
+	if (!ret && !p.local)
 		queue_ingest(fs, &p, (int64_t)size, fuse_get_context()->uid);
-	return 0;
+	fs_cache_put(fs->cache, held);
+	return ret;
 }
 
 static int do_unlink(const char *path)
@@ -991,15 +991,13 @@ static int do_rename(const char *from, const char *to, unsigned int flags)
 		ret = -ENAMETOOLONG;
 	else if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
 		ret = -errno;
-	fs_cache_put(fs->cache, held);
-	if (ret)
-		return ret;
-	if (!pf.local)
+	if (!ret && !pf.local)
 		forget_image(fs, &pf);
-	if (!pt.local && lstat(st_, &sb) == 0)
+	if (!ret && !pt.local && lstat(st_, &sb) == 0)
 		queue_ingest(fs, &pt, (int64_t)sb.st_size,
 			     fuse_get_context()->uid);
-	return 0;
+	fs_cache_put(fs->cache, held); /* after the catalog knows, as above */
+	return ret;
 }
 
 /* Files and directories of the spool may change their metadata; the

@@ -8,6 +8,8 @@ import random
 import shutil
 import stat
 
+import pytest
+
 from conftest import Mount, photos
 
 OPS = 2000
@@ -162,11 +164,19 @@ def outcome(fn, root):
         return e.errno
 
 
-def test_random_operations_match_a_local_directory(thumbfs_bin, tmp_path):
+# a bound of 64 KiB: the cache evicts all the time, so reads go to the
+# store, and writes, renames and truncates restore first
+@pytest.mark.parametrize("cache_bound", [None, 65536],
+                         ids=["cache-default", "cache-tiny"])
+def test_random_operations_match_a_local_directory(thumbfs_bin, tmp_path,
+                                                   cache_bound):
     seed = int(os.environ.get("THUMBFS_SEED", random.randrange(1 << 30)))
     print(f"seed {seed} (THUMBFS_SEED={seed} repeats this run)")
     rng = random.Random(seed)
-    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    if cache_bound:
+        m.config["cache"] = {"max_bytes": str(cache_bound)}
+    m.start()
     ref = tmp_path / "reference"
     (ref / "patients").mkdir(parents=True)
     small = min(photos(), key=lambda p: p.stat().st_size).read_bytes()
@@ -186,7 +196,11 @@ def test_random_operations_match_a_local_directory(thumbfs_bin, tmp_path):
                 + "\n".join(history[-15:]))
             d = diff(snapshot(m.mnt, model.exact), snapshot(ref, model.exact))
             assert not d, (f"seed {seed}, step {i}: {what}\n" + "\n".join(d)
-                           + "\nlast steps:\n" + "\n".join(history[-15:]))
+                           + "\nlast steps:\n" + "\n".join(history[-15:])
+                           + "\nthe steps on the first path that differs:\n"
+                           + "\n".join(f"{k}: {h}"
+                                       for k, h in enumerate(history)
+                                       if d[0].split(":")[0] in h))
         m.stop()
         m.start()
         d = diff(snapshot(m.mnt, model.exact), snapshot(ref, model.exact))

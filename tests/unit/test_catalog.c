@@ -50,6 +50,8 @@ int main(void)
 	/* written again while the job runs: the job's result is stale */
 	CHECK_INT(db_image_written(db, "P1", "2025-11-10", "a.jpg", 30, "me"),
 		  0);
+	/* and the new job waits for it: its upload must land last */
+	CHECK_INT(db_job_claim(db, &job2), -ENOENT);
 	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
 	d = uploaded(&img);
 	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);

@@ -90,6 +90,23 @@ struct jpeg_err {
 	char msg[JMSG_LENGTH_MAX];
 };
 
+/* Whether the scans read so far give, for every component, each
+ * coefficient an n x n IDCT uses to within one bit: coef_bits holds, per
+ * coefficient (zigzag order), how many low bits are still missing (-1:
+ * none of it yet). The 1 x 1 IDCT reads the DC alone; libjpeg's 2 x 2 and
+ * 4 x 4 ones read odd rows and columns up to 7, so all of them. */
+static bool coefs_known(j_decompress_ptr c, int n)
+{
+	int last = n == 1 ? 0 : DCTSIZE2 - 1;
+	if (!c->coef_bits)
+		return false;
+	for (int ci = 0; ci < c->num_components; ci++)
+		for (int k = 0; k <= last; k++)
+			if (c->coef_bits[ci][k] < 0 || c->coef_bits[ci][k] > 1)
+				return false;
+	return true;
+}
+
 static void jpeg_err_exit(j_common_ptr cinfo)
 {
 	struct jpeg_err *e = (struct jpeg_err *)cinfo->err;
@@ -200,7 +217,26 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 			}
 		}
 	}
+	/* A progressive JPEG decoded at 1/d needs only the coefficients the
+	 * smaller IDCT reads: its scans are taken until those are known to
+	 * within their last bit, and the rest (the costly refinements) are
+	 * skipped, as a progressive viewer shows an early pass. */
+	volatile bool early = jpeg_has_multiple_scans(&cinfo) &&
+			      cinfo.scale_denom > 1 && !cmyk_in;
+	if (early) {
+		cinfo.buffered_image = TRUE;
+		cinfo.do_block_smoothing = FALSE;
+	}
 	jpeg_start_decompress(&cinfo);
+	if (early) {
+		int r;
+		do
+			r = jpeg_consume_input(&cinfo);
+		while (r != JPEG_REACHED_EOI && r != JPEG_SUSPENDED &&
+		       !(r == JPEG_SCAN_COMPLETED &&
+			 coefs_known(&cinfo, 8 / (int)cinfo.scale_denom)));
+		jpeg_start_output(&cinfo, cinfo.input_scan_number);
+	}
 
 	int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
 	int ch = cmyk_in ? 3 : cinfo.output_components;
@@ -237,7 +273,12 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 		if (stream)
 			thumb_scaler_row(scaler, row);
 	}
-	jpeg_finish_decompress(&cinfo);
+	if (early) {
+		jpeg_finish_output(&cinfo);
+		jpeg_abort_decompress(&cinfo); /* the rest is not needed */
+	} else {
+		jpeg_finish_decompress(&cinfo);
+	}
 	if (stream) {
 		ret = thumb_scaler_finish(scaler, img);
 		if (ret) {

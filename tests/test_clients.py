@@ -1,5 +1,5 @@
 """Real clients on a real mount: the nightly rsync of a FileMaker export,
-and GIO, the code under GNOME Files."""
+and GIO and KIO, the code under GNOME Files and Dolphin."""
 import hashlib
 import os
 import shutil
@@ -152,5 +152,53 @@ def test_scripts(thumbfs_bin, tmp_path):
         wait_for(lambda: m.object_keys() == [], 60, "the objects to go")
         sh(f"rmdir '{d}' && rmdir '{d.parent}'", m.mnt)
         assert not d.exists()
+    finally:
+        m.stop()
+
+
+def kio(*args):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
+               XDG_RUNTIME_DIR=os.environ.get("XDG_RUNTIME_DIR",
+                                              "/tmp/runtime-root"))
+    os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700, exist_ok=True)
+    r = subprocess.run(["kioclient5", "--noninteractive", *map(str, args)],
+                       capture_output=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stderr.decode()
+
+
+def test_kio_the_code_under_dolphin(thumbfs_bin, tmp_path):
+    """KDE's KIO, as Dolphin drives it (kioclient5 from kde-cli-tools):
+    a file copied, a folder copied, a file moved in from outside and
+    within; KIO's NAME.part files never reach the store."""
+    (tmp_path / "m").mkdir()
+    m = Mount(thumbfs_bin, tmp_path / "m", "file").start()
+    try:
+        srcs = photos()[:4]
+        d = m.batch()
+        kio("copy", srcs[0], d / "dragged.jpg")
+        folder = tmp_path / "2025-11-12"
+        folder.mkdir()
+        for p in srcs[1:3]:
+            shutil.copy(p, folder)
+        kio("copy", folder, m.mnt / "patients/P1")
+        outside = tmp_path / "moved.jpg"
+        shutil.copy(srcs[3], outside)
+        kio("move", outside, d)
+        kio("move", d / "dragged.jpg", d / "renamed.jpg")
+        names = ["renamed.jpg", "moved.jpg"] + [p.name for p in srcs[1:3]]
+        for name in names:
+            m.wait_uploaded(name)
+        assert not outside.exists()
+        assert (d / "renamed.jpg").read_bytes() == srcs[0].read_bytes()
+        assert (m.mnt / "patients/P1/2025-11-12" / srcs[1].name
+                ).read_bytes() == srcs[1].read_bytes()
+        wait_for(lambda: "renamed_thumb.jpg" in os.listdir(d), 30,
+                 "the thumbnail")
+        assert sorted(r["name"] for r in m.rows()) == sorted(names)
+        wait_for(lambda: not any(k.endswith((".part", "dragged.jpg"))
+                                 for k in m.object_keys()), 30,
+                 "the store to hold only the images")
+        assert not any(".part" in k for k in m.object_keys())
     finally:
         m.stop()

@@ -1286,21 +1286,30 @@ int db_image_evict(struct db *db, const char *patient, const char *date,
 	return ret;
 }
 
-int db_image_evicted(struct db *db, const char *patient, const char *date,
-		     const char *name)
+/* The first column (an integer) of the row statement which (bound to
+ * the three strings) returns: its value, -ENOENT when there is no row. */
+static int path_int(struct db *db, enum stmt which, const char *a,
+		    const char *b, const char *c)
 {
 	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_IMG_EVICTED);
-	bind_text(s, 1, patient);
-	bind_text(s, 2, date);
-	bind_text(s, 3, name);
+	sqlite3_stmt *s = use(db, which);
+	bind_text(s, 1, a);
+	bind_text(s, 2, b);
+	bind_text(s, 3, c);
 	int rc = sqlite3_step(s);
-	int ret = rc == SQLITE_ROW    ? sqlite3_column_int(s, 0) != 0
+	int ret = rc == SQLITE_ROW    ? sqlite3_column_int(s, 0)
 		  : rc == SQLITE_DONE ? -ENOENT
 				      : -EIO;
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&db->lock);
 	return ret;
+}
+
+int db_image_evicted(struct db *db, const char *patient, const char *date,
+		     const char *name)
+{
+	int ret = path_int(db, S_IMG_EVICTED, patient, date, name);
+	return ret > 0 ? 1 : ret;
 }
 
 int db_image_restored(struct db *db, const char *patient, const char *date,
@@ -1315,16 +1324,8 @@ int db_image_restored(struct db *db, const char *patient, const char *date,
 int db_thumb_settled(struct db *db, const char *patient, const char *date,
 		     const char *thumb_name)
 {
-	pthread_mutex_lock(&db->lock);
-	sqlite3_stmt *s = use(db, S_THUMB_SETTLED);
-	bind_text(s, 1, patient);
-	bind_text(s, 2, date);
-	bind_text(s, 3, thumb_name);
-	int rc = sqlite3_step(s);
-	int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
-	sqlite3_reset(s);
-	pthread_mutex_unlock(&db->lock);
-	return ret;
+	int ret = path_int(db, S_THUMB_SETTLED, patient, date, thumb_name);
+	return ret == -ENOENT ? 0 : ret;
 }
 
 /* ---- rows without a thumbnail ---- */

@@ -147,18 +147,14 @@ struct walk {
 	size_t n, cap;
 	uint64_t total;
 	bool thumbs;
-	char patient[256], date[256];
-	int err;
 };
 
-static int add_file(const char *dir, const char *name, void *arg)
+static int add_file(const char *path, const char *patient, const char *date,
+		    const char *name, void *arg)
 {
 	struct walk *w = arg;
 	struct stat st;
-	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
-		(int)sizeof(path) ||
-	    lstat(path, &st) || !S_ISREG(st.st_mode))
+	if (lstat(path, &st) || !S_ISREG(st.st_mode))
 		return 0;
 	uint64_t bytes = (uint64_t)st.st_blocks * 512;
 	w->total += bytes;
@@ -179,32 +175,14 @@ static int add_file(const char *dir, const char *name, void *arg)
 	k->thumb = w->thumbs;
 	/* never opened here: last changed on this disk */
 	k->last = (double)st.st_ctim.tv_sec + st.st_ctim.tv_nsec / 1e9;
-	k->patient = strdup(w->patient);
-	k->date = strdup(w->date);
+	k->patient = strdup(patient);
+	k->date = strdup(date);
 	k->name = strdup(name);
 	k->path = strdup(path);
 	w->n++;
 	if (!k->patient || !k->date || !k->name || !k->path)
 		return -ENOMEM;
 	return 0;
-}
-
-static int add_batch(const char *dir, const char *name, void *arg)
-{
-	struct walk *w = arg;
-	char path[PATH_MAX];
-	snprintf(w->date, sizeof(w->date), "%s", name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return fs_each_entry(path, add_file, w);
-}
-
-static int add_patient(const char *dir, const char *name, void *arg)
-{
-	struct walk *w = arg;
-	char path[PATH_MAX];
-	snprintf(w->patient, sizeof(w->patient), "%s", name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return fs_each_entry(path, add_batch, w);
 }
 
 static int by_last(const void *a, const void *b)
@@ -357,10 +335,10 @@ void fs_cache_trim(struct thumbfs *fs)
 
 	struct walk w = {.fs = fs};
 	snprintf(dir, sizeof(dir), "%s/patients", fs->spool);
-	int ret = fs_each_entry(dir, add_patient, &w);
+	int ret = fs_each_file(dir, add_file, &w);
 	w.thumbs = true;
 	if (ret == 0)
-		ret = fs_each_entry(fs->thumbs, add_patient, &w);
+		ret = fs_each_file(fs->thumbs, add_file, &w);
 	uint64_t total = w.total, freed = 0;
 	int files = 0;
 	if (ret)

@@ -97,11 +97,14 @@ void fs_read_meta(const char *path, struct db_image *img);
 /* The text of .thumbfs/status into a malloc'd string. */
 char *fs_status_text(struct thumbfs *fs);
 
-/* Call fn for each entry of dir that is not "." or ".." (a missing dir
- * has none); a non-zero return stops the walk and is returned. */
-int fs_each_entry(const char *dir,
-		  int (*fn)(const char *dir, const char *name, void *arg),
-		  void *arg);
+/* Call fn for each entry three levels below top, top/<patient>/<date>/
+ * <name> (the spool's patients/ and the thumbnail cache are laid out so),
+ * with its path; a missing directory has none, and a non-zero return
+ * stops the walk and is returned. */
+int fs_each_file(const char *top,
+		 int (*fn)(const char *path, const char *patient,
+			   const char *date, const char *name, void *arg),
+		 void *arg);
 
 /* The thumbnail cache path of (patient, date, thumb_name). */
 int fs_thumb_path(const struct thumbfs *fs, const char *patient,

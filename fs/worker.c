@@ -836,9 +836,11 @@ void fs_worker_stop(struct thumbfs *fs)
 	fs->n_threads = 0;
 }
 
-int fs_each_entry(const char *dir,
-		  int (*fn)(const char *dir, const char *name, void *arg),
-		  void *arg)
+/* Call fn for each entry of dir that is not "." or ".." (a missing dir
+ * has none); a non-zero return stops the walk and is returned. */
+static int each_entry(const char *dir,
+		      int (*fn)(const char *dir, const char *name, void *arg),
+		      void *arg)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -854,23 +856,66 @@ int fs_each_entry(const char *dir,
 	return ret;
 }
 
-struct walk {
-	struct thumbfs *fs;
-	int queued;
+struct tree_walk {
+	int (*fn)(const char *path, const char *patient, const char *date,
+		  const char *name, void *arg);
+	void *arg;
 	char patient[256];
 	char date[256];
 };
 
-static int reconcile_file(const char *dir, const char *name, void *arg)
+static int walk_file(const char *dir, const char *name, void *arg)
+{
+	struct tree_walk *t = arg;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+	    (int)sizeof(path))
+		return 0;
+	return t->fn(path, t->patient, t->date, name, t->arg);
+}
+
+static int walk_batch(const char *dir, const char *name, void *arg)
+{
+	struct tree_walk *t = arg;
+	char path[PATH_MAX];
+	snprintf(t->date, sizeof(t->date), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return each_entry(path, walk_file, t);
+}
+
+static int walk_patient(const char *dir, const char *name, void *arg)
+{
+	struct tree_walk *t = arg;
+	char path[PATH_MAX];
+	snprintf(t->patient, sizeof(t->patient), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return each_entry(path, walk_batch, t);
+}
+
+int fs_each_file(const char *top,
+		 int (*fn)(const char *path, const char *patient,
+			   const char *date, const char *name, void *arg),
+		 void *arg)
+{
+	struct tree_walk t = {.fn = fn, .arg = arg};
+	return each_entry(top, walk_patient, &t);
+}
+
+struct walk {
+	struct thumbfs *fs;
+	int queued;
+};
+
+static int reconcile_file(const char *path, const char *patient,
+			  const char *date, const char *name, void *arg)
 {
 	struct walk *w = arg;
-	char path[PATH_MAX], fpath[PATH_MAX];
+	char fpath[PATH_MAX];
 	struct fs_path p;
 	struct stat sb;
-	snprintf(fpath, sizeof(fpath), "/patients/%s/%s/%s", w->patient,
-		 w->date, name);
+	snprintf(fpath, sizeof(fpath), "/patients/%s/%s/%s", patient, date,
+		 name);
 	fs_path_parse(&w->fs->rules, fpath, &p);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	if (p.kind != FS_FILE || p.local || p.thumb || lstat(path, &sb) ||
 	    !S_ISREG(sb.st_mode))
 		return 0;
@@ -882,24 +927,6 @@ static int reconcile_file(const char *dir, const char *name, void *arg)
 		return ret;
 	w->queued += ret;
 	return 0;
-}
-
-static int reconcile_batch(const char *dir, const char *name, void *arg)
-{
-	struct walk *w = arg;
-	char path[PATH_MAX];
-	snprintf(w->date, sizeof(w->date), "%s", name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return fs_each_entry(path, reconcile_file, w);
-}
-
-static int reconcile_patient(const char *dir, const char *name, void *arg)
-{
-	struct walk *w = arg;
-	char path[PATH_MAX];
-	snprintf(w->patient, sizeof(w->patient), "%s", name);
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return fs_each_entry(path, reconcile_batch, w);
 }
 
 /* Images a daemon that died was writing, whose writer was never told they
@@ -938,7 +965,7 @@ int fs_reconcile(struct thumbfs *fs)
 	if (aborted)
 		return aborted;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);
-	int ret = fs_each_entry(path, reconcile_patient, &w);
+	int ret = fs_each_file(path, reconcile_file, &w);
 	return ret ? ret : w.queued;
 }
 

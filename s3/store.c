@@ -1240,24 +1240,35 @@ out_close:
 	return ret;
 }
 
+/* file://: the object key opened to read, or -errno with err set. */
+static int open_object(struct s3_store *st, const char *key, char *err,
+		       size_t errlen)
+{
+	char src[PATH_MAX];
+	int ret = file_path(st, key, src, sizeof(src));
+	int fd = ret ? -1 : open(src, O_RDONLY | O_CLOEXEC);
+	if (!ret && fd < 0)
+		ret = -errno;
+	if (ret)
+		snprintf(err, errlen, "GET of '%s' failed: %s", key,
+			 strerror(-ret));
+	return ret ? ret : fd;
+}
+
 int s3_get_fd(struct s3_store *st, const char *key, int fd, char *err,
 	      size_t errlen)
 {
-	char src[PATH_MAX];
 	int ret;
 	if (!key_ok(key)) {
 		snprintf(err, errlen, "refused key '%s'", key);
 		return -EINVAL;
 	}
 	if (st->is_file) {
-		int in = -1;
-		ret = file_path(st, key, src, sizeof(src));
-		if (!ret && (in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
-			ret = -errno;
-		if (!ret)
-			ret = fill_copy(fd, &in);
-		if (in >= 0)
-			close(in);
+		int in = open_object(st, key, err, errlen);
+		if (in < 0)
+			return in;
+		ret = fill_copy(fd, &in);
+		close(in);
 		if (ret)
 			snprintf(err, errlen, "GET of '%s' failed: %s", key,
 				 strerror(-ret));
@@ -1292,7 +1303,6 @@ int s3_get_file(struct s3_store *st, const char *key, const char *dest,
 int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
 		 void *buf, size_t *got, char *err, size_t errlen)
 {
-	char src[PATH_MAX];
 	int ret;
 	*got = 0;
 	if (!key_ok(key)) {
@@ -1302,10 +1312,10 @@ int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
 	if (len == 0)
 		return 0;
 	if (st->is_file) {
-		int fd = -1;
-		ret = file_path(st, key, src, sizeof(src));
-		if (!ret && (fd = open(src, O_RDONLY | O_CLOEXEC)) < 0)
-			ret = -errno;
+		int fd = open_object(st, key, err, errlen);
+		if (fd < 0)
+			return fd;
+		ret = 0;
 		while (!ret && *got < len) {
 			ssize_t n = pread(fd, (char *)buf + *got, len - *got,
 					  (off_t)(off + *got));
@@ -1316,8 +1326,7 @@ int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
 			else if (n > 0)
 				*got += (size_t)n;
 		}
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		if (ret)
 			snprintf(err, errlen, "GET of '%s' failed: %s", key,
 				 strerror(-ret));

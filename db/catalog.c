@@ -279,7 +279,22 @@ struct db {
 	bool keep_objects; /* [store] delete = keep */
 	sqlite3 *conn;
 	sqlite3_stmt *st[S_N];
+	_Atomic int wal_pages;	   /* in the log after the last commit */
+	pthread_mutex_t ckpt_lock; /* guards ckpt; taken before lock */
+	sqlite3 *ckpt;		   /* the checkpointer's connection */
+	char path[4096];
 };
+
+/* Leave the connection: a statement left on a row would hold its read
+ * transaction open, and no checkpoint can move the log past it. */
+static void unlock(struct db *db)
+{
+	sqlite3_stmt *s = NULL;
+	while ((s = sqlite3_next_stmt(db->conn, s)))
+		if (sqlite3_stmt_busy(s))
+			sqlite3_reset(s);
+	pthread_mutex_unlock(&db->lock);
+}
 
 void db_uuid(char out[37])
 {
@@ -315,7 +330,9 @@ void db_free(struct db *db)
 		return;
 	for (int i = 0; i < S_N; i++)
 		sqlite3_finalize(db->st[i]);
+	sqlite3_close(db->ckpt);
 	sqlite3_close(db->conn);
+	pthread_mutex_destroy(&db->ckpt_lock);
 	pthread_mutex_destroy(&db->lock);
 	free(db);
 }
@@ -359,6 +376,59 @@ static int migrate(struct db *db, char *err, size_t errlen)
 	return 0;
 }
 
+static int wal_grown(void *arg, sqlite3 *conn, const char *name, int pages)
+{
+	struct db *db = arg;
+	(void)conn;
+	(void)name;
+	db->wal_pages = pages;
+	return SQLITE_OK;
+}
+
+/* One passive checkpoint on db->ckpt: 1 done, 0 busy, -EIO. */
+static int passive(struct db *db, int *logged, int *copied)
+{
+	int rc = sqlite3_wal_checkpoint_v2(
+	    db->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, logged, copied);
+	return rc == SQLITE_BUSY		? 0
+	       : rc != SQLITE_OK || *logged < 0 ? -EIO
+						: 1;
+}
+
+int db_checkpoint(struct db *db)
+{
+	if (db->wal_pages < DB_WAL_PAGES)
+		return 0;
+	if (pthread_mutex_trylock(&db->ckpt_lock))
+		return 0; /* another thread is at it */
+	int ret = 0, logged = 0, copied = 0;
+	/* (a connection finds the log at its first read) */
+	if (!db->ckpt &&
+	    (sqlite3_open_v2(db->path, &db->ckpt,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+			     NULL) != SQLITE_OK ||
+	     sqlite3_exec(db->ckpt, "SELECT count(*) FROM sqlite_master", NULL,
+			  NULL, NULL) != SQLITE_OK)) {
+		sqlite3_close(db->ckpt);
+		db->ckpt = NULL;
+		ret = -EIO;
+	}
+	/* The bulk of the copying, while commits go on. The next commit
+	 * starts the log over only if it was all copied; commits made
+	 * meanwhile are copied with commits held, which is short. */
+	if (ret == 0)
+		ret = passive(db, &logged, &copied);
+	if (ret == 1) {
+		pthread_mutex_lock(&db->lock);
+		ret = passive(db, &logged, &copied);
+		if (ret == 1 && copied == logged)
+			db->wal_pages = 0;
+		unlock(db);
+	}
+	pthread_mutex_unlock(&db->ckpt_lock);
+	return ret;
+}
+
 struct db *db_open(const char *dir, char *err, size_t errlen)
 {
 	char path[4096];
@@ -369,7 +439,9 @@ struct db *db_open(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	pthread_mutex_init(&db->lock, NULL);
+	pthread_mutex_init(&db->ckpt_lock, NULL);
 	snprintf(path, sizeof(path), "%s/catalog.db", dir);
+	snprintf(db->path, sizeof(db->path), "%s", path);
 	if (sqlite3_open_v2(path, &db->conn,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				SQLITE_OPEN_NOMUTEX,
@@ -391,6 +463,8 @@ struct db *db_open(const char *dir, char *err, size_t errlen)
 	}
 	if (migrate(db, err, errlen))
 		goto out_fail;
+	/* replaces the automatic checkpoint: see db_checkpoint() */
+	sqlite3_wal_hook(db->conn, wal_grown, db);
 	for (int i = 0; i < S_N; i++) {
 		if (sqlite3_prepare_v3(db->conn, sql[i], -1,
 				       SQLITE_PREPARE_PERSISTENT, &db->st[i],
@@ -598,7 +672,7 @@ int db_image_writing(struct db *db, const char *patient, const char *date,
 			ret = path_stmt(db, S_IMG_BUMP, patient, date, name);
 		ret = finish(db, ret);
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -610,7 +684,7 @@ int db_image_written(struct db *db, const char *patient, const char *date,
 	if (ret == 0)
 		ret = finish(db, written_locked(db, patient, date, name, size,
 						uploaded_by));
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -702,7 +776,7 @@ int db_image_removed(struct db *db, const char *patient, const char *date,
 		if (ret == 0)
 			ret = r;
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -740,7 +814,7 @@ int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = tomb_get_locked(db, id, out);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -780,7 +854,7 @@ int db_writing_first(struct db *db, struct db_image *out)
 		ret = -EIO;
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -803,7 +877,7 @@ int db_writing_abort(struct db *db, const char *patient, const char *date,
 	}
 	ret = finish(db, ret);
 out_unlock:
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -812,7 +886,7 @@ int db_image_get(struct db *db, const char *patient, const char *date,
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = get_locked(db, patient, date, name, out);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -822,7 +896,7 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)
 	sqlite3_stmt *s = use(db, S_IMG_GET_ID);
 	bind_text(s, 1, id);
 	int ret = step_image(s, out);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -837,7 +911,7 @@ int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
 	bind_text(s, 2, date);
 	bind_text(s, 3, thumb_name);
 	int ret = step_image(s, out);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -870,7 +944,7 @@ int db_reconcile(struct db *db, const char *patient, const char *date,
 	if (ret == 0 && stale)
 		ret = 1;
 out_unlock:
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -915,7 +989,7 @@ int db_job_claim(struct db *db, struct db_job *job)
 	sqlite3_stmt *s = use(db, S_JOB_CLAIM_PICK);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)time(NULL));
 	int ret = claim_locked(db, s, job);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -937,7 +1011,7 @@ int db_sync_claim(struct db *db, struct db_job *jobs, int max)
 	} else {
 		ret = -EIO;
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	if (n > 0)
 		return n;
 	return ret == -EAGAIN || ret == -EIO ? ret : -ENOENT;
@@ -963,7 +1037,7 @@ int db_sync_done(struct db *db, const struct db_job *jobs, int n)
 		}
 		ret = finish(db, r); /* commits, or rolls back on failure */
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -971,7 +1045,7 @@ int db_job_release(struct db *db, int64_t job_id)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = job_stmt_locked(db, S_JOB_RELEASE, job_id);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -979,14 +1053,14 @@ void db_set_pg_sync(struct db *db, bool on)
 {
 	pthread_mutex_lock(&db->lock);
 	db->pg_sync = on;
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 }
 
 void db_set_keep_objects(struct db *db, bool on)
 {
 	pthread_mutex_lock(&db->lock);
 	db->keep_objects = on;
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 }
 
 /* The row went away while its ingest ran: unless the name is in use again,
@@ -1055,7 +1129,7 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 	}
 	ret = finish(db, ret);
 out_unlock:
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1063,7 +1137,7 @@ int db_job_done(struct db *db, int64_t job_id)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = job_stmt_locked(db, S_JOB_DELETE, job_id);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1075,7 +1149,7 @@ int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)time(NULL) + delay_s);
 	bind_text(s, 3, error);
 	int ret = run(s);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1162,7 +1236,7 @@ int db_remote_apply(struct db *db, const struct db_image *r,
 		if (ret == 0)
 			ret = res;
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1170,7 +1244,7 @@ int db_remote_scan_begin(struct db *db)
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = run(use(db, S_SCAN_BEGIN));
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1191,7 +1265,7 @@ int db_remote_scan_end(struct db *db,
 			n++;
 		}
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret == -ENOENT ? n : ret;
 }
 
@@ -1220,7 +1294,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		ret = -EIO;
 	}
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1239,7 +1313,7 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 	if (ret == 0 && rc != SQLITE_DONE)
 		ret = -EIO;
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1269,7 +1343,7 @@ int db_image_meta(struct db *db, const char *patient, const char *date,
 				 name);
 	ret = finish(db, ret);
 out_unlock:
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1282,7 +1356,7 @@ int db_image_evict(struct db *db, const char *patient, const char *date,
 	int ret = path_stmt(db, S_IMG_EVICT, patient, date, name);
 	if (ret == 0 && sqlite3_changes(db->conn) == 0)
 		ret = -EBUSY;
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1301,7 +1375,7 @@ static int path_int(struct db *db, enum stmt which, const char *a,
 		  : rc == SQLITE_DONE ? -ENOENT
 				      : -EIO;
 	sqlite3_reset(s);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1317,7 +1391,7 @@ int db_image_restored(struct db *db, const char *patient, const char *date,
 {
 	pthread_mutex_lock(&db->lock);
 	int ret = path_stmt(db, S_IMG_RESTORED, patient, date, name);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1341,7 +1415,7 @@ int db_backfill_queue(struct db *db, const char *patient, const char *date)
 	int ret = run(s);
 	if (ret == 0)
 		ret = sqlite3_changes(db->conn);
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }
 
@@ -1360,6 +1434,6 @@ int db_backfill_failed(struct db *db, const struct db_job *job,
 			ret = job_stmt_locked(db, S_JOB_DELETE, job->id);
 		ret = finish(db, ret);
 	}
-	pthread_mutex_unlock(&db->lock);
+	unlock(db);
 	return ret;
 }

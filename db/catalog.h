@@ -108,6 +108,15 @@ struct db_counts {
 struct db *db_open(const char *dir, char *err, size_t errlen);
 void db_free(struct db *db);
 
+/* Copy the write-ahead log into the database once it holds DB_WAL_PAGES or
+ * more, on a connection of its own, without waiting for readers or writers
+ * (SQLite's passive checkpoint). Commits never checkpoint themselves: one
+ * that did would make the close() that caused it wait for two fsyncs. A
+ * background thread calls this; returns 1 when it checkpointed, 0 when
+ * there was nothing to do or another thread was at it, -errno on failure. */
+#define DB_WAL_PAGES 1000
+int db_checkpoint(struct db *db);
+
 /* The image (patient, date, name) was written: create or update its row as
  * spooled, bump its gen, and queue its ingest, in one transaction. */
 int db_image_written(struct db *db, const char *patient, const char *date,

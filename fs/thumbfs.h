@@ -31,6 +31,11 @@
 #include "fs/config.h"
 #include "fs/path.h"
 
+/* The largest write one FUSE request carries (at most libfuse's own 1 MiB
+ * bound), and the st_blksize every file shows, by which cp and the like
+ * size their writes. */
+#define FS_IO_SIZE (1 << 20)
+
 struct thumbfs {
 	struct cfg cfg;
 	struct fs_rules rules;

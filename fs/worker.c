@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -720,10 +721,30 @@ static void *sync_main(void *arg)
 	return NULL;
 }
 
+#define WORKER_NICE 10
+
+/* The catalog's log into the catalog, here rather than in a commit that
+ * a close() waits for. Said once per run of failures. */
+static void checkpoint(struct thumbfs *fs)
+{
+	static _Atomic bool failing;
+	int ret = db_checkpoint(fs->db);
+	if (ret < 0 && !failing)
+		log_warn("cannot checkpoint the catalog's write-ahead log; "
+			 "it grows until a later try succeeds");
+	if (ret != 0)
+		failing = ret < 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct thumbfs *fs = arg;
 	struct db_job job;
+	/* Thumbnails are background work: the requests of the people and
+	 * programs using the mount (a close() waiting for its catalog row)
+	 * take the CPU first, and the runners take the rest. */
+	pthread_setname_np(pthread_self(), "thumbfs-job");
+	setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE);
 	while (!stopping(fs)) {
 		pthread_mutex_lock(&fs->lock);
 		bool hup = fs_reload_pending;
@@ -744,12 +765,14 @@ static void *worker_main(void *arg)
 			else
 				run_delete(fs, &job);
 			fs_cache_trim(fs);
+			checkpoint(fs);
 			continue;
 		}
 		if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
 		fs_cache_trim(fs);
+		checkpoint(fs);
 		nap(fs); /* nothing due */
 	}
 	return NULL;

@@ -488,3 +488,49 @@ def test_spool_disk_full(thumbfs_bin, tmp_path):
         if m.proc:
             m.kill9()
         subprocess.run(["umount", str(m.data)], check=True)
+
+
+def thread_stats(pid):
+    """(name, nice) of each thread of process pid."""
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        stat = open(f"/proc/{pid}/task/{t}/stat").read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        out.append((name, int(stat[stat.rindex(")") + 2:].split()[16])))
+    return out
+
+
+def test_requests_go_before_thumbnails(file_mount):
+    """The job runners (thumbnails, uploads) run at nice 10, so a close()
+    waiting for its catalog row is not queued behind them; files show a
+    1 MiB st_blksize, so cp writes them in 1 MiB requests."""
+    threads = thread_stats(file_mount.proc.pid)
+    jobs = [n for name, n in threads if name == "thumbfs-job"]
+    assert jobs == [10, 10], threads  # [fs] workers = 2
+    assert all(n == 0 for name, n in threads if name != "thumbfs-job")
+    d = file_mount.batch()
+    shutil.copy(a_photo(), d / "a.jpg")
+    assert os.stat(d / "a.jpg").st_blksize == 1 << 20
+    assert os.stat(d).st_blksize == 1 << 20
+    file_mount.wait_uploaded("a.jpg")
+
+
+def test_catalog_log_stays_bounded(file_mount):
+    """Commits never checkpoint SQLite's write-ahead log (a close() would
+    wait for its fsyncs); the job runners do, so the log stays near 1000
+    pages however much is written."""
+    d = file_mount.batch()
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(buf, "PNG")
+    n = 600
+    for i in range(n):
+        (d / f"s{i:03d}.png").write_bytes(buf.getvalue())
+    wal = file_mount.data / "catalog.db-wal"
+    most = 0
+    def all_done():
+        nonlocal most
+        most = max(most, wal.stat().st_size)
+        return len(file_mount.rows("state = 'uploaded'")) == n
+    wait_for(all_done, 120, "every file uploaded")
+    assert most < 1300 * (4096 + 24), most
+    assert "checkpoint" not in file_mount.log_text()

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "db/catalog.h"
 #include "tests/unit/check.h"
@@ -25,6 +26,7 @@ int main(void)
 	struct db_job job, job2;
 	struct db_counts c;
 	bool current;
+	char cmd[600];
 	CHECK(mkdtemp(dir) != NULL);
 	struct db *db = db_open(dir, err, sizeof(err));
 	CHECK(db != NULL);
@@ -276,8 +278,42 @@ int main(void)
 	CHECK_INT(db_backfill_queue(db, NULL, NULL), 0); /* the error stays */
 	CHECK_INT(db_image_get(db, "P4", "2019-05-06", "old.jpg", &d), 0);
 	CHECK(!strcmp(d.error, "not an image") && !strcmp(d.state, "uploaded"));
+
+	/* the write-ahead log, in a new catalog: db_checkpoint() keeps it
+	 * near DB_WAL_PAGES, and a commit never checkpoints on its own */
 	db_free(db);
-	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK_INT(system(cmd), 0);
+	CHECK(mkdtemp(strcpy(dir, "/tmp/thumbfs-db-XXXXXX")) != NULL);
+	db = db_open(dir, err, sizeof(err));
+	if (!db)
+		return check_report("test_catalog");
+	char wal[600], name[32];
+	struct stat st;
+	snprintf(wal, sizeof(wal), "%s/catalog.db-wal", dir);
+	CHECK_INT(db_checkpoint(db), 0); /* not due yet */
+	off_t most = 0;
+	int copied = 0;
+	for (int i = 0; i < 6000; i++) {
+		snprintf(name, sizeof(name), "w%03d.jpg", i % 600);
+		CHECK_INT(
+		    db_image_written(db, "P5", "2025-11-10", name, i, "me"), 0);
+		if (i < 3000) {
+			int r = db_checkpoint(db);
+			CHECK(r >= 0);
+			copied += r;
+			if (stat(wal, &st) == 0 && st.st_size > most)
+				most = st.st_size;
+		}
+	}
+	CHECK(copied > 0);
+	CHECK(most < (off_t)(DB_WAL_PAGES + 100) * (4096 + 24));
+	CHECK(stat(wal, &st) == 0 &&
+	      st.st_size > (off_t)2 * DB_WAL_PAGES * (4096 + 24));
+	CHECK_INT(db_checkpoint(db), 1);
+	CHECK_INT(db_image_get(db, "P5", "2025-11-10", "w123.jpg", &d), 0);
+	CHECK_INT(d.file_size, 5523);
+	db_free(db);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	CHECK_INT(system(cmd), 0);
 	return check_report("test_catalog");

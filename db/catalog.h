@@ -3,8 +3,11 @@
  *
  * Knows nothing of FUSE, of thumbnails or of the store. One connection, in
  * WAL mode, guarded by one mutex inside struct db: every function here may be
- * called from any thread. An image's state change and the job that follows
- * it are written in one transaction.
+ * called from any thread, and none calls back into its caller (rows are
+ * handed out as copies). An image's state change and the job that follows
+ * it are written in one transaction. The files: conn.c (connection,
+ * statements, transactions), schema.c, catalog.c (images), queue.c (jobs),
+ * remote.c (rows from PostgreSQL), evict.c (the cache's state), pg.c.
  *
  * Each write of an image bumps its generation (gen). A job carries the gen it
  * was queued for; finishing it updates the row only if the gen is unchanged,
@@ -72,6 +75,7 @@ struct db_job {
 	char key2[DB_KEY_MAX];
 	char name[256];
 	int attempts;
+	int64_t not_before; /* not to be tried before (Unix time) */
 };
 
 /* An unlinked image that the store had: recorded before its objects are
@@ -221,22 +225,27 @@ enum db_remote_result {
 int db_remote_apply(struct db *db, const struct db_image *r,
 		    struct db_image *old);
 
-/* A full read of PostgreSQL is framed by these two: rows that were in
- * PostgreSQL (synced by us or applied from it), are uploaded, have no job,
- * and were not applied since scan_begin are gone there: scan_end deletes
- * them, calling gone() for each (under the catalog's lock: gone() must not
- * call back into db/). Returns how many, or -errno. */
+/* A full read of PostgreSQL begins with db_remote_scan_begin() and ends
+ * by calling db_remote_gone_next() until it returns -ENOENT: rows that
+ * were in PostgreSQL (synced by us or applied from it), are uploaded, have
+ * no job, and were not applied since scan_begin are gone there; each call
+ * deletes one of them and hands it out in out (0), for the caller to drop
+ * its local copies. */
 int db_remote_scan_begin(struct db *db);
-int db_remote_scan_end(struct db *db,
-		       void (*gone)(const struct db_image *img, void *arg),
-		       void *arg);
+int db_remote_gone_next(struct db *db, struct db_image *out);
 
-/* Call fn(name, thumbnail_name or "", arg) for each image of the batch, by
- * name, under the catalog's lock (fn must not call back into db/); a
- * non-zero return stops the walk and is returned. */
+/* An image's name and its thumbnail's ("" when none), malloc'd. */
+struct db_name {
+	char *name;
+	char *thumb;
+};
+
+/* The images of the batch, sorted by name as strcmp() sorts, into *out (a
+ * malloc'd array; free with db_names_free()). Returns how many, or
+ * -errno (then *out is untouched). */
 int db_list_batch(struct db *db, const char *patient, const char *date,
-		  int (*fn)(const char *name, const char *thumb, void *arg),
-		  void *arg);
+		  struct db_name **out);
+void db_names_free(struct db_name *v, int n);
 
 /* Set the image's category and filemaker_id (from its user.* xattrs) and,
  * if it is uploaded, queue its PostgreSQL upsert. -ENOENT: no such row. */

@@ -8,7 +8,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "db/catalog.h"
+#include "fs/backfill.h"
+#include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/sync.h"
 #include "fs/thumbfs.h"
 
 static volatile sig_atomic_t interrupted;
@@ -53,7 +57,7 @@ int fs_backfill(struct thumbfs *fs)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	if (fs_worker_start(fs)) {
+	if (fs_jobs_start(fs)) {
 		fprintf(stderr, "thumbfs: cannot start the workers\n");
 		return 1;
 	}
@@ -80,7 +84,7 @@ int fs_backfill(struct thumbfs *fs)
 		struct timespec nap = {0, 200 * 1000 * 1000};
 		nanosleep(&nap, NULL);
 	}
-	fs_worker_stop(fs); /* the jobs under way finish */
+	fs_jobs_stop(fs); /* the jobs under way finish */
 	db_counts(fs->db, &c);
 	int64_t failed = c.thumb_errors - c0.thumb_errors;
 	progress(stdout, total, c.jobs_backfill, failed < 0 ? 0 : failed);

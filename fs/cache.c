@@ -2,6 +2,7 @@
  * the least recently used settled content, give its data back. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <search.h>
 #include <stdio.h>
@@ -11,8 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "db/catalog.h"
+#include "fs/cache.h"
 #include "fs/log.h"
+#include "fs/remote.h"
+#include "fs/spool.h"
 #include "fs/thumbfs.h"
+#include "s3/s3.h"
 
 /* What the cache knows of a file it has seen opened. */
 struct use {
@@ -408,6 +414,7 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 		if (ret)
 			log_error("restore of '%s' from the store failed: %s",
 				  sp, err);
+		ret = fs_store_errno(ret);
 	}
 	struct stat now_st;
 	if (!ret && (fstat(fd, &now_st) || now_st.st_size != st.st_size)) {

@@ -193,8 +193,10 @@ static int on_key(void *user, const char *section, const char *name,
  * name the file, and must not climb out of its prefix. */
 static const char *template_error(const char *t)
 {
-	if (!strstr(t, "{name}"))
-		return "must contain {name}";
+	const char *name = strstr(t, "{name}");
+	/* the thumbnail's key is the image's folder with its own name */
+	if (!name || strcmp(name, "{name}") || (name != t && name[-1] != '/'))
+		return "must end with /{name} (and name it once)";
 	if (*t == '/' || strstr(t, "..") || strstr(t, "//"))
 		return "must be a relative key without '..' or '//'";
 	for (const char *p = strchr(t, '{'); p; p = strchr(p + 1, '{')) {

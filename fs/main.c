@@ -11,11 +11,20 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <fuse.h>
 #include <fuse_lowlevel.h>
 
+#include "db/catalog.h"
+#include "db/pg.h"
+#include "fs/audit.h"
+#include "fs/audited.h"
+#include "fs/backfill.h"
+#include "fs/cache.h"
+#include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/ops.h"
+#include "fs/reconcile.h"
 #include "fs/thumbfs.h"
+#include "s3/s3.h"
 
 #ifndef THUMBFS_VERSION
 #define THUMBFS_VERSION "0"
@@ -342,7 +351,11 @@ int main(int argc, char *argv[])
 		status = 0;
 		goto out_args;
 	}
-	if (fuse_parse_cmdline(&args, &opts))
+	/* the FUSE threads: ours, unless the command line says otherwise */
+	char threads[64];
+	snprintf(threads, sizeof(threads), "-omax_threads=%d", FS_FUSE_THREADS);
+	if (fuse_opt_insert_arg(&args, 1, threads) ||
+	    fuse_parse_cmdline(&args, &opts))
 		goto out_args;
 	if (!a.config || !opts.mountpoint) {
 		usage(argv[0]);
@@ -378,8 +391,8 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (fs.cfg.allow_other)
 		fuse_opt_add_arg(&args, "-oallow_other");
-	fuse = fuse_new(&args, fs_operations(), sizeof(struct fuse_operations),
-			&fs);
+	fuse = fuse_new(&args, fs_audited(fs_operations()),
+			sizeof(struct fuse_operations), &fs);
 	if (!fuse)
 		goto out_store;
 	if (fuse_mount(fuse, opts.mountpoint))
@@ -416,7 +429,7 @@ int main(int argc, char *argv[])
 	else if (queued > 0)
 		log_info("resuming %d file(s) the catalog had not uploaded",
 			 queued);
-	if (fs_worker_start(&fs)) {
+	if (fs_jobs_start(&fs)) {
 		log_error("cannot start the workers");
 		goto out_signals;
 	}
@@ -430,12 +443,13 @@ int main(int argc, char *argv[])
 		loop = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(loop, opts.clone_fd);
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
+		fuse_loop_cfg_set_idle_threads(loop, opts.max_threads);
 		status = fuse_loop_mt(fuse, loop) ? 1 : 0;
 		fuse_loop_cfg_destroy(loop);
 	}
 	log_info("unmounted %s", opts.mountpoint);
-	fs_worker_drain(&fs, fs.cfg.unmount_drain_s);
-	fs_worker_stop(&fs);
+	fs_jobs_drain(&fs, fs.cfg.unmount_drain_s);
+	fs_jobs_stop(&fs);
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_db:

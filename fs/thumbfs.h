@@ -1,40 +1,50 @@
 /*
- * thumbfs.h - the state of one mount, shared by the FUSE operations and the
- * job runner, and the functions fs/ modules call on each other.
+ * thumbfs.h - the state of one mount, shared by the FUSE operations, the
+ * job runners and the sync runner. What lives on its disk is in spool.h.
  *
- * The data directory ([catalog] dir) holds:
- *   catalog.db   the SQLite catalog and job queue (db/)
- *   spool/       the tree as written: spool/patients/<id>/<date>/<name>
- *   thumbs/      thumbnails: thumbs/<id>/<date>/<stem>_thumb.<ext>
- *   tmp/         files being written whole, renamed into place
+ * Threads: FS_FUSE_THREADS at most serve FUSE requests (ops.c, handle.c,
+ * xattr.c, remote.c); [fs] workers job runners (jobs.c, ingest.c); one
+ * sync runner when PostgreSQL is configured (sync.c).
  *
- * Locking: db and store lock themselves; pg is used by the sync thread
- * alone. lock guards stop, pg_state and the wake-up of the workers (cond);
- * nothing else here changes after the mount starts.
- * Lock order: fs->lock, then anything inside db/ or s3/.
+ * Locks, and what each guards:
+ *   fs->lock            stop, pg_state, store_refused, and the runners'
+ *                       wake-up (cond); nothing is called while it is held
+ *   fs->cache->restore  one restore of an evicted file at a time (cache.c)
+ *   fs->cache->lock     the cache's table of open files and its figures
+ *   handle->win_lock    a remote handle's read window (remote.c)
+ *   db's ckpt_lock, lock   the catalog (db/internal.h)
+ *   store's lock        its credentials and curl handles (s3/internal.h)
+ *   the log's and the audit log's own locks
+ * Lock order: cache->restore, then cache->lock, then the catalog's; a
+ * handle's win_lock, then the store's. fs->lock and the log's locks are
+ * taken last and alone. Everything else here is set before the mount
+ * starts and only read after.
  */
 #ifndef FS_THUMBFS_H
 #define FS_THUMBFS_H
 
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
-#include <stddef.h>
 
-#include "db/catalog.h"
-#include "db/pg.h"
-#include "s3/s3.h"
-#include "thumb/thumb.h"
-#include "fs/audit.h"
-#include "fs/cache.h"
 #include "fs/config.h"
 #include "fs/path.h"
+#include "thumb/thumb.h"
+
+struct db;
+struct db_pg;
+struct s3_store;
+struct audit;
+struct fs_cache;
 
 /* The largest write one FUSE request carries (at most libfuse's own 1 MiB
  * bound), and the st_blksize every file shows, by which cp and the like
  * size their writes. */
 #define FS_IO_SIZE (1 << 20)
+
+/* FUSE requests are served by up to this many threads (libfuse's
+ * max_threads; -o max_threads=N sets another), each kept when idle. */
+#define FS_FUSE_THREADS 10
 
 struct thumbfs {
 	struct cfg cfg;
@@ -49,6 +59,7 @@ struct thumbfs {
 	char spool[PATH_MAX];
 	char thumbs[PATH_MAX];
 	char tmp[PATH_MAX];
+	const char *config_path; /* re-read on SIGHUP */
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -56,64 +67,11 @@ struct thumbfs {
 	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
 	char store_refused[512]; /* guarded by lock: "", or the store's
 				  * refusal (403) that holds the uploads */
-	const char *config_path; /* re-read on SIGHUP */
+	/* the runners (jobs.c), started and joined by one thread */
 	int n_threads;
 	pthread_t *threads;
 	bool sync_running;
 	pthread_t sync_thread;
 };
-
-/* The FUSE operations (ops.c). */
-const struct fuse_operations *fs_operations(void);
-
-/* Start cfg.workers job runners, and the PostgreSQL sync runner when fs->pg
- * is set; stop (finishing the current jobs) and join them.
- * fs_worker_kick() wakes them after a job was queued. */
-int fs_worker_start(struct thumbfs *fs);
-/* After the unmount: let the runners work on for up to seconds while jobs
- * are queued, logging what is left for the next mount. */
-void fs_worker_drain(struct thumbfs *fs, int seconds);
-void fs_worker_stop(struct thumbfs *fs);
-void fs_worker_kick(struct thumbfs *fs);
-
-/* SIGHUP: set from the signal handler; a job runner re-reads the config's
- * [store] credentials and lets held uploads go. */
-extern volatile sig_atomic_t fs_reload_pending;
-
-/* Read all of PostgreSQL into the catalog (as the sync runner does first):
- * 0, or -errno with err set. */
-int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen);
-
-/* thumbfs backfill: queue a thumbnail for every stored row that has none
- * (PostgreSQL read first), run the job runners until they are made and
- * synced, printing progress; SIGINT or SIGTERM stops it after the jobs
- * under way, the rest staying queued for the next run or mount. Returns
- * the exit status. */
-int fs_backfill(struct thumbfs *fs);
-
-/* Walk the spool and queue whatever the catalog does not have uploaded.
- * Returns the number of files queued, or -errno. */
-int fs_reconcile(struct thumbfs *fs);
-
-/* The user.category and user.filemaker_id xattrs of the spool file at
- * path into img (empty when absent): the app's columns of those names. */
-void fs_read_meta(const char *path, struct db_image *img);
-
-/* The text of .thumbfs/status into a malloc'd string. */
-char *fs_status_text(struct thumbfs *fs);
-
-/* Call fn for each entry three levels below top, top/<patient>/<date>/
- * <name> (the spool's patients/ and the thumbnail cache are laid out so),
- * with its path; a missing directory has none, and a non-zero return
- * stops the walk and is returned. */
-int fs_each_file(const char *top,
-		 int (*fn)(const char *path, const char *patient,
-			   const char *date, const char *name, void *arg),
-		 void *arg);
-
-/* The thumbnail cache path of (patient, date, thumb_name). */
-int fs_thumb_path(const struct thumbfs *fs, const char *patient,
-		  const char *date, const char *thumb_name, char *out,
-		  size_t n);
 
 #endif

@@ -220,3 +220,40 @@ def test_multipart_upload(thumbfs_bin, tmp_path, s3server, proxy):
         assert len(aborts) == 1
     finally:
         m.stop()
+
+
+def test_store_failures_reach_a_reader_as_one_errno_each(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """A read of content the store holds alone gets one documented errno
+    per kind of failure (fs_store_errno): refused credentials EREMOTEIO
+    (not a permission error on the file), a missing object EIO, a store
+    that is away or throttling ETIMEDOUT; once the store answers, the
+    same read succeeds."""
+    import errno
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    d = m.batch()
+    names = write_photos(d, 1)
+    m.wait_uploaded(names[0])
+    want = (d / names[0]).read_bytes()
+    m.stop()
+    # what this mount's disk held goes: the store has the only copies
+    for top in ("spool/patients", "thumbs"):
+        for f in (m.data / top).rglob("*"):
+            if f.is_file():
+                f.unlink()
+    m.start()
+    try:
+        for status, code, err in ((403, "AccessDenied", errno.EREMOTEIO),
+                                  (404, "NoSuchKey", errno.EIO),
+                                  (503, "SlowDown", errno.ETIMEDOUT)):
+            proxy.fail(1000, status, code, method="GET")
+            for name in (names[0], names[0].replace(".jpg", "_thumb.jpg")):
+                try:
+                    (d / name).read_bytes()
+                    raise AssertionError(f"{name} read despite {code}")
+                except OSError as e:
+                    assert e.errno == err, (code, name, e)
+            proxy.faults.clear()
+        assert (d / names[0]).read_bytes() == want
+    finally:
+        m.stop()

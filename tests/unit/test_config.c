@@ -91,6 +91,24 @@ int main(void)
 		       &cfg, err, sizeof(err)),
 		  -EINVAL);
 	CHECK(strstr(err, "key_template"));
+	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = a/{name}.x\n"
+		       "[catalog]\ndir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "must end with /{name}"));
+	CHECK_INT(
+	    load("[store]\nurl = file:///x\nkey_template = {name}/{name}\n"
+		 "[catalog]\ndir = /x\n",
+		 &cfg, err, sizeof(err)),
+	    -EINVAL);
+	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = a{name}\n"
+		       "[catalog]\ndir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = {name}\n"
+		       "[catalog]\ndir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  0);
 	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = ../{name}\n"
 		       "[catalog]\ndir = /x\n",
 		       &cfg, err, sizeof(err)),

@@ -1,0 +1,180 @@
+/*
+ * internal.h - what the files of db/ share and nothing else sees: the
+ * connection, its statement cache, the transaction helper, and the
+ * tables that bind a row's columns by name.
+ *
+ * Locking: struct db's lock guards the connection and every statement.
+ * A function named *_locked expects the caller to hold it; db_tx_begin()
+ * takes it (with a write transaction), db_tx_end() commits or rolls back
+ * and gives it up. The checkpointer's own connection (ckpt) is guarded by
+ * ckpt_lock, which is taken before lock, never after.
+ */
+#ifndef DB_INTERNAL_H
+#define DB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "db/catalog.h"
+
+/* Statements are prepared on first use and kept (one per SQL text, found
+ * by the address of its string): this many at most. */
+#define DB_STMT_MAX 64
+
+struct db {
+	pthread_mutex_t lock; /* guards conn, stmt[], pg_sync, keep_objects */
+	bool pg_sync;
+	bool keep_objects; /* [store] delete = keep */
+	sqlite3 *conn;
+	struct {
+		const char *sql;
+		sqlite3_stmt *st;
+	} stmt[DB_STMT_MAX];
+	int n_stmt;
+	_Atomic int wal_pages;	   /* in the log after the last commit */
+	pthread_mutex_t ckpt_lock; /* guards ckpt; taken before lock */
+	sqlite3 *ckpt;		   /* the checkpointer's connection */
+	char path[4096];
+};
+
+/*
+ * The columns of images (and of tombstones and jobs), each named once:
+ * X(column, type) where the column is also the struct field's name. The
+ * select list, the parameter list and the readers and binders below are
+ * made from these, so a new column is one line here (and one migration).
+ */
+#define DB_IMAGE_COLUMNS(X)                                                    \
+	X(id, text)                                                            \
+	X(patient_id, text)                                                    \
+	X(batch_date, text)                                                    \
+	X(name, text)                                                          \
+	X(state, text)                                                         \
+	X(gen, int64)                                                          \
+	X(file_size, int64)                                                    \
+	X(s3_key, text)                                                        \
+	X(s3_thumbnail_key, text)                                              \
+	X(s3_bucket, text)                                                     \
+	X(thumbnail_name, text)                                                \
+	X(thumbnail_size, int64)                                               \
+	X(mime_type, text)                                                     \
+	X(width, int)                                                          \
+	X(height, int)                                                         \
+	X(sha256, text)                                                        \
+	X(error, text)                                                         \
+	X(uploaded_by, text)                                                   \
+	X(created_at, text)                                                    \
+	X(updated_at, text)                                                    \
+	X(category, text)                                                      \
+	X(filemaker_id, text)
+
+#define DB_TOMB_COLUMNS(X)                                                     \
+	X(id, text)                                                            \
+	X(image_id, text)                                                      \
+	X(patient_id, text)                                                    \
+	X(batch_date, text)                                                    \
+	X(name, text)                                                          \
+	X(s3_bucket, text)                                                     \
+	X(s3_key, text)                                                        \
+	X(s3_thumbnail_key, text)                                              \
+	X(sha256, text)                                                        \
+	X(file_size, int64)                                                    \
+	X(deleted_by, text)                                                    \
+	X(deleted_at, text)                                                    \
+	X(objects_kept, int)
+
+#define DB_JOB_COLUMNS(X)                                                      \
+	X(id, int64)                                                           \
+	X(kind, int)                                                           \
+	X(image_id, text)                                                      \
+	X(gen, int64)                                                          \
+	X(key, text)                                                           \
+	X(key2, text)                                                          \
+	X(name, text)                                                          \
+	X(attempts, int)                                                       \
+	X(not_before, int64)
+
+/* ", id, patient_id, ..." and ", :id, :patient_id, ...": each list starts
+ * with a comma, so a statement writes "SELECT rowid" DB_IMAGE_SELECT, or
+ * "INSERT INTO t (a" DB_..._NAMES ") VALUES (:a" DB_..._PARAMS ")". */
+#define DB_COL_NAME(n, t)  ", " #n
+#define DB_COL_PARAM(n, t) ", :" #n
+#define DB_IMAGE_SELECT	   DB_IMAGE_COLUMNS(DB_COL_NAME)
+#define DB_IMAGE_PARAMS	   DB_IMAGE_COLUMNS(DB_COL_PARAM)
+#define DB_TOMB_SELECT	   DB_TOMB_COLUMNS(DB_COL_NAME)
+#define DB_TOMB_PARAMS	   DB_TOMB_COLUMNS(DB_COL_PARAM)
+#define DB_JOB_SELECT	   DB_JOB_COLUMNS(DB_COL_NAME)
+
+/* The statement for sql (a string with static storage: it is found by its
+ * address), reset and unbound; NULL if it does not prepare, which every
+ * sqlite3_* call below takes as a failure. Under db->lock. */
+sqlite3_stmt *db_use(struct db *db, const char *sql);
+
+/* Take and leave the connection. Leaving resets any statement left on a
+ * row: it would hold a read transaction open, and no checkpoint could
+ * move the log past it. */
+void db_lock(struct db *db);
+void db_unlock(struct db *db);
+
+/* db_lock() and BEGIN IMMEDIATE: 0 with the lock held, or -errno with it
+ * given up. db_tx_end(): COMMIT if ret is 0, else ROLLBACK; then
+ * db_unlock(). Returns ret, or the commit's failure. */
+int db_tx_begin(struct db *db);
+int db_tx_end(struct db *db, int ret);
+
+/* Step a statement that returns no rows (or whose rows are not wanted):
+ * 0, -ENOSPC (the disk is full) or -EIO. */
+int db_run(sqlite3_stmt *s);
+
+/* Bind a value to the named parameter (":name"), if the statement has it. */
+void db_bind_text(sqlite3_stmt *s, const char *param, const char *v);
+void db_bind_int64(sqlite3_stmt *s, const char *param, int64_t v);
+
+/* Bind every column of the struct whose parameter the statement has. */
+void db_bind_image(sqlite3_stmt *s, const struct db_image *img);
+void db_bind_tomb(sqlite3_stmt *s, const struct db_tombstone *t);
+
+/* Step a "SELECT rowid" DB_*_SELECT statement and reset it: 0 with out
+ * filled, -ENOENT when there is no row, -EIO. */
+int db_step_image(sqlite3_stmt *s, struct db_image *out);
+int db_step_tomb(sqlite3_stmt *s, struct db_tombstone *out);
+int db_step_job(sqlite3_stmt *s, struct db_job *out);
+
+/* Step s and reset it: the integer in its first column, -ENOENT when it
+ * returns no row, -EIO. */
+int64_t db_int(sqlite3_stmt *s);
+
+/* Statements of several files. */
+/* Insert img as a new row; in_pg: PostgreSQL has it already. */
+int db_insert_image_locked(struct db *db, const struct db_image *img,
+			   bool in_pg);
+/* The image (patient, date, name) into out: 0, -ENOENT or -EIO. */
+int db_get_locked(struct db *db, const char *patient, const char *date,
+		  const char *name, struct db_image *out);
+int db_get_by_id_locked(struct db *db, const char *id, struct db_image *out);
+/* db_use(sql) with :patient_id, :batch_date and :name bound. */
+sqlite3_stmt *db_use_path(struct db *db, const char *sql, const char *patient,
+			  const char *date, const char *name);
+/* Run sql with :patient_id, :batch_date and :name bound. */
+int db_path_stmt(struct db *db, const char *sql, const char *patient,
+		 const char *date, const char *name);
+/* Queue a DB_JOB_DELETE of key and key2 for image_id (at gen). */
+int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
+		    const char *key, const char *key2);
+/* With sync on, queue a PostgreSQL job of kind for the image. */
+int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
+		  const char *patient, const char *date, const char *name);
+/* The image (patient, date, name) leaves: see catalog.c. */
+int db_removed_locked(struct db *db, const char *patient, const char *date,
+		      const char *name, const char *who);
+int db_tomb_get_locked(struct db *db, const char *id, struct db_tombstone *out);
+
+/* Now, as ISO 8601 UTC with microseconds, into out[32]. */
+void db_now(char out[32]);
+
+/* Create or bring the schema forward (schema.c): 0, or -errno with err. */
+int db_migrate(sqlite3 *conn, char *err, size_t errlen);
+
+#endif

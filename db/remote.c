@@ -1,0 +1,102 @@
+/* remote.c - rows from PostgreSQL (other mounts, the web app) applied to
+ * the catalog, and a full read's sweep of the rows gone there. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "db/internal.h"
+
+static const char SQL_PG_DELETE_OF[] =
+    "SELECT 1 FROM jobs WHERE kind = 4 AND key = :patient_id AND"
+    " key2 = :batch_date AND name = :name LIMIT 1";
+static const char SQL_SEEN[] =
+    "UPDATE images SET in_pg = 1, seen = 1 WHERE id = :id";
+static const char SQL_UPDATE[] =
+    "UPDATE images SET file_size = :file_size, s3_key = :s3_key,"
+    " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
+    " thumbnail_name = :thumbnail_name, thumbnail_size = :thumbnail_size,"
+    " mime_type = :mime_type, width = :width, height = :height,"
+    " sha256 = :sha256, error = '', uploaded_by = :uploaded_by,"
+    " category = :category, filemaker_id = :filemaker_id,"
+    " updated_at = :updated_at, evicted = 0 WHERE id = :id";
+static const char SQL_SCAN_BEGIN[] =
+    "UPDATE images SET seen = 0 WHERE seen != 0";
+static const char SQL_SCAN_GONE[] =
+    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE in_pg = 1 AND"
+    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
+    " jobs) LIMIT 1";
+static const char SQL_DELETE[] = "DELETE FROM images WHERE id = :id";
+
+static int remote_locked(struct db *db, const struct db_image *r,
+			 struct db_image *old)
+{
+	struct db_image u = *r;
+	sqlite3_stmt *s;
+	int ret = db_get_locked(db, r->patient_id, r->batch_date, r->name, old);
+	if (ret == -ENOENT) {
+		s = db_use(db, SQL_PG_DELETE_OF);
+		db_bind_image(s, r);
+		int rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		if (rc == SQLITE_ROW) /* removed here, and PostgreSQL has */
+			return DB_REMOTE_KEPT; /* not heard yet */
+		if (rc != SQLITE_DONE)
+			return -EIO;
+		snprintf(u.state, sizeof(u.state), "uploaded");
+		u.gen = 0;
+		u.error[0] = '\0';
+		ret = db_insert_image_locked(db, &u, true);
+		return ret ? ret : DB_REMOTE_NEW;
+	}
+	if (ret)
+		return ret;
+	s = db_use(db, SQL_SEEN);
+	db_bind_text(s, ":id", old->id);
+	if ((ret = db_run(s)))
+		return ret;
+	if (strcmp(old->state, "uploaded") != 0 ||
+	    strcmp(r->updated_at, old->updated_at) <= 0)
+		return DB_REMOTE_KEPT; /* a local write is newer, or pending */
+	snprintf(u.id, sizeof(u.id), "%s", old->id);
+	s = db_use(db, SQL_UPDATE);
+	db_bind_image(s, &u);
+	if ((ret = db_run(s)))
+		return ret;
+	/* the same content with other metadata keeps the local copies */
+	bool same = !strcmp(r->sha256, old->sha256) &&
+		    !strcmp(r->s3_key, old->s3_key) &&
+		    !strcmp(r->s3_thumbnail_key, old->s3_thumbnail_key);
+	return same ? DB_REMOTE_KEPT : DB_REMOTE_REPLACED;
+}
+
+int db_remote_apply(struct db *db, const struct db_image *r,
+		    struct db_image *old)
+{
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	int res = remote_locked(db, r, old);
+	ret = db_tx_end(db, res < 0 ? res : 0);
+	return ret ? ret : res;
+}
+
+int db_remote_scan_begin(struct db *db)
+{
+	db_lock(db);
+	int ret = db_run(db_use(db, SQL_SCAN_BEGIN));
+	db_unlock(db);
+	return ret;
+}
+
+int db_remote_gone_next(struct db *db, struct db_image *out)
+{
+	db_lock(db);
+	int ret = db_step_image(db_use(db, SQL_SCAN_GONE), out);
+	if (ret == 0) {
+		sqlite3_stmt *s = db_use(db, SQL_DELETE);
+		db_bind_text(s, ":id", out->id);
+		ret = db_run(s);
+	}
+	db_unlock(db);
+	return ret;
+}

@@ -1,0 +1,119 @@
+/* schema.c - the catalog's tables, and each version's step forward. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "db/internal.h"
+
+#define SCHEMA_VERSION 4
+
+static const char schema_v1[] = "CREATE TABLE images ("
+				" id TEXT PRIMARY KEY,"
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" state TEXT NOT NULL,"
+				" gen INTEGER NOT NULL DEFAULT 0,"
+				" file_size INTEGER NOT NULL DEFAULT 0,"
+				" s3_key TEXT NOT NULL DEFAULT '',"
+				" s3_thumbnail_key TEXT NOT NULL DEFAULT '',"
+				" s3_bucket TEXT NOT NULL DEFAULT '',"
+				" thumbnail_name TEXT NOT NULL DEFAULT '',"
+				" thumbnail_size INTEGER NOT NULL DEFAULT 0,"
+				" mime_type TEXT NOT NULL DEFAULT '',"
+				" width INTEGER NOT NULL DEFAULT 0,"
+				" height INTEGER NOT NULL DEFAULT 0,"
+				" sha256 TEXT NOT NULL DEFAULT '',"
+				" error TEXT NOT NULL DEFAULT '',"
+				" uploaded_by TEXT NOT NULL DEFAULT '',"
+				" created_at TEXT NOT NULL,"
+				" updated_at TEXT NOT NULL,"
+				" category TEXT NOT NULL DEFAULT '',"
+				" filemaker_id TEXT NOT NULL DEFAULT '',"
+				" in_pg INTEGER NOT NULL DEFAULT 0,"
+				" seen INTEGER NOT NULL DEFAULT 0,"
+				" UNIQUE (patient_id, batch_date, name));"
+				"CREATE INDEX images_thumb ON images"
+				" (patient_id, batch_date, thumbnail_name);"
+				"CREATE TABLE jobs ("
+				" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+				" kind INTEGER NOT NULL,"
+				" image_id TEXT NOT NULL DEFAULT '',"
+				" gen INTEGER NOT NULL DEFAULT 0,"
+				" key TEXT NOT NULL DEFAULT '',"
+				" key2 TEXT NOT NULL DEFAULT '',"
+				" attempts INTEGER NOT NULL DEFAULT 0,"
+				" not_before INTEGER NOT NULL DEFAULT 0,"
+				" claimed INTEGER NOT NULL DEFAULT 0,"
+				" last_error TEXT NOT NULL DEFAULT '',"
+				" name TEXT NOT NULL DEFAULT '');"
+				"CREATE INDEX jobs_image ON jobs (image_id);";
+
+/* Version 2: the images open for writing whose writer has not yet been
+ * told they are saved (by close() or fsync()). */
+static const char schema_v2[] = "CREATE TABLE writing ("
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" PRIMARY KEY (patient_id, batch_date, name));";
+
+/* Version 3: what was unlinked, by whom and when, and whether the store's
+ * objects were kept ([store] delete = keep). */
+static const char schema_v3[] = "CREATE TABLE tombstones ("
+				" id TEXT PRIMARY KEY,"
+				" image_id TEXT NOT NULL,"
+				" patient_id TEXT NOT NULL,"
+				" batch_date TEXT NOT NULL,"
+				" name TEXT NOT NULL,"
+				" s3_bucket TEXT NOT NULL,"
+				" s3_key TEXT NOT NULL,"
+				" s3_thumbnail_key TEXT NOT NULL,"
+				" sha256 TEXT NOT NULL,"
+				" file_size INTEGER NOT NULL,"
+				" deleted_by TEXT NOT NULL,"
+				" deleted_at TEXT NOT NULL,"
+				" objects_kept INTEGER NOT NULL);";
+
+/* Version 4: whose spool file's data was given back to the disk (the
+ * cache's bound), its name, size, mode, times and xattrs kept: its
+ * content is read from the store. */
+static const char schema_v4[] = "ALTER TABLE images ADD COLUMN"
+				" evicted INTEGER NOT NULL DEFAULT 0;";
+
+int db_migrate(sqlite3 *conn, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int version = 0;
+	char *msg = NULL;
+	if (sqlite3_prepare_v2(conn, "PRAGMA user_version", -1, &s, NULL) ==
+		SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+			 "catalog schema version %d is newer than this "
+			 "thumbfs (%d)",
+			 version, SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	if (version == SCHEMA_VERSION)
+		return 0;
+	/* each version's step, in order, in one transaction */
+	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4};
+	char set[64];
+	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
+	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);
+	for (int v = version; !bad && v < SCHEMA_VERSION; v++)
+		bad = sqlite3_exec(conn, steps[v], NULL, NULL, &msg);
+	if (!bad)
+		bad = sqlite3_exec(conn, set, NULL, NULL, &msg) ||
+		      sqlite3_exec(conn, "COMMIT", NULL, NULL, &msg);
+	if (bad) {
+		snprintf(err, errlen, "cannot create the catalog schema: %s",
+			 msg ? msg : "?");
+		sqlite3_free(msg);
+		sqlite3_exec(conn, "ROLLBACK", NULL, NULL, NULL);
+		return -EIO;
+	}
+	return 0;
+}

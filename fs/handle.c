@@ -1,0 +1,381 @@
+/* handle.c - open files: create and open, read and write, and the ingest
+ * queued when the writer is told its data is saved (close, fsync). */
+#include "fs/handle.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/audit.h"
+#include "fs/cache.h"
+#include "fs/jobs.h"
+#include "fs/log.h"
+#include "fs/remote.h"
+#include "fs/spool.h"
+#include "fs/status.h"
+#include "fs/thumbfs.h"
+
+struct handle *fs_handle(struct fuse_file_info *fi)
+{
+	return fi ? (struct handle *)(uintptr_t)fi->fh : NULL;
+}
+
+int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
+		    uid_t uid)
+{
+	char who[256], what[PATH_MAX];
+	cfg_uploaded_by(&fs->cfg, uid, who, sizeof(who));
+	int ret =
+	    db_image_written(fs->db, p->patient, p->date, p->name, size, who);
+	if (ret) {
+		fs_tree_path(what, sizeof(what), NULL, p->patient, p->date,
+			     p->name);
+		log_error("catalog write of '%s' failed: %s", what,
+			  strerror(-ret));
+	} else {
+		fs_jobs_kick(fs);
+	}
+	return ret;
+}
+
+/* The image p is about to change: tell the catalog first, so that a
+ * daemon that dies before the writer is told it is saved leaves the file
+ * whole or absent at the next mount (fs_reconcile). */
+static int mark_writing(struct thumbfs *fs, const struct fs_path *p)
+{
+	char what[PATH_MAX];
+	if (p->kind != FS_FILE || p->local || p->thumb)
+		return 0;
+	int ret = db_image_writing(fs->db, p->patient, p->date, p->name);
+	if (ret) {
+		fs_tree_path(what, sizeof(what), NULL, p->patient, p->date,
+			     p->name);
+		log_error("catalog write of '%s' failed: %s", what,
+			  strerror(-ret));
+		return ret == -ENOSPC ? ret : -EIO;
+	}
+	return 0;
+}
+
+static int begin_write(struct thumbfs *fs, struct handle *h)
+{
+	if (atomic_load(&h->dirty) || !h->image)
+		return 0;
+	int ret = mark_writing(fs, &h->path);
+	if (ret == 0)
+		atomic_store(&h->dirty, true);
+	return ret;
+}
+
+/* The writer of h is told its data is saved (close, fsync): queue the
+ * ingest of what it wrote. */
+static int end_write(struct thumbfs *fs, struct handle *h)
+{
+	struct stat st;
+	char path[PATH_MAX];
+	if (!h->image || !atomic_exchange(&h->dirty, false))
+		return 0;
+	int ret = fstat(h->fd, &st) ? -errno : 0;
+	if (ret == 0)
+		ret =
+		    fs_queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
+	if (ret && ret != -ENOSPC)
+		ret = -EIO;
+	if (ret)
+		atomic_store(&h->dirty, true); /* told it failed: still due */
+	if (fs->audit && !fs_tree_path(path, sizeof(path), "", h->path.patient,
+				       h->path.date, h->path.name)) {
+		/* by the writer: release has no caller */
+		struct audit_event e = {.op = "write",
+					.path = path,
+					.size = ret ? -1 : (int64_t)st.st_size,
+					.result = ret,
+					.uid = h->uid,
+					.pid = h->pid};
+		audit_log(fs->audit, &e);
+	}
+	return ret;
+}
+
+static int new_handle(struct fuse_file_info *fi, int fd,
+		      const struct fs_path *p, bool dirty)
+{
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h) {
+		close(fd);
+		return -ENOMEM;
+	}
+	h->fd = fd;
+	h->path = *p;
+	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
+	h->uid = fuse_get_context()->uid;
+	h->pid = fuse_get_context()->pid;
+	/* if so, the caller marked it before the change */
+	atomic_init(&h->dirty, dirty);
+	pthread_mutex_init(&h->win_lock, NULL);
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0) {
+		h->ino = st.st_ino;
+		fs_cache_hold(fs_get()->cache, h->ino);
+	}
+	fi->fh = (uint64_t)(uintptr_t)h;
+	return 0;
+}
+
+static void free_handle(struct handle *h)
+{
+	if (h->ino)
+		fs_cache_put(fs_get()->cache, h->ino);
+	if (h->fd >= 0)
+		close(h->fd);
+	pthread_mutex_destroy(&h->win_lock);
+	free(h->win);
+	free(h->status);
+	free(h);
+}
+
+/* Undo a handle made by an open that then failed with ret. */
+static int drop_handle(struct fuse_file_info *fi, int ret)
+{
+	free_handle(fs_handle(fi));
+	fi->fh = 0;
+	return ret;
+}
+
+/* An image that is in the store only, opened to read: a handle that reads
+ * it by ranges, keeping fd (-1: none) for its metadata. */
+static int remote_handle(struct fuse_file_info *fi, int fd,
+			 const struct fs_path *p, const struct db_image *img)
+{
+	int ret = new_handle(fi, fd, p, false);
+	if (ret)
+		return ret;
+	struct handle *h = fs_handle(fi);
+	struct stat st;
+	h->remote = true;
+	snprintf(h->key, sizeof(h->key), "%s", img->s3_key);
+	h->size = fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : img->file_size;
+	fi->keep_cache = 0;
+	return 0;
+}
+
+/* Rows of the batch that the store has with no thumbnail (imported before
+ * thumbnails) get one made, when they are first listed or read. */
+static void backfill(struct thumbfs *fs, const struct fs_path *p)
+{
+	if (db_backfill_queue(fs->db, p->patient, p->date) > 0)
+		fs_jobs_kick(fs);
+}
+
+int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	fs_parse(fs, path, &p, true);
+	int ret = fs_may_create(path, &p);
+	if (ret)
+		return ret;
+	if (fs_spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	struct stat sb;
+	bool existed = lstat(sp, &sb) == 0;
+	bool fresh = !existed || (fi->flags & O_TRUNC);
+	if (fresh && (ret = mark_writing(fs, &p)))
+		return ret;
+	int fd =
+	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (!existed && (ret = fs_take_owner(fd, sp, mode))) {
+		close(fd);
+		unlink(sp);
+		return ret;
+	}
+	if ((ret = new_handle(fi, fd, &p, fresh)) || fresh)
+		return ret;
+	/* an existing image opened to write: whole first */
+	if ((ret = fs_cache_restore(fs, &p, sp)))
+		return drop_handle(fi, ret);
+	return 0;
+}
+
+static int open_status(struct thumbfs *fs, struct fuse_file_info *fi)
+{
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		return -EACCES;
+	struct handle *h = calloc(1, sizeof(*h));
+	if (!h || !(h->status = fs_status_text(fs))) {
+		free(h);
+		return -ENOMEM;
+	}
+	h->fd = -1;
+	h->status_len = strlen(h->status);
+	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->direct_io = 1;
+	return 0;
+}
+
+/* An image the spool has no file for: in the store only, written by
+ * another mount or the web app. */
+static int open_stored(struct thumbfs *fs, const struct fs_path *p,
+		       const char *path, int flags, struct fuse_file_info *fi)
+{
+	struct db_image img;
+	char sp[PATH_MAX];
+	ino_t held;
+	if (db_image_get(fs->db, p->patient, p->date, p->name, &img) ||
+	    strcmp(img.state, "uploaded") || !img.s3_key[0])
+		return -ENOENT;
+	if (!img.s3_thumbnail_key[0] && !img.error[0])
+		backfill(fs, p);
+	if ((flags & O_ACCMODE) == O_RDONLY)
+		return remote_handle(fi, -1, p, &img);
+	int ret = fs_whole_image(fs, p, path, sp, sizeof(sp), &held);
+	if (ret)
+		return ret;
+	int fd = open(sp, flags);
+	ret = fd < 0 ? -errno : new_handle(fi, fd, p, false);
+	fs_cache_put(fs->cache, held);
+	return ret;
+}
+
+int fs_op_open(const char *path, struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	char sp[PATH_MAX];
+	int acc = fi->flags & O_ACCMODE, ret, fd;
+	fs_parse(fs, path, &p, false);
+	if (p.kind == FS_STATUS)
+		return open_status(fs, fi);
+	if (p.kind != FS_FILE)
+		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
+	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;
+	int flags = (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC;
+	if (p.thumb) {
+		if (acc != O_RDONLY)
+			return -EACCES;
+		if ((ret = fs_local_thumb(fs, &p, sp, sizeof(sp))))
+			return ret;
+		fd = open(sp, flags);
+		return fd < 0 ? -errno : new_handle(fi, fd, &p, false);
+	}
+	if (fs_spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	if (trunc) {
+		if ((ret = mark_writing(fs, &p)))
+			return ret;
+		/* truncating an image that lives in the store only makes it
+		 * anew */
+		fd = open(sp, flags | O_CREAT, 0644);
+		return fd < 0 ? -errno : new_handle(fi, fd, &p, true);
+	}
+	fd = open(sp, flags);
+	if (fd < 0)
+		return errno != ENOENT || p.local
+			   ? -errno
+			   : open_stored(fs, &p, path, flags, fi);
+	/* held from here: an evicted file stays as it is until restored */
+	if ((ret = new_handle(fi, fd, &p, false)) || p.local ||
+	    db_image_evicted(fs->db, p.patient, p.date, p.name) != 1)
+		return ret;
+	if (acc != O_RDONLY) {
+		if ((ret = fs_cache_restore(fs, &p, sp)))
+			return drop_handle(fi, ret);
+		return 0;
+	}
+	struct db_image img;
+	struct handle *h = fs_handle(fi);
+	struct stat st;
+	if (db_image_get(fs->db, p.patient, p.date, p.name, &img))
+		return drop_handle(fi, -EIO);
+	h->remote = true;
+	snprintf(h->key, sizeof(h->key), "%s", img.s3_key);
+	h->size = fstat(fd, &st) ? img.file_size : st.st_size;
+	return 0;
+}
+
+int fs_op_read(const char *path, char *buf, size_t size, off_t off,
+	       struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	(void)path;
+	if (h->status) {
+		if ((size_t)off >= h->status_len)
+			return 0;
+		if (size > h->status_len - (size_t)off)
+			size = h->status_len - (size_t)off;
+		memcpy(buf, h->status + off, size);
+		return (int)size;
+	}
+	if (h->remote)
+		return fs_remote_read(fs_get(), h, buf, size, off);
+	ssize_t n = pread(h->fd, buf, size, off);
+	return n < 0 ? -errno : (int)n;
+}
+
+int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
+		struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	(void)path;
+	if (h->status)
+		return -EBADF;
+	int ret = begin_write(fs_get(), h);
+	if (ret)
+		return ret;
+	ssize_t n = pwrite(h->fd, buf, size, off);
+	if (n < 0)
+		return -errno;
+	atomic_store(&h->dirty, true);
+	return (int)n;
+}
+
+int fs_handle_truncate(struct thumbfs *fs, struct handle *h, off_t size)
+{
+	int ret = begin_write(fs, h);
+	if (ret)
+		return ret;
+	if (ftruncate(h->fd, size))
+		return -errno;
+	atomic_store(&h->dirty, true);
+	return 0;
+}
+
+int fs_op_release(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	(void)path;
+	if (h->fd >= 0)
+		end_write(fs_get(), h); /* written after the last flush */
+	free_handle(h);
+	return 0;
+}
+
+/* What fsync() returns: the data is on disk and the writer may rely on
+ * it, so it is queued for ingest as a close() would. */
+int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	(void)path;
+	if (h->status || h->fd < 0)
+		return 0;
+	if (datasync ? fdatasync(h->fd) : fsync(h->fd))
+		return -errno;
+	return end_write(fs_get(), h);
+}
+
+/* close(): what it returns is what the writer is told, so the ingest is
+ * queued here (release comes later, and its result reaches no one). */
+int fs_op_flush(const char *path, struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	(void)path;
+	return h->status ? 0 : end_write(fs_get(), h);
+}

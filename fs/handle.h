@@ -1,0 +1,71 @@
+/*
+ * handle.h - open files: create and open (an image's content made whole
+ * first), read and write, and the points where the writer is told its
+ * data is saved (close, fsync), at which the ingest is queued.
+ */
+#ifndef FS_HANDLE_H
+#define FS_HANDLE_H
+
+#include "fs/ops.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "db/catalog.h"
+#include "fs/path.h"
+
+/* An open file: the status file's text, or a spool file (fd), or an
+ * image in the store only (remote). Fields other than dirty and the
+ * window are set at open and only read after. */
+struct handle {
+	int fd; /* -1: none (status, or remote without a spool file) */
+	/* written, truncated or created through this handle since the writer
+	 * was last told it is saved (close, fsync); for an image, the catalog
+	 * knows it is being written. Atomic: a handle's write, truncate and
+	 * flush may come at once on different FUSE threads; marking twice,
+	 * or queueing twice, is harmless (both are idempotent). */
+	atomic_bool dirty;
+	bool image; /* a visible image: ingested when it is saved */
+	struct fs_path path;
+	char *status;
+	size_t status_len;
+	uid_t uid; /* who opened it: the writer uploaded_by names */
+	pid_t pid;
+	ino_t ino; /* its spool file, held in the cache; 0: none */
+	/* an image whose content is in the store only (evicted, or written
+	 * by another mount), opened to read: read by ranged GETs of a
+	 * window around the offset asked for (remote.c) */
+	bool remote;
+	char key[DB_KEY_MAX];
+	int64_t size;
+	pthread_mutex_t win_lock; /* guards win, win_off, win_len */
+	unsigned char *win;
+	uint64_t win_off;
+	size_t win_len;
+};
+
+/* The handle of fi (NULL: none). */
+struct handle *fs_handle(struct fuse_file_info *fi);
+
+/* Queue the ingest of image p, written by uid to size bytes. 0 or -errno
+ * (logged). */
+int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
+		    uid_t uid);
+
+/* truncate() through an open handle. */
+int fs_handle_truncate(struct thumbfs *fs, struct handle *h, off_t size);
+
+int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi);
+int fs_op_open(const char *path, struct fuse_file_info *fi);
+int fs_op_read(const char *path, char *buf, size_t size, off_t off,
+	       struct fuse_file_info *fi);
+int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
+		struct fuse_file_info *fi);
+int fs_op_flush(const char *path, struct fuse_file_info *fi);
+int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi);
+int fs_op_release(const char *path, struct fuse_file_info *fi);
+
+#endif

@@ -1,0 +1,331 @@
+/* ingest.c - the store jobs: an ingest (read the spool file, thumbnail it,
+ * upload both objects, record them), a backfill (a thumbnail for a stored
+ * row that has none), and a delete (a removed image's objects). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "fs/audit.h"
+#include "fs/cache.h"
+#include "fs/ingest.h"
+#include "fs/jobs.h"
+#include "fs/log.h"
+#include "fs/spool.h"
+#include "fs/thumbfs.h"
+#include "s3/s3.h"
+#include "thumb/thumb.h"
+
+/* A job's failure to reach the store: held when the store refused, else
+ * retried. */
+static void store_failed(struct thumbfs *fs, const struct db_job *job, int ret,
+			 const char *what, const char *err)
+{
+	if (ret == -EACCES)
+		fs_job_refused(fs, job, err);
+	else
+		fs_job_retry(fs, job, what, err);
+}
+
+/* The type and the reason of a file over [thumbnail] max_bytes, which is
+ * uploaded as it streams and gets no thumbnail: -EFBIG. */
+static int too_large(struct thumbfs *fs, const char *path, uint64_t len,
+		     struct thumb_result *res, char *err, size_t errlen)
+{
+	unsigned char head[64];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, head, sizeof(head)) : 0;
+	if (fd >= 0)
+		close(fd);
+	res->format = thumb_detect(head, n > 0 ? (size_t)n : 0);
+	res->mime_type = thumb_mime_type(res->format);
+	snprintf(err, errlen,
+		 "file is %llu bytes, over the limit of %llu (max_bytes)",
+		 (unsigned long long)len,
+		 (unsigned long long)fs->thumb.max_bytes);
+	return -EFBIG;
+}
+
+/* The audit log's line for what the store now has, by its hash. */
+static void audit_stored(struct thumbfs *fs, const struct db_image *img)
+{
+	char shown[PATH_MAX];
+	if (!fs->audit ||
+	    fs_tree_path(shown, sizeof(shown), "", img->patient_id,
+			 img->batch_date, img->name))
+		return;
+	struct audit_event e = {.op = "stored",
+				.path = shown,
+				.sha256 = img->sha256,
+				.size = img->file_size,
+				.uid = getuid(),
+				.pid = getpid()};
+	audit_log(fs->audit, &e);
+}
+
+static void run_ingest(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img, done;
+	struct thumb_result res = {0};
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512];
+	bool current;
+	int ret;
+
+	if (db_image_get_by_id(fs->db, job->image_id, &img)) {
+		db_job_done(fs->db, job->id); /* removed meanwhile */
+		return;
+	}
+	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
+		     img.name);
+	fs_spool_file(fs, img.patient_id, img.batch_date, img.name, path,
+		      sizeof(path));
+	done = img;
+	/* A file over max_bytes is kept and uploaded as it streams, without
+	 * being read into memory; it gets no thumbnail. */
+	struct stat st;
+	bool large =
+	    stat(path, &st) == 0 && (uint64_t)st.st_size > fs->thumb.max_bytes;
+	if (large) {
+		len = (size_t)st.st_size;
+		ret = s3_sha256_file(path, done.sha256);
+	} else {
+		ret = fs_read_whole(path, &buf, &len);
+	}
+	if (ret == -ENOENT) {
+		db_job_done(fs->db, job->id); /* renamed or removed */
+		return;
+	}
+	if (ret) {
+		snprintf(err, sizeof(err), "%s", strerror(-ret));
+		fs_job_retry(fs, job, "reading the spool file", err);
+		return;
+	}
+
+	done.file_size = (int64_t)len;
+	fs_read_meta(path, &done);
+	if (!large)
+		s3_sha256_hex(buf, len, done.sha256);
+	snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
+		 s3_bucket(fs->store));
+	err[0] = '\0';
+	int terr =
+	    large ? too_large(fs, path, len, &res, err, sizeof(err))
+		  : thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
+	done.width = res.width;
+	done.height = res.height;
+	done.thumbnail_name[0] = '\0';
+	done.s3_thumbnail_key[0] = '\0';
+	done.thumbnail_size = 0;
+	snprintf(done.error, sizeof(done.error), "%s", terr ? err : "");
+	if (!terr) {
+		fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
+			      sizeof(done.thumbnail_name));
+		done.thumbnail_size = (int64_t)res.size;
+	}
+
+	ret = fs_image_key(fs, img.patient_id, img.batch_date, img.name,
+			   done.s3_key, sizeof(done.s3_key));
+	if (!ret && !terr)
+		ret = fs_thumb_key(done.s3_key, done.thumbnail_name,
+				   done.s3_thumbnail_key,
+				   sizeof(done.s3_thumbnail_key));
+	if (ret) {
+		log_error("key of '%s' is longer than %d bytes; not uploaded",
+			  what, DB_KEY_MAX);
+		db_job_done(fs->db, job->id);
+		goto out_free;
+	}
+	if (large)
+		ret = s3_put_file(fs->store, done.s3_key, path, done.mime_type,
+				  err, sizeof(err));
+	else
+		ret = s3_put_buf(fs->store, done.s3_key, buf, len,
+				 done.mime_type, err, sizeof(err));
+	if (!ret && !terr)
+		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
+				 res.size, thumb_mime_type(res.thumb_format),
+				 err, sizeof(err));
+	if (ret) {
+		char w[PATH_MAX + 16];
+		snprintf(w, sizeof(w), "upload of '%s'", what);
+		store_failed(fs, job, ret, w, err);
+		goto out_free;
+	}
+	if (!terr &&
+	    !fs_thumb_path(fs, img.patient_id, img.batch_date,
+			   done.thumbnail_name, thumb_path,
+			   sizeof(thumb_path)) &&
+	    (ret = fs_write_whole(fs, thumb_path, res.data, res.size)))
+		log_warn("cannot cache thumbnail '%s': %s", thumb_path,
+			 strerror(-ret));
+	/* A thumbnail under another name (the format changed) is stale. */
+	if (img.thumbnail_name[0] &&
+	    strcmp(img.thumbnail_name, done.thumbnail_name) &&
+	    !fs_thumb_path(fs, img.patient_id, img.batch_date,
+			   img.thumbnail_name, thumb_path, sizeof(thumb_path)))
+		unlink(thumb_path);
+
+	ret = db_ingest_done(fs->db, job, &done, &current);
+	if (ret) {
+		log_error("catalog update of '%s' failed: %s", what,
+			  strerror(-ret));
+		goto out_free;
+	}
+	if (!current)
+		goto out_free;
+	if (fs->pg)
+		fs_jobs_kick(fs); /* the sync runner has a row to send */
+	fs_cache_added(fs->cache, (uint64_t)len + res.size);
+	if (terr)
+		log_error("thumbnail of '%s' failed: %s; the original is kept "
+			  "and uploaded",
+			  what, done.error);
+	else
+		log_info("imported %s (%dx%d, thumb %dx%d, %.1f MB)", what,
+			 res.width, res.height, res.thumb_width,
+			 res.thumb_height, (double)len / 1e6);
+	audit_stored(fs, &done);
+out_free:
+	free(buf);
+	thumb_result_release(&res);
+}
+
+/* The content of stored image img into *buf: from its spool file when that
+ * holds it, else from the store (through tmp/). */
+static int read_stored(struct thumbfs *fs, const struct db_image *img,
+		       unsigned char **buf, size_t *len, char *err,
+		       size_t errlen)
+{
+	char path[PATH_MAX];
+	if (db_image_evicted(fs->db, img->patient_id, img->batch_date,
+			     img->name) == 0 &&
+	    !fs_spool_file(fs, img->patient_id, img->batch_date, img->name,
+			   path, sizeof(path)) &&
+	    fs_read_whole(path, buf, len) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/backfill.%s", fs->tmp, img->id);
+	int ret = s3_get_file(fs->store, img->s3_key, path, err, errlen);
+	if (ret == 0 && (ret = fs_read_whole(path, buf, len)))
+		snprintf(err, errlen, "%s", strerror(-ret));
+	unlink(path);
+	return ret;
+}
+
+/* A stored row with no thumbnail (imported before thumbnails): make it
+ * from the stored original, store it beside it, record it. */
+static void run_backfill(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img, done;
+	struct thumb_result res = {0};
+	unsigned char *buf = NULL;
+	size_t len = 0;
+	char what[PATH_MAX], err[512], path[PATH_MAX];
+	bool current;
+
+	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
+	    img.gen != job->gen || img.s3_thumbnail_key[0] || img.error[0]) {
+		db_job_done(fs->db, job->id); /* changed or made meanwhile */
+		return;
+	}
+	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
+		     img.name);
+	int ret = 0;
+	if ((uint64_t)img.file_size > fs->thumb.max_bytes) {
+		snprintf(err, sizeof(err),
+			 "file is %lld bytes, over the limit of %llu "
+			 "(max_bytes)",
+			 (long long)img.file_size,
+			 (unsigned long long)fs->thumb.max_bytes);
+		ret = -EFBIG;
+	} else if ((ret =
+			read_stored(fs, &img, &buf, &len, err, sizeof(err)))) {
+		store_failed(fs, job, ret, "reading the original to backfill",
+			     err);
+		return;
+	}
+	if (ret == 0)
+		ret = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	if (ret) {
+		/* the row stays as the app has it; the reason is kept so
+		 * that it is not tried at every listing */
+		log_error("thumbnail of '%s' cannot be made: %s", what, err);
+		db_backfill_failed(fs->db, job, err);
+		goto out_free;
+	}
+	done = img;
+	fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
+		      sizeof(done.thumbnail_name));
+	/* beside the original, as the app names it: {stem}_thumb{ext} */
+	if (fs_thumb_key(img.s3_key, done.thumbnail_name, done.s3_thumbnail_key,
+			 sizeof(done.s3_thumbnail_key))) {
+		db_backfill_failed(fs->db, job, "thumbnail key too long");
+		goto out_free;
+	}
+	done.thumbnail_size = (int64_t)res.size;
+	done.width = res.width;
+	done.height = res.height;
+	if (!done.mime_type[0])
+		snprintf(done.mime_type, sizeof(done.mime_type), "%s",
+			 res.mime_type);
+	if (!done.sha256[0])
+		s3_sha256_hex(buf, len, done.sha256);
+	if (!done.s3_bucket[0])
+		snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
+			 s3_bucket(fs->store));
+	ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data, res.size,
+			 thumb_mime_type(res.thumb_format), err, sizeof(err));
+	if (ret) {
+		store_failed(fs, job, ret, "upload of a backfilled thumbnail",
+			     err);
+		goto out_free;
+	}
+	if (!fs_thumb_path(fs, img.patient_id, img.batch_date,
+			   done.thumbnail_name, path, sizeof(path)) &&
+	    fs_write_whole(fs, path, res.data, res.size) == 0)
+		fs_cache_added(fs->cache, res.size);
+	ret = db_ingest_done(fs->db, job, &done, &current);
+	if (ret)
+		log_error("catalog update of '%s' failed: %s", what,
+			  strerror(-ret));
+	else if (current)
+		log_info("backfilled the thumbnail of %s (%dx%d, thumb %dx%d)",
+			 what, res.width, res.height, res.thumb_width,
+			 res.thumb_height);
+	if (ret == 0 && current && fs->pg)
+		fs_jobs_kick(fs);
+out_free:
+	free(buf);
+	thumb_result_release(&res);
+}
+
+static void run_delete(struct thumbfs *fs, const struct db_job *job)
+{
+	char err[512];
+	int ret = 0;
+	if (job->key[0])
+		ret = s3_delete(fs->store, job->key, err, sizeof(err));
+	if (!ret && job->key2[0])
+		ret = s3_delete(fs->store, job->key2, err, sizeof(err));
+	if (ret)
+		store_failed(fs, job, ret, "delete", err);
+	else
+		db_job_done(fs->db, job->id);
+}
+
+void fs_ingest_run(struct thumbfs *fs, const struct db_job *job)
+{
+	if (job->kind == DB_JOB_INGEST)
+		run_ingest(fs, job);
+	else if (job->kind == DB_JOB_BACKFILL)
+		run_backfill(fs, job);
+	else
+		run_delete(fs, job);
+}

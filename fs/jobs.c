@@ -1,0 +1,248 @@
+/* jobs.c - the job runners: threads that claim store jobs and do them,
+ * back off on failure, hold the uploads while the store refuses, re-read
+ * the credentials on SIGHUP, and checkpoint the catalog between jobs. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "db/catalog.h"
+#include "fs/cache.h"
+#include "fs/ingest.h"
+#include "fs/jobs.h"
+#include "fs/log.h"
+#include "fs/sync.h"
+#include "fs/thumbfs.h"
+#include "s3/s3.h"
+
+/* Thumbnails are background work: the requests of the people and
+ * programs using the mount (a close() waiting for its catalog row) take
+ * the CPU first, and the runners take the rest. */
+#define WORKER_NICE 10
+
+volatile sig_atomic_t fs_reload_pending;
+
+/* The delay before try number attempts+2: exponential up to max_s, with
+ * full jitter. */
+static int backoff(int attempts, int max_s)
+{
+	unsigned r = 0;
+	int cap = attempts >= 20 ? max_s : 1 << (attempts + 1);
+	if (cap > max_s)
+		cap = max_s;
+	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
+		r = (unsigned)time(NULL);
+	return 1 + (int)(r % (unsigned)cap);
+}
+
+void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
+		  const char *what, const char *err)
+{
+	int delay = backoff(job->attempts, fs->cfg.retry_max_s);
+	log_error("%s failed: %s, retry in %d s", what, err, delay);
+	db_job_retry(fs->db, job->id, delay, err);
+}
+
+void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
+		    const char *err)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool first = !fs->store_refused[0];
+	snprintf(fs->store_refused, sizeof(fs->store_refused), "%s", err);
+	pthread_mutex_unlock(&fs->lock);
+	if (first)
+		log_error("the store refused: %s; uploads wait until the "
+			  "credentials are fixed (edit %s and send SIGHUP, or "
+			  "remount)",
+			  err,
+			  fs->config_path ? fs->config_path : "the config");
+	db_job_release(fs->db, job->id);
+}
+
+static bool store_held(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool held = fs->store_refused[0] != '\0';
+	pthread_mutex_unlock(&fs->lock);
+	return held;
+}
+
+/* SIGHUP: the config's [store] credentials again, and held jobs go. */
+static void reload(struct thumbfs *fs)
+{
+	struct cfg *cfg = malloc(sizeof(*cfg));
+	char err[1024];
+	if (!cfg)
+		return;
+	cfg_init(cfg);
+	int ret = cfg_load(cfg, fs->config_path, err, sizeof(err));
+	if (ret == 0) {
+		ret = s3_set_credentials(fs->store, cfg->access_key_id,
+					 cfg->secret_access_key, NULL);
+		snprintf(err, sizeof(err), "%s",
+			 ret == -EINVAL ? "no credentials" : strerror(-ret));
+	}
+	OPENSSL_cleanse(cfg, sizeof(*cfg));
+	free(cfg);
+	if (ret) {
+		log_error("reload of %s failed: %s; the old settings stay",
+			  fs->config_path, err);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	fs->store_refused[0] = '\0';
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+	log_info("reloaded the store's credentials from %s", fs->config_path);
+}
+
+void fs_jobs_nap(struct thumbfs *fs)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 1;
+	pthread_mutex_lock(&fs->lock);
+	if (!fs->stop)
+		pthread_cond_timedwait(&fs->cond, &fs->lock, &until);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+bool fs_jobs_stopping(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	bool stop = fs->stop;
+	pthread_mutex_unlock(&fs->lock);
+	return stop;
+}
+
+/* The catalog's log into the catalog, here rather than in a commit that
+ * a close() waits for. Said once per run of failures. */
+static void checkpoint(struct thumbfs *fs)
+{
+	static _Atomic bool failing;
+	int ret = db_checkpoint(fs->db);
+	if (ret < 0 && !failing)
+		log_warn("cannot checkpoint the catalog's write-ahead log; "
+			 "it grows until a later try succeeds");
+	if (ret != 0)
+		failing = ret < 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct thumbfs *fs = arg;
+	struct db_job job;
+	pthread_setname_np(pthread_self(), "thumbfs-job");
+	setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE);
+	while (!fs_jobs_stopping(fs)) {
+		pthread_mutex_lock(&fs->lock);
+		bool hup = fs_reload_pending;
+		fs_reload_pending = 0;
+		pthread_mutex_unlock(&fs->lock);
+		if (hup)
+			reload(fs);
+		if (store_held(fs)) {
+			fs_jobs_nap(fs); /* until SIGHUP, or the unmount */
+			continue;
+		}
+		int ret = db_job_claim(fs->db, &job);
+		if (ret == 0)
+			fs_ingest_run(fs, &job);
+		else if (ret != -ENOENT)
+			log_error("cannot read the job queue: %s",
+				  strerror(-ret));
+		fs_cache_trim(fs);
+		checkpoint(fs);
+		if (ret)
+			fs_jobs_nap(fs); /* nothing due */
+	}
+	return NULL;
+}
+
+void fs_jobs_kick(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+int fs_jobs_start(struct thumbfs *fs)
+{
+	fs->threads = calloc((size_t)fs->cfg.workers, sizeof(pthread_t));
+	if (!fs->threads)
+		return -ENOMEM;
+	for (int i = 0; i < fs->cfg.workers; i++) {
+		int e = pthread_create(&fs->threads[i], NULL, worker_main, fs);
+		if (e) {
+			fs_jobs_stop(fs);
+			return -e;
+		}
+		fs->n_threads++;
+	}
+	if (fs->pg) {
+		int e =
+		    pthread_create(&fs->sync_thread, NULL, fs_sync_main, fs);
+		if (e) {
+			fs_jobs_stop(fs);
+			return -e;
+		}
+		fs->sync_running = true;
+	}
+	return 0;
+}
+
+static int64_t pending(struct thumbfs *fs)
+{
+	struct db_counts c;
+	if (db_counts(fs->db, &c))
+		return -1;
+	return c.jobs_ingest + c.jobs_delete + c.jobs_backfill +
+	       (fs->pg ? c.jobs_sync : 0);
+}
+
+void fs_jobs_drain(struct thumbfs *fs, int seconds)
+{
+	struct timespec t0, now;
+	int64_t left = pending(fs);
+	if (left <= 0)
+		return;
+	log_info("%lld job(s) still queued; working on for up to %d s",
+		 (long long)left, seconds);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		left = pending(fs);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (left <= 0 || now.tv_sec - t0.tv_sec >= seconds)
+			break;
+		fs_jobs_kick(fs);
+		struct timespec nap = {0, 100 * 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+	if (left > 0)
+		log_warn("%lld job(s) left in the catalog for the next mount",
+			 (long long)left);
+	else
+		log_info("every queued job is done");
+}
+
+void fs_jobs_stop(struct thumbfs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->stop = true;
+	pthread_cond_broadcast(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+	for (int i = 0; i < fs->n_threads; i++)
+		pthread_join(fs->threads[i], NULL);
+	if (fs->sync_running)
+		pthread_join(fs->sync_thread, NULL);
+	fs->sync_running = false;
+	free(fs->threads);
+	fs->threads = NULL;
+	fs->n_threads = 0;
+}

@@ -1,0 +1,51 @@
+/*
+ * jobs.h - the job runners: [fs] workers threads that claim the catalog's
+ * store jobs (ingest.c) one image at a time, and the sync runner (sync.c)
+ * when PostgreSQL is configured; and what a job does when it fails.
+ */
+#ifndef FS_JOBS_H
+#define FS_JOBS_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+struct thumbfs;
+struct db_job;
+
+/* Start cfg.workers job runners, and the sync runner when fs->pg is set:
+ * 0 or -errno (then none runs). */
+int fs_jobs_start(struct thumbfs *fs);
+
+/* After the unmount: let the runners work on for up to seconds while jobs
+ * are queued, logging what is left for the next mount. */
+void fs_jobs_drain(struct thumbfs *fs, int seconds);
+
+/* Stop the runners (each finishes its job under way) and join them. */
+void fs_jobs_stop(struct thumbfs *fs);
+
+/* Wake the runners: a job was queued. */
+void fs_jobs_kick(struct thumbfs *fs);
+
+/* SIGHUP: set from the signal handler; a job runner re-reads the config's
+ * [store] credentials and lets held uploads go. */
+extern volatile sig_atomic_t fs_reload_pending;
+
+/* A job failed with err: logged as "WHAT failed: ERR, retry in N s", and
+ * given back to be tried again after an exponential backoff with full
+ * jitter, capped at [fs] retry_max_s. */
+void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
+		  const char *what, const char *err);
+
+/* The store refused a request (403): said once, shown in the status
+ * file, and the job given back untried; every store job waits until
+ * SIGHUP or the next mount. */
+void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
+		    const char *err);
+
+/* Sleep until kicked, stopped, or a second has passed. */
+void fs_jobs_nap(struct thumbfs *fs);
+
+/* The runners are being stopped. */
+bool fs_jobs_stopping(struct thumbfs *fs);
+
+#endif

@@ -1,0 +1,83 @@
+/* reconcile.c - the spool at mount: the partial files of writes a daemon
+ * that died never acknowledged go, and files the catalog does not have
+ * uploaded are queued for ingest. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "fs/log.h"
+#include "fs/reconcile.h"
+#include "fs/spool.h"
+#include "fs/thumbfs.h"
+
+struct walk {
+	struct thumbfs *fs;
+	int queued;
+};
+
+static int reconcile_file(const char *path, const char *patient,
+			  const char *date, const char *name, void *arg)
+{
+	struct walk *w = arg;
+	char shown[PATH_MAX];
+	struct fs_path p;
+	struct stat sb;
+	if (fs_tree_path(shown, sizeof(shown), "", patient, date, name))
+		return 0;
+	fs_path_parse(&w->fs->rules, shown, &p);
+	if (p.kind != FS_FILE || p.local || p.thumb || lstat(path, &sb) ||
+	    !S_ISREG(sb.st_mode))
+		return 0;
+	char who[256]; /* the writer is gone: the file's owner wrote it */
+	cfg_uploaded_by(&w->fs->cfg, sb.st_uid, who, sizeof(who));
+	int ret = db_reconcile(w->fs->db, p.patient, p.date, p.name,
+			       (int64_t)sb.st_size, who);
+	if (ret < 0)
+		return ret;
+	w->queued += ret;
+	return 0;
+}
+
+/* Images a daemon that died was writing, whose writer was never told they
+ * were saved: the partial spool file goes; the row keeps the store's whole
+ * copy if there is one, or goes too. */
+static int abort_writes(struct thumbfs *fs)
+{
+	struct db_image img;
+	char path[PATH_MAX];
+	int ret;
+	bool kept;
+	while ((ret = db_writing_first(fs->db, &img)) == 0) {
+		if (fs_spool_file(fs, img.patient_id, img.batch_date, img.name,
+				  path, sizeof(path)) == 0 &&
+		    unlink(path) && errno != ENOENT)
+			return -errno;
+		ret = db_writing_abort(fs->db, img.patient_id, img.batch_date,
+				       img.name, &kept);
+		if (ret)
+			return ret;
+		fs_tree_path(path, sizeof(path), NULL, img.patient_id,
+			     img.batch_date, img.name);
+		log_warn("%s was being written when thumbfs stopped, and its "
+			 "writer was not told it was saved: %s",
+			 path,
+			 kept ? "its last uploaded content is kept"
+			      : "it is removed");
+	}
+	return ret == -ENOENT ? 0 : ret;
+}
+
+int fs_reconcile(struct thumbfs *fs)
+{
+	char path[PATH_MAX];
+	struct walk w = {.fs = fs};
+	int ret = abort_writes(fs);
+	if (ret)
+		return ret;
+	snprintf(path, sizeof(path), "%s/patients", fs->spool);
+	ret = fs_each_file(path, reconcile_file, &w);
+	return ret ? ret : w.queued;
+}

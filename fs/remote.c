@@ -1,0 +1,149 @@
+/* remote.c - content that is in the store only: thumbnails and images
+ * fetched whole, images read by ranges, and the one switch from a store
+ * failure to what a FUSE request returns. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "fs/cache.h"
+#include "fs/handle.h"
+#include "fs/log.h"
+#include "fs/remote.h"
+#include "fs/spool.h"
+#include "fs/thumbfs.h"
+#include "s3/s3.h"
+
+/* The window a remote read fetches: partial reads cost one small GET, a
+ * whole read one GET per MiB. */
+#define WINDOW (1u << 20)
+
+int fs_store_errno(int ret)
+{
+	switch (ret) {
+	case 0:
+	case -ENOMEM:
+		return ret;
+	case -EACCES: /* the store refused us, not the file's mode */
+		return -EREMOTEIO;
+	case -EAGAIN: /* the store is away or slow: not "try again now" */
+		return -ETIMEDOUT;
+	case -ENOENT: /* the catalog has the file; the store lacks it */
+	default:
+		return -EIO;
+	}
+}
+
+/* Bring key from the store to dest, whole or not at all (through tmp/). */
+static int fetch(struct thumbfs *fs, const char *key, const char *dest)
+{
+	char tmp[PATH_MAX], err[512];
+	snprintf(tmp, sizeof(tmp), "%s/fetch.%lx.%lx", fs->tmp,
+		 (unsigned long)getpid(), (unsigned long)pthread_self());
+	int ret = s3_get_file(fs->store, key, tmp, err, sizeof(err));
+	if (!ret && rename(tmp, dest)) {
+		ret = -errno;
+		snprintf(err, sizeof(err), "%s", strerror(errno));
+	}
+	if (ret) {
+		unlink(tmp);
+		log_error("fetch of '%s' failed: %s", key, err);
+	}
+	return fs_store_errno(ret);
+}
+
+int fs_local_thumb(struct thumbfs *fs, const struct fs_path *p, char *tp,
+		   size_t n)
+{
+	struct db_image img;
+	struct stat st;
+	char dir[PATH_MAX];
+	if (fs_thumb_path(fs, p->patient, p->date, p->name, tp, n))
+		return -ENAMETOOLONG;
+	if (lstat(tp, &st) == 0 || errno != ENOENT)
+		return 0;
+	if (db_image_get_by_thumb(fs->db, p->patient, p->date, p->name, &img) ||
+	    !img.s3_thumbnail_key[0])
+		return -ENOENT;
+	if (!fs_thumb_path(fs, p->patient, NULL, NULL, dir, sizeof(dir)))
+		mkdir(dir, 0700);
+	if (!fs_thumb_path(fs, p->patient, p->date, NULL, dir, sizeof(dir)))
+		mkdir(dir, 0700);
+	return fetch(fs, img.s3_thumbnail_key, tp);
+}
+
+int fs_whole_image(struct thumbfs *fs, const struct fs_path *p,
+		   const char *path, char *sp, size_t n, ino_t *held)
+{
+	struct db_image img;
+	struct stat st;
+	int ret;
+	*held = 0;
+	if (fs_spool_path(fs, path, sp, n))
+		return -ENAMETOOLONG;
+	if (lstat(sp, &st)) {
+		if (errno != ENOENT)
+			return -errno;
+		if (p->local ||
+		    db_image_get(fs->db, p->patient, p->date, p->name, &img) ||
+		    strcmp(img.state, "uploaded") || !img.s3_key[0])
+			return -ENOENT;
+		if ((ret = fetch(fs, img.s3_key, sp)))
+			return ret;
+		fs_cache_added(fs->cache, (uint64_t)img.file_size);
+		if (lstat(sp, &st))
+			return -errno;
+	}
+	fs_cache_hold(fs->cache, st.st_ino);
+	if ((ret = fs_cache_restore(fs, p, sp)))
+		fs_cache_put(fs->cache, st.st_ino);
+	else
+		*held = st.st_ino;
+	return ret;
+}
+
+int fs_remote_read(struct thumbfs *fs, struct handle *h, char *buf, size_t size,
+		   off_t off)
+{
+	char err[512];
+	size_t done = 0;
+	int ret = 0;
+	pthread_mutex_lock(&h->win_lock);
+	while (done < size && off + (int64_t)done < h->size) {
+		uint64_t at = (uint64_t)off + done;
+		if (!h->win || at < h->win_off ||
+		    at >= h->win_off + h->win_len) {
+			size_t got = 0;
+			uint64_t start = at - at % WINDOW;
+			if (!h->win && !(h->win = malloc(WINDOW))) {
+				ret = -ENOMEM;
+				break;
+			}
+			h->win_len = 0;
+			ret = s3_get_range(fs->store, h->key, start, WINDOW,
+					   h->win, &got, err, sizeof(err));
+			if (ret) {
+				log_error("read of '%s' from the store failed: "
+					  "%s",
+					  h->key, err);
+				ret = fs_store_errno(ret);
+				break;
+			}
+			h->win_off = start;
+			h->win_len = got;
+			if (at >= start + got)
+				break; /* the object is shorter than its row */
+		}
+		size_t take = (size_t)(h->win_off + h->win_len - at);
+		if (take > size - done)
+			take = size - done;
+		memcpy(buf + done, h->win + (at - h->win_off), take);
+		done += take;
+	}
+	pthread_mutex_unlock(&h->win_lock);
+	return ret ? ret : (int)done;
+}

@@ -1,0 +1,210 @@
+/* spool.c - the mount's own disk: every path and store key derived in one
+ * place, files read and written whole, and the walk of the tree. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "fs/spool.h"
+#include "fs/thumbfs.h"
+
+/* snprintf's result as 0 or -ENAMETOOLONG. */
+static int fits(int len, size_t n)
+{
+	return len < 0 || (size_t)len >= n ? -ENAMETOOLONG : 0;
+}
+
+int fs_tree_path(char *out, size_t n, const char *top, const char *patient,
+		 const char *date, const char *name)
+{
+	return fits(snprintf(out, n, "%s%spatients/%s%s%s%s%s", top ? top : "",
+			     top ? "/" : "", patient, date ? "/" : "",
+			     date ? date : "", name ? "/" : "",
+			     name ? name : ""),
+		    n);
+}
+
+int fs_spool_file(const struct thumbfs *fs, const char *patient,
+		  const char *date, const char *name, char *out, size_t n)
+{
+	return fs_tree_path(out, n, fs->spool, patient, date, name);
+}
+
+int fs_spool_path(const struct thumbfs *fs, const char *path, char *out,
+		  size_t n)
+{
+	return fits(
+	    snprintf(out, n, "%s%s", fs->spool, strcmp(path, "/") ? path : ""),
+	    n);
+}
+
+int fs_thumb_path(const struct thumbfs *fs, const char *patient,
+		  const char *date, const char *thumb_name, char *out, size_t n)
+{
+	return fits(snprintf(out, n, "%s/%s%s%s%s%s", fs->thumbs, patient,
+			     date ? "/" : "", date ? date : "",
+			     thumb_name ? "/" : "",
+			     thumb_name ? thumb_name : ""),
+		    n);
+}
+
+int fs_image_key(const struct thumbfs *fs, const char *patient,
+		 const char *date, const char *name, char *out, size_t n)
+{
+	return cfg_key(&fs->cfg, patient, date, name, out, n);
+}
+
+int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
+		 size_t n)
+{
+	const char *slash = strrchr(image_key, '/');
+	int dir = slash ? (int)(slash - image_key + 1) : 0;
+	return fits(snprintf(out, n, "%.*s%s", dir, image_key, thumb_name), n);
+}
+
+int fs_read_whole(const char *path, unsigned char **out, size_t *len)
+{
+	struct stat sb;
+	int ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb)) {
+		ret = -errno;
+		goto out_close;
+	}
+	*len = (size_t)sb.st_size;
+	*out = malloc(*len ? *len : 1);
+	if (!*out) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	size_t off = 0;
+	while (off < *len) {
+		ssize_t n = read(fd, *out + off, *len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : 0;
+			*len = off; /* it shrank while we read: take what is */
+			break;
+		}
+		off += (size_t)n;
+	}
+	if (ret) {
+		free(*out);
+		*out = NULL;
+	}
+out_close:
+	close(fd);
+	return ret;
+}
+
+int fs_write_whole(const struct thumbfs *fs, const char *dest, const void *buf,
+		   size_t len)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	int ret = 0;
+	snprintf(tmp, sizeof(tmp), "%s/thumb.XXXXXX", fs->tmp);
+	int fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, len) != (ssize_t)len)
+		ret = errno ? -errno : -EIO;
+	if (close(fd) && !ret)
+		ret = -errno;
+	snprintf(dir, sizeof(dir), "%s", dest);
+	char *slash = strrchr(dir, '/');
+	if (!ret && slash) {
+		*slash = '\0';
+		char *mid = strrchr(dir, '/');
+		if (mid) { /* thumbs/<id>/<date>: two levels at most */
+			*mid = '\0';
+			mkdir(dir, 0700);
+			*mid = '/';
+		}
+		if (mkdir(dir, 0700) && errno != EEXIST)
+			ret = -errno;
+	}
+	if (!ret && rename(tmp, dest))
+		ret = -errno;
+	if (ret)
+		unlink(tmp);
+	return ret;
+}
+
+static void read_xattr(const char *path, const char *name, char *out, size_t n)
+{
+	ssize_t got = lgetxattr(path, name, out, n - 1);
+	out[got > 0 ? got : 0] = '\0';
+}
+
+void fs_read_meta(const char *path, struct db_image *img)
+{
+	read_xattr(path, "user.category", img->category, sizeof(img->category));
+	read_xattr(path, "user.filemaker_id", img->filemaker_id,
+		   sizeof(img->filemaker_id));
+}
+
+/* Call fn for each entry of dir that is not "." or ".." (a missing dir
+ * has none); a non-zero return stops the walk and is returned. */
+static int each_entry(const char *dir,
+		      int (*fn)(const char *dir, const char *name, void *arg),
+		      void *arg)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (!ret && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		ret = fn(dir, e->d_name, arg);
+	}
+	closedir(d);
+	return ret;
+}
+
+struct tree_walk {
+	int (*fn)(const char *path, const char *patient, const char *date,
+		  const char *name, void *arg);
+	void *arg;
+	int depth; /* of the entries being walked: 0 patients, 1 dates */
+	char patient[256];
+	char date[256];
+};
+
+/* An entry of the tree: a patient's or a date's directory is walked in
+ * turn, a file is given to fn. */
+static int walk_entry(const char *dir, const char *name, void *arg)
+{
+	struct tree_walk *t = arg;
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >=
+	    (int)sizeof(path))
+		return 0;
+	if (t->depth == 2)
+		return t->fn(path, t->patient, t->date, name, t->arg);
+	snprintf(t->depth ? t->date : t->patient, sizeof(t->date), "%s", name);
+	t->depth++;
+	int ret = each_entry(path, walk_entry, t);
+	t->depth--;
+	return ret;
+}
+
+int fs_each_file(const char *top,
+		 int (*fn)(const char *path, const char *patient,
+			   const char *date, const char *name, void *arg),
+		 void *arg)
+{
+	struct tree_walk t = {.fn = fn, .arg = arg};
+	return each_entry(top, walk_entry, &t);
+}

@@ -1,0 +1,50 @@
+/* status.c - the text of .thumbfs/status. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "db/catalog.h"
+#include "fs/cache.h"
+#include "fs/log.h"
+#include "fs/status.h"
+#include "fs/thumbfs.h"
+#include "s3/s3.h"
+
+char *fs_status_text(struct thumbfs *fs)
+{
+	struct db_counts c;
+	char errors[LOG_KEEP * 520];
+	char *out = NULL, pg[600], store[600], cache[128];
+	int ret = db_counts(fs->db, &c);
+	log_last_errors(errors, sizeof(errors));
+	fs_cache_describe(fs->cache, cache, sizeof(cache));
+	pthread_mutex_lock(&fs->lock);
+	snprintf(store, sizeof(store), "%s%s%s", s3_bucket(fs->store),
+		 fs->store_refused[0] ? " refused: " : " ok",
+		 fs->store_refused);
+	snprintf(pg, sizeof(pg), "%s",
+		 !fs->pg	   ? "off (no dsn)"
+		 : fs->pg_state[0] ? fs->pg_state
+				   : "ok");
+	pthread_mutex_unlock(&fs->lock);
+	if (asprintf(&out,
+		     "catalog: %s\n"
+		     "store: %s\n"
+		     "postgres: %s\n"
+		     "images spooled: %lld\n"
+		     "images uploaded: %lld\n"
+		     "thumbnail errors: %lld\n"
+		     "queue ingest: %lld\n"
+		     "queue delete: %lld\n"
+		     "queue postgres: %lld\n"
+		     "queue backfill: %lld\n"
+		     "queue retrying: %lld\n"
+		     "cache: %s\n"
+		     "last errors:\n%s",
+		     ret ? "unreadable" : "ok", store, pg, (long long)c.spooled,
+		     (long long)c.uploaded, (long long)c.thumb_errors,
+		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
+		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
+		     (long long)c.jobs_retrying, cache, errors) < 0)
+		out = NULL;
+	return out;
+}

@@ -1,0 +1,227 @@
+/* sync.c - the sync runner: one thread, so that rows reach PostgreSQL in
+ * queue order (up to SYNC_BATCH in a transaction), and what others write
+ * there (another mount, the web app) reaches the catalog. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "db/pg.h"
+#include "fs/jobs.h"
+#include "fs/log.h"
+#include "fs/spool.h"
+#include "fs/sync.h"
+#include "fs/thumbfs.h"
+
+/* PostgreSQL jobs applied in one transaction, at most. */
+#define SYNC_BATCH 200
+
+static void set_pg_state(struct thumbfs *fs, const char *state)
+{
+	pthread_mutex_lock(&fs->lock);
+	snprintf(fs->pg_state, sizeof(fs->pg_state), "%s", state);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+/* Apply one PostgreSQL job inside the open transaction. Only a row with a
+ * thumbnail, a width and a height is shown to the app; a row without one
+ * (an undecodable file) is taken out of PostgreSQL, and stays in the
+ * catalog and the status file. */
+static int apply_sync(struct thumbfs *fs, const struct db_job *job, char *what,
+		      size_t wn, char *err, size_t errlen)
+{
+	struct db_image img;
+	char batch[256];
+	if (job->kind == DB_JOB_PG_DELETE) {
+		struct db_tombstone t;
+		fs_tree_path(what, wn, NULL, job->key, job->key2, job->name);
+		int ret = db_pg_delete(fs->pg, job->key, job->key2, job->name,
+				       err, errlen);
+		if (ret == 0 &&
+		    db_tombstone_get(fs->db, job->image_id, &t) == 0)
+			ret = db_pg_tombstone(fs->pg, &t, err, errlen);
+		return ret;
+	}
+	if (db_image_get_by_id(fs->db, job->image_id, &img))
+		return 0; /* removed since: its delete follows */
+	fs_tree_path(what, wn, NULL, img.patient_id, img.batch_date, img.name);
+	if (!img.thumbnail_name[0] || img.width <= 0 || img.height <= 0)
+		return db_pg_delete(fs->pg, img.patient_id, img.batch_date,
+				    img.name, err, errlen);
+	cfg_expand(fs->cfg.batch_name, img.patient_id, img.batch_date, "",
+		   batch, sizeof(batch));
+	return db_pg_upsert(fs->pg, &img, batch, err, errlen);
+}
+
+/* Up to SYNC_BATCH jobs in one PostgreSQL transaction: all or none. */
+static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
+{
+	char err[1024], what[PATH_MAX] = "", w[PATH_MAX + 32], state[1100];
+	int ret = db_pg_begin(fs->pg, err, sizeof(err)), i = 0;
+	for (; ret == 0 && i < n; i++)
+		ret = apply_sync(fs, &jobs[i], what, sizeof(what), err,
+				 sizeof(err));
+	if (ret == 0)
+		ret = db_pg_commit(fs->pg, err, sizeof(err));
+	else
+		db_pg_rollback(fs->pg);
+	if (ret == 0) {
+		set_pg_state(fs, "ok");
+		ret = db_sync_done(fs->db, jobs, n);
+		if (ret)
+			log_error("catalog update after sync failed: %s",
+				  strerror(-ret));
+		return;
+	}
+	/* The job that failed (the first, if it was the connection) waits;
+	 * the others go back to the queue behind it, untried. */
+	int bad = i > 0 ? i - 1 : 0;
+	for (int k = 0; k < n; k++)
+		if (k != bad)
+			db_job_release(fs->db, jobs[k].id);
+	snprintf(w, sizeof(w), "sync of '%s' to PostgreSQL",
+		 what[0] ? what : "a row");
+	snprintf(state, sizeof(state), "waiting: %s", err);
+	set_pg_state(fs, state);
+	fs_job_retry(fs, &jobs[bad], w, err);
+}
+
+/* Drop the local copies of img (its spool file and cached thumbnail): the
+ * store has other content under its name now, or none. */
+static void drop_local(struct thumbfs *fs, const struct db_image *img)
+{
+	char path[PATH_MAX];
+	if (!fs_spool_file(fs, img->patient_id, img->batch_date, img->name,
+			   path, sizeof(path)))
+		unlink(path);
+	if (img->thumbnail_name[0] &&
+	    !fs_thumb_path(fs, img->patient_id, img->batch_date,
+			   img->thumbnail_name, path, sizeof(path)))
+		unlink(path);
+}
+
+/* A row from PostgreSQL (another mount, the web app): shown if its path
+ * is one the mount could have made. */
+static int apply_remote(const struct db_image *row, void *arg)
+{
+	struct thumbfs *fs = arg;
+	struct db_image r = *row, old;
+	struct fs_path p;
+	char path[PATH_MAX];
+	if (fs_tree_path(path, sizeof(path), "", r.patient_id, r.batch_date,
+			 r.name))
+		return 0;
+	fs_path_parse(&fs->rules, path, &p);
+	if (p.kind != FS_FILE || p.local || p.thumb || !r.s3_key[0])
+		return 0; /* nothing the tree can show */
+	if (r.s3_thumbnail_key[0]) {
+		const char *base = strrchr(r.s3_thumbnail_key, '/');
+		const char *ext =
+		    strrchr(base ? base : r.s3_thumbnail_key, '.');
+		fs_thumb_name(r.name, ext ? ext : "", r.thumbnail_name,
+			      sizeof(r.thumbnail_name));
+	}
+	int ret = db_remote_apply(fs->db, &r, &old);
+	if (ret == DB_REMOTE_NEW) {
+		if (!fs_spool_file(fs, r.patient_id, NULL, NULL, path,
+				   sizeof(path)))
+			mkdir(path, 0755);
+		if (!fs_spool_file(fs, r.patient_id, r.batch_date, NULL, path,
+				   sizeof(path)))
+			mkdir(path, 0755);
+	} else if (ret == DB_REMOTE_REPLACED) {
+		drop_local(fs, &old);
+	}
+	return ret < 0 ? ret : 0;
+}
+
+/* Read all of PostgreSQL into the catalog: what others added or changed
+ * appears, what they removed goes. */
+static int full_read(struct thumbfs *fs, char *err, size_t errlen)
+{
+	struct db_image gone;
+	int ret = db_remote_scan_begin(fs->db);
+	if (ret == 0)
+		ret = db_pg_scan(fs->pg, apply_remote, fs, err, errlen);
+	if (ret < 0)
+		return ret;
+	while ((ret = db_remote_gone_next(fs->db, &gone)) == 0)
+		drop_local(fs, &gone);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen)
+{
+	int ret = db_pg_listen(fs->pg, err, errlen);
+	return ret ? ret : full_read(fs, err, errlen);
+}
+
+/* Changes announced since the last look; -EAGAIN when a full read is due
+ * (a delete was announced, or the connection was lost). */
+static int read_announced(struct thumbfs *fs, char *err, size_t errlen)
+{
+	char ids[64][37];
+	struct db_image r;
+	bool rescan = false;
+	int n = db_pg_notified(fs->pg, ids, 64, &rescan);
+	for (int i = 0; i < n; i++) {
+		int ret = db_pg_fetch(fs->pg, ids[i], &r, err, errlen);
+		if (ret == 0)
+			ret = apply_remote(&r, fs);
+		if (ret == -ENOENT)
+			rescan = true; /* gone again already */
+		else if (ret)
+			return ret;
+	}
+	return n < 0 ? n : rescan ? -EAGAIN : 0;
+}
+
+void *fs_sync_main(void *arg)
+{
+	struct thumbfs *fs = arg;
+	static struct db_job jobs[SYNC_BATCH]; /* one sync thread */
+	char err[1024], state[1100];
+	bool need_read = true;
+	while (!fs_jobs_stopping(fs)) {
+		int ret = db_pg_listen(fs->pg, err, sizeof(err));
+		if (ret == 0 && need_read)
+			ret = full_read(fs, err, sizeof(err));
+		if (ret == 0) {
+			need_read = false;
+			ret = read_announced(fs, err, sizeof(err));
+			if (ret == -EAGAIN) {
+				need_read = true;
+				continue;
+			}
+		}
+		if (ret) {
+			need_read = true;
+			snprintf(state, sizeof(state), "waiting: %s", err);
+			pthread_mutex_lock(&fs->lock);
+			bool changed = strcmp(fs->pg_state, state) != 0;
+			pthread_mutex_unlock(&fs->lock);
+			if (changed) {
+				log_error("sync to PostgreSQL failed: %s; rows "
+					  "wait in the catalog",
+					  err);
+				set_pg_state(fs, state);
+			}
+			fs_jobs_nap(fs);
+			continue;
+		}
+		set_pg_state(fs, "ok");
+		ret = db_sync_claim(fs->db, jobs, SYNC_BATCH);
+		if (ret > 0) {
+			run_sync(fs, jobs, ret);
+			continue;
+		}
+		if (ret != -ENOENT && ret != -EAGAIN)
+			log_error("cannot read the job queue: %s",
+				  strerror(-ret));
+		fs_jobs_nap(fs);
+	}
+	return NULL;
+}

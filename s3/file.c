@@ -1,0 +1,277 @@
+/* file.c - the file:// store: each object a file under a local directory,
+ * written whole or not at all. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "s3/internal.h"
+
+int s3_mkdir_p(const char *dir, mode_t mode)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int s3_write_atomic(const char *dest, int (*fill)(int fd, void *arg), void *arg)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	int fd, ret;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", dest) >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	snprintf(dir, sizeof(dir), "%s", dest);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		ret = s3_mkdir_p(dir, 0700);
+		if (ret)
+			return ret;
+	}
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -errno;
+	ret = fill(fd, arg);
+	if (!ret && fsync(fd))
+		ret = -errno;
+	if (close(fd) && !ret)
+		ret = -errno;
+	if (!ret && rename(tmp, dest))
+		ret = -errno;
+	if (ret) {
+		unlink(tmp);
+	} else if (slash && slash != dir) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	return ret;
+}
+
+struct buf_arg {
+	const unsigned char *buf;
+	size_t len;
+};
+
+static int fill_buf(int fd, void *arg)
+{
+	struct buf_arg *b = arg;
+	size_t off = 0;
+	while (off < b->len) {
+		ssize_t n = write(fd, b->buf + off, b->len - off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* Copy what is left of the file *arg (an fd) into fd. */
+static int fill_copy(int fd, void *arg)
+{
+	int in = *(int *)arg;
+	char buf[1 << 16];
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return 0;
+		struct buf_arg b = {(unsigned char *)buf, (size_t)n};
+		int ret = fill_buf(fd, &b);
+		if (ret)
+			return ret;
+	}
+}
+
+/* ret, with "what of 'key' failed: why" in err when it is a failure. */
+static int said(int ret, const char *what, const char *key, char *err,
+		size_t errlen)
+{
+	if (ret)
+		snprintf(err, errlen, "%s of '%s' failed: %s", what, key,
+			 strerror(-ret));
+	return ret;
+}
+
+static int object_path(struct s3_store *st, const char *key, char *out,
+		       size_t n)
+{
+	if (snprintf(out, n, "%s/%s", st->root, key) >= (int)n)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* The object key opened to read, or -errno with err set. */
+static int open_object(struct s3_store *st, const char *key, char *err,
+		       size_t errlen)
+{
+	char src[PATH_MAX];
+	int ret = object_path(st, key, src, sizeof(src));
+	int fd = ret ? -1 : open(src, O_RDONLY | O_CLOEXEC);
+	if (!ret && fd < 0)
+		ret = -errno;
+	return ret ? said(ret, "GET", key, err, errlen) : fd;
+}
+
+static int file_open(struct s3_store *st, const struct s3_config *cfg,
+		     char *err, size_t errlen)
+{
+	const char *dir = cfg->url + 7;
+	if (*dir != '/') {
+		snprintf(err, errlen,
+			 "store url '%s' needs an absolute path (file:///dir)",
+			 cfg->url);
+		return -EINVAL;
+	}
+	st->root = strdup(dir);
+	st->bucket = strdup(cfg->url);
+	if (!st->root || !st->bucket) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	int ret = s3_mkdir_p(st->root, 0700);
+	if (ret)
+		snprintf(err, errlen, "cannot create store '%s': %s", st->root,
+			 strerror(-ret));
+	return ret;
+}
+
+static void file_release(struct s3_store *st)
+{
+	free(st->root);
+}
+
+static int file_check(struct s3_store *st, char *err, size_t errlen)
+{
+	if (access(st->root, W_OK | X_OK) == 0)
+		return 0;
+	int ret = -errno;
+	snprintf(err, errlen, "store '%s' is not writable: %s", st->root,
+		 strerror(-ret));
+	return ret;
+}
+
+static int file_set_credentials(struct s3_store *st, const char *key_id,
+				const char *secret, const char *token)
+{
+	(void)st, (void)key_id, (void)secret, (void)token;
+	return 0; /* none needed */
+}
+
+/* Store what fill writes under key. */
+static int put(struct s3_store *st, const char *key,
+	       int (*fill)(int fd, void *arg), void *arg, char *err,
+	       size_t errlen)
+{
+	char path[PATH_MAX];
+	int ret = object_path(st, key, path, sizeof(path));
+	if (!ret)
+		ret = s3_write_atomic(path, fill, arg);
+	return said(ret, "store", key, err, errlen);
+}
+
+static int file_put_fd(struct s3_store *st, const char *key, int fd,
+		       const char *content_type, char *err, size_t errlen)
+{
+	(void)content_type;
+	return put(st, key, fill_copy, &fd, err, errlen);
+}
+
+static int file_put_buf(struct s3_store *st, const char *key, const void *buf,
+			size_t len, const char *content_type, char *err,
+			size_t errlen)
+{
+	struct buf_arg b = {buf, len};
+	(void)content_type;
+	return put(st, key, fill_buf, &b, err, errlen);
+}
+
+static int file_get_fd(struct s3_store *st, const char *key, int fd, char *err,
+		       size_t errlen)
+{
+	int in = open_object(st, key, err, errlen);
+	if (in < 0)
+		return in;
+	int ret = fill_copy(fd, &in);
+	close(in);
+	return said(ret, "GET", key, err, errlen);
+}
+
+static int file_get_range(struct s3_store *st, const char *key, uint64_t off,
+			  size_t len, void *buf, size_t *got, char *err,
+			  size_t errlen)
+{
+	int fd = open_object(st, key, err, errlen), ret = 0;
+	if (fd < 0)
+		return fd;
+	while (!ret && *got < len) {
+		ssize_t n = pread(fd, (char *)buf + *got, len - *got,
+				  (off_t)(off + *got));
+		if (n < 0 && errno != EINTR)
+			ret = -errno;
+		else if (n == 0)
+			break;
+		else if (n > 0)
+			*got += (size_t)n;
+	}
+	close(fd);
+	return said(ret, "GET", key, err, errlen);
+}
+
+static int file_delete(struct s3_store *st, const char *key, char *err,
+		       size_t errlen)
+{
+	char path[PATH_MAX];
+	int ret = object_path(st, key, path, sizeof(path));
+	if (!ret && unlink(path) && errno != ENOENT)
+		ret = -errno;
+	return said(ret, "DELETE", key, err, errlen);
+}
+
+static char *file_presign(struct s3_store *st, const char *key, int expires,
+			  time_t now)
+{
+	char *out = NULL;
+	(void)expires, (void)now;
+	if (asprintf(&out, "file://%s/%s", st->root, key) < 0)
+		out = NULL;
+	return out;
+}
+
+const struct s3_backend s3_file_backend = {
+    .open = file_open,
+    .release = file_release,
+    .check = file_check,
+    .set_credentials = file_set_credentials,
+    .put_fd = file_put_fd,
+    .put_buf = file_put_buf,
+    .get_fd = file_get_fd,
+    .get_range = file_get_range,
+    .delete = file_delete,
+    .presign = file_presign,
+};

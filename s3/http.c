@@ -1,0 +1,456 @@
+/* http.c - one signed exchange with S3: the headers (signed from the list
+ * that is sent), a pooled curl handle, the body in and out, and the one
+ * place an HTTP status or a curl error becomes an errno. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "s3/internal.h"
+
+/* ---- the pool of curl handles ---- */
+
+static CURL *take_handle(struct s3_store *st)
+{
+	CURL *c = NULL;
+	pthread_mutex_lock(&st->lock);
+	if (st->n_pool > 0)
+		c = st->pool[--st->n_pool];
+	pthread_mutex_unlock(&st->lock);
+	if (c)
+		curl_easy_reset(c);
+	else
+		c = curl_easy_init();
+	return c;
+}
+
+static void give_handle(struct s3_store *st, CURL *c)
+{
+	pthread_mutex_lock(&st->lock);
+	if (st->n_pool < POOL_MAX) {
+		st->pool[st->n_pool++] = c;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (c)
+		curl_easy_cleanup(c);
+}
+
+/* ---- the body and the answer ---- */
+
+static size_t on_header(char *line, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t len = size * n;
+	if (len > 5 && !strncasecmp(line, "ETag:", 5)) {
+		const char *v = line + 5;
+		size_t k = 0;
+		while (v < line + len && (*v == ' ' || *v == '"'))
+			v++;
+		while (v + k < line + len && v[k] != '"' && v[k] != '\r' &&
+		       v[k] != '\n' && k + 1 < sizeof(r->etag))
+			k++;
+		memcpy(r->etag, v, k);
+		r->etag[k] = '\0';
+	}
+	return len;
+}
+
+static size_t read_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t want = size * n;
+	curl_off_t left = r->body_len - r->body_pos;
+	if ((curl_off_t)want > left)
+		want = (size_t)left;
+	if (r->body_fd >= 0) { /* a part of a file: its own range */
+		ssize_t got = pread(r->body_fd, ptr, want,
+				    (off_t)(r->body_off + r->body_pos));
+		if (got < 0)
+			return CURL_READFUNC_ABORT;
+		r->body_pos += got;
+		return (size_t)got;
+	}
+	memcpy(ptr, r->body + r->body_pos, want);
+	r->body_pos += (curl_off_t)want;
+	return want;
+}
+
+static size_t write_body(char *ptr, size_t size, size_t n, void *arg)
+{
+	struct http_req *r = arg;
+	size_t len = size * n;
+	long status = 0;
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 200 && status < 300 && r->out_buf) {
+		size_t skip = 0;
+		if (status == 200) { /* the whole object: find the range */
+			if (r->seen < r->range_off)
+				skip = r->range_off - r->seen < len
+					   ? (size_t)(r->range_off - r->seen)
+					   : len;
+			r->seen += len;
+		}
+		size_t take = len - skip;
+		if (take > r->out_cap - r->out_len)
+			take = r->out_cap - r->out_len;
+		memcpy(r->out_buf + r->out_len, ptr + skip, take);
+		r->out_len += take;
+		return len;
+	}
+	if (status >= 200 && status < 300 && r->out_fd >= 0) {
+		size_t off = 0;
+		while (off < len) {
+			ssize_t w = write(r->out_fd, ptr + off, len - off);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				r->out_err = errno;
+				return 0;
+			}
+			off += (size_t)w;
+		}
+		return len;
+	}
+	size_t room = sizeof(r->errbody) - 1 - r->errbody_len;
+	size_t take = len < room ? len : room;
+	memcpy(r->errbody + r->errbody_len, ptr, take);
+	r->errbody_len += take;
+	r->errbody[r->errbody_len] = '\0';
+	return len;
+}
+
+void s3_xml_value(const char *xml, const char *name, char *out, size_t n)
+{
+	size_t len = strlen(name);
+	const char *b = xml, *e;
+	out[0] = '\0';
+	while ((b = strchr(b, '<'))) {
+		b++;
+		if (!strncmp(b, name, len) && b[len] == '>')
+			break;
+	}
+	if (!b)
+		return;
+	b += len + 1;
+	for (e = strstr(b, "</"); e; e = strstr(e + 2, "</"))
+		if (!strncmp(e + 2, name, len) && e[len + 2] == '>')
+			break;
+	if (e && (size_t)(e - b) < n)
+		snprintf(out, n, "%.*s", (int)(e - b), b);
+}
+
+/* The one place an HTTP status or a curl error becomes an errno. */
+static int http_errno(CURLcode cc, long status, const char *code)
+{
+	switch (cc) {
+	case CURLE_OK:
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_PARTIAL_FILE:
+		return -EAGAIN;
+	default:
+		return -EIO;
+	}
+	if (status >= 200 && status < 300)
+		return 0;
+	if (strcmp(code, "SlowDown") == 0 ||
+	    strcmp(code, "RequestTimeout") == 0)
+		return -EAGAIN;
+	switch (status) {
+	case 403:
+	case 401:
+		return -EACCES;
+	case 404:
+		return -ENOENT;
+	case 408:
+	case 429:
+	case 500:
+	case 502:
+	case 503:
+	case 504:
+		return -EAGAIN;
+	default:
+		return status >= 400 && status < 500 ? -EINVAL : -EIO;
+	}
+}
+
+/* ---- the headers ---- */
+
+/* One header of a request: sent as "name: value", and signed as
+ * "name:value" when sign is set. Names are lower case, as SigV4 wants
+ * them (HTTP's names are not case-sensitive). */
+struct hdr {
+	const char *name;
+	const char *value;
+	bool sign;
+};
+
+#define HDR_MAX 12
+
+struct hdrs {
+	struct hdr v[HDR_MAX];
+	size_t n;
+};
+
+static void add(struct hdrs *h, const char *name, const char *value, bool sign)
+{
+	if (h->n < HDR_MAX)
+		h->v[h->n++] = (struct hdr){name, value, sign};
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct hdr *)a)->name,
+		      ((const struct hdr *)b)->name);
+}
+
+/* Free a formatted header, which may hold a secret. */
+static void wipe(char *s)
+{
+	if (s) {
+		OPENSSL_cleanse(s, strlen(s));
+		free(s);
+	}
+}
+
+/* The value of the Authorization header for r's signed headers h (sorted
+ * by name), or NULL on out of memory. */
+static char *sign(struct s3_store *st, const struct http_req *r,
+		  const struct hdrs *h, const char *uri, time_t now,
+		  const struct s3_creds *cr)
+{
+	const char *lines[HDR_MAX];
+	char *owned[HDR_MAX] = {0}, *auth = NULL;
+	size_t n = 0;
+	bool ok = true;
+	for (size_t i = 0; i < h->n; i++) {
+		if (!h->v[i].sign)
+			continue;
+		if (asprintf(&owned[n], "%s:%s", h->v[i].name, h->v[i].value) <
+		    0) {
+			owned[n] = NULL;
+			ok = false;
+		}
+		lines[n] = owned[n];
+		n++;
+	}
+	struct s3_sigv4 sig = {
+	    .method = r->method,
+	    .uri = uri,
+	    .query = r->query ? r->query : "",
+	    .headers = lines,
+	    .n_headers = n,
+	    .payload_hash = r->payload_hash,
+	    .region = st->region,
+	    .service = "s3",
+	    .now = now,
+	    .access_key_id = cr->key_id,
+	    .secret_access_key = cr->secret,
+	};
+	if (ok)
+		auth = s3_sigv4_authorization(&sig);
+	for (size_t i = 0; i < n; i++)
+		wipe(owned[i]);
+	return auth;
+}
+
+/* The curl list of the headers h, and Authorization: auth. */
+static struct curl_slist *header_list(const struct hdrs *h, const char *auth)
+{
+	struct curl_slist *hl = NULL, *next;
+	char *line = NULL;
+	for (size_t i = 0; i <= h->n; i++) {
+		const char *name = i < h->n ? h->v[i].name : "authorization";
+		const char *value = i < h->n ? h->v[i].value : auth;
+		if (asprintf(&line, "%s: %s", name, value) < 0)
+			line = NULL;
+		next = line ? curl_slist_append(hl, line) : NULL;
+		wipe(line);
+		if (!next)
+			goto out_fail;
+		hl = next;
+	}
+	/* no "Expect: 100-continue": one round trip less per PUT */
+	if ((next = curl_slist_append(hl, "Expect:")))
+		return next;
+out_fail:
+	curl_slist_free_all(hl);
+	return NULL;
+}
+
+/* The reason for a failed request, or for a body stored wrong. */
+static int explain(struct s3_store *st, struct http_req *r, int ret,
+		   CURLcode cc, const char *cerr, const char *code, char *err,
+		   size_t errlen)
+{
+	const char *what = r->key ? r->key : st->bucket;
+	char md5[33] = "";
+	if (r->check_md5)
+		s3_hex(r->md5, 16, md5);
+	if (ret && cc != CURLE_OK) { /* curl's detail, e.g. which check */
+		snprintf(err, errlen, "%s of '%s' failed: %s%s%s%s", r->method,
+			 what, curl_easy_strerror(cc), cerr[0] ? " (" : "",
+			 cerr, cerr[0] ? ")" : "");
+	} else if (ret) {
+		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld%s%s",
+			 r->method, what, r->status, *code ? " " : "", code);
+	} else if (r->check_md5 && strcmp(r->etag, md5) &&
+		   !(st->sse && !strcmp(st->sse, "aws:kms"))) {
+		/* (with SSE-KMS the ETag is not the MD5; S3 still checks
+		 * Content-MD5 and the signed SHA-256) */
+		snprintf(err, errlen,
+			 "PUT of '%s': the store's ETag '%s' is not the MD5 %s "
+			 "of what was sent",
+			 r->key, r->etag, md5);
+		ret = -EIO; /* stored wrong: it is sent again */
+	}
+	return ret;
+}
+
+static void set_method(CURL *c, struct http_req *r)
+{
+	if (strcmp(r->method, "PUT") == 0) {
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_body);
+		curl_easy_setopt(c, CURLOPT_READDATA, r);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, r->body_len);
+	} else if (strcmp(r->method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS,
+				 r->body ? (const void *)r->body : "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, r->body_len);
+	} else if (strcmp(r->method, "HEAD") == 0) {
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(r->method, "GET") != 0) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->method);
+	}
+}
+
+/* Send r with headers hl to url on a pooled handle: the errno. */
+static int perform(struct s3_store *st, struct http_req *r, const char *url,
+		   struct curl_slist *hl, char *err, size_t errlen)
+{
+	char cerr[CURL_ERROR_SIZE] = "", code[128] = "";
+	CURL *c = r->curl = take_handle(st);
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT,
+			 st->timeout_s < 10 ? st->timeout_s : 10L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, st->timeout_s);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+	if (st->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, st->ca_file);
+	if (st->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	set_method(c, r);
+	CURLcode cc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	s3_xml_value(r->errbody, "Code", code, sizeof(code));
+	int ret = http_errno(cc, r->status, code);
+	if (!ret && r->out_err)
+		ret = -r->out_err;
+	ret = explain(st, r, ret, cc, cerr, code, err, errlen);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	give_handle(st, c);
+	return ret;
+}
+
+void s3_http_init(struct http_req *r, const char *method, const char *key)
+{
+	memset(r, 0, sizeof(*r));
+	r->method = method;
+	r->key = key;
+	r->body_fd = -1;
+	r->out_fd = -1;
+	/* the SHA-256 of an empty body */
+	r->payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49"
+			  "5991b7852b855";
+}
+
+int s3_http_do(struct s3_store *st, struct http_req *r, char *err,
+	       size_t errlen)
+{
+	char date[17], range[64], md5[32];
+	char *ekey = NULL, *uri = NULL, *url = NULL, *auth = NULL;
+	struct curl_slist *hl = NULL;
+	struct hdrs h = {.n = 0};
+	int ret = -ENOMEM;
+	time_t now = time(NULL);
+	struct tm tm;
+	struct s3_creds *cr = s3_creds_get(st);
+
+	if (!cr)
+		goto out_free;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y%m%dT%H%M%SZ", &tm);
+	ekey = s3_uri_encode(r->key ? r->key : "", true);
+	if (!ekey || asprintf(&uri, "%s/%s", st->prefix, ekey) < 0) {
+		uri = NULL;
+		goto out_free;
+	}
+	if (asprintf(&url, "%s%s%s%s", st->base, uri, r->query ? "?" : "",
+		     r->query ? r->query : "") < 0) {
+		url = NULL;
+		goto out_free;
+	}
+	add(&h, "host", st->host, true);
+	add(&h, "x-amz-content-sha256", r->payload_hash, true);
+	add(&h, "x-amz-date", date, true);
+	if (cr->token)
+		add(&h, "x-amz-security-token", cr->token, true);
+	if (r->sse && st->sse) /* applies to what is written */
+		add(&h, "x-amz-server-side-encryption", st->sse, true);
+	if (r->sse && st->sse_kms)
+		add(&h, "x-amz-server-side-encryption-aws-kms-key-id",
+		    st->sse_kms, true);
+	if (r->content_type)
+		add(&h, "content-type", r->content_type, false);
+	if (r->ranged) {
+		snprintf(range, sizeof(range), "bytes=%llu-%llu",
+			 (unsigned long long)r->range_off,
+			 (unsigned long long)(r->range_off + r->out_cap - 1));
+		add(&h, "range", range, false);
+	}
+	if (r->check_md5) {
+		EVP_EncodeBlock((unsigned char *)md5, r->md5, 16);
+		add(&h, "content-md5", md5, false);
+	}
+	qsort(h.v, h.n, sizeof(h.v[0]), by_name); /* SigV4's order */
+	if (!(auth = sign(st, r, &h, uri, now, cr)) ||
+	    !(hl = header_list(&h, auth)))
+		goto out_free;
+	ret = perform(st, r, url, hl, err, errlen);
+out_free:
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "out of memory");
+	curl_slist_free_all(hl);
+	wipe(auth);
+	free(ekey);
+	free(uri);
+	free(url);
+	s3_creds_put(st, cr);
+	return ret;
+}

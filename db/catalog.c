@@ -39,7 +39,7 @@ static const char SQL_COUNT_STATE[] =
     " sum(error != '') FROM images";
 static const char SQL_COUNT_JOBS[] =
     "SELECT sum(kind = 1), sum(kind = 2), sum(attempts > 0),"
-    " sum(kind IN (3, 4)), sum(kind = 5) FROM jobs";
+    " sum(kind IN (3, 4)), sum(kind = 5), sum(kind = 6) FROM jobs";
 static const char SQL_JOB_HAS[] = "SELECT 1 FROM jobs WHERE image_id = :id"
 				  " LIMIT 1";
 static const char SQL_JOB_FIND_INGEST[] =
@@ -232,8 +232,9 @@ int db_removed_locked(struct db *db, const char *patient, const char *date,
 		ret = db_run(s);
 	}
 	if (ret == 0 && stored && !db->keep_objects && !db->pg_sync)
-		ret = db_queue_delete(db, img.id, img.gen, img.s3_key,
-				      img.s3_thumbnail_key);
+		ret =
+		    db_queue_delete(db, img.id, img.gen, img.s3_key,
+				    img.s3_thumbnail_key, patient, date, name);
 	if (ret == 0)
 		ret = db_queue_sync(db, DB_JOB_PG_DELETE, t.id, patient, date,
 				    name);
@@ -447,6 +448,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_retrying = sqlite3_column_int64(s, 2);
 		out->jobs_sync = sqlite3_column_int64(s, 3);
 		out->jobs_backfill = sqlite3_column_int64(s, 4);
+		out->jobs_move = sqlite3_column_int64(s, 5);
 	} else {
 		ret = -EIO;
 	}

@@ -52,6 +52,9 @@ struct db_image {
 	char filemaker_id[101]; /* from the user.filemaker_id xattr */
 	char created_at[32];	/* ISO 8601, UTC */
 	char updated_at[32];
+	/* the thumbnail name the image holds in its date ("": none yet),
+	 * claimed before its thumbnail is stored (db_thumb_claim) */
+	char thumb_claim[300];
 };
 
 enum db_job_kind {
@@ -64,6 +67,8 @@ enum db_job_kind {
 	DB_JOB_BACKFILL = 5,  /* make the missing thumbnail of image_id, a
 			       * row the store has (an import from before
 			       * thumbnails) */
+	DB_JOB_MOVE = 6,      /* image_id's directory was renamed: copy its
+			       * objects (key, key2) to its new keys */
 };
 
 struct db_job {
@@ -105,6 +110,7 @@ struct db_counts {
 	int64_t jobs_retrying; /* jobs that failed at least once */
 	int64_t jobs_sync;     /* PostgreSQL upserts and deletes waiting */
 	int64_t jobs_backfill; /* thumbnails to make for stored rows */
+	int64_t jobs_move;     /* stored images to copy to their new keys */
 };
 
 /* Open (creating if needed) DIR/catalog.db, migrate the schema forward and
@@ -194,12 +200,21 @@ void db_set_keep_objects(struct db *db, bool on);
 
 /* An ingest finished: if the row is still at job->gen, record img's upload
  * fields (keys, sizes, mime, width, height, sha256, thumbnail, error) and
- * mark it uploaded. The job is removed either way. *current is set false
+ * mark it uploaded; a thumbnail the row had under another key (the format
+ * changed, or there is none now) has its removal queued, unless another
+ * image holds it. The job is removed either way. *current is set false
  * when the row had moved on (or was gone; then, unless the name was written
- * again, the removal of img's keys is queued). img's patient_id, batch_date
- * and name must be set. */
+ * again or another image holds them, the removal of img's keys is queued).
+ * img's patient_id, batch_date and name must be set. */
 int db_ingest_done(struct db *db, const struct db_job *job,
 		   const struct db_image *img, bool *current);
+
+/* Claim the thumbnail name for image id, to be stored under key: 0 when
+ * it is the image's now, -EEXIST when another image of its date holds it
+ * or an object under key waits to be deleted, -ENOENT when the image is
+ * gone. A claim is the image's until it claims another or is removed. */
+int db_thumb_claim(struct db *db, const char *id, const char *name,
+		   const char *key);
 
 /* Remove a finished job. */
 int db_job_done(struct db *db, int64_t job_id);
@@ -282,6 +297,38 @@ int db_thumb_settled(struct db *db, const char *patient, const char *date,
 int db_backfill_queue(struct db *db, const char *patient, const char *date);
 int db_backfill_failed(struct db *db, const struct db_job *job,
 		       const char *error);
+
+/*
+ * A directory renamed: patient from_patient (its date from_date, or every
+ * date when from_date is "") is now to_patient (to_date, "" likewise).
+ */
+struct db_move {
+	char from_patient[65];
+	char from_date[11];
+	char to_patient[65];
+	char to_date[11];
+};
+
+/* In one transaction: the images move to the new place (a new gen; out
+ * of PostgreSQL, where their old rows' deletes are queued), a waiting
+ * ingest follows them, each stored image gets a DB_JOB_MOVE, and the
+ * move is recorded until db_move_settled() says the spool's directory
+ * followed. Returns how many images moved, -ENOTEMPTY when the catalog
+ * has images at the new place, or -errno. */
+int db_dir_move(struct db *db, const struct db_move *m);
+
+/* The oldest move recorded and not settled (-ENOENT: none), as a daemon
+ * that died between the two leaves it; and its end. */
+int db_move_first(struct db *db, struct db_move *out);
+int db_move_settled(struct db *db, const struct db_move *m);
+
+/* A DB_JOB_MOVE is done: the image's objects were copied to key and
+ * thumb_key (NULL: not copied, as the image has other content since).
+ * If it still has the old keys, it takes the new and its PostgreSQL upsert
+ * is queued; the old objects' removal is queued (once no image holds
+ * them), and the job removed. */
+int db_move_done(struct db *db, const struct db_job *job, const char *key,
+		 const char *thumb_key);
 
 /* A new random (version 4) uuid into out[37]. */
 void db_uuid(char out[37]);

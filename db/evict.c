@@ -9,7 +9,7 @@ static const char SQL_EVICT[] =
     "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
     " batch_date = :batch_date AND name = :name AND evicted = 0 AND"
     " state = 'uploaded' AND s3_key != '' AND id NOT IN (SELECT image_id"
-    " FROM jobs WHERE kind IN (1, 5)) AND NOT EXISTS (SELECT 1 FROM"
+    " FROM jobs WHERE kind IN (1, 5, 6)) AND NOT EXISTS (SELECT 1 FROM"
     " writing w WHERE w.patient_id = :patient_id AND"
     " w.batch_date = :batch_date AND w.name = :name)";
 static const char SQL_EVICTED[] =
@@ -22,7 +22,7 @@ static const char SQL_THUMB_SETTLED[] =
     "SELECT 1 FROM images WHERE patient_id = :patient_id AND"
     " batch_date = :batch_date AND thumbnail_name = :name AND"
     " state = 'uploaded' AND s3_thumbnail_key != '' AND id NOT IN"
-    " (SELECT image_id FROM jobs WHERE kind IN (1, 5)) LIMIT 1";
+    " (SELECT image_id FROM jobs WHERE kind IN (1, 5, 6)) LIMIT 1";
 
 int db_image_evict(struct db *db, const char *patient, const char *date,
 		   const char *name)

@@ -68,7 +68,8 @@ struct db {
 	X(created_at, text)                                                    \
 	X(updated_at, text)                                                    \
 	X(category, text)                                                      \
-	X(filemaker_id, text)
+	X(filemaker_id, text)                                                  \
+	X(thumb_claim, text)
 
 #define DB_TOMB_COLUMNS(X)                                                     \
 	X(id, text)                                                            \
@@ -160,9 +161,13 @@ sqlite3_stmt *db_use_path(struct db *db, const char *sql, const char *patient,
 /* Run sql with :patient_id, :batch_date and :name bound. */
 int db_path_stmt(struct db *db, const char *sql, const char *patient,
 		 const char *date, const char *name);
-/* Queue a DB_JOB_DELETE of key and key2 for image_id (at gen). */
+/* Queue a DB_JOB_DELETE of key and key2 for image_id (at gen). When key
+ * is the key of an image at (patient, date, name) (NULL: a thumbnail's
+ * only), the job is named so: a new image of that name, whose upload
+ * would go under the same key, waits until it is done. */
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
-		    const char *key, const char *key2);
+		    const char *key, const char *key2, const char *patient,
+		    const char *date, const char *name);
 /* With sync on, queue a PostgreSQL job of kind for the image. */
 int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 		  const char *patient, const char *date, const char *name);

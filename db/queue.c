@@ -9,12 +9,17 @@
 #include "db/internal.h"
 
 /* One job of an image at a time: an older ingest still running would
- * otherwise store its content after the newer one's. */
+ * otherwise store its content after the newer one's. And no ingest of an
+ * image while the delete of a former image of its name (its key) waits:
+ * the delete would land after the new upload. */
 static const char SQL_CLAIM_PICK[] =
-    "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (1, 2, 5) AND"
-    " claimed = 0 AND not_before <= :now AND NOT EXISTS (SELECT 1 FROM"
+    "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (1, 2, 5, 6)"
+    " AND claimed = 0 AND not_before <= :now AND NOT EXISTS (SELECT 1 FROM"
     " jobs o WHERE o.image_id = jobs.image_id AND o.image_id != '' AND"
-    " o.claimed = 1 AND o.kind IN (1, 2, 5)) ORDER BY id LIMIT 1";
+    " o.claimed = 1 AND o.kind IN (1, 2, 5, 6)) AND NOT (kind = 1 AND"
+    " EXISTS (SELECT 1 FROM jobs d JOIN images i ON i.id = jobs.image_id"
+    " WHERE d.kind = 2 AND d.name = i.patient_id || '/' || i.batch_date ||"
+    " '/' || i.name)) ORDER BY id LIMIT 1";
 static const char SQL_SYNC_PICK[] =
     "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (3, 4) AND"
     " claimed = 0 AND id > :after ORDER BY id LIMIT 1";
@@ -48,6 +53,23 @@ static const char SQL_BACKFILL_ALL[] = BACKFILL_SELECT;
 static const char SQL_BACKFILL_BATCH[] =
     BACKFILL_SELECT " AND patient_id = :patient_id AND"
 		    " batch_date = :batch_date";
+/* a thumbnail's object another image holds (by key or by its claim) */
+static const char SQL_THUMB_HELD[] =
+    "SELECT 1 FROM images WHERE id != :id AND (s3_thumbnail_key = :key OR"
+    " (patient_id = :patient_id AND batch_date = :batch_date AND"
+    " thumb_claim = :name)) LIMIT 1";
+/* an object whose delete is queued, or waits for its tombstone to reach
+ * PostgreSQL */
+static const char SQL_KEY_DYING[] =
+    "SELECT 1 FROM jobs WHERE kind = 2 AND (key = :key OR key2 = :key)"
+    " UNION ALL SELECT 1 FROM jobs j JOIN tombstones t ON t.id = j.image_id"
+    " WHERE j.kind = 4 AND (t.s3_key = :key OR t.s3_thumbnail_key = :key)"
+    " LIMIT 1";
+static const char SQL_CLAIM[] =
+    "UPDATE OR IGNORE images SET thumb_claim = :name WHERE id = :id";
+static const char SQL_UNCLAIM[] =
+    "UPDATE images SET thumb_claim = '' WHERE id = :id AND"
+    " thumb_claim = :name";
 static const char SQL_BACKFILL_FAILED[] =
     "UPDATE images SET error = :error WHERE id = :id AND gen = :gen";
 
@@ -67,9 +89,13 @@ static int insert_job(struct db *db, enum db_job_kind kind,
 }
 
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
-		    const char *key, const char *key2)
+		    const char *key, const char *key2, const char *patient,
+		    const char *date, const char *name)
 {
-	return insert_job(db, DB_JOB_DELETE, image_id, gen, key, key2, NULL);
+	char who[400] = "";
+	if (patient)
+		snprintf(who, sizeof(who), "%s/%s/%s", patient, date, name);
+	return insert_job(db, DB_JOB_DELETE, image_id, gen, key, key2, who);
 }
 
 int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
@@ -156,7 +182,8 @@ static int tombstone_synced(struct db *db, const struct db_job *job)
 	ret = db_get_locked(db, t.patient_id, t.batch_date, t.name, &img);
 	if (ret != -ENOENT)
 		return ret; /* in use again (0), or a failure */
-	return db_queue_delete(db, t.image_id, 0, t.s3_key, t.s3_thumbnail_key);
+	return db_queue_delete(db, t.image_id, 0, t.s3_key, t.s3_thumbnail_key,
+			       t.patient_id, t.batch_date, t.name);
 }
 
 int db_sync_done(struct db *db, const struct db_job *jobs, int n)
@@ -200,8 +227,51 @@ int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
 	return ret;
 }
 
+/* 1 if another image than id holds the thumbnail name of its date, or
+ * its object under key; 0 if not; -EIO. */
+static int thumb_held(struct db *db, const char *id, const char *patient,
+		      const char *date, const char *name, const char *key)
+{
+	sqlite3_stmt *s = db_use_path(db, SQL_THUMB_HELD, patient, date, name);
+	db_bind_text(s, ":id", id);
+	db_bind_text(s, ":key", key);
+	int64_t v = db_int(s);
+	return v == -ENOENT ? 0 : v < 0 ? (int)v : 1;
+}
+
+int db_thumb_claim(struct db *db, const char *id, const char *name,
+		   const char *key)
+{
+	struct db_image img;
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	ret = db_get_by_id_locked(db, id, &img);
+	if (ret == 0 && strcmp(img.thumb_claim, name)) {
+		sqlite3_stmt *s = db_use(db, SQL_KEY_DYING);
+		db_bind_text(s, ":key", key);
+		int64_t dying = db_int(s);
+		ret = thumb_held(db, id, img.patient_id, img.batch_date, name,
+				 key);
+		if (ret == 0 && dying != -ENOENT)
+			ret = dying < 0 ? (int)dying : 1;
+		if (ret == 0) {
+			s = db_use(db, SQL_CLAIM);
+			db_bind_text(s, ":name", name);
+			db_bind_text(s, ":id", id);
+			ret = db_run(s);
+			if (ret == 0 && sqlite3_changes(db->conn) == 0)
+				ret = 1; /* another holds it (the index) */
+		}
+		if (ret == 1)
+			ret = -EEXIST;
+	}
+	return db_tx_end(db, ret == -EEXIST ? 0 : ret) ?: ret;
+}
+
 /* The row went away while its ingest ran: unless the name is in use again,
- * the objects just stored belong to nobody, so queue their removal. */
+ * or another image holds the thumbnail, the objects just stored belong to
+ * nobody, so queue their removal. */
 static int orphan_locked(struct db *db, const struct db_job *job,
 			 const struct db_image *img)
 {
@@ -213,8 +283,38 @@ static int orphan_locked(struct db *db, const struct db_job *job,
 			    &other);
 	if (ret != -ENOENT)
 		return ret;
+	ret = img->s3_thumbnail_key[0]
+		  ? thumb_held(db, job->image_id, img->patient_id,
+			       img->batch_date, img->thumbnail_name,
+			       img->s3_thumbnail_key)
+		  : 0;
+	if (ret < 0)
+		return ret;
 	return db_queue_delete(db, job->image_id, job->gen, img->s3_key,
-			       img->s3_thumbnail_key);
+			       ret ? "" : img->s3_thumbnail_key,
+			       img->patient_id, img->batch_date, img->name);
+}
+
+/* The image's thumbnail was old (its name and key) and is now new's: the
+ * old object goes, unless another image holds it; the image lets go of
+ * its claim on the old name. */
+static int thumb_replaced(struct db *db, const struct db_image *old,
+			  const struct db_image *new)
+{
+	if (!old->s3_thumbnail_key[0] ||
+	    !strcmp(old->s3_thumbnail_key, new->s3_thumbnail_key))
+		return 0;
+	sqlite3_stmt *s = db_use(db, SQL_UNCLAIM);
+	db_bind_text(s, ":id", old->id);
+	db_bind_text(s, ":name", old->thumbnail_name);
+	int ret = db_run(s);
+	if (ret == 0)
+		ret = thumb_held(db, old->id, old->patient_id, old->batch_date,
+				 old->thumbnail_name, old->s3_thumbnail_key);
+	if (ret != 0)
+		return ret < 0 ? ret : 0;
+	return db_queue_delete(db, old->id, old->gen, old->s3_thumbnail_key, "",
+			       NULL, NULL, NULL);
 }
 
 int db_ingest_done(struct db *db, const struct db_job *job,
@@ -225,14 +325,18 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 	snprintf(u.id, sizeof(u.id), "%s", job->image_id);
 	u.gen = job->gen;
 	db_now(u.updated_at);
+	struct db_image old;
 	int ret = db_tx_begin(db);
 	if (ret)
 		return ret;
+	int had = db_get_by_id_locked(db, job->image_id, &old);
 	sqlite3_stmt *s = db_use(db, SQL_IMG_DONE);
 	db_bind_image(s, &u);
-	ret = db_run(s);
+	ret = had == -EIO ? -EIO : db_run(s);
 	if (ret == 0)
 		*current = sqlite3_changes(db->conn) > 0;
+	if (ret == 0 && *current && had == 0)
+		ret = thumb_replaced(db, &old, &u);
 	if (ret == 0 && !*current)
 		ret = orphan_locked(db, job, img);
 	if (ret == 0 && *current)

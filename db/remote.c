@@ -19,6 +19,10 @@ static const char SQL_UPDATE[] =
     " sha256 = :sha256, error = '', uploaded_by = :uploaded_by,"
     " category = :category, filemaker_id = :filemaker_id,"
     " updated_at = :updated_at, evicted = 0 WHERE id = :id";
+/* a row's thumbnail from elsewhere is its, unless an image of the mount
+ * holds the name already */
+static const char SQL_CLAIM[] = "UPDATE OR IGNORE images SET"
+				" thumb_claim = thumbnail_name WHERE id = :id";
 static const char SQL_SCAN_BEGIN[] =
     "UPDATE images SET seen = 0 WHERE seen != 0";
 static const char SQL_SCAN_GONE[] =
@@ -26,6 +30,13 @@ static const char SQL_SCAN_GONE[] =
     " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
     " jobs) LIMIT 1";
 static const char SQL_DELETE[] = "DELETE FROM images WHERE id = :id";
+
+static int claim(struct db *db, const char *id)
+{
+	sqlite3_stmt *s = db_use(db, SQL_CLAIM);
+	db_bind_text(s, ":id", id);
+	return db_run(s);
+}
 
 static int remote_locked(struct db *db, const struct db_image *r,
 			 struct db_image *old)
@@ -45,7 +56,10 @@ static int remote_locked(struct db *db, const struct db_image *r,
 		snprintf(u.state, sizeof(u.state), "uploaded");
 		u.gen = 0;
 		u.error[0] = '\0';
+		u.thumb_claim[0] = '\0';
 		ret = db_insert_image_locked(db, &u, true);
+		if (ret == 0)
+			ret = claim(db, u.id);
 		return ret ? ret : DB_REMOTE_NEW;
 	}
 	if (ret)
@@ -60,7 +74,7 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	snprintf(u.id, sizeof(u.id), "%s", old->id);
 	s = db_use(db, SQL_UPDATE);
 	db_bind_image(s, &u);
-	if ((ret = db_run(s)))
+	if ((ret = db_run(s)) || (ret = claim(db, u.id)))
 		return ret;
 	/* the same content with other metadata keeps the local copies */
 	bool same = !strcmp(r->sha256, old->sha256) &&

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -79,6 +79,25 @@ static const char schema_v3[] = "CREATE TABLE tombstones ("
 static const char schema_v4[] = "ALTER TABLE images ADD COLUMN"
 				" evicted INTEGER NOT NULL DEFAULT 0;";
 
+/* Version 5: the thumbnail name each image holds (claims it before its
+ * upload), unique in its date, so that no two images share a thumbnail.
+ * A catalog from before keeps, of the rows that shared a name, the first
+ * one's claim; the others claim a name of their own when next ingested. */
+static const char schema_v5[] =
+    "ALTER TABLE images ADD COLUMN thumb_claim TEXT NOT NULL DEFAULT '';"
+    "UPDATE images SET thumb_claim = thumbnail_name WHERE"
+    " thumbnail_name != '' AND rowid = (SELECT min(rowid) FROM images i"
+    " WHERE i.patient_id = images.patient_id AND"
+    " i.batch_date = images.batch_date AND"
+    " i.thumbnail_name = images.thumbnail_name);"
+    "CREATE UNIQUE INDEX images_thumb_claim ON images"
+    " (patient_id, batch_date, thumb_claim) WHERE thumb_claim != '';"
+    /* and the directories renamed whose spool directory may not have
+     * followed yet (db_dir_move) */
+    "CREATE TABLE moves (from_patient TEXT NOT NULL,"
+    " from_date TEXT NOT NULL, to_patient TEXT NOT NULL,"
+    " to_date TEXT NOT NULL);";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -99,7 +118,8 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
+			       schema_v5};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -140,6 +140,12 @@ static int a_link(const char *from, const char *to)
 	return audited("link", to, NULL, NULL, -1, inner->link(from, to));
 }
 
+static int a_mknod(const char *path, mode_t mode, dev_t dev)
+{
+	return audited("mknod", path, NULL, NULL, -1,
+		       inner->mknod(path, mode, dev));
+}
+
 const struct fuse_operations *fs_audited(const struct fuse_operations *ops)
 {
 	inner = ops;
@@ -158,5 +164,6 @@ const struct fuse_operations *fs_audited(const struct fuse_operations *ops)
 	outer.removexattr = a_removexattr;
 	outer.symlink = a_symlink;
 	outer.link = a_link;
+	outer.mknod = a_mknod;
 	return &outer;
 }

@@ -62,34 +62,64 @@ static int mark_writing(struct thumbfs *fs, const struct fs_path *p)
 	return 0;
 }
 
-static int begin_write(struct thumbfs *fs, struct handle *h)
+/* The file's name as this request gives it (NULL: none given): the
+ * handle follows it, into *p. A new name has nothing written under it
+ * yet: what was written before the rename was queued by the rename. */
+static void follow(struct thumbfs *fs, struct handle *h, const char *path,
+		   struct fs_path *p)
 {
-	if (atomic_load(&h->dirty) || !h->image)
+	struct fs_path now;
+	if (path)
+		fs_path_parse(&fs->rules, path, &now);
+	pthread_mutex_lock(&h->lock);
+	if (path &&
+	    (now.kind != h->path.kind || strcmp(now.name, h->path.name) ||
+	     strcmp(now.date, h->path.date) ||
+	     strcmp(now.patient, h->path.patient))) {
+		h->path = now;
+		h->image = now.kind == FS_FILE && !now.local && !now.thumb;
+		atomic_store(&h->dirty, false);
+	}
+	*p = h->path;
+	pthread_mutex_unlock(&h->lock);
+}
+
+static bool is_image(const struct fs_path *p)
+{
+	return p->kind == FS_FILE && !p->local && !p->thumb;
+}
+
+static int begin_write(struct thumbfs *fs, struct handle *h, const char *path)
+{
+	struct fs_path p;
+	follow(fs, h, path, &p);
+	if (atomic_load(&h->dirty) || !is_image(&p))
 		return 0;
-	int ret = mark_writing(fs, &h->path);
+	int ret = mark_writing(fs, &p);
 	if (ret == 0)
 		atomic_store(&h->dirty, true);
 	return ret;
 }
 
 /* The writer of h is told its data is saved (close, fsync): queue the
- * ingest of what it wrote. */
-static int end_write(struct thumbfs *fs, struct handle *h)
+ * ingest of what it wrote, under the name it has now. */
+static int end_write(struct thumbfs *fs, struct handle *h, const char *name)
 {
 	struct stat st;
+	struct fs_path p;
 	char path[PATH_MAX];
-	if (!h->image || !atomic_exchange(&h->dirty, false))
+	follow(fs, h, name, &p);
+	if (!is_image(&p) || !atomic_exchange(&h->dirty, false))
 		return 0;
 	int ret = fstat(h->fd, &st) ? -errno : 0;
 	if (ret == 0)
-		ret =
-		    fs_queue_ingest(fs, &h->path, (int64_t)st.st_size, h->uid);
+		ret = fs_queue_ingest(fs, &p, (int64_t)st.st_size, h->uid);
 	if (ret && ret != -ENOSPC)
 		ret = -EIO;
 	if (ret)
 		atomic_store(&h->dirty, true); /* told it failed: still due */
-	if (fs->audit && !fs_tree_path(path, sizeof(path), "", h->path.patient,
-				       h->path.date, h->path.name)) {
+	if (fs->audit &&
+	    !fs_tree_path(path, sizeof(path), "", p.patient, p.date, p.name)) {
 		/* by the writer: release has no caller */
 		struct audit_event e = {.op = "write",
 					.path = path,
@@ -112,11 +142,12 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	}
 	h->fd = fd;
 	h->path = *p;
-	h->image = p->kind == FS_FILE && !p->local && !p->thumb;
+	h->image = is_image(p);
 	h->uid = fuse_get_context()->uid;
 	h->pid = fuse_get_context()->pid;
 	/* if so, the caller marked it before the change */
 	atomic_init(&h->dirty, dirty);
+	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->win_lock, NULL);
 	struct stat st;
 	if (fd >= 0 && fstat(fd, &st) == 0) {
@@ -133,6 +164,7 @@ static void free_handle(struct handle *h)
 		fs_cache_put(fs_get()->cache, h->ino);
 	if (h->fd >= 0)
 		close(h->fd);
+	pthread_mutex_destroy(&h->lock);
 	pthread_mutex_destroy(&h->win_lock);
 	free(h->win);
 	free(h->status);
@@ -178,7 +210,7 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	struct fs_path p;
 	char sp[PATH_MAX];
 	fs_parse(fs, path, &p, true);
-	int ret = fs_may_create(path, &p);
+	int ret = fs_may_create(fs, path, &p);
 	if (ret)
 		return ret;
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
@@ -324,10 +356,9 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
-	(void)path;
 	if (h->status)
 		return -EBADF;
-	int ret = begin_write(fs_get(), h);
+	int ret = begin_write(fs_get(), h, path);
 	if (ret)
 		return ret;
 	ssize_t n = pwrite(h->fd, buf, size, off);
@@ -337,9 +368,10 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
 	return (int)n;
 }
 
-int fs_handle_truncate(struct thumbfs *fs, struct handle *h, off_t size)
+int fs_handle_truncate(struct thumbfs *fs, struct handle *h, const char *path,
+		       off_t size)
 {
-	int ret = begin_write(fs, h);
+	int ret = begin_write(fs, h, path);
 	if (ret)
 		return ret;
 	if (ftruncate(h->fd, size))
@@ -351,9 +383,8 @@ int fs_handle_truncate(struct thumbfs *fs, struct handle *h, off_t size)
 int fs_op_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
-	(void)path;
 	if (h->fd >= 0)
-		end_write(fs_get(), h); /* written after the last flush */
+		end_write(fs_get(), h, path); /* written after the last flush */
 	free_handle(h);
 	return 0;
 }
@@ -363,12 +394,11 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
 int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
-	(void)path;
 	if (h->status || h->fd < 0)
 		return 0;
 	if (datasync ? fdatasync(h->fd) : fsync(h->fd))
 		return -errno;
-	return end_write(fs_get(), h);
+	return end_write(fs_get(), h, path);
 }
 
 /* close(): what it returns is what the writer is told, so the ingest is
@@ -376,6 +406,5 @@ int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 int fs_op_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
-	(void)path;
-	return h->status ? 0 : end_write(fs_get(), h);
+	return h->status ? 0 : end_write(fs_get(), h, path);
 }

@@ -18,10 +18,14 @@
 #include "fs/path.h"
 
 /* An open file: the status file's text, or a spool file (fd), or an
- * image in the store only (remote). Fields other than dirty and the
- * window are set at open and only read after. */
+ * image in the store only (remote). Fields other than dirty, path and
+ * image, and the window are set at open and only read after. */
 struct handle {
 	int fd; /* -1: none (status, or remote without a spool file) */
+	/* guards path and image, which follow the file's name: a rename
+	 * (or an unlink, which libfuse makes a rename to a hidden name
+	 * while the file is open) moves the handle with it */
+	pthread_mutex_t lock;
 	/* written, truncated or created through this handle since the writer
 	 * was last told it is saved (close, fsync); for an image, the catalog
 	 * knows it is being written. Atomic: a handle's write, truncate and
@@ -55,8 +59,14 @@ struct handle *fs_handle(struct fuse_file_info *fi);
 int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
 		    uid_t uid);
 
-/* truncate() through an open handle. */
-int fs_handle_truncate(struct thumbfs *fs, struct handle *h, off_t size);
+/* truncate() through an open handle, whose name is now path (NULL: not
+ * given). */
+int fs_handle_truncate(struct thumbfs *fs, struct handle *h, const char *path,
+		       off_t size);
+
+/* The name libfuse gives a file unlinked while it is open (hard_remove
+ * off), until it is closed: ".fuse_hidden...". */
+#define FS_HIDDEN_PREFIX ".fuse_hidden"
 
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi);
 int fs_op_open(const char *path, struct fuse_file_info *fi);

@@ -16,6 +16,7 @@
 #include "fs/ingest.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/path.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
@@ -66,6 +67,49 @@ static void audit_stored(struct thumbfs *fs, const struct db_image *img)
 				.uid = getuid(),
 				.pid = getpid()};
 	audit_log(fs->audit, &e);
+}
+
+/* The thumbnail name and key of image img (stored under image_key), of
+ * type ext: the name it holds if that has this type, else the first of
+ * its candidates (fs_thumb_candidate) no other image of its date holds,
+ * claimed in the catalog before anything is stored under it. 0, or
+ * -errno with err said. */
+static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
+		       const char *image_key, const char *ext,
+		       struct db_image *done, char *err, size_t errlen)
+{
+	size_t n = strlen(img->thumb_claim), e = strlen(ext);
+	int ret = -EEXIST;
+	if (n > e && !strcmp(img->thumb_claim + n - e, ext)) {
+		snprintf(done->thumbnail_name, sizeof(done->thumbnail_name),
+			 "%s", img->thumb_claim);
+		ret = fs_thumb_key(image_key, done->thumbnail_name,
+				   done->s3_thumbnail_key,
+				   sizeof(done->s3_thumbnail_key));
+	}
+	for (int k = 0; ret == -EEXIST && k < FS_THUMB_CANDIDATES; k++) {
+		ret =
+		    fs_thumb_candidate(img->name, ext, k, done->thumbnail_name,
+				       sizeof(done->thumbnail_name));
+		if (ret == 0)
+			ret = fs_thumb_key(image_key, done->thumbnail_name,
+					   done->s3_thumbnail_key,
+					   sizeof(done->s3_thumbnail_key));
+		if (ret == 0)
+			ret = db_thumb_claim(fs->db, img->id,
+					     done->thumbnail_name,
+					     done->s3_thumbnail_key);
+	}
+	if (ret == -EEXIST)
+		snprintf(err, errlen,
+			 "every thumbnail name for it is held by another "
+			 "image of its date");
+	else if (ret == -ENAMETOOLONG)
+		snprintf(err, errlen,
+			 "its thumbnail's name or key is too long");
+	else if (ret)
+		snprintf(err, errlen, "the catalog: %s", strerror(-ret));
+	return ret;
 }
 
 static void run_ingest(struct thumbfs *fs, const struct db_job *job)
@@ -125,22 +169,22 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	done.s3_thumbnail_key[0] = '\0';
 	done.thumbnail_size = 0;
 	snprintf(done.error, sizeof(done.error), "%s", terr ? err : "");
-	if (!terr) {
-		fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
-			      sizeof(done.thumbnail_name));
+	if (!terr)
 		done.thumbnail_size = (int64_t)res.size;
-	}
 
 	ret = fs_image_key(fs, img.patient_id, img.batch_date, img.name,
 			   done.s3_key, sizeof(done.s3_key));
-	if (!ret && !terr)
-		ret = fs_thumb_key(done.s3_key, done.thumbnail_name,
-				   done.s3_thumbnail_key,
-				   sizeof(done.s3_thumbnail_key));
 	if (ret) {
 		log_error("key of '%s' is longer than %d bytes; not uploaded",
 			  what, DB_KEY_MAX);
 		db_job_done(fs->db, job->id);
+		goto out_free;
+	}
+	if (!terr && (ret = claim_thumb(fs, &img, done.s3_key, res.thumb_ext,
+					&done, err, sizeof(err)))) {
+		char w[PATH_MAX + 32];
+		snprintf(w, sizeof(w), "thumbnail name of '%s'", what);
+		fs_job_retry(fs, job, w, err);
 		goto out_free;
 	}
 	if (large)
@@ -261,12 +305,15 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 		goto out_free;
 	}
 	done = img;
-	fs_thumb_name(img.name, res.thumb_ext, done.thumbnail_name,
-		      sizeof(done.thumbnail_name));
 	/* beside the original, as the app names it: {stem}_thumb{ext} */
-	if (fs_thumb_key(img.s3_key, done.thumbnail_name, done.s3_thumbnail_key,
-			 sizeof(done.s3_thumbnail_key))) {
-		db_backfill_failed(fs->db, job, "thumbnail key too long");
+	ret = claim_thumb(fs, &img, img.s3_key, res.thumb_ext, &done, err,
+			  sizeof(err));
+	if (ret == -ENAMETOOLONG) {
+		db_backfill_failed(fs->db, job, err);
+		goto out_free;
+	}
+	if (ret) {
+		fs_job_retry(fs, job, "thumbnail name of a backfill", err);
 		goto out_free;
 	}
 	done.thumbnail_size = (int64_t)res.size;
@@ -320,12 +367,67 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 		db_job_done(fs->db, job->id);
 }
 
+/* The image's directory was renamed: its objects are copied to the keys
+ * of its new place, which it takes; the old ones go after (db_move_done).
+ * An image with other content since, or removed, has nothing to copy. */
+static void run_move(struct thumbfs *fs, const struct db_job *job)
+{
+	struct db_image img;
+	char key[DB_KEY_MAX], thumb[DB_KEY_MAX] = "", err[512], what[PATH_MAX];
+	int ret = db_image_get_by_id(fs->db, job->image_id, &img);
+	if (ret == 0 && !strcmp(img.s3_key, job->key)) {
+		fs_tree_path(what, sizeof(what), NULL, img.patient_id,
+			     img.batch_date, img.name);
+		if (fs_image_key(fs, img.patient_id, img.batch_date, img.name,
+				 key, sizeof(key)) ||
+		    (job->key2[0] && fs_thumb_key(key, img.thumbnail_name,
+						  thumb, sizeof(thumb)))) {
+			/* its old keys stay, and serve it */
+			log_error("move of '%s': its new key is too long; it "
+				  "keeps '%s'",
+				  what, job->key);
+			ret = db_move_done(fs->db, job, NULL, NULL);
+			goto out;
+		}
+		ret = strcmp(key, job->key)
+			  ? s3_copy(fs->store, job->key, key, err, sizeof(err))
+			  : 0;
+		if (ret == 0 && job->key2[0] && strcmp(thumb, job->key2))
+			ret = s3_copy(fs->store, job->key2, thumb, err,
+				      sizeof(err));
+		if (ret) {
+			char w[PATH_MAX + 16];
+			snprintf(w, sizeof(w), "move of '%s'", what);
+			store_failed(fs, job, ret, w, err);
+			return;
+		}
+		ret = db_move_done(fs->db, job, key, thumb);
+		if (ret == 0)
+			log_info("moved %s in the store to %s", what, key);
+	} else if (ret == 0 || ret == -ENOENT) {
+		ret = db_move_done(fs->db, job, NULL, NULL);
+	}
+out:
+	if (ret)
+		log_error("catalog update of a move failed: %s",
+			  strerror(-ret));
+	else if (fs->pg)
+		fs_jobs_kick(fs);
+}
+
 void fs_ingest_run(struct thumbfs *fs, const struct db_job *job)
 {
-	if (job->kind == DB_JOB_INGEST)
+	switch (job->kind) {
+	case DB_JOB_INGEST:
 		run_ingest(fs, job);
-	else if (job->kind == DB_JOB_BACKFILL)
+		break;
+	case DB_JOB_BACKFILL:
 		run_backfill(fs, job);
-	else
+		break;
+	case DB_JOB_MOVE:
+		run_move(fs, job);
+		break;
+	default:
 		run_delete(fs, job);
+	}
 }

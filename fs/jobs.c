@@ -202,7 +202,7 @@ static int64_t pending(struct thumbfs *fs)
 	struct db_counts c;
 	if (db_counts(fs->db, &c))
 		return -1;
-	return c.jobs_ingest + c.jobs_delete + c.jobs_backfill +
+	return c.jobs_ingest + c.jobs_delete + c.jobs_backfill + c.jobs_move +
 	       (fs->pg ? c.jobs_sync : 0);
 }
 

@@ -39,10 +39,33 @@ void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p,
 		log_warn("refused '%s': %s", path, p->why);
 }
 
-int fs_may_create(const char *path, const struct fs_path *p)
+/* Whether the store can hold image p and every thumbnail it may get:
+ * its name at most FS_IMAGE_NAME_MAX bytes, its key short enough for a
+ * thumbnail's beside it (hidden and ignored names stay local). */
+static int storable(struct thumbfs *fs, const char *path,
+		    const struct fs_path *p)
+{
+	char key[DB_KEY_MAX - 13];
+	if (p->local)
+		return 0;
+	if (strlen(p->name) > FS_IMAGE_NAME_MAX) {
+		log_warn("refused '%s': an image's name has at most %d bytes "
+			 "(its thumbnail's name must fit in 255)",
+			 path, FS_IMAGE_NAME_MAX);
+		return -ENAMETOOLONG;
+	}
+	if (fs_image_key(fs, p->patient, p->date, p->name, key, sizeof(key))) {
+		log_warn("refused '%s': its store key would be over %d bytes",
+			 path, (int)sizeof(key) - 1);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int fs_may_create(struct thumbfs *fs, const char *path, const struct fs_path *p)
 {
 	if (p->kind == FS_FILE && !p->thumb)
-		return 0;
+		return storable(fs, path, p);
 	if (p->kind == FS_FILE) {
 		log_warn("refused '%s': '*_thumb.*' names are made by thumbfs",
 			 path);
@@ -55,15 +78,52 @@ int fs_may_create(const char *path, const struct fs_path *p)
 	return -EPERM;
 }
 
+/* Whether the requester is in group gid (its own or a supplementary). */
+static bool in_group(gid_t gid)
+{
+	const struct fuse_context *ctx = fuse_get_context();
+	gid_t list[64];
+	if (gid == ctx->gid)
+		return true;
+	int n = fuse_getgroups(64, list);
+	for (int i = 0; i < n && i < 64; i++)
+		if (list[i] == gid)
+			return true;
+	return false;
+}
+
 int fs_take_owner(int fd, const char *sp, mode_t mode)
 {
 	const struct fuse_context *ctx = fuse_get_context();
-	if (fd >= 0 ? fchmod(fd, mode & 07777) : chmod(sp, mode & 07777))
-		return -errno;
-	if (geteuid() != 0)
-		return 0;
-	if (fd >= 0 ? fchown(fd, ctx->uid, ctx->gid)
-		    : lchown(sp, ctx->uid, ctx->gid))
+	struct stat st, dir;
+	char parent[PATH_MAX];
+	gid_t gid = ctx->gid;
+	mode &= 07777;
+	if (geteuid() == 0) {
+		/* in a setgid directory what is made takes the directory's
+		 * group, and a directory the setgid bit too */
+		snprintf(parent, sizeof(parent), "%s", sp);
+		char *slash = strrchr(parent, '/');
+		if (slash)
+			*slash = '\0';
+		if (fd >= 0 ? fstat(fd, &st) : lstat(sp, &st))
+			return -errno;
+		if (slash && stat(parent, &dir) == 0 &&
+		    (dir.st_mode & S_ISGID)) {
+			gid = dir.st_gid;
+			if (S_ISDIR(st.st_mode))
+				mode |= S_ISGID;
+		}
+		/* the owner first: a chown drops the setuid and setgid bits
+		 * the mode then sets */
+		if (fd >= 0 ? fchown(fd, ctx->uid, gid)
+			    : lchown(sp, ctx->uid, gid))
+			return -errno;
+		/* as the kernel does: a file's setgid bit needs its group */
+		if (!S_ISDIR(st.st_mode) && ctx->uid != 0 && !in_group(gid))
+			mode &= ~(mode_t)S_ISGID;
+	}
+	if (fd >= 0 ? fchmod(fd, mode) : chmod(sp, mode))
 		return -errno;
 	return 0;
 }
@@ -80,9 +140,9 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 {
 	struct db_image img;
 	char tp[PATH_MAX], who[64];
-	if (db_image_get(fs->db, p->patient, p->date, p->name, &img))
-		return;
-	if (img.thumbnail_name[0] &&
+	/* (with no row, a write under way is forgotten all the same) */
+	if (db_image_get(fs->db, p->patient, p->date, p->name, &img) == 0 &&
+	    img.thumbnail_name[0] &&
 	    !fs_thumb_path(fs, p->patient, p->date, img.thumbnail_name, tp,
 			   sizeof(tp)))
 		unlink(tp);
@@ -128,7 +188,10 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 	cfg->entry_timeout = 1.0;
 	cfg->attr_timeout = 1.0;
 	cfg->negative_timeout = 0.0;
-	cfg->hard_remove = 1;
+	/* a file unlinked while open keeps its name, hidden, until it is
+	 * closed: its handle reads, writes and stats it as on a local disk
+	 * (libfuse renames it to .fuse_hidden..., as sshfs does) */
+	cfg->hard_remove = 0;
 	return fuse_get_context()->private_data;
 }
 
@@ -184,8 +247,14 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 	struct fs_path p;
 	char sp[PATH_MAX];
 	struct handle *h = file_handle(fi);
-	if (h)
-		return fstat(h->fd, st) ? -errno : 0;
+	if (h) {
+		if (fstat(h->fd, st))
+			return -errno;
+		/* unlinked while open: it has no name left */
+		if (path && strstr(path, "/" FS_HIDDEN_PREFIX))
+			st->st_nlink = 0;
+		return 0;
+	}
 	fs_parse(fs, path, &p, false);
 	switch (p.kind) {
 	case FS_INVALID:
@@ -242,6 +311,19 @@ static int cmp_name(const void *a, const void *b)
 		      ((const struct db_name *)b)->name);
 }
 
+/* Whether the directory dir has no entry. */
+static bool dir_empty(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool empty = true;
+	while (d && empty && (e = readdir(d)))
+		empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+	if (d)
+		closedir(d);
+	return empty;
+}
+
 /* The entries of dir but those in skip (sorted by name). */
 static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
 		    const struct db_name *skip, int n_skip)
@@ -252,8 +334,10 @@ static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
 		return -errno;
 	while ((e = readdir(d))) {
 		struct db_name key = {.name = e->d_name};
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    !strncmp(e->d_name, FS_HIDDEN_PREFIX,
+			     strlen(FS_HIDDEN_PREFIX)))
+			continue; /* (unlinked, still open) */
 		if (n_skip > 0 && bsearch(&key, skip, (size_t)n_skip,
 					  sizeof(*skip), cmp_name))
 			continue;
@@ -380,7 +464,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	char sp[PATH_MAX];
 	struct handle *h = file_handle(fi);
 	if (h)
-		return fs_handle_truncate(fs, h, size);
+		return fs_handle_truncate(fs, h, path, size);
 	fs_parse(fs, path, &p, false);
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
@@ -426,6 +510,72 @@ static int op_unlink(const char *path)
 	return 0;
 }
 
+/* A patient's directory renamed to another patient's, or a date's to
+ * another date's (of any patient): the catalog first (db_dir_move, which
+ * the store's keys and PostgreSQL follow through the queue), then the
+ * spool's directory; a daemon that dies between the two finishes it at
+ * the next mount. */
+static int rename_dir(struct thumbfs *fs, const char *from, const char *to,
+		      const struct fs_path *pf, const struct fs_path *pt,
+		      unsigned int flags)
+{
+	char sf[PATH_MAX], st_[PATH_MAX], parent[PATH_MAX];
+	struct stat sb;
+	if (pt->kind == FS_INVALID && pt->depth == pf->depth)
+		return pt->err; /* not an id, or not a date (logged) */
+	if (pt->kind != pf->kind) {
+		log_warn("refused renaming '%s' to '%s': a patient's directory "
+			 "stays a patient's, a date's a date's",
+			 from, to);
+		return -EPERM;
+	}
+	if (fs_spool_path(fs, from, sf, sizeof(sf)) ||
+	    fs_spool_path(fs, to, st_, sizeof(st_)))
+		return -ENAMETOOLONG;
+	if (lstat(sf, &sb))
+		return -errno;
+	if (!strcmp(sf, st_))
+		return 0;
+	if (lstat(st_, &sb) == 0) {
+		if (flags & RENAME_NOREPLACE)
+			return -EEXIST;
+		if (!S_ISDIR(sb.st_mode))
+			return -ENOTDIR;
+		/* an empty one is replaced; the catalog says for its part */
+		if (sb.st_nlink > 2 || !dir_empty(st_))
+			return -ENOTEMPTY;
+	} else if (errno != ENOENT) {
+		return -errno;
+	}
+	snprintf(parent, sizeof(parent), "%s", st_);
+	*strrchr(parent, '/') = '\0';
+	if (lstat(parent, &sb))
+		return -errno; /* the new date's patient must exist */
+	struct db_move m;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.from_patient, sizeof(m.from_patient), "%s", pf->patient);
+	snprintf(m.to_patient, sizeof(m.to_patient), "%s", pt->patient);
+	if (pf->kind == FS_BATCH) {
+		snprintf(m.from_date, sizeof(m.from_date), "%s", pf->date);
+		snprintf(m.to_date, sizeof(m.to_date), "%s", pt->date);
+	}
+	int moved = db_dir_move(fs->db, &m);
+	if (moved < 0)
+		return moved == -ENOTEMPTY ? moved : -EIO;
+	int ret = fs_spool_move(fs, &m);
+	if (ret == 0)
+		db_move_settled(fs->db, &m);
+	else
+		log_error("renaming '%s' to '%s' in the spool failed: %s; the "
+			  "next mount finishes it",
+			  from, to, strerror(-ret));
+	log_info("renamed '%s' to '%s': %d image(s), their store keys and "
+		 "rows follow",
+		 from, to, moved);
+	fs_jobs_kick(fs);
+	return ret;
+}
+
 static int op_rename(const char *from, const char *to, unsigned int flags)
 {
 	struct thumbfs *fs = fs_get();
@@ -438,12 +588,12 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 	fs_parse(fs, from, &pf, false);
 	fs_parse(fs, to, &pt, true);
 	if (pf.kind == FS_PATIENT || pf.kind == FS_BATCH)
-		return -EXDEV; /* mv copies a directory then removes it */
+		return rename_dir(fs, from, to, &pf, &pt, flags);
 	if (pf.kind != FS_FILE)
 		return pf.kind == FS_INVALID ? -ENOENT : -EPERM;
 	if (pf.thumb)
 		return -EPERM;
-	int ret = fs_may_create(to, &pt);
+	int ret = fs_may_create(fs, to, &pt);
 	if (ret)
 		return ret;
 	ino_t held;
@@ -531,6 +681,16 @@ static int op_refuse_link(const char *from, const char *to)
 	return -EPERM;
 }
 
+/* FIFOs, devices and sockets (mkfifo, mknod, bind) */
+static int op_refuse_node(const char *path, mode_t mode, dev_t dev)
+{
+	(void)mode, (void)dev;
+	log_warn("refused '%s': only files and directories are kept in the "
+		 "archive",
+		 path);
+	return -EPERM;
+}
+
 static const struct fuse_operations ops = {
     .init = op_init,
     .getattr = op_getattr,
@@ -557,6 +717,7 @@ static const struct fuse_operations ops = {
     .removexattr = fs_op_removexattr,
     .symlink = op_refuse_link,
     .link = op_refuse_link,
+    .mknod = op_refuse_node,
 };
 
 const struct fuse_operations *fs_operations(void)

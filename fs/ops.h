@@ -37,9 +37,10 @@ void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p,
 int fs_meta_path(const char *path, char *sp, size_t n, bool owner);
 
 /* 0 if a file may be made at p (path as FUSE gives it): only a name that
- * is not a thumbnail's, in a date directory; else -EPERM or p's error,
- * with the rule logged. */
-int fs_may_create(const char *path, const struct fs_path *p);
+ * is not a thumbnail's, in a date directory, that the store can hold;
+ * else -EPERM, -ENAMETOOLONG or p's error, with the rule logged. */
+int fs_may_create(struct thumbfs *fs, const char *path,
+		  const struct fs_path *p);
 
 /* Something new in the spool (fd, or the path sp when fd is -1) takes the
  * mode the client asked for (the kernel has applied its umask; the

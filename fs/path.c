@@ -62,8 +62,7 @@ static bool ignored(const struct fs_rules *r, const char *name)
 	return false;
 }
 
-/* "*_thumb.*": the stem before the last '.' ends in "_thumb". */
-static bool thumb_name(const char *name)
+bool fs_is_thumb_name(const char *name)
 {
 	const char *dot = strrchr(name, '.');
 	size_t stem = dot ? (size_t)(dot - name) : strlen(name);
@@ -75,6 +74,21 @@ void fs_thumb_name(const char *name, const char *ext, char *out, size_t n)
 	const char *dot = strrchr(name, '.');
 	int stem = dot && dot != name ? (int)(dot - name) : (int)strlen(name);
 	snprintf(out, n, "%.*s_thumb%s", stem, name, ext);
+}
+
+int fs_thumb_candidate(const char *name, const char *ext, int k, char *out,
+		       size_t n)
+{
+	int len;
+	if (k == 0) {
+		fs_thumb_name(name, ext, out, n);
+		len = (int)strlen(out);
+	} else if (k == 1) {
+		len = snprintf(out, n, "%s_thumb%s", name, ext);
+	} else {
+		len = snprintf(out, n, "%s~%d_thumb%s", name, k, ext);
+	}
+	return len < 0 || (size_t)len >= n || len > 255 ? -ENAMETOOLONG : 0;
 }
 
 size_t fs_utf8_char(const char *s)
@@ -212,5 +226,5 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 	out->kind = FS_FILE;
 	snprintf(out->name, sizeof(out->name), "%s", comp[3]);
 	out->local = comp[3][0] == '.' || ignored(r, comp[3]);
-	out->thumb = !out->local && thumb_name(comp[3]);
+	out->thumb = !out->local && fs_is_thumb_name(comp[3]);
 }

@@ -56,7 +56,31 @@ size_t fs_utf8_char(const char *s);
 /* A real calendar date written YYYY-MM-DD. */
 bool fs_valid_date(const char *s);
 
-/* "IMG_1.jpg" and ".jpg" -> "IMG_1_thumb.jpg" into out. */
+/* "*_thumb.*": the stem before the last '.' ends in "_thumb" (a name
+ * only thumbfs makes). */
+bool fs_is_thumb_name(const char *name);
+
+/* "IMG_1.jpg" and ".jpg" -> "IMG_1_thumb.jpg" into out: the app's
+ * {stem}_thumb{ext}. */
 void fs_thumb_name(const char *name, const char *ext, char *out, size_t n);
+
+/*
+ * No two images of a date share a thumbnail. The thumbnail of NAME is the
+ * first of these that no other image of its date holds (claimed in the
+ * catalog, so the first to come keeps it, for as long as it exists):
+ *   k = 0   STEM_thumb.EXT      the app's name ("a.jpg" -> "a_thumb.jpg")
+ *   k = 1   NAME_thumb.EXT      ("a.JPG" -> "a.JPG_thumb.jpg")
+ *   k >= 2  NAME~k_thumb.EXT    ("a.JPG~2_thumb.jpg")
+ * Each is a reserved "*_thumb.*" name, so no image can be called so.
+ * Candidate k of name into out: 0, or -ENAMETOOLONG past 255 bytes.
+ */
+#define FS_THUMB_CANDIDATES 100
+int fs_thumb_candidate(const char *name, const char *ext, int k, char *out,
+		       size_t n);
+
+/* The longest name of an image, so that its every candidate thumbnail
+ * name (NAME~99_thumb.jpg, 13 bytes more) fits the 255 bytes a file name
+ * has. */
+#define FS_IMAGE_NAME_MAX 242
 
 #endif

@@ -70,11 +70,33 @@ static int abort_writes(struct thumbfs *fs)
 	return ret == -ENOENT ? 0 : ret;
 }
 
+/* Directories renamed whose spool directory had not followed when a
+ * daemon died: it follows now, before anything walks the spool. */
+static int settle_moves(struct thumbfs *fs)
+{
+	struct db_move m;
+	int ret;
+	while ((ret = db_move_first(fs->db, &m)) == 0) {
+		ret = fs_spool_move(fs, &m);
+		if (ret == 0)
+			ret = db_move_settled(fs->db, &m);
+		if (ret)
+			return ret;
+		log_warn("patients/%s%s%s was being renamed to patients/%s%s%s "
+			 "when thumbfs stopped: done now",
+			 m.from_patient, m.from_date[0] ? "/" : "", m.from_date,
+			 m.to_patient, m.to_date[0] ? "/" : "", m.to_date);
+	}
+	return ret == -ENOENT ? 0 : ret;
+}
+
 int fs_reconcile(struct thumbfs *fs)
 {
 	char path[PATH_MAX];
 	struct walk w = {.fs = fs};
-	int ret = abort_writes(fs);
+	int ret = settle_moves(fs);
+	if (ret == 0)
+		ret = abort_writes(fs);
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);

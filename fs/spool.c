@@ -69,6 +69,42 @@ int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
 	return fits(snprintf(out, n, "%.*s%s", dir, image_key, thumb_name), n);
 }
 
+/* from to to, an empty to replaced; from gone already is 0. */
+static int move_dir(const char *from, const char *to)
+{
+	struct stat st;
+	if (lstat(from, &st))
+		return errno == ENOENT ? 0 : -errno;
+	if (rmdir(to) && errno != ENOENT)
+		return -errno;
+	return rename(from, to) ? -errno : 0;
+}
+
+int fs_spool_move(const struct thumbfs *fs, const struct db_move *m)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+	const char *fd = m->from_date[0] ? m->from_date : NULL;
+	const char *td = m->to_date[0] ? m->to_date : NULL;
+	int ret =
+	    fs_spool_file(fs, m->from_patient, fd, NULL, from, sizeof(from));
+	if (!ret)
+		ret =
+		    fs_spool_file(fs, m->to_patient, td, NULL, to, sizeof(to));
+	if (!ret)
+		ret = move_dir(from, to);
+	/* the cached thumbnails follow; any left behind are only a cache */
+	if (!ret &&
+	    !fs_thumb_path(fs, m->from_patient, fd, NULL, from, sizeof(from)) &&
+	    !fs_thumb_path(fs, m->to_patient, td, NULL, to, sizeof(to))) {
+		if (td && !fs_thumb_path(fs, m->to_patient, NULL, NULL, to,
+					 sizeof(to)))
+			mkdir(to, 0700);
+		if (!fs_thumb_path(fs, m->to_patient, td, NULL, to, sizeof(to)))
+			move_dir(from, to);
+	}
+	return ret;
+}
+
 int fs_read_whole(const char *path, unsigned char **out, size_t *len)
 {
 	struct stat sb;

@@ -17,6 +17,7 @@
 
 struct thumbfs;
 struct db_image;
+struct db_move;
 
 /* "TOP/patients/<patient>/<date>/<name>" into out, with date and name left
  * out when NULL (a patient's or a batch's directory); TOP "" gives the
@@ -47,6 +48,10 @@ int fs_image_key(const struct thumbfs *fs, const char *patient,
  * image_key: beside it. */
 int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
 		 size_t n);
+
+/* The spool's directory of a move (and the thumbnail cache's) to its new
+ * place, an empty one there replaced; done already is 0. 0 or -errno. */
+int fs_spool_move(const struct thumbfs *fs, const struct db_move *m);
 
 /* The whole file at path into a malloc'd *out of *len bytes. 0 or -errno. */
 int fs_read_whole(const char *path, unsigned char **out, size_t *len);

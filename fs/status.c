@@ -37,6 +37,7 @@ char *fs_status_text(struct thumbfs *fs)
 		     "queue delete: %lld\n"
 		     "queue postgres: %lld\n"
 		     "queue backfill: %lld\n"
+		     "queue move: %lld\n"
 		     "queue retrying: %lld\n"
 		     "cache: %s\n"
 		     "last errors:\n%s",
@@ -44,7 +45,8 @@ char *fs_status_text(struct thumbfs *fs)
 		     (long long)c.uploaded, (long long)c.thumb_errors,
 		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
 		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
-		     (long long)c.jobs_retrying, cache, errors) < 0)
+		     (long long)c.jobs_move, (long long)c.jobs_retrying, cache,
+		     errors) < 0)
 		out = NULL;
 	return out;
 }

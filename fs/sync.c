@@ -118,11 +118,18 @@ static int apply_remote(const struct db_image *row, void *arg)
 	if (p.kind != FS_FILE || p.local || p.thumb || !r.s3_key[0])
 		return 0; /* nothing the tree can show */
 	if (r.s3_thumbnail_key[0]) {
+		/* the name its key has, when that is a thumbnail's (another
+		 * mount's, or the app's {stem}_thumb{ext}); else the app's
+		 * name for it */
 		const char *base = strrchr(r.s3_thumbnail_key, '/');
-		const char *ext =
-		    strrchr(base ? base : r.s3_thumbnail_key, '.');
-		fs_thumb_name(r.name, ext ? ext : "", r.thumbnail_name,
-			      sizeof(r.thumbnail_name));
+		base = base ? base + 1 : r.s3_thumbnail_key;
+		const char *ext = strrchr(base, '.');
+		if (fs_is_thumb_name(base) && strlen(base) <= 255)
+			snprintf(r.thumbnail_name, sizeof(r.thumbnail_name),
+				 "%s", base);
+		else
+			fs_thumb_name(r.name, ext ? ext : "", r.thumbnail_name,
+				      sizeof(r.thumbnail_name));
 	}
 	int ret = db_remote_apply(fs->db, &r, &old);
 	if (ret == DB_REMOTE_NEW) {

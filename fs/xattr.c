@@ -3,6 +3,7 @@
  * show what the catalog knows of an image. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/xattr.h>
@@ -27,13 +28,19 @@ static const char *const state_attrs[] = {
 };
 #define N_STATE_ATTRS (sizeof(state_attrs) / sizeof(state_attrs[0]))
 
+/* thumbfs's own attributes are read-only; a copy tool that sets them
+ * (cp -a, mv from another file system) is ignored without a word, as file
+ * systems do with a namespace they do not keep. */
+static bool own_attr(const char *name)
+{
+	return !strncmp(name, STATE_ATTR, strlen(STATE_ATTR));
+}
+
 /* Only user.* attributes, kept on the spool file. */
 static int xattr_path(const char *path, const char *name, char *sp, size_t n)
 {
 	if (name && strncmp(name, "user.", 5))
 		return -ENOTSUP;
-	if (name && !strncmp(name, STATE_ATTR, strlen(STATE_ATTR)))
-		return -EPERM; /* thumbfs's own, read-only */
 	return fs_meta_path(path, sp, n, false);
 }
 
@@ -71,6 +78,8 @@ int fs_op_setxattr(const char *path, const char *name, const char *value,
 		   size_t size, int flags)
 {
 	char sp[PATH_MAX];
+	if (own_attr(name))
+		return 0;
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret;
@@ -118,7 +127,7 @@ static int state_attr(const char *path, const char *name, char *value,
 int fs_op_getxattr(const char *path, const char *name, char *value, size_t size)
 {
 	char sp[PATH_MAX];
-	if (!strncmp(name, STATE_ATTR, strlen(STATE_ATTR)))
+	if (own_attr(name))
 		return state_attr(path, name, value, size);
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
@@ -156,6 +165,8 @@ int fs_op_listxattr(const char *path, char *list, size_t size)
 int fs_op_removexattr(const char *path, const char *name)
 {
 	char sp[PATH_MAX];
+	if (own_attr(name))
+		return 0;
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret;

@@ -331,6 +331,35 @@ static int bucket_delete(struct s3_store *st, const char *key, char *err,
 	return ret == -ENOENT ? 0 : ret;
 }
 
+static int bucket_copy(struct s3_store *st, const char *from, const char *to,
+		       char *err, size_t errlen)
+{
+	struct http_req r;
+	char *src = NULL, *enc = s3_uri_encode(from, true);
+	int ret = -ENOMEM;
+	if (enc && asprintf(&src, "/%s/%s", st->bucket, enc) < 0)
+		src = NULL;
+	if (src) {
+		s3_http_init(&r, "PUT", to);
+		r.copy_source = src;
+		r.sse = true;
+		ret = s3_http_do(st, &r, err, errlen);
+		/* a 200 can still say it failed, in its body */
+		if (ret == 0 && strstr(r.errbody, "<Error>")) {
+			char code[128];
+			s3_xml_value(r.errbody, "Code", code, sizeof(code));
+			snprintf(err, errlen, "copy of '%s' to '%s' failed: %s",
+				 from, to, code);
+			ret = -EAGAIN;
+		}
+	} else {
+		snprintf(err, errlen, "out of memory");
+	}
+	free(src);
+	free(enc);
+	return ret;
+}
+
 static char *bucket_presign(struct s3_store *st, const char *key, int expires,
 			    time_t now)
 {
@@ -388,5 +417,6 @@ const struct s3_backend s3_bucket_backend = {
     .get_fd = bucket_get_fd,
     .get_range = bucket_get_range,
     .delete = bucket_delete,
+    .copy = bucket_copy,
     .presign = bucket_presign,
 };

@@ -33,10 +33,8 @@ int s3_write_atomic(const char *dest, int (*fill)(int fd, void *arg), void *arg)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];
 	int fd, ret;
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", dest) >=
-	    (int)sizeof(tmp))
+	if (snprintf(dir, sizeof(dir), "%s", dest) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
-	snprintf(dir, sizeof(dir), "%s", dest);
 	char *slash = strrchr(dir, '/');
 	if (slash && slash != dir) {
 		*slash = '\0';
@@ -44,6 +42,12 @@ int s3_write_atomic(const char *dest, int (*fill)(int fd, void *arg), void *arg)
 		if (ret)
 			return ret;
 	}
+	/* beside dest, under a short name of its own: any name dest may
+	 * have fits, and no key is hidden (every key's name is visible) */
+	if (snprintf(tmp, sizeof(tmp), "%s/.tmp.XXXXXX",
+		     slash ? (slash == dir ? "" : dir) : ".") >=
+	    (int)sizeof(tmp))
+		return -ENAMETOOLONG;
 	fd = mkstemp(tmp);
 	if (fd < 0)
 		return -errno;
@@ -253,6 +257,17 @@ static int file_delete(struct s3_store *st, const char *key, char *err,
 	return said(ret, "DELETE", key, err, errlen);
 }
 
+static int file_copy(struct s3_store *st, const char *from, const char *to,
+		     char *err, size_t errlen)
+{
+	int in = open_object(st, from, err, errlen);
+	if (in < 0)
+		return in;
+	int ret = put(st, to, fill_copy, &in, err, errlen);
+	close(in);
+	return ret;
+}
+
 static char *file_presign(struct s3_store *st, const char *key, int expires,
 			  time_t now)
 {
@@ -273,5 +288,6 @@ const struct s3_backend s3_file_backend = {
     .get_fd = file_get_fd,
     .get_range = file_get_range,
     .delete = file_delete,
+    .copy = file_copy,
     .presign = file_presign,
 };

@@ -421,6 +421,8 @@ int s3_http_do(struct s3_store *st, struct http_req *r, char *err,
 	add(&h, "x-amz-date", date, true);
 	if (cr->token)
 		add(&h, "x-amz-security-token", cr->token, true);
+	if (r->copy_source)
+		add(&h, "x-amz-copy-source", r->copy_source, true);
 	if (r->sse && st->sse) /* applies to what is written */
 		add(&h, "x-amz-server-side-encryption", st->sse, true);
 	if (r->sse && st->sse_kms)

@@ -43,6 +43,8 @@ struct s3_backend {
 			 size_t errlen);
 	int (*delete)(struct s3_store *st, const char *key, char *err,
 		      size_t errlen);
+	int (*copy)(struct s3_store *st, const char *from, const char *to,
+		    char *err, size_t errlen);
 	char *(*presign)(struct s3_store *st, const char *key, int expires,
 			 time_t now);
 };
@@ -112,6 +114,7 @@ struct http_req {
 	const char *payload_hash; /* hex SHA-256 of the body */
 	const char *content_type;
 	bool sse; /* send the SSE headers (PUT, CreateMultipartUpload) */
+	const char *copy_source; /* CopyObject: "/bucket/key", encoded */
 	/* the body: len bytes of body_fd from body_off, or of body */
 	int body_fd;
 	curl_off_t body_off;

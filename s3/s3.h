@@ -88,6 +88,11 @@ int s3_get_range(struct s3_store *st, const char *key, uint64_t off, size_t len,
 char *s3_presign_url(struct s3_store *st, const char *key, int expires,
 		     time_t now);
 
+/* Copy the object from to the key to (S3's CopyObject, up to 5 GiB; the
+ * content type is copied, [store] sse applied). */
+int s3_copy(struct s3_store *st, const char *from, const char *to, char *err,
+	    size_t errlen);
+
 /* Remove key; removing a key that is not there succeeds. */
 int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen);
 

@@ -166,6 +166,15 @@ int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen)
 	return ret ? ret : st->be->delete (st, key, err, errlen);
 }
 
+int s3_copy(struct s3_store *st, const char *from, const char *to, char *err,
+	    size_t errlen)
+{
+	int ret = check_key(from, err, errlen);
+	if (!ret)
+		ret = check_key(to, err, errlen);
+	return ret ? ret : st->be->copy(st, from, to, err, errlen);
+}
+
 char *s3_presign_url(struct s3_store *st, const char *key, int expires,
 		     time_t now)
 {

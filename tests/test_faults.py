@@ -257,3 +257,26 @@ def test_store_failures_reach_a_reader_as_one_errno_each(
         assert (d / names[0]).read_bytes() == want
     finally:
         m.stop()
+
+
+def test_a_name_written_again_outlives_the_delete_of_its_old_content(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """rm a.jpg, then a new a.jpg at once, while the store is slow to
+    delete: the old content's DELETE (the same key) lands before the new
+    upload, never after it, so the store keeps the new a.jpg."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        d = m.batch()
+        srcs = photos()[:2]
+        shutil.copy(srcs[0], d / "a.jpg")
+        m.wait_uploaded("a.jpg")
+        proxy.stall(1, 3, method="DELETE")
+        os.unlink(d / "a.jpg")
+        shutil.copy(srcs[1], d / "a.jpg")
+        row = m.wait_uploaded("a.jpg")
+        wait_for(lambda: "queue delete: 0" in
+                 (m.mnt / ".thumbfs/status").read_text(), 30, "the deletes")
+        assert m.object(row["s3_key"]) == srcs[1].read_bytes()
+        m.object(row["s3_thumbnail_key"])
+    finally:
+        m.stop()

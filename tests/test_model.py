@@ -88,8 +88,54 @@ class Model:
         self.after = None
         kind = r.choices(
             ["create", "pwrite", "truncate", "rename", "unlink", "mkdir",
-             "rmdir", "chmod", "utimens", "setxattr", "removexattr"],
-            [20, 15, 8, 10, 8, 6, 5, 6, 6, 6, 2])[0]
+             "rmdir", "chmod", "utimens", "setxattr", "removexattr",
+             "rename_dir", "open_unlink", "open_rename"],
+            [20, 15, 8, 10, 8, 6, 5, 6, 6, 6, 2, 4, 3, 3])[0]
+        if kind == "rename_dir":
+            if r.random() < 0.4:
+                a, b = (f"patients/{r.choice(PATIENTS)}" for _ in "ab")
+            else:
+                a, b = r.choice(self.dirs()), r.choice(self.dirs())
+
+            def moved_dir():
+                if a != b:
+                    for f in [f for f in self.exact
+                              if f.startswith(a + "/")]:
+                        self.exact.discard(f)
+                        self.exact.add(b + f[len(a):])
+            self.after = moved_dir
+            return f"rename dir {a} -> {b}", \
+                lambda root: os.rename(root / a, root / b)
+        if kind == "open_unlink":
+            f, d1, d2 = self.file(), self.data(), r.randbytes(100)
+            self.exact.discard(f)  # written, whatever follows
+
+            def op(root):
+                fd = os.open(root / f, os.O_RDWR)
+                try:
+                    os.write(fd, d1)
+                    os.unlink(root / f)
+                    os.write(fd, d2)
+                    assert os.fstat(fd).st_nlink == 0
+                finally:
+                    os.close(fd)
+            return f"open, write, unlink, write, close {f}", op
+        if kind == "open_rename":
+            a, b, d1, d2 = self.file(), self.file(), self.data(), \
+                r.randbytes(r.choice([1, 5000]))
+
+            self.exact.discard(a)  # written, whatever follows
+            self.after = lambda: self.exact.discard(b)
+
+            def op(root):
+                fd = os.open(root / a, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, d1)
+                    os.rename(root / a, root / b)
+                    os.write(fd, d2)
+                finally:
+                    os.close(fd)
+            return f"open, write, rename {a} -> {b}, write, close", op
         if kind == "create":
             f, data = self.file(), self.data()
             self.after = lambda: self.exact.discard(f)

@@ -245,3 +245,33 @@ def test_delete_keep_leaves_the_objects(thumbfs_bin, tmp_path, s3server,
         assert m.object_keys(PREFIX) == keys
     finally:
         m.stop()
+
+
+def test_a_folder_move_reaches_postgresql(thumbfs_bin, tmp_path, s3server,
+                                          clean_postgres):
+    """mv of a date's folder: PostgreSQL's rows move to the new batch with
+    their new keys, and the old batch, now empty, goes."""
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    try:
+        d = m.batch()
+        srcs = photos()[:2]
+        for s in srcs:
+            shutil.copy(s, d / s.name)
+        wait_for(lambda: len(pg_images(pg)) == 2, 60, "2 rows")
+        os.rename(d, m.mnt / "patients/P1/2025-11-12")
+        new = "patients/filemaker-import/images/P1/2025-11-12/"
+
+        def moved():
+            rows = pg_images(pg)
+            return len(rows) == 2 and all(r[1].startswith(new)
+                                          for r in rows)
+        wait_for(moved, 60, "the rows at their new place")
+        batches = pg.rows("SELECT batch_date::text FROM images_batch")
+        assert batches == [["2025-11-12"]]
+        for r in pg_images(pg):
+            assert m.object(r[1]) == next(
+                s for s in srcs if s.name == r[0]).read_bytes()
+            m.object(r[2])
+    finally:
+        m.stop()

@@ -67,6 +67,19 @@ int main(void)
 	    s3_get_range(st, "k/none", 0, 300, part, &n, err, sizeof(err)),
 	    -ENOENT);
 
+	/* copies: whole, of a missing object, to a key that would escape;
+	 * a name of 255 bytes is stored (its temporary name is short) */
+	char long_key[300];
+	snprintf(long_key, sizeof(long_key), "k/%0255d", 7);
+	CHECK_INT(s3_copy(st, "k/big", long_key, err, sizeof(err)), 0);
+	CHECK_INT(
+	    s3_get_range(st, long_key, 99999, 10, part, &n, err, sizeof(err)),
+	    0);
+	CHECK(n == 1 && part[0] == 99999 % 251);
+	CHECK_INT(s3_copy(st, "k/none", "k/new", err, sizeof(err)), -ENOENT);
+	CHECK_INT(s3_copy(st, "k/big", "../escape", err, sizeof(err)), -EINVAL);
+	CHECK_INT(s3_delete(st, long_key, err, sizeof(err)), 0);
+
 	/* a missing object, deletes, and keys that would escape */
 	CHECK_INT(s3_get_file(st, "k/none", path, err, sizeof(err)), -ENOENT);
 	CHECK_INT(s3_delete(st, "k/big", err, sizeof(err)), 0);

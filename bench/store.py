@@ -3,7 +3,9 @@ DESIGN.md's "Test corpus", COPIES times, uploaded to one s3rver by thumbfs's
 store client (bench/store_put: s3_put_file, 1 and 4 at once; the mount's
 default is two job runners per core), by s3fs (cp -r onto its mount) and
 by curl -T per file; then the client's peak memory for a 64 MiB and a
-2 GiB file."""
+2 GiB file; then the mount's peak memory (VmHWM) while 4 job runners
+ingest the small photographs, 4 files of 200 MiB of JPEG-named random
+data, and 4 100-megapixel baseline JPEGs, each in a mount of its own."""
 import os
 import shutil
 import subprocess
@@ -14,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import S3_KEY, S3_SECRET, S3Server, wait_for  # noqa
+from conftest import S3_KEY, S3_SECRET, Mount, S3Server, wait_for  # noqa
+from PIL import Image  # noqa
 
 COPIES = 3
 PUT = ROOT / "build/store_put"
@@ -50,6 +53,65 @@ def big_file(path, size):
     with open(path, "wb") as f:
         for _ in range(size // len(block)):
             f.write(block)
+
+
+def peak_rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def mount_peak(tmp, srv, name, files):
+    """Copy files onto a fresh mount (4 job runners, S3 on srv) and wait
+    until they are stored: the daemon's peak RSS, MiB, and seconds."""
+    base = tmp / name
+    base.mkdir()
+    m = Mount(ROOT / "build/thumbfs", base, "s3", srv)
+    m.config["fs"]["workers"] = "4"
+    m.start()
+    try:
+        idle = peak_rss_mib(m.proc.pid)
+        t0 = time.monotonic()
+        d = m.batch()
+        for f in files:
+            shutil.copy(f, d / f.name)
+        for f in files:
+            m.wait_uploaded(f.name, 1800)
+        secs = time.monotonic() - t0
+        return idle, peak_rss_mib(m.proc.pid), secs
+    finally:
+        m.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def memory(tmp, srv, photos):
+    big = tmp / "big"
+    big.mkdir()
+    noise = []
+    for i in range(4):
+        f = big / f"noise{i}.jpg"
+        big_file(f, 200 << 20)
+        noise.append(f)
+    src = Image.open(max(photos, key=lambda p: p.stat().st_size))
+    huge = src.convert("RGB").resize((10000, 10000))
+    mp100 = []
+    for i in range(4):
+        f = big / f"mp100_{i}.jpg"
+        huge.save(f, "JPEG", quality=92 - i, progressive=False)
+        mp100.append(f)
+    del huge
+    print("  the mount's peak memory (VmHWM) with 4 job runners, each set "
+          "in a mount of its own:")
+    for k, (name, files) in enumerate((
+            ("small photographs", photos[:40]),
+            ("4 x 200 MiB random .jpg", noise),
+            ("4 x 100-megapixel baseline JPEG", mp100))):
+        idle, peak, secs = mount_peak(tmp, srv, f"mount{k}", files)
+        size = sum(f.stat().st_size for f in files) / (1 << 20)
+        print(f"    {name:32} {len(files):3} files, {size:6.0f} MiB: "
+              f"peak {peak:6.1f} MiB (idle {idle:.1f}), {secs:.1f} s")
+    shutil.rmtree(big, ignore_errors=True)
 
 
 def main():
@@ -114,6 +176,7 @@ def main():
                   f"16 MiB parts): {size / 1e6 / secs:.1f} MB/s, peak "
                   f"memory {rss / 1024:.1f} MiB")
             f.unlink()
+        memory(tmp, srv, files)
     finally:
         srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -38,8 +38,10 @@ static const char SQL_COUNT_STATE[] =
     "SELECT sum(state = 'spooled'), sum(state = 'uploaded'),"
     " sum(error != '') FROM images";
 static const char SQL_COUNT_JOBS[] =
-    "SELECT sum(kind = 1), sum(kind = 2), sum(attempts > 0),"
-    " sum(kind IN (3, 4)), sum(kind = 5), sum(kind = 6) FROM jobs";
+    "SELECT sum(kind = 1 AND NOT parked), sum(kind = 2 AND NOT parked),"
+    " sum(attempts > 0 AND NOT parked), sum(kind IN (3, 4)),"
+    " sum(kind = 5 AND NOT parked), sum(kind = 6 AND NOT parked),"
+    " sum(parked) FROM jobs";
 static const char SQL_JOB_HAS[] = "SELECT 1 FROM jobs WHERE image_id = :id"
 				  " LIMIT 1";
 static const char SQL_JOB_FIND_INGEST[] =
@@ -449,6 +451,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_sync = sqlite3_column_int64(s, 3);
 		out->jobs_backfill = sqlite3_column_int64(s, 4);
 		out->jobs_move = sqlite3_column_int64(s, 5);
+		out->jobs_parked = sqlite3_column_int64(s, 6);
 	} else {
 		ret = -EIO;
 	}

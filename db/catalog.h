@@ -80,6 +80,7 @@ struct db_job {
 	char key2[DB_KEY_MAX];
 	char name[256];
 	int attempts;
+	int wrong;	    /* of them, tries the store got or kept wrong */
 	int64_t not_before; /* not to be tried before (Unix time) */
 };
 
@@ -111,11 +112,17 @@ struct db_counts {
 	int64_t jobs_sync;     /* PostgreSQL upserts and deletes waiting */
 	int64_t jobs_backfill; /* thumbnails to make for stored rows */
 	int64_t jobs_move;     /* stored images to copy to their new keys */
+	int64_t jobs_parked;   /* failed for good, until retried */
 };
 
 /* Open (creating if needed) DIR/catalog.db, migrate the schema forward and
- * release every claim. NULL on failure, with err set. */
+ * release every claim and parked job (this process runs the jobs now).
+ * NULL on failure, with err set. */
 struct db *db_open(const char *dir, char *err, size_t errlen);
+
+/* The same for a command beside a running mount: claims and parked jobs
+ * are left as they are. */
+struct db *db_open_beside(const char *dir, char *err, size_t errlen);
 void db_free(struct db *db);
 
 /* Copy the write-ahead log into the database once it holds DB_WAL_PAGES or
@@ -216,11 +223,30 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 int db_thumb_claim(struct db *db, const char *id, const char *name,
 		   const char *key);
 
+/* A job failed for a reason no retry can fix (the store refuses the
+ * request for good; content stored wrong too often): parked with why,
+ * not claimed again until db_jobs_unpark(). */
+int db_job_park(struct db *db, int64_t job_id, const char *why);
+
+/* Parked jobs go again: all (patient NULL), or those of a patient, of a
+ * date of it, or of one image. Returns how many, or -errno. */
+int db_jobs_unpark(struct db *db, const char *patient, const char *date,
+		   const char *name);
+
+/* The store answers again: store jobs waiting out a backoff go now.
+ * Returns how many, or -errno. */
+int db_jobs_go(struct db *db);
+
+/* 1 with why set if a job of image id is parked, 0 if none, -errno. */
+int db_image_parked(struct db *db, const char *id, char *why, size_t n);
+
 /* Remove a finished job. */
 int db_job_done(struct db *db, int64_t job_id);
 
-/* Release a claimed job to be tried again in delay_s seconds. */
+/* Release a claimed job to be tried again in delay_s seconds; wrong: the
+ * store got or kept its content wrong (counted in job->wrong). */
 int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error);
+int db_job_wrong(struct db *db, int64_t job_id, int delay_s, const char *error);
 
 int db_counts(struct db *db, struct db_counts *out);
 

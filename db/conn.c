@@ -229,7 +229,9 @@ static int exec(struct db *db, const char *sql, const char *what, char *err,
 	return -EIO;
 }
 
-struct db *db_open(const char *dir, char *err, size_t errlen)
+/* Open; own: this process runs the jobs (see catalog.h). */
+static struct db *open_catalog(const char *dir, bool own, char *err,
+			       size_t errlen)
 {
 	struct db *db = calloc(1, sizeof(*db));
 	if (!db) {
@@ -257,16 +259,25 @@ struct db *db_open(const char *dir, char *err, size_t errlen)
 		goto out_fail;
 	/* replaces the automatic checkpoint: see db_checkpoint() */
 	sqlite3_wal_hook(db->conn, wal_grown, db);
-	/* claims live in memory: whoever held them is gone */
-	if (exec(db, "UPDATE jobs SET claimed = 0",
-		 "cannot release the job "
-		 "claims of",
-		 err, errlen))
+	/* claims live in memory: whoever held them is gone; and what had
+	 * failed for good is tried again */
+	if (own && exec(db, "UPDATE jobs SET claimed = 0, parked = 0",
+			"cannot release the job claims of", err, errlen))
 		goto out_fail;
 	return db;
 out_fail:
 	db_free(db);
 	return NULL;
+}
+
+struct db *db_open(const char *dir, char *err, size_t errlen)
+{
+	return open_catalog(dir, true, err, errlen);
+}
+
+struct db *db_open_beside(const char *dir, char *err, size_t errlen)
+{
+	return open_catalog(dir, false, err, errlen);
 }
 
 void db_set_pg_sync(struct db *db, bool on)

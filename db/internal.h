@@ -95,6 +95,7 @@ struct db {
 	X(key2, text)                                                          \
 	X(name, text)                                                          \
 	X(attempts, int)                                                       \
+	X(wrong, int)                                                          \
 	X(not_before, int64)
 
 /* ", id, patient_id, ..." and ", :id, :patient_id, ...": each list starts

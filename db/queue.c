@@ -14,7 +14,8 @@
  * the delete would land after the new upload. */
 static const char SQL_CLAIM_PICK[] =
     "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (1, 2, 5, 6)"
-    " AND claimed = 0 AND not_before <= :now AND NOT EXISTS (SELECT 1 FROM"
+    " AND claimed = 0 AND parked = 0 AND not_before <= :now AND NOT"
+    " EXISTS (SELECT 1 FROM"
     " jobs o WHERE o.image_id = jobs.image_id AND o.image_id != '' AND"
     " o.claimed = 1 AND o.kind IN (1, 2, 5, 6)) AND NOT (kind = 1 AND"
     " EXISTS (SELECT 1 FROM jobs d JOIN images i ON i.id = jobs.image_id"
@@ -29,10 +30,27 @@ static const char SQL_RELEASE[] = "UPDATE jobs SET claimed = 0 WHERE id = :job";
 static const char SQL_DONE[] = "DELETE FROM jobs WHERE id = :job";
 static const char SQL_RETRY[] =
     "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
-    " not_before = :not_before, last_error = :error WHERE id = :job";
+    " wrong = wrong + :wrong, not_before = :not_before, last_error = :error"
+    " WHERE id = :job";
 static const char SQL_INSERT[] =
     "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES"
     " (:kind, :image_id, :gen, :key, :key2, :name)";
+static const char SQL_PARK[] = "UPDATE jobs SET claimed = 0, parked = 1,"
+			       " last_error = :error WHERE id = :job";
+static const char SQL_UNPARK_ALL[] =
+    "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
+    " parked = 1";
+static const char SQL_UNPARK[] =
+    "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
+    " parked = 1 AND image_id IN (SELECT id FROM images WHERE"
+    " patient_id = :patient_id AND (:batch_date = '' OR"
+    " batch_date = :batch_date) AND (:name = '' OR name = :name))";
+static const char SQL_WAITING_GO[] =
+    "UPDATE jobs SET not_before = 0 WHERE kind IN (1, 2, 5, 6) AND"
+    " claimed = 0 AND parked = 0 AND attempts > 0 AND not_before > :now";
+static const char SQL_PARKED_OF[] =
+    "SELECT last_error FROM jobs WHERE image_id = :id AND parked = 1"
+    " LIMIT 1";
 static const char SQL_IN_PG[] = "UPDATE images SET in_pg = 1 WHERE id = :id";
 static const char SQL_IMG_DONE[] =
     "UPDATE images SET state = 'uploaded', s3_key = :s3_key,"
@@ -215,16 +233,28 @@ int db_job_done(struct db *db, int64_t job_id)
 	return job_stmt(db, SQL_DONE, job_id);
 }
 
-int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
+static int retry(struct db *db, int64_t job_id, int delay_s, const char *error,
+		 bool wrong)
 {
 	db_lock(db);
 	sqlite3_stmt *s = db_use(db, SQL_RETRY);
 	db_bind_int64(s, ":job", job_id);
+	db_bind_int64(s, ":wrong", wrong);
 	db_bind_int64(s, ":not_before", (int64_t)time(NULL) + delay_s);
 	db_bind_text(s, ":error", error);
 	int ret = db_run(s);
 	db_unlock(db);
 	return ret;
+}
+
+int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error)
+{
+	return retry(db, job_id, delay_s, error, false);
+}
+
+int db_job_wrong(struct db *db, int64_t job_id, int delay_s, const char *error)
+{
+	return retry(db, job_id, delay_s, error, true);
 }
 
 /* 1 if another image than id holds the thumbnail name of its date, or
@@ -376,4 +406,56 @@ int db_backfill_failed(struct db *db, const struct db_job *job,
 	if (ret == 0)
 		ret = job_stmt_locked(db, SQL_DONE, job->id);
 	return db_tx_end(db, ret);
+}
+
+int db_job_park(struct db *db, int64_t job_id, const char *error)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_PARK);
+	db_bind_int64(s, ":job", job_id);
+	db_bind_text(s, ":error", error);
+	int ret = db_run(s);
+	db_unlock(db);
+	return ret;
+}
+
+int db_jobs_unpark(struct db *db, const char *patient, const char *date,
+		   const char *name)
+{
+	db_lock(db);
+	sqlite3_stmt *s = patient
+			      ? db_use_path(db, SQL_UNPARK, patient,
+					    date ? date : "", name ? name : "")
+			      : db_use(db, SQL_UNPARK_ALL);
+	int ret = db_run(s);
+	if (ret == 0)
+		ret = sqlite3_changes(db->conn);
+	db_unlock(db);
+	return ret;
+}
+
+int db_jobs_go(struct db *db)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_WAITING_GO);
+	db_bind_int64(s, ":now", (int64_t)time(NULL));
+	int ret = db_run(s);
+	if (ret == 0)
+		ret = sqlite3_changes(db->conn);
+	db_unlock(db);
+	return ret;
+}
+
+int db_image_parked(struct db *db, const char *id, char *why, size_t n)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_PARKED_OF);
+	db_bind_text(s, ":id", id);
+	int rc = sqlite3_step(s), ret = rc == SQLITE_DONE ? 0 : -EIO;
+	if (rc == SQLITE_ROW) {
+		snprintf(why, n, "%s", (const char *)sqlite3_column_text(s, 0));
+		ret = 1;
+	}
+	db_unlock(db);
+	return ret;
 }

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -98,6 +98,14 @@ static const char schema_v5[] =
     " from_date TEXT NOT NULL, to_patient TEXT NOT NULL,"
     " to_date TEXT NOT NULL);";
 
+/* Version 6: jobs parked after a failure no retry can fix (a request the
+ * store refuses for good, content stored wrong again and again): they wait
+ * for SIGHUP, the next mount or thumbfs retry, and the others go on. */
+static const char schema_v6[] =
+    "ALTER TABLE jobs ADD COLUMN parked INTEGER NOT NULL DEFAULT 0;"
+    /* the tries whose content the store got or kept wrong */
+    "ALTER TABLE jobs ADD COLUMN wrong INTEGER NOT NULL DEFAULT 0;";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -118,8 +126,8 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-			       schema_v5};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3,
+			       schema_v4, schema_v5, schema_v6};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -39,6 +39,10 @@ struct fs_cache {
 	bool walked;
 	bool trimming;
 	bool no_punch; /* the spool's file system cannot punch holes */
+	/* the file being restored, and the times a client must see of it
+	 * until the restore has put them back */
+	ino_t restoring;
+	struct timespec restoring_times[2];
 	pthread_mutex_t restore; /* one restore at a time */
 };
 
@@ -409,6 +413,16 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 	int fd = ret ? -1 : open_for_cache(sp, 0);
 	if (!ret && (fd < 0 || fstat(fd, &st)))
 		ret = -errno;
+	struct timespec tv[2] = {{0, 0}, {0, 0}};
+	bool marked = !ret;
+	if (marked) { /* its writes change its times: stat shows the old */
+		tv[0] = st.st_atim;
+		tv[1] = st.st_mtim;
+		pthread_mutex_lock(&fs->cache->lock);
+		fs->cache->restoring = st.st_ino;
+		memcpy(fs->cache->restoring_times, tv, sizeof(tv));
+		pthread_mutex_unlock(&fs->cache->lock);
+	}
 	if (!ret) {
 		ret = s3_get_fd(fs->store, img.s3_key, fd, err, sizeof(err));
 		if (ret)
@@ -429,13 +443,31 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 	if (!ret && fdatasync(fd))
 		ret = -errno;
 	if (!ret) {
-		struct timespec tv[2] = {st.st_atim, st.st_mtim};
-		futimens(fd, tv);
 		ret = db_image_restored(fs->db, p->patient, p->date, p->name);
 		fs_cache_added(fs->cache, (uint64_t)st.st_size);
 	}
-	if (fd >= 0)
+	if (fd >= 0) {
+		if (marked)
+			futimens(fd, tv); /* the client's, restored or not */
 		close(fd);
+	}
+	pthread_mutex_lock(&fs->cache->lock);
+	fs->cache->restoring = 0;
+	pthread_mutex_unlock(&fs->cache->lock);
 	pthread_mutex_unlock(&fs->cache->restore);
 	return ret == -ENOENT ? -EIO : ret;
+}
+
+int fs_cache_stat(struct fs_cache *c, const char *sp, int fd, struct stat *st)
+{
+	/* under the lock an eviction holds while it punches a file and puts
+	 * its times back, so no stat sees the times in between */
+	pthread_mutex_lock(&c->lock);
+	int ret = (fd >= 0 ? fstat(fd, st) : lstat(sp, st)) ? -errno : 0;
+	if (ret == 0 && c->restoring && st->st_ino == c->restoring) {
+		st->st_atim = c->restoring_times[0];
+		st->st_mtim = c->restoring_times[1];
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }

@@ -44,6 +44,12 @@ void fs_cache_trim(struct thumbfs *fs);
 int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 		     const char *sp);
 
+/* The stat of the spool file sp (or of fd, when it is not -1) as a client
+ * sees it: an eviction or a restore changes its times while it writes
+ * its data, and puts them back; none of that shows. 0 or -errno. */
+struct stat;
+int fs_cache_stat(struct fs_cache *c, const char *sp, int fd, struct stat *st);
+
 /* "N of M bytes" (as last measured) into out, for the status file. */
 void fs_cache_describe(struct fs_cache *c, char *out, size_t n);
 

@@ -22,36 +22,6 @@
 #include "s3/s3.h"
 #include "thumb/thumb.h"
 
-/* A job's failure to reach the store: held when the store refused, else
- * retried. */
-static void store_failed(struct thumbfs *fs, const struct db_job *job, int ret,
-			 const char *what, const char *err)
-{
-	if (ret == -EACCES)
-		fs_job_refused(fs, job, err);
-	else
-		fs_job_retry(fs, job, what, err);
-}
-
-/* The type and the reason of a file over [thumbnail] max_bytes, which is
- * uploaded as it streams and gets no thumbnail: -EFBIG. */
-static int too_large(struct thumbfs *fs, const char *path, uint64_t len,
-		     struct thumb_result *res, char *err, size_t errlen)
-{
-	unsigned char head[64];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, head, sizeof(head)) : 0;
-	if (fd >= 0)
-		close(fd);
-	res->format = thumb_detect(head, n > 0 ? (size_t)n : 0);
-	res->mime_type = thumb_mime_type(res->format);
-	snprintf(err, errlen,
-		 "file is %llu bytes, over the limit of %llu (max_bytes)",
-		 (unsigned long long)len,
-		 (unsigned long long)fs->thumb.max_bytes);
-	return -EFBIG;
-}
-
 /* The audit log's line for what the store now has, by its hash. */
 static void audit_stored(struct thumbfs *fs, const struct db_image *img)
 {
@@ -116,11 +86,10 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 {
 	struct db_image img, done;
 	struct thumb_result res = {0};
-	unsigned char *buf = NULL;
-	size_t len = 0;
+	struct s3_digest dg = {0};
 	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512];
 	bool current;
-	int ret;
+	int ret, fd = -1;
 
 	if (db_image_get_by_id(fs->db, job->image_id, &img)) {
 		db_job_done(fs->db, job->id); /* removed meanwhile */
@@ -131,37 +100,29 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	fs_spool_file(fs, img.patient_id, img.batch_date, img.name, path,
 		      sizeof(path));
 	done = img;
-	/* A file over max_bytes is kept and uploaded as it streams, without
-	 * being read into memory; it gets no thumbnail. */
-	struct stat st;
-	bool large =
-	    stat(path, &st) == 0 && (uint64_t)st.st_size > fs->thumb.max_bytes;
-	if (large) {
-		len = (size_t)st.st_size;
-		ret = s3_sha256_file(path, done.sha256);
-	} else {
-		ret = fs_read_whole(path, &buf, &len);
-	}
+	/* The spool file is read once to hash it (what the catalog and the
+	 * store's requests need, s3_digest_fd), once as it is decoded
+	 * (thumb_make_fd), and once as it is sent: never whole in memory. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ret = fd < 0 ? -errno : s3_digest_fd(fs->store, fd, &dg);
 	if (ret == -ENOENT) {
 		db_job_done(fs->db, job->id); /* renamed or removed */
-		return;
+		goto out_free;
 	}
 	if (ret) {
 		snprintf(err, sizeof(err), "%s", strerror(-ret));
 		fs_job_retry(fs, job, "reading the spool file", err);
-		return;
+		goto out_free;
 	}
 
-	done.file_size = (int64_t)len;
+	done.file_size = (int64_t)dg.size;
 	fs_read_meta(path, &done);
-	if (!large)
-		s3_sha256_hex(buf, len, done.sha256);
+	snprintf(done.sha256, sizeof(done.sha256), "%s", dg.sha256);
 	snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 		 s3_bucket(fs->store));
 	err[0] = '\0';
-	int terr =
-	    large ? too_large(fs, path, len, &res, err, sizeof(err))
-		  : thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+	/* (a file over [thumbnail] max_bytes gets no thumbnail) */
+	int terr = thumb_make_fd(fd, &fs->thumb, &res, err, sizeof(err));
 	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
 	done.width = res.width;
 	done.height = res.height;
@@ -187,12 +148,8 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		fs_job_retry(fs, job, w, err);
 		goto out_free;
 	}
-	if (large)
-		ret = s3_put_file(fs->store, done.s3_key, path, done.mime_type,
-				  err, sizeof(err));
-	else
-		ret = s3_put_buf(fs->store, done.s3_key, buf, len,
-				 done.mime_type, err, sizeof(err));
+	ret = s3_put_fd(fs->store, done.s3_key, fd, &dg, done.mime_type, err,
+			sizeof(err));
 	if (!ret && !terr)
 		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
 				 res.size, thumb_mime_type(res.thumb_format),
@@ -200,9 +157,10 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (ret) {
 		char w[PATH_MAX + 16];
 		snprintf(w, sizeof(w), "upload of '%s'", what);
-		store_failed(fs, job, ret, w, err);
+		fs_job_failed(fs, job, ret, w, err);
 		goto out_free;
 	}
+	fs_job_succeeded(fs);
 	if (!terr &&
 	    !fs_thumb_path(fs, img.patient_id, img.batch_date,
 			   done.thumbnail_name, thumb_path,
@@ -227,7 +185,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		goto out_free;
 	if (fs->pg)
 		fs_jobs_kick(fs); /* the sync runner has a row to send */
-	fs_cache_added(fs->cache, (uint64_t)len + res.size);
+	fs_cache_added(fs->cache, dg.size + res.size);
 	if (terr)
 		log_error("thumbnail of '%s' failed: %s; the original is kept "
 			  "and uploaded",
@@ -235,32 +193,37 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	else
 		log_info("imported %s (%dx%d, thumb %dx%d, %.1f MB)", what,
 			 res.width, res.height, res.thumb_width,
-			 res.thumb_height, (double)len / 1e6);
+			 res.thumb_height, (double)dg.size / 1e6);
 	audit_stored(fs, &done);
 out_free:
-	free(buf);
+	if (fd >= 0)
+		close(fd);
+	s3_digest_release(&dg);
 	thumb_result_release(&res);
 }
 
-/* The content of stored image img into *buf: from its spool file when that
- * holds it, else from the store (through tmp/). */
-static int read_stored(struct thumbfs *fs, const struct db_image *img,
-		       unsigned char **buf, size_t *len, char *err,
-		       size_t errlen)
+/* The content of stored image img, opened to read: its spool file when
+ * that holds it, else a copy fetched from the store into tmp/ (gone once
+ * closed). A descriptor, or -errno with err said. */
+static int open_stored(struct thumbfs *fs, const struct db_image *img,
+		       char *err, size_t errlen)
 {
 	char path[PATH_MAX];
+	int fd = -1;
 	if (db_image_evicted(fs->db, img->patient_id, img->batch_date,
 			     img->name) == 0 &&
 	    !fs_spool_file(fs, img->patient_id, img->batch_date, img->name,
 			   path, sizeof(path)) &&
-	    fs_read_whole(path, buf, len) == 0)
-		return 0;
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0)
+		return fd;
 	snprintf(path, sizeof(path), "%s/backfill.%s", fs->tmp, img->id);
 	int ret = s3_get_file(fs->store, img->s3_key, path, err, errlen);
-	if (ret == 0 && (ret = fs_read_whole(path, buf, len)))
-		snprintf(err, errlen, "%s", strerror(-ret));
+	if (ret == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "%s", strerror(errno));
+	}
 	unlink(path);
-	return ret;
+	return ret ? ret : fd;
 }
 
 /* A stored row with no thumbnail (imported before thumbnails): make it
@@ -269,10 +232,10 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 {
 	struct db_image img, done;
 	struct thumb_result res = {0};
-	unsigned char *buf = NULL;
-	size_t len = 0;
+	struct s3_digest dg = {0};
 	char what[PATH_MAX], err[512], path[PATH_MAX];
 	bool current;
+	int fd = -1;
 
 	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
 	    img.gen != job->gen || img.s3_thumbnail_key[0] || img.error[0]) {
@@ -289,14 +252,13 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			 (long long)img.file_size,
 			 (unsigned long long)fs->thumb.max_bytes);
 		ret = -EFBIG;
-	} else if ((ret =
-			read_stored(fs, &img, &buf, &len, err, sizeof(err)))) {
-		store_failed(fs, job, ret, "reading the original to backfill",
-			     err);
+	} else if ((fd = open_stored(fs, &img, err, sizeof(err))) < 0) {
+		fs_job_failed(fs, job, fd, "reading the original to backfill",
+			      err);
 		return;
 	}
 	if (ret == 0)
-		ret = thumb_make(buf, len, &fs->thumb, &res, err, sizeof(err));
+		ret = thumb_make_fd(fd, &fs->thumb, &res, err, sizeof(err));
 	if (ret) {
 		/* the row stays as the app has it; the reason is kept so
 		 * that it is not tried at every listing */
@@ -322,18 +284,19 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	if (!done.mime_type[0])
 		snprintf(done.mime_type, sizeof(done.mime_type), "%s",
 			 res.mime_type);
-	if (!done.sha256[0])
-		s3_sha256_hex(buf, len, done.sha256);
+	if (!done.sha256[0] && (ret = s3_digest_fd(fs->store, fd, &dg)) == 0)
+		snprintf(done.sha256, sizeof(done.sha256), "%s", dg.sha256);
 	if (!done.s3_bucket[0])
 		snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 			 s3_bucket(fs->store));
 	ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data, res.size,
 			 thumb_mime_type(res.thumb_format), err, sizeof(err));
 	if (ret) {
-		store_failed(fs, job, ret, "upload of a backfilled thumbnail",
-			     err);
+		fs_job_failed(fs, job, ret, "upload of a backfilled thumbnail",
+			      err);
 		goto out_free;
 	}
+	fs_job_succeeded(fs);
 	if (!fs_thumb_path(fs, img.patient_id, img.batch_date,
 			   done.thumbnail_name, path, sizeof(path)) &&
 	    fs_write_whole(fs, path, res.data, res.size) == 0)
@@ -349,7 +312,9 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	if (ret == 0 && current && fs->pg)
 		fs_jobs_kick(fs);
 out_free:
-	free(buf);
+	if (fd >= 0)
+		close(fd);
+	s3_digest_release(&dg);
 	thumb_result_release(&res);
 }
 
@@ -361,10 +326,12 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 		ret = s3_delete(fs->store, job->key, err, sizeof(err));
 	if (!ret && job->key2[0])
 		ret = s3_delete(fs->store, job->key2, err, sizeof(err));
-	if (ret)
-		store_failed(fs, job, ret, "delete", err);
-	else
-		db_job_done(fs->db, job->id);
+	if (ret) {
+		fs_job_failed(fs, job, ret, "delete", err);
+		return;
+	}
+	fs_job_succeeded(fs);
+	db_job_done(fs->db, job->id);
 }
 
 /* The image's directory was renamed: its objects are copied to the keys
@@ -398,9 +365,10 @@ static void run_move(struct thumbfs *fs, const struct db_job *job)
 		if (ret) {
 			char w[PATH_MAX + 16];
 			snprintf(w, sizeof(w), "move of '%s'", what);
-			store_failed(fs, job, ret, w, err);
+			fs_job_failed(fs, job, ret, w, err);
 			return;
 		}
+		fs_job_succeeded(fs);
 		ret = db_move_done(fs->db, job, key, thumb);
 		if (ret == 0)
 			log_info("moved %s in the store to %s", what, key);

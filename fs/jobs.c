@@ -2,6 +2,7 @@
  * back off on failure, hold the uploads while the store refuses, re-read
  * the credentials on SIGHUP, and checkpoint the catalog between jobs. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,64 @@ void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 	db_job_release(fs->db, job->id);
 }
 
+/* The store failed a request in a way that may pass (-EAGAIN): the next
+ * success lets the jobs waiting out their backoff go at once. */
+static _Atomic bool store_failing;
+
+void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
+		   const char *what, const char *err)
+{
+	bool for_good = ret == -EINVAL || ret == -EPROTO || ret == -ENOENT ||
+			ret == -EFBIG || ret == -ENAMETOOLONG ||
+			(ret == -EBADMSG && job->wrong + 1 >= FS_TRIES_MAX);
+	if (ret == -EACCES) {
+		fs_job_refused(fs, job, err);
+	} else if (for_good) {
+		log_error("%s failed for good: %s; it waits (SIGHUP, the next "
+			  "mount or thumbfs retry try it again), the others "
+			  "go on",
+			  what, err);
+		db_job_park(fs->db, job->id, err);
+	} else if (ret == -EBADMSG) {
+		int delay = backoff(job->attempts, fs->cfg.retry_max_s);
+		log_error("%s failed: %s, sent again in %d s", what, err,
+			  delay);
+		db_job_wrong(fs->db, job->id, delay, err);
+	} else {
+		if (ret == -EAGAIN)
+			store_failing = true;
+		fs_job_retry(fs, job, what, err);
+	}
+}
+
+void fs_job_succeeded(struct thumbfs *fs)
+{
+	if (!store_failing || !atomic_exchange(&store_failing, false))
+		return;
+	int n = db_jobs_go(fs->db);
+	if (n > 0) {
+		log_info("the store answers again: %d waiting job(s) go now",
+			 n);
+		fs_jobs_kick(fs);
+	}
+}
+
+/* Ask the store whether it answers again, once a second at most (a HEAD
+ * of the bucket): so what waits out a backoff goes as soon as it does. */
+static void probe(struct thumbfs *fs)
+{
+	static _Atomic long last;
+	char err[512];
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long was = last;
+	if (now.tv_sec == was ||
+	    !atomic_compare_exchange_strong(&last, &was, now.tv_sec))
+		return;
+	if (s3_ping(fs->store, err, sizeof(err)) == 0)
+		fs_job_succeeded(fs);
+}
+
 static bool store_held(struct thumbfs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
@@ -100,6 +159,10 @@ static void reload(struct thumbfs *fs)
 	pthread_cond_broadcast(&fs->cond);
 	pthread_mutex_unlock(&fs->lock);
 	log_info("reloaded the store's credentials from %s", fs->config_path);
+	int n = db_jobs_unpark(fs->db, NULL, NULL, NULL);
+	if (n > 0)
+		log_info("%d job(s) that had failed for good are tried again",
+			 n);
 }
 
 void fs_jobs_nap(struct thumbfs *fs)
@@ -157,6 +220,8 @@ static void *worker_main(void *arg)
 		else if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
+		else if (store_failing)
+			probe(fs); /* nothing due, as the store was failing */
 		fs_cache_trim(fs);
 		checkpoint(fs);
 		if (ret)

@@ -42,6 +42,19 @@ void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
 void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 		    const char *err);
 
+/* A store job failed with ret (s3.h's mapping) and err: a refusal (403)
+ * holds every store job (fs_job_refused); what no retry can fix (a 4xx,
+ * the store not encrypting as asked, content stored wrong FS_TRIES_MAX
+ * times) parks the job with the reason, and the others go on; anything
+ * else is retried (fs_job_retry). */
+#define FS_TRIES_MAX 5
+void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
+		   const char *what, const char *err);
+
+/* A store job succeeded: if the store had been failing, the jobs waiting
+ * out their backoff go now. */
+void fs_job_succeeded(struct thumbfs *fs);
+
 /* Sleep until kicked, stopped, or a second has passed. */
 void fs_jobs_nap(struct thumbfs *fs);
 

@@ -66,7 +66,9 @@ static void usage(const char *prog)
 	       "       %s presign CONFIG KEY [SECONDS]   a GET link to an "
 	       "object\n"
 	       "       %s backfill CONFIG   make the missing thumbnails of "
-	       "stored rows\n\n"
+	       "stored rows\n"
+	       "       %s retry CONFIG [PATH]   try again what failed for "
+	       "good\n\n"
 	       "Mount the patient-image archive described by CONFIG (an INI "
 	       "file;\nsee mount.conf.example) on MOUNTPOINT.\n\n"
 	       "    -f             stay in the foreground, log to stderr\n"
@@ -75,7 +77,7 @@ static void usage(const char *prog)
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
-	       prog, prog, prog, prog);
+	       prog, prog, prog, prog, prog);
 }
 
 /* A directory for thumbfs alone: created 0700 if missing. */
@@ -306,6 +308,43 @@ out:
 	return status;
 }
 
+/* thumbfs retry CONFIG [PATH]: jobs that failed for good (parked) go
+ * again, all or those under PATH (patients/ID[/DATE[/NAME]], on the mount
+ * or not); a running mount takes them up within a second. */
+static int retry(const char *config, const char *path)
+{
+	struct cfg cfg;
+	struct db *db;
+	char err[1024], patient[65] = "", date[11] = "", name[256] = "";
+	cfg_init(&cfg);
+	if (cfg_load(&cfg, config, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return 1;
+	}
+	const char *p = path ? strstr(path, "patients/") : NULL;
+	if (path && (!p || sscanf(p, "patients/%64[^/]/%10[^/]/%255[^\n]",
+				  patient, date, name) < 1)) {
+		fprintf(stderr,
+			"thumbfs: retry: '%s' is not a path of the tree "
+			"(patients/ID[/DATE[/NAME]])\n",
+			path);
+		return 2;
+	}
+	if (!(db = db_open_beside(cfg.catalog_dir, err, sizeof(err)))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		return 1;
+	}
+	int n = db_jobs_unpark(db, path ? patient : NULL, date, name);
+	db_free(db);
+	if (n < 0) {
+		fprintf(stderr, "thumbfs: retry: the catalog: %s\n",
+			strerror(-n));
+		return 1;
+	}
+	printf("%d job(s) that had failed for good will be tried again\n", n);
+	return 0;
+}
+
 static void on_sighup(int sig)
 {
 	(void)sig;
@@ -329,6 +368,8 @@ int main(int argc, char *argv[])
 	}
 	if (argc == 3 && !strcmp(argv[1], "backfill"))
 		return backfill(argv[2]);
+	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "retry"))
+		return retry(argv[2], argc == 4 ? argv[3] : NULL);
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "presign"))
 		return presign(argv[2], argv[3], argc == 5 ? argv[4] : "3600");
 	/* Image buffers come and go per file: keep them in the heap rather

@@ -105,44 +105,6 @@ int fs_spool_move(const struct thumbfs *fs, const struct db_move *m)
 	return ret;
 }
 
-int fs_read_whole(const char *path, unsigned char **out, size_t *len)
-{
-	struct stat sb;
-	int ret = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb)) {
-		ret = -errno;
-		goto out_close;
-	}
-	*len = (size_t)sb.st_size;
-	*out = malloc(*len ? *len : 1);
-	if (!*out) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
-	size_t off = 0;
-	while (off < *len) {
-		ssize_t n = read(fd, *out + off, *len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : 0;
-			*len = off; /* it shrank while we read: take what is */
-			break;
-		}
-		off += (size_t)n;
-	}
-	if (ret) {
-		free(*out);
-		*out = NULL;
-	}
-out_close:
-	close(fd);
-	return ret;
-}
-
 int fs_write_whole(const struct thumbfs *fs, const char *dest, const void *buf,
 		   size_t len)
 {

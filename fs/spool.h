@@ -53,9 +53,6 @@ int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
  * place, an empty one there replaced; done already is 0. 0 or -errno. */
 int fs_spool_move(const struct thumbfs *fs, const struct db_move *m);
 
-/* The whole file at path into a malloc'd *out of *len bytes. 0 or -errno. */
-int fs_read_whole(const char *path, unsigned char **out, size_t *len);
-
 /* Write buf to dest whole or not at all, through DIR/tmp/, creating
  * dest's directory (and its parent) if missing. 0 or -errno. */
 int fs_write_whole(const struct thumbfs *fs, const char *dest, const void *buf,

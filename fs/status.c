@@ -38,6 +38,7 @@ char *fs_status_text(struct thumbfs *fs)
 		     "queue postgres: %lld\n"
 		     "queue backfill: %lld\n"
 		     "queue move: %lld\n"
+		     "failed for good (thumbfs retry): %lld\n"
 		     "queue retrying: %lld\n"
 		     "cache: %s\n"
 		     "last errors:\n%s",
@@ -45,8 +46,8 @@ char *fs_status_text(struct thumbfs *fs)
 		     (long long)c.uploaded, (long long)c.thumb_errors,
 		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
 		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
-		     (long long)c.jobs_move, (long long)c.jobs_retrying, cache,
-		     errors) < 0)
+		     (long long)c.jobs_move, (long long)c.jobs_parked,
+		     (long long)c.jobs_retrying, cache, errors) < 0)
 		out = NULL;
 	return out;
 }

@@ -98,6 +98,12 @@ static int state_attr(const char *path, const char *name, char *value,
 	if (image_row(path, &img))
 		return -ENODATA;
 	const char *key = name + strlen(STATE_ATTR);
+	/* a job of the image failed for good: it says so, and why */
+	char why[512];
+	if (db_image_parked(fs_get()->db, img.id, why, sizeof(why)) == 1) {
+		snprintf(img.state, sizeof(img.state), "failed");
+		snprintf(img.error, sizeof(img.error), "%s", why);
+	}
 	if (!strcmp(key, "state"))
 		v = img.state;
 	else if (!strcmp(key, "s3_key"))

@@ -237,14 +237,15 @@ static void bucket_release(struct s3_store *st)
 
 /* ---- objects ---- */
 
-static int bucket_check(struct s3_store *st, char *err, size_t errlen)
+/* A single PUT of r's body, whose SHA-256 is sha and MD5 r->md5. */
+void s3_unencrypted(struct s3_store *st, const char *key)
 {
+	char ignored[256];
 	struct http_req r;
-	s3_http_init(&r, "HEAD", NULL);
-	return s3_http_do(st, &r, err, errlen);
+	s3_http_init(&r, "DELETE", key);
+	s3_http_do(st, &r, ignored, sizeof(ignored));
 }
 
-/* A single PUT of r's body, whose SHA-256 is sha and MD5 r->md5. */
 static int put(struct s3_store *st, struct http_req *r, const char *sha,
 	       const char *content_type, char *err, size_t errlen)
 {
@@ -252,7 +253,11 @@ static int put(struct s3_store *st, struct http_req *r, const char *sha,
 	r->content_type = content_type;
 	r->check_md5 = true;
 	r->sse = true;
-	return s3_http_do(st, r, err, errlen);
+	r->check_sse = true;
+	int ret = s3_http_do(st, r, err, errlen);
+	if (ret == -EPROTO)
+		s3_unencrypted(st, r->key);
+	return ret;
 }
 
 static int bucket_put_buf(struct s3_store *st, const char *key, const void *buf,
@@ -260,39 +265,66 @@ static int bucket_put_buf(struct s3_store *st, const char *key, const void *buf,
 			  size_t errlen)
 {
 	struct http_req r;
-	char sha[65];
-	if (len > st->multipart_threshold)
-		return s3_put_multipart(st, key, -1, buf, len, content_type,
-					err, errlen);
-	s3_http_init(&r, "PUT", key);
-	s3_sha256_hex(buf, len, sha);
-	EVP_Digest(buf, len, r.md5, NULL, EVP_md5(), NULL);
-	r.body = buf;
-	r.body_len = (curl_off_t)len;
-	return put(st, &r, sha, content_type, err, errlen);
+	struct s3_digest d;
+	int ret = s3_digest_buf(st, buf, len, &d);
+	if (ret) {
+		snprintf(err, errlen, "cannot hash '%s': %s", key,
+			 strerror(-ret));
+		return ret;
+	}
+	if (d.n_parts) {
+		ret = s3_put_multipart(st, key, -1, buf, &d, content_type, err,
+				       errlen);
+	} else {
+		s3_http_init(&r, "PUT", key);
+		memcpy(r.md5, d.md5, 16);
+		r.body = buf;
+		r.body_len = (curl_off_t)len;
+		ret = put(st, &r, d.sha256, content_type, err, errlen);
+	}
+	s3_digest_release(&d);
+	return ret;
 }
 
 static int bucket_put_fd(struct s3_store *st, const char *key, int fd,
-			 const char *content_type, char *err, size_t errlen)
+			 const struct s3_digest *d, const char *content_type,
+			 char *err, size_t errlen)
 {
 	struct http_req r;
-	struct stat sb;
-	char sha[65];
-	int ret = fstat(fd, &sb) ? -errno : 0;
-	if (ret == 0 && (uint64_t)sb.st_size > st->multipart_threshold)
-		return s3_put_multipart(st, key, fd, NULL, (uint64_t)sb.st_size,
-					content_type, err, errlen);
+	if (d->n_parts)
+		return s3_put_multipart(st, key, fd, NULL, d, content_type, err,
+					errlen);
 	s3_http_init(&r, "PUT", key);
-	if (ret == 0)
-		ret = s3_digest_range(fd, 0, -1, sha, r.md5);
-	if (ret) {
-		snprintf(err, errlen, "cannot read the content of '%s': %s",
-			 key, strerror(-ret));
-		return ret;
-	}
+	memcpy(r.md5, d->md5, 16);
 	r.body_fd = fd;
-	r.body_len = (curl_off_t)sb.st_size;
-	return put(st, &r, sha, content_type, err, errlen);
+	r.body_len = (curl_off_t)d->size;
+	return put(st, &r, d->sha256, content_type, err, errlen);
+}
+
+static int bucket_ping(struct s3_store *st, char *err, size_t errlen)
+{
+	struct http_req r;
+	s3_http_init(&r, "HEAD", NULL);
+	return s3_http_do(st, &r, err, errlen);
+}
+
+static int bucket_check(struct s3_store *st, char *err, size_t errlen)
+{
+	int ret = bucket_ping(st, err, errlen);
+	if (ret || !st->sse)
+		return ret;
+	/* encryption asked for: a probe object shows the store applies it,
+	 * before any patient image is written */
+	char key[64], rnd[9];
+	unsigned char b[4];
+	if (getentropy(b, sizeof(b)))
+		memset(b, 0, sizeof(b));
+	s3_hex(b, sizeof(b), rnd);
+	snprintf(key, sizeof(key), "thumbfs-probe/sse-%s", rnd);
+	ret = bucket_put_buf(st, key, "probe", 5, "text/plain", err, errlen);
+	if (ret == 0)
+		s3_unencrypted(st, key); /* (the probe's job is done) */
+	return ret;
 }
 
 static int bucket_get_fd(struct s3_store *st, const char *key, int fd,
@@ -343,7 +375,10 @@ static int bucket_copy(struct s3_store *st, const char *from, const char *to,
 		s3_http_init(&r, "PUT", to);
 		r.copy_source = src;
 		r.sse = true;
+		r.check_sse = true;
 		ret = s3_http_do(st, &r, err, errlen);
+		if (ret == -EPROTO)
+			s3_unencrypted(st, to);
 		/* a 200 can still say it failed, in its body */
 		if (ret == 0 && strstr(r.errbody, "<Error>")) {
 			char code[128];
@@ -411,6 +446,7 @@ const struct s3_backend s3_bucket_backend = {
     .open = bucket_open,
     .release = bucket_release,
     .check = bucket_check,
+    .ping = bucket_ping,
     .set_credentials = bucket_set_credentials,
     .put_fd = bucket_put_fd,
     .put_buf = bucket_put_buf,

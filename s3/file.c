@@ -199,11 +199,21 @@ static int put(struct s3_store *st, const char *key,
 	return said(ret, "store", key, err, errlen);
 }
 
-static int file_put_fd(struct s3_store *st, const char *key, int fd,
-		       const char *content_type, char *err, size_t errlen)
+/* Copy the file fd from its start. */
+static int fill_from_start(int fd, void *arg)
 {
-	(void)content_type;
-	return put(st, key, fill_copy, &fd, err, errlen);
+	int in = *(int *)arg;
+	if (lseek(in, 0, SEEK_SET) < 0)
+		return -errno;
+	return fill_copy(fd, arg);
+}
+
+static int file_put_fd(struct s3_store *st, const char *key, int fd,
+		       const struct s3_digest *d, const char *content_type,
+		       char *err, size_t errlen)
+{
+	(void)d, (void)content_type;
+	return put(st, key, fill_from_start, &fd, err, errlen);
 }
 
 static int file_put_buf(struct s3_store *st, const char *key, const void *buf,
@@ -282,6 +292,7 @@ const struct s3_backend s3_file_backend = {
     .open = file_open,
     .release = file_release,
     .check = file_check,
+    .ping = file_check,
     .set_credentials = file_set_credentials,
     .put_fd = file_put_fd,
     .put_buf = file_put_buf,

@@ -43,21 +43,48 @@ static void give_handle(struct s3_store *st, CURL *c)
 
 /* ---- the body and the answer ---- */
 
+/* The value of header name in line ("Name: value\r\n") into out,
+ * without quotes; false if line is another header. */
+static bool header_value(const char *line, size_t len, const char *name,
+			 char *out, size_t n)
+{
+	size_t nl = strlen(name), k = 0;
+	if (len <= nl || strncasecmp(line, name, nl) || line[nl] != ':')
+		return false;
+	const char *v = line + nl + 1, *end = line + len;
+	while (v < end && (*v == ' ' || *v == '"'))
+		v++;
+	while (v + k < end && v[k] != '"' && v[k] != '\r' && v[k] != '\n' &&
+	       k + 1 < n)
+		k++;
+	memcpy(out, v, k);
+	out[k] = '\0';
+	return true;
+}
+
 static size_t on_header(char *line, size_t size, size_t n, void *arg)
 {
 	struct http_req *r = arg;
 	size_t len = size * n;
-	if (len > 5 && !strncasecmp(line, "ETag:", 5)) {
-		const char *v = line + 5;
+	char num[32];
+	if (len > 5 && !strncmp(line, "HTTP/", 5)) { /* a new answer */
+		/* "HTTP/1.1 400 Bad Request": the reason after the code */
+		const char *sp = memchr(line, ' ', len), *end = line + len;
+		sp = sp ? memchr(sp + 1, ' ', (size_t)(end - sp - 1)) : NULL;
 		size_t k = 0;
-		while (v < line + len && (*v == ' ' || *v == '"'))
-			v++;
-		while (v + k < line + len && v[k] != '"' && v[k] != '\r' &&
-		       v[k] != '\n' && k + 1 < sizeof(r->etag))
+		while (sp && sp + 1 + k < end && sp[1 + k] != '\r' &&
+		       sp[1 + k] != '\n' && k + 1 < sizeof(r->reason))
 			k++;
-		memcpy(r->etag, v, k);
-		r->etag[k] = '\0';
+		memcpy(r->reason, sp ? sp + 1 : "", k);
+		r->reason[k] = '\0';
+		r->sse_got[0] = '\0';
+		r->length = -1;
 	}
+	header_value(line, len, "ETag", r->etag, sizeof(r->etag));
+	header_value(line, len, "x-amz-server-side-encryption", r->sse_got,
+		     sizeof(r->sse_got));
+	if (header_value(line, len, "Content-Length", num, sizeof(num)))
+		r->length = strtoll(num, NULL, 10);
 	return len;
 }
 
@@ -79,6 +106,17 @@ static size_t read_body(char *ptr, size_t size, size_t n, void *arg)
 	memcpy(ptr, r->body + r->body_pos, want);
 	r->body_pos += (curl_off_t)want;
 	return want;
+}
+
+/* curl rewinds the body to send it again (a connection that was reused
+ * and dropped, a redirect): from the part's start. */
+static int seek_body(void *arg, curl_off_t off, int origin)
+{
+	struct http_req *r = arg;
+	if (origin != SEEK_SET || off < 0 || off > r->body_len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	r->body_pos = off;
+	return CURL_SEEKFUNC_OK;
 }
 
 static size_t write_body(char *ptr, size_t size, size_t n, void *arg)
@@ -158,6 +196,7 @@ static int http_errno(CURLcode cc, long status, const char *code)
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
+	case CURLE_SEND_FAIL_REWIND:
 		return -EAGAIN;
 	default:
 		return -EIO;
@@ -167,6 +206,11 @@ static int http_errno(CURLcode cc, long status, const char *code)
 	if (strcmp(code, "SlowDown") == 0 ||
 	    strcmp(code, "RequestTimeout") == 0)
 		return -EAGAIN;
+	/* the body the store got is not what was signed: sent again */
+	if (strcmp(code, "BadDigest") == 0 ||
+	    strcmp(code, "InvalidDigest") == 0 ||
+	    strcmp(code, "XAmzContentSHA256Mismatch") == 0)
+		return -EBADMSG;
 	switch (status) {
 	case 403:
 	case 401:
@@ -303,8 +347,18 @@ static int explain(struct s3_store *st, struct http_req *r, int ret,
 			 what, curl_easy_strerror(cc), cerr[0] ? " (" : "",
 			 cerr, cerr[0] ? ")" : "");
 	} else if (ret) {
-		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld%s%s",
-			 r->method, what, r->status, *code ? " " : "", code);
+		/* the server's code and message, or the HTTP reason */
+		char msg[256];
+		s3_xml_value(r->errbody, "Message", msg, sizeof(msg));
+		snprintf(err, errlen, "%s of '%s' failed: HTTP %ld %s%s%s",
+			 r->method, what, r->status, *code ? code : r->reason,
+			 *msg ? ": " : "", msg);
+	} else if (r->check_sse && st->sse && strcasecmp(r->sse_got, st->sse)) {
+		snprintf(err, errlen,
+			 "store did not encrypt '%s': asked for %s, it "
+			 "answered %s",
+			 what, st->sse, r->sse_got[0] ? r->sse_got : "none");
+		ret = -EPROTO;
 	} else if (r->check_md5 && strcmp(r->etag, md5) &&
 		   !(st->sse && !strcmp(st->sse, "aws:kms"))) {
 		/* (with SSE-KMS the ETag is not the MD5; S3 still checks
@@ -313,7 +367,7 @@ static int explain(struct s3_store *st, struct http_req *r, int ret,
 			 "PUT of '%s': the store's ETag '%s' is not the MD5 %s "
 			 "of what was sent",
 			 r->key, r->etag, md5);
-		ret = -EIO; /* stored wrong: it is sent again */
+		ret = -EBADMSG; /* stored wrong: it is sent again */
 	}
 	return ret;
 }
@@ -324,6 +378,8 @@ static void set_method(CURL *c, struct http_req *r)
 		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_body);
 		curl_easy_setopt(c, CURLOPT_READDATA, r);
+		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_body);
+		curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, r->body_len);
 	} else if (strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -385,6 +441,7 @@ void s3_http_init(struct http_req *r, const char *method, const char *key)
 	r->key = key;
 	r->body_fd = -1;
 	r->out_fd = -1;
+	r->length = -1;
 	/* the SHA-256 of an empty body */
 	r->payload_hash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49"
 			  "5991b7852b855";

@@ -29,10 +29,12 @@ struct s3_backend {
 		    size_t errlen);
 	void (*release)(struct s3_store *st);
 	int (*check)(struct s3_store *st, char *err, size_t errlen);
+	int (*ping)(struct s3_store *st, char *err, size_t errlen);
 	int (*set_credentials)(struct s3_store *st, const char *key_id,
 			       const char *secret, const char *token);
 	int (*put_fd)(struct s3_store *st, const char *key, int fd,
-		      const char *content_type, char *err, size_t errlen);
+		      const struct s3_digest *d, const char *content_type,
+		      char *err, size_t errlen);
 	int (*put_buf)(struct s3_store *st, const char *key, const void *buf,
 		       size_t len, const char *content_type, char *err,
 		       size_t errlen);
@@ -98,12 +100,6 @@ int s3_mkdir_p(const char *dir, mode_t mode);
 int s3_write_atomic(const char *dest, int (*fill)(int fd, void *arg),
 		    void *arg);
 
-/* The hex SHA-256 (for the signature) and, when md5 is given, the MD5
- * (for Content-MD5 and the ETag check) of len bytes of fd from off (len
- * -1: to its end), in one pass. 0 or -errno. */
-int s3_digest_range(int fd, off_t off, int64_t len, char sha[65],
-		    unsigned char md5[16]);
-
 /*
  * One signed exchange with S3 (http.c).
  */
@@ -141,7 +137,13 @@ struct http_req {
 	char errbody[4096];
 	size_t errbody_len;
 	long status;
+	char reason[64]; /* the status line's reason phrase */
 	char etag[64];
+	char sse_got[32]; /* x-amz-server-side-encryption answered */
+	int64_t length;	  /* Content-Length answered; -1: none */
+	/* the answer must say the object was encrypted as [store] sse asks
+	 * (-EPROTO when it does not) */
+	bool check_sse;
 	CURL *curl;
 };
 
@@ -156,10 +158,14 @@ int s3_http_do(struct s3_store *st, struct http_req *r, char *err,
 /* The text of the first <name> element of xml into out ("" if none). */
 void s3_xml_value(const char *xml, const char *name, char *out, size_t n);
 
-/* An object over multipart_threshold, in part_size parts read from fd (or
- * buf, when fd is -1) as they are sent (multipart.c). */
+/* Delete key, stored but not encrypted as [store] sse asked (best
+ * effort: a store that did not encrypt it is told to remove it). */
+void s3_unencrypted(struct s3_store *st, const char *key);
+
+/* An object in the parts d describes, each read from fd (or buf, when fd
+ * is -1) as it is sent (multipart.c). */
 int s3_put_multipart(struct s3_store *st, const char *key, int fd,
-		     const unsigned char *buf, uint64_t size,
+		     const unsigned char *buf, const struct s3_digest *d,
 		     const char *content_type, char *err, size_t errlen);
 
 #endif

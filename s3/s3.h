@@ -8,7 +8,12 @@
  * write a one-line reason into err; the mapping is:
  *   -ENOENT  no such object          -EACCES  refused (403, bad credentials)
  *   -EAGAIN  transient: connection, timeout, 5xx, SlowDown; retry later
- *   -EINVAL  the request was malformed (4xx)   -EIO  anything else
+ *   -EBADMSG the store holds or got other bytes than were sent (its ETag,
+ *            BadDigest, XAmzContentSHA256Mismatch): send them again
+ *   -EPROTO  the store did not encrypt as [store] sse asks (the object
+ *            just written is deleted)
+ *   -EINVAL  the request was refused for good (another 4xx)
+ *   -EIO     anything else
  * Credentials never appear in err.
  */
 #ifndef S3_S3_H
@@ -54,11 +59,51 @@ void s3_free(struct s3_store *st);
 int s3_set_credentials(struct s3_store *st, const char *key_id,
 		       const char *secret, const char *token);
 
-/* Ask the store whether the bucket is there and the credentials are good. */
+/* Ask the store whether the bucket is there and the credentials are good;
+ * with [store] sse, store a probe object to see that the store encrypts as
+ * asked (-EPROTO, "store did not encrypt", when it does not). */
 int s3_check(struct s3_store *st, char *err, size_t errlen);
+
+/* Only whether the store answers (a HEAD of the bucket). */
+int s3_ping(struct s3_store *st, char *err, size_t errlen);
 
 /* The bucket's name (for a file:// store, its URL). Owned by the store. */
 const char *s3_bucket(const struct s3_store *st);
+
+/*
+ * What one pass over a content gives the store: its SHA-256 (hex: the
+ * catalog's, and the signature's) and MD5 (Content-MD5, and the ETag's
+ * check), and, for a content this store sends in parts (S3, over
+ * multipart_threshold), each part's. So a file is read once to hash it,
+ * and again only as it is sent.
+ */
+#define S3_PARTS_MAX 10000 /* S3's most parts of one upload */
+struct s3_part_digest {
+	char sha256[65];
+	unsigned char md5[16];
+};
+struct s3_digest {
+	uint64_t size;
+	char sha256[65];
+	unsigned char md5[16];
+	uint64_t part_size; /* 0: one PUT */
+	size_t n_parts;
+	struct s3_part_digest *parts; /* owned: s3_digest_release() */
+};
+
+/* Read fd from its start to its end (the size fstat gives) once, into d.
+ * 0, -EAGAIN (its size changed while it was read), -EFBIG (more than
+ * S3_PARTS_MAX parts: raise part_size), or -errno. */
+int s3_digest_fd(const struct s3_store *st, int fd, struct s3_digest *d);
+int s3_digest_buf(const struct s3_store *st, const void *buf, size_t len,
+		  struct s3_digest *d);
+void s3_digest_release(struct s3_digest *d);
+
+/* Store the content of fd, as d (s3_digest_fd) describes it, under key:
+ * read from the file as it is sent, whatever its size. */
+int s3_put_fd(struct s3_store *st, const char *key, int fd,
+	      const struct s3_digest *d, const char *content_type, char *err,
+	      size_t errlen);
 
 /* Store the contents of the file at path, or of buf, under key. */
 int s3_put_file(struct s3_store *st, const char *key, const char *path,

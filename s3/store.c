@@ -88,6 +88,11 @@ int s3_check(struct s3_store *st, char *err, size_t errlen)
 	return st->be->check(st, err, errlen);
 }
 
+int s3_ping(struct s3_store *st, char *err, size_t errlen)
+{
+	return st->be->ping(st, err, errlen);
+}
+
 int s3_put_buf(struct s3_store *st, const char *key, const void *buf,
 	       size_t len, const char *content_type, char *err, size_t errlen)
 {
@@ -103,16 +108,29 @@ int s3_put_file(struct s3_store *st, const char *key, const char *path,
 	int ret = check_key(key, err, errlen);
 	if (ret)
 		return ret;
+	struct s3_digest d;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
+	ret = fd < 0 ? -errno : s3_digest_fd(st, fd, &d);
+	if (ret) {
 		snprintf(err, errlen, "cannot read '%s': %s", path,
 			 strerror(-ret));
-		return ret;
+	} else {
+		ret =
+		    st->be->put_fd(st, key, fd, &d, content_type, err, errlen);
+		s3_digest_release(&d);
 	}
-	ret = st->be->put_fd(st, key, fd, content_type, err, errlen);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return ret;
+}
+
+int s3_put_fd(struct s3_store *st, const char *key, int fd,
+	      const struct s3_digest *d, const char *content_type, char *err,
+	      size_t errlen)
+{
+	int ret = check_key(key, err, errlen);
+	return ret ? ret
+		   : st->be->put_fd(st, key, fd, d, content_type, err, errlen);
 }
 
 int s3_get_fd(struct s3_store *st, const char *key, int fd, char *err,

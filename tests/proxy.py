@@ -15,6 +15,10 @@ class Proxy:
         self.lock = threading.Lock()
         self.faults = []  # callables(method, path, headers) -> fault
         self.aliases = {}  # access key id -> the one upstream knows
+        # an encrypting store: PUT and POST answers say they applied this
+        # server-side encryption (s3rver says none, as a store without a
+        # key service does)
+        self.encrypt = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,8 +47,9 @@ class Proxy:
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
                 if fault and fault[0] == "status":
                     status, code = fault[1], fault[2]
+                    msg = fault[3] if len(fault) > 3 else "injected"
                     xml = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code>"
-                           "<Message>injected</Message></Error>").encode()
+                           f"<Message>{msg}</Message></Error>").encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(xml)))
@@ -73,6 +78,10 @@ class Proxy:
                     if k.lower() not in ("transfer-encoding", "connection",
                                          "content-length"):
                         self.send_header(k, v)
+                if proxy.encrypt and self.command in ("PUT", "POST") and \
+                        200 <= res.status < 300:
+                    self.send_header("x-amz-server-side-encryption",
+                                     proxy.encrypt)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -210,3 +210,4 @@ def test_a_slow_fetch_does_not_block_the_mount(thumbfs_bin, tmp_path,
         assert got["data"] == files["s0.jpg"]
     finally:
         m.stop()
+

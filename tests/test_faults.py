@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import signal
+import subprocess
 import time
 
 from PIL import Image
@@ -278,5 +279,89 @@ def test_a_name_written_again_outlives_the_delete_of_its_old_content(
                  (m.mnt / ".thumbfs/status").read_text(), 30, "the deletes")
         assert m.object(row["s3_key"]) == srcs[1].read_bytes()
         m.object(row["s3_thumbnail_key"])
+    finally:
+        m.stop()
+
+
+def test_a_request_refused_for_good_holds_that_image_only(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """400 InvalidRequest, with no Message, for one image's PUT: no retry
+    can fix it, so that image is held (user.thumbfs.state "failed", the
+    code and the HTTP reason in user.thumbfs.error and the log, once) and
+    the others are stored; thumbfs retry CONFIG PATH tries it again."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.faults.append(
+            lambda meth, path, h: ("status", 400, "InvalidRequest", "")
+            if meth == "PUT" and path.endswith("/p01.jpg") else None)
+        d = m.batch()
+        names = write_photos(d, 3)
+        for n in ("p00.jpg", "p02.jpg"):
+            m.wait_uploaded(n)
+        wait_for(lambda: os.getxattr(d / "p01.jpg", "user.thumbfs.state")
+                 == b"failed", 30, "p01.jpg to be held")
+        why = os.getxattr(d / "p01.jpg", "user.thumbfs.error").decode()
+        assert "HTTP 400 InvalidRequest" in why, why
+        time.sleep(3)  # rounds of the runners: no retry of it
+        puts = [p for meth, p, _ in proxy.seen("PUT")
+                if p.endswith("/p01.jpg")]
+        assert len(puts) == 1, puts
+        assert m.log_text().count("failed for good") == 1
+        proxy.faults.clear()
+        r = subprocess.run([str(thumbfs_bin), "retry", str(m.conf),
+                            str(d / "p01.jpg")], capture_output=True,
+                           text=True)
+        assert r.returncode == 0 and "1 job(s)" in r.stdout, r
+        m.wait_uploaded("p01.jpg")
+        check_all_stored(m, names)
+    finally:
+        m.stop()
+
+
+def test_a_body_the_store_hashes_otherwise_is_sent_again(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """400 XAmzContentSHA256Mismatch (Ceph's answer to a body whose
+    SHA-256 is not the signed one) is a body corrupted on the way: sent
+    again; content stored wrong again and again is held after FS_TRIES_MAX
+    tries, never uploaded in an endless loop."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.fail(2, 400, "XAmzContentSHA256Mismatch")
+        ingest_survives(m, 2, "XAmzContentSHA256Mismatch")
+        proxy.faults.append(
+            lambda meth, path, h: ("corrupt",)
+            if meth == "PUT" and path.endswith("/bad.jpg") else None)
+        shutil.copy(photos()[3], m.batch() / "bad.jpg")
+        wait_for(lambda: os.getxattr(m.batch() / "bad.jpg",
+                                     "user.thumbfs.state") == b"failed",
+                 90, "bad.jpg to be held")
+        puts = [p for meth, p, _ in proxy.seen("PUT")
+                if p.endswith("/bad.jpg")]
+        assert len(puts) == 5, puts  # FS_TRIES_MAX whole tries
+    finally:
+        m.stop()
+
+
+def test_queued_work_goes_as_soon_as_the_store_is_back(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """The store refuses everything (503) for 10 s while 12 images are
+    written, with retry_max_s = 300: once it answers again, every image is
+    stored within seconds, not after each job's backoff."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    m.config["fs"]["retry_max_s"] = "300"
+    m.start()
+    try:
+        back = time.time() + 10
+        proxy.faults.append(
+            lambda meth, path, h: ("status", 503, "SlowDown")
+            if time.time() < back else None)
+        names = write_photos(m.batch(), 12)
+        time.sleep(max(0, back - time.time()))
+        for n in names:
+            m.wait_uploaded(n, 60)
+        took = time.time() - back
+        assert took < 12, f"the last image came {took:.1f} s after the store"
+        assert "the store answers again" in m.log_text()
+        check_all_stored(m, names)
     finally:
         m.stop()

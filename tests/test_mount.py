@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -535,3 +536,39 @@ def test_catalog_log_stays_bounded(file_mount):
     wait_for(all_done, 120, "every file uploaded")
     assert most < 1300 * (4096 + 24), most
     assert "checkpoint" not in file_mount.log_text()
+
+
+def peak_rss_mib(m):
+    """The daemon's peak resident memory (VmHWM), MiB."""
+    for line in Path(f"/proc/{m.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_runner_memory_does_not_grow_with_the_file(thumbfs_bin, tmp_path):
+    """A job runner hashes, decodes and uploads a file as it reads it: its
+    peak memory after a 160 MiB file (JPEG-named random data) and a large
+    real JPEG is what it was after small ones, not the files' sizes."""
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        d = m.batch()
+        shutil.copy(a_photo(), d / "small.jpg")
+        (d / "small.bin.jpg").write_bytes(os.urandom(1 << 20))
+        for n in ("small.jpg", "small.bin.jpg"):
+            m.wait_uploaded(n)
+        before = peak_rss_mib(m)
+        big = Image.open(a_photo()).convert("RGB").resize((6000, 4500))
+        big.save(d / "large.jpg", "JPEG", quality=95)
+        with open(d / "noise.jpg", "wb") as f:
+            block = os.urandom(16 << 20)
+            for _ in range(10):
+                f.write(block)
+        for n in ("large.jpg", "noise.jpg"):
+            row = m.wait_uploaded(n, 120)
+        assert row["file_size"] == 160 << 20
+        grown = peak_rss_mib(m) - before
+        assert grown < 40, f"{grown:.0f} MiB more for a 160 MiB file"
+        assert m.rows("name = 'large.jpg'")[0]["width"] == 6000
+    finally:
+        m.stop()

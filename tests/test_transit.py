@@ -30,6 +30,7 @@ def test_sse_headers_sent_and_signed(thumbfs_bin, tmp_path, s3server, proxy,
     if sse == "aws:kms":
         store["sse_kms_key_id"] = kms
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, **store)
+    proxy.encrypt = sse
     m.start()
     try:
         d = m.batch()
@@ -38,7 +39,12 @@ def test_sse_headers_sent_and_signed(thumbfs_bin, tmp_path, s3server, proxy,
     finally:
         m.stop()
     puts = {path.split("/", 2)[2]: h for _, path, h in proxy.seen("PUT")}
-    assert sorted(puts) == [PREFIX + "a.jpg", PREFIX + "a_thumb.jpg"]
+    # the mount's probe, at start, that the store encrypts; then deleted
+    probes = [k for k in puts if k.startswith("thumbfs-probe/")]
+    assert len(probes) == 1
+    assert [p.split("/", 2)[2] for _, p, _ in proxy.seen("DELETE")] == probes
+    assert sorted(k for k in puts if k not in probes) == [
+        PREFIX + "a.jpg", PREFIX + "a_thumb.jpg"]
     for h in puts.values():
         assert h["x-amz-server-side-encryption"] == sse
         assert "x-amz-server-side-encryption" in signed_headers(h)
@@ -52,6 +58,39 @@ def test_sse_headers_sent_and_signed(thumbfs_bin, tmp_path, s3server, proxy,
     for method in ("HEAD", "GET"):
         for _, _, h in proxy.seen(method):
             assert "x-amz-server-side-encryption" not in h
+
+
+def test_a_store_that_does_not_encrypt_is_refused(thumbfs_bin, tmp_path,
+                                                  s3server, proxy):
+    """sse = AES256 on a store that stores plaintext (its answers say no
+    encryption): the mount refuses to start, saying so on the terminal,
+    before any image is written; and a store that stops encrypting once
+    mounted has what it stored deleted, the image held with the reason
+    (user.thumbfs.error), nothing recorded as stored."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, sse="AES256")
+    m.start(check=False)
+    assert m.proc.wait(30) != 0
+    m.proc = None
+    m.logf.close()
+    assert "store did not encrypt" in m.log_text()
+    assert not [k for k in s3server.keys(m.bucket)]
+    proxy.encrypt = "AES256"
+    m.start()
+    try:
+        d = m.batch()
+        proxy.encrypt = None  # the store stops encrypting
+        shutil.copy(photos()[0], d / "a.jpg")
+        wait_for(lambda: os.getxattr(d / "a.jpg", "user.thumbfs.state") ==
+                 b"failed", 30, "the image to be held")
+        assert b"store did not encrypt" in os.getxattr(
+            d / "a.jpg", "user.thumbfs.error")
+        assert m.rows()[0]["state"] == "spooled"
+        wait_for(lambda: s3server.keys(m.bucket) == [], 10,
+                 "the plaintext object to go")
+        assert "failed for good: store did not encrypt" in m.log_text()
+        assert "failed for good" in (m.mnt / ".thumbfs/status").read_text()
+    finally:
+        m.stop()
 
 
 def test_bad_sse_stops_the_mount(thumbfs_bin, tmp_path, s3server):

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -141,8 +143,16 @@ static void cmyk_row_to_rgb(const unsigned char *in, unsigned char *out, int w,
 	}
 }
 
-static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
-		       int box_h, uint64_t max_pixels, struct thumb_image *img,
+/* What a decoder reads: len bytes at buf, or the stream fp (JPEG and
+ * PNG, which libjpeg and libpng read as they go). */
+struct src {
+	const unsigned char *buf;
+	size_t len;
+	FILE *fp;
+};
+
+static int decode_jpeg(const struct src *in, int box_w, int box_h,
+		       uint64_t max_pixels, struct thumb_image *img,
 		       int *orig_w, int *orig_h, char *err, size_t errlen)
 {
 	struct jpeg_decompress_struct cinfo;
@@ -164,7 +174,10 @@ static int decode_jpeg(const unsigned char *buf, size_t len, int box_w,
 		goto out_destroy;
 	}
 	jpeg_create_decompress(&cinfo);
-	jpeg_mem_src(&cinfo, buf, (unsigned long)len);
+	if (in->fp)
+		jpeg_stdio_src(&cinfo, in->fp);
+	else
+		jpeg_mem_src(&cinfo, in->buf, (unsigned long)in->len);
 	jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xffff);
 	jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xffff); /* ICC */
 	jpeg_read_header(&cinfo, TRUE);
@@ -328,6 +341,12 @@ static void png_read_mem(png_structp png, png_bytep out, size_t n)
 	s->pos += n;
 }
 
+static void png_read_file(png_structp png, png_bytep out, size_t n)
+{
+	if (fread(out, 1, n, png_get_io_ptr(png)) != n)
+		png_error(png, "file is truncated");
+}
+
 static void png_on_error(png_structp png, png_const_charp msg)
 {
 	struct png_err *e = png_get_error_ptr(png);
@@ -341,11 +360,11 @@ static void png_on_warning(png_structp png, png_const_charp msg)
 	(void)msg;
 }
 
-static int decode_png(const unsigned char *buf, size_t len, int box_w,
-		      int box_h, uint64_t max_pixels, struct thumb_image *img,
-		      int *orig_w, int *orig_h, char *err, size_t errlen)
+static int decode_png(const struct src *in, int box_w, int box_h,
+		      uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		      int *orig_h, char *err, size_t errlen)
 {
-	struct png_src src = {buf, len, 0};
+	struct png_src src = {in->buf, in->len, 0};
 	struct png_err perr = {""};
 	png_structp png = NULL;
 	png_infop info = NULL;
@@ -370,7 +389,10 @@ static int decode_png(const unsigned char *buf, size_t len, int box_w,
 		ret = -EINVAL;
 		goto out_destroy;
 	}
-	png_set_read_fn(png, &src, png_read_mem);
+	if (in->fp)
+		png_set_read_fn(png, in->fp, png_read_file);
+	else
+		png_set_read_fn(png, &src, png_read_mem);
 	/* Pillow checks no CRCs of ancillary chunks either; critical ones
 	 * still fail. */
 	png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_WARN_USE);
@@ -495,38 +517,109 @@ out_destroy:
 	return ret;
 }
 
-int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
-		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
-		 int *orig_h, char *err, size_t errlen)
+/* Decode in, whose format is fmt (see thumb_decode). */
+static int decode(const struct src *in, enum thumb_format fmt, int box_w,
+		  int box_h, uint64_t max_pixels, struct thumb_image *img,
+		  int *orig_w, int *orig_h, char *err, size_t errlen)
 {
 	memset(img, 0, sizeof(*img));
-	if (len == 0) {
+	if (in->len == 0) {
 		snprintf(err, errlen, "file is empty");
 		return -EINVAL;
 	}
-	switch (thumb_detect(buf, len)) {
+	switch (fmt) {
 	case THUMB_FMT_JPEG:
-		return decode_jpeg(buf, len, box_w, box_h, max_pixels, img,
-				   orig_w, orig_h, err, errlen);
+		return decode_jpeg(in, box_w, box_h, max_pixels, img, orig_w,
+				   orig_h, err, errlen);
 	case THUMB_FMT_PNG:
-		return decode_png(buf, len, box_w, box_h, max_pixels, img,
-				  orig_w, orig_h, err, errlen);
+		return decode_png(in, box_w, box_h, max_pixels, img, orig_w,
+				  orig_h, err, errlen);
 	case THUMB_FMT_WEBP:
-		return thumb_decode_webp(buf, len, max_pixels, img, orig_w,
-					 orig_h, err, errlen);
+		return thumb_decode_webp(in->buf, in->len, max_pixels, img,
+					 orig_w, orig_h, err, errlen);
 	case THUMB_FMT_TIFF:
-		return thumb_decode_tiff(buf, len, max_pixels, img, orig_w,
-					 orig_h, err, errlen);
+		return thumb_decode_tiff(in->buf, in->len, max_pixels, img,
+					 orig_w, orig_h, err, errlen);
 	case THUMB_FMT_GIF:
-		return thumb_decode_gif(buf, len, max_pixels, img, orig_w,
-					orig_h, err, errlen);
+		return thumb_decode_gif(in->buf, in->len, max_pixels, img,
+					orig_w, orig_h, err, errlen);
 	case THUMB_FMT_HEIF:
-		return thumb_decode_heif(buf, len, max_pixels, img, orig_w,
-					 orig_h, err, errlen);
+		return thumb_decode_heif(in->buf, in->len, max_pixels, img,
+					 orig_w, orig_h, err, errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
 			 "GIF, HEIC)");
 		return -ENOTSUP;
 	}
+}
+
+int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
+		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		 int *orig_h, char *err, size_t errlen)
+{
+	struct src in = {buf, len, NULL};
+	return decode(&in, thumb_detect(buf, len), box_w, box_h, max_pixels,
+		      img, orig_w, orig_h, err, errlen);
+}
+
+int thumb_decode_fd(int fd, uint64_t len, int box_w, int box_h,
+		    uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		    int *orig_h, char *err, size_t errlen)
+{
+	unsigned char head[64];
+	struct src in = {NULL, (size_t)len, NULL};
+	void *map = MAP_FAILED;
+	unsigned char *whole = NULL;
+	int ret = 0;
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	enum thumb_format fmt = thumb_detect(head, n > 0 ? (size_t)n : 0);
+	int dfd = -1;
+	if (len == 0 || fmt == THUMB_FMT_UNKNOWN) {
+		in.buf = head; /* said so by decode() */
+	} else if (fmt == THUMB_FMT_JPEG || fmt == THUMB_FMT_PNG) {
+		/* read as decoded, on a descriptor of its own */
+		dfd = dup(fd);
+		if (dfd < 0 || lseek(dfd, 0, SEEK_SET) < 0 ||
+		    !(in.fp = fdopen(dfd, "rb")))
+			ret = -errno;
+		if (in.fp)
+			dfd = -1; /* the stream's now */
+	} else if (len <= THUMB_BUF_MAX) {
+		whole = malloc((size_t)len);
+		size_t got = 0;
+		while (whole && got < len) {
+			ssize_t r = pread(fd, whole + got, (size_t)len - got,
+					  (off_t)got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		ret = !whole ? -ENOMEM : got < len ? -EIO : 0;
+		in.buf = whole;
+	} else {
+		/* the libraries of these read from memory: the page cache's,
+		 * mapped, not a copy on the heap */
+		map = mmap(NULL, (size_t)len, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (map == MAP_FAILED)
+			ret = -errno;
+		else
+			in.buf = map;
+	}
+	if (ret)
+		snprintf(err, errlen, "cannot read the file: %s",
+			 strerror(-ret));
+	else
+		ret = decode(&in, fmt, box_w, box_h, max_pixels, img, orig_w,
+			     orig_h, err, errlen);
+	if (in.fp)
+		fclose(in.fp);
+	if (dfd >= 0)
+		close(dfd);
+	if (map != MAP_FAILED)
+		munmap(map, (size_t)len);
+	free(whole);
+	return ret;
 }

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "thumb/decoders.h"
 
@@ -75,25 +77,34 @@ void thumb_result_release(struct thumb_result *res)
 	memset(res, 0, sizeof(*res));
 }
 
-int thumb_make(const unsigned char *buf, size_t len,
-	       const struct thumb_opts *opts, struct thumb_result *res,
-	       char *err, size_t errlen)
+/* The pipeline over len bytes at buf, or (buf NULL) of the file fd, whose
+ * head (its first bytes) says its format. */
+static int make(const unsigned char *buf, int fd, uint64_t len,
+		const unsigned char *head, size_t head_len,
+		const struct thumb_opts *opts, struct thumb_result *res,
+		char *err, size_t errlen)
 {
 	struct thumb_image img = {0}, small = {0}, upright = {0};
 	int ow = 0, oh = 0, ret;
 
 	memset(res, 0, sizeof(*res));
-	res->format = thumb_detect(buf, len);
+	res->format = thumb_detect(head, head_len);
 	res->mime_type = thumb_mime_type(res->format);
 	if (opts->max_bytes && len > opts->max_bytes) {
-		snprintf(err, errlen,
-			 "file is %zu bytes, over the limit of %llu", len,
-			 (unsigned long long)opts->max_bytes);
+		snprintf(
+		    err, errlen,
+		    "file is %llu bytes, over the limit of %llu (max_bytes)",
+		    (unsigned long long)len,
+		    (unsigned long long)opts->max_bytes);
 		ret = -EFBIG;
 		goto out;
 	}
-	ret = thumb_decode(buf, len, opts->max_width, opts->max_height,
-			   opts->max_pixels, &img, &ow, &oh, err, errlen);
+	ret = buf ? thumb_decode(buf, (size_t)len, opts->max_width,
+				 opts->max_height, opts->max_pixels, &img, &ow,
+				 &oh, err, errlen)
+		  : thumb_decode_fd(fd, len, opts->max_width, opts->max_height,
+				    opts->max_pixels, &img, &ow, &oh, err,
+				    errlen);
 	if (ret)
 		goto out;
 	/* Sizes are the upright ones (as displayed, as the app stores); the
@@ -160,4 +171,28 @@ out:
 		res->mime_type = thumb_mime_type(f);
 	}
 	return ret;
+}
+
+int thumb_make(const unsigned char *buf, size_t len,
+	       const struct thumb_opts *opts, struct thumb_result *res,
+	       char *err, size_t errlen)
+{
+	return make(buf, -1, len, buf, len, opts, res, err, errlen);
+}
+
+int thumb_make_fd(int fd, const struct thumb_opts *opts,
+		  struct thumb_result *res, char *err, size_t errlen)
+{
+	unsigned char head[64];
+	struct stat st;
+	if (fstat(fd, &st)) {
+		memset(res, 0, sizeof(*res));
+		res->mime_type = thumb_mime_type(THUMB_FMT_UNKNOWN);
+		snprintf(err, errlen, "cannot read the file: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	ssize_t n = pread(fd, head, sizeof(head), 0);
+	return make(NULL, fd, (uint64_t)st.st_size, head, n > 0 ? (size_t)n : 0,
+		    opts, res, err, errlen);
 }

@@ -94,6 +94,16 @@ int thumb_decode(const unsigned char *buf, size_t len, int box_w, int box_h,
 		 uint64_t max_pixels, struct thumb_image *img, int *orig_w,
 		 int *orig_h, char *err, size_t errlen);
 
+/* The same for the file fd, of len bytes, read as it is decoded: JPEG and
+ * PNG streamed through libjpeg and libpng; the other formats, whose
+ * libraries read from memory, read whole up to THUMB_BUF_MAX and mapped
+ * (mmap, the page cache's, not the heap's) beyond. So decoding a file
+ * takes the decoder's working set, not the file's size, of the heap. */
+#define THUMB_BUF_MAX (8u << 20)
+int thumb_decode_fd(int fd, uint64_t len, int box_w, int box_h,
+		    uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		    int *orig_h, char *err, size_t errlen);
+
 /* The EXIF orientation (1..8) in an APP1 Exif block, 1 when it has none. */
 int thumb_exif_orientation(const unsigned char *exif, size_t len);
 
@@ -116,6 +126,10 @@ int thumb_encode(const struct thumb_image *img, enum thumb_format fmt,
 int thumb_make(const unsigned char *buf, size_t len,
 	       const struct thumb_opts *opts, struct thumb_result *res,
 	       char *err, size_t errlen);
+
+/* The same for the file fd (from its start), read as thumb_decode_fd. */
+int thumb_make_fd(int fd, const struct thumb_opts *opts,
+		  struct thumb_result *res, char *err, size_t errlen);
 
 void thumb_image_release(struct thumb_image *img);
 void thumb_result_release(struct thumb_result *res);

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/unit/check.h"
 #include "thumb/thumb.h"
@@ -176,6 +178,61 @@ static void test_bad_input(void)
 	thumb_image_release(&src);
 }
 
+/* thumb_make_fd over a file gives what thumb_make gives over its bytes:
+ * the same return, the same thumbnail, byte for byte. */
+static void check_same_from_a_file(const unsigned char *buf, size_t len,
+				   const struct thumb_opts *opts)
+{
+	char path[] = "/tmp/thumbfs-thumb-XXXXXX", err[256], err2[256];
+	struct thumb_result a, b;
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	unlink(path);
+	CHECK(write(fd, buf, len) == (ssize_t)len);
+	/* where the file's offset is does not matter */
+	int ra = thumb_make(buf, len, opts, &a, err, sizeof(err));
+	int rb = thumb_make_fd(fd, opts, &b, err2, sizeof(err2));
+	CHECK_INT(rb, ra);
+	CHECK(!strcmp(err, err2) || ra == 0);
+	CHECK(a.format == b.format && a.width == b.width &&
+	      a.height == b.height && a.size == b.size &&
+	      (!a.size || !memcmp(a.data, b.data, a.size)));
+	thumb_result_release(&a);
+	thumb_result_release(&b);
+	close(fd);
+}
+
+static void test_from_a_file(void)
+{
+	struct thumb_opts opts;
+	struct thumb_image src = make_image(700, 500, 3);
+	unsigned char *enc;
+	size_t len;
+	char err[256];
+	thumb_opts_init(&opts);
+	for (int i = 0; i < 700 * 500 * 3; i++)
+		src.pixels[i] = (unsigned char)(i * 7 % 251);
+	for (int f = 0; f < 2; f++) {
+		enum thumb_format fmt = f ? THUMB_FMT_PNG : THUMB_FMT_JPEG;
+		CHECK_INT(
+		    thumb_encode(&src, fmt, 90, &enc, &len, err, sizeof(err)),
+		    0);
+		check_same_from_a_file(enc, len, &opts);
+		check_same_from_a_file(enc, len / 2, &opts); /* truncated */
+		check_same_from_a_file(enc, 20, &opts);
+		opts.max_bytes = len - 1;
+		check_same_from_a_file(enc, len, &opts);
+		thumb_opts_init(&opts);
+		free(enc);
+	}
+	check_same_from_a_file((const unsigned char *)"", 0, &opts);
+	check_same_from_a_file((const unsigned char *)"hello, world", 12,
+			       &opts);
+	thumb_image_release(&src);
+}
+
 /* PngSuite: every valid file thumbnails, every x*.png is refused. */
 static void test_pngsuite(void)
 {
@@ -306,6 +363,7 @@ int main(void)
 	test_roundtrip(THUMB_FMT_PNG, 4);
 	test_roundtrip(THUMB_FMT_PNG, 2);
 	test_bad_input();
+	test_from_a_file();
 	test_pngsuite();
 	test_bit_flips();
 	return check_report("test_thumb");

@@ -1,0 +1,89 @@
+"""The store on Ceph's RADOS Gateway (16.2, as many self-hosted clusters
+run it), a real S3 server that, unlike s3rver, checks signatures and
+payload hashes and answers multipart uploads as S3 does, with RGW's own
+ways: an empty ETag in CompleteMultipartUpload's answer, and SSE accepted
+over plain HTTP but not applied."""
+import hashlib
+import io
+import os
+import shutil
+
+from PIL import Image
+
+from conftest import Mount, photos, wait_for
+from test_posix import jpeg, moved_everywhere
+
+PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
+
+
+def rgw_mount(thumbfs_bin, tmp_path, rgw, **store):
+    m = Mount(thumbfs_bin, tmp_path, "s3", rgw)
+    m.config["store"].update(store)
+    return m
+
+
+def test_forty_photos_in_parts_of_5_mib(thumbfs_bin, tmp_path, rgw):
+    """multipart_threshold = part_size = 5 MiB: every photograph over it
+    goes up in parts (RGW answers their completion with an empty ETag,
+    checked with a HEAD), and every image and thumbnail is stored, once,
+    byte for byte; no upload is left open."""
+    m = rgw_mount(thumbfs_bin, tmp_path, rgw, multipart_threshold="5242880",
+                  part_size="5242880").start()
+    try:
+        d = m.batch()
+        srcs = photos()[:40]
+        for i, p in enumerate(srcs):
+            shutil.copy(p, d / f"p{i:02}{p.suffix}")
+        names = [f"p{i:02}{p.suffix}" for i, p in enumerate(srcs)]
+        for n in names:
+            m.wait_uploaded(n, 300)
+        assert any(p.stat().st_size > 5 << 20 for p in srcs)
+        rows = {r["name"]: r for r in m.rows()}
+        want = []
+        for n, p in zip(names, srcs):
+            r = rows[n]
+            data = m.object(r["s3_key"])
+            assert hashlib.sha256(data).hexdigest() == r["sha256"] == \
+                hashlib.sha256(p.read_bytes()).hexdigest()
+            Image.open(io.BytesIO(m.object(r["s3_thumbnail_key"])))
+            want += [r["s3_key"], r["s3_thumbnail_key"]]
+        assert m.object_keys(PREFIX) == sorted(want)
+        open_uploads = rgw.client().list_multipart_uploads(Bucket=m.bucket)
+        assert not open_uploads.get("Uploads"), open_uploads
+        assert "is neither" not in m.log_text()
+    finally:
+        m.stop()
+
+
+def test_sse_on_a_store_that_does_not_encrypt_stops_the_mount(
+        thumbfs_bin, tmp_path, rgw):
+    """sse = AES256 on RGW without a key service (it accepts the header
+    and stores plaintext): the mount refuses to start, with the reason on
+    the terminal, before any image is written."""
+    m = rgw_mount(thumbfs_bin, tmp_path, rgw, sse="AES256")
+    m.start(check=False)
+    assert m.proc.wait(60) != 0
+    m.proc = None
+    m.logf.close()
+    assert "store did not encrypt" in m.log_text(), m.log_text()
+    assert rgw.keys(m.bucket) == []
+
+
+def test_a_folder_moves_on_rgw(thumbfs_bin, tmp_path, rgw):
+    """A folder's rename copies its objects with CopyObject (signed as RGW
+    checks it), then deletes the old ones."""
+    m = rgw_mount(thumbfs_bin, tmp_path, rgw).start()
+    try:
+        d = m.batch("P8")
+        for i in range(3):
+            (d / f"m{i}.jpg").write_bytes(jpeg(60 + i))
+        for i in range(3):
+            m.wait_uploaded(f"m{i}.jpg")
+        os.rename(m.mnt / "patients/P8", m.mnt / "patients/P9")
+        want = {f"m{i}.jpg": ("P9", "2025-11-10") for i in range(3)}
+        wait_for(lambda: moved_everywhere(m, want), 60, "the move")
+        for i in range(3):
+            assert m.object("patients/filemaker-import/images/P9/2025-11-10/"
+                            f"m{i}.jpg") == jpeg(60 + i)
+    finally:
+        m.stop()

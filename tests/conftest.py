@@ -155,6 +155,16 @@ def rgw():
 
 
 @pytest.fixture(scope="session")
+def s3store(request):
+    """The S3 server every store-level and mount-level test runs on:
+    Ceph RGW. (s3rver only where the RGW tool is not beside the clone, so
+    that a clone alone still tests itself.)"""
+    if (RGW_TOOL / "start").exists():
+        return request.getfixturevalue("rgw")
+    return request.getfixturevalue("s3server")
+
+
+@pytest.fixture(scope="session")
 def s3server():
     tmp = tempfile.mkdtemp(prefix="thumbfs-s3rver-")
     srv = S3Server(tmp)
@@ -357,7 +367,7 @@ def pg_mount(binary, base, s3server, pg, **postgres):
 
 @pytest.fixture(params=["file", "s3"])
 def mount(request, thumbfs_bin, tmp_path):
-    s3 = request.getfixturevalue("s3server") if request.param == "s3" else None
+    s3 = request.getfixturevalue("s3store") if request.param == "s3" else None
     m = Mount(thumbfs_bin, tmp_path, request.param, s3).start()
     yield m
     m.stop()

@@ -4,7 +4,7 @@ import json
 import os
 import stat
 
-from conftest import S3_SECRET, Mount, photos, wait_for
+from conftest import Mount, photos, wait_for
 
 
 def read_log(path):
@@ -13,9 +13,9 @@ def read_log(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_each_kind_once(thumbfs_bin, tmp_path, s3server):
+def test_each_kind_once(thumbfs_bin, tmp_path, s3store):
     log = tmp_path / "audit.log"
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server)
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3store)
     m.config["audit"] = {"file": str(log)}
     m.start()
     try:
@@ -67,7 +67,7 @@ def test_each_kind_once(thumbfs_bin, tmp_path, s3server):
     one(op="open", path=f"{base}/c_thumb.jpg", result="EACCES")
     one(op="mkdir", path="/patients/P1", result="ok")
     text = log.read_text()
-    assert S3_SECRET not in text
+    assert s3store.secret_key not in text
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 

@@ -50,14 +50,14 @@ def jpeg(w, h, seed_):
 
 
 def test_listing_makes_the_missing_thumbnails(thumbfs_bin, tmp_path,
-                                              s3server, clean_postgres):
+                                              s3store, clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     try:
         items = {f"IMG_{i}.jpg": p.read_bytes()
                  for i, p in enumerate(photos()[:3])}
         items["broken.jpg"] = b"\xff\xd8\xff not a photograph"
-        seed(pg, s3server, m.bucket, "P7", "2019-03-04", items)
+        seed(pg, s3store, m.bucket, "P7", "2019-03-04", items)
         d = m.mnt / "patients/P7/2019-03-04"
         want = sorted(list(items) + [f"IMG_{i}_thumb.jpg" for i in range(3)])
         wait_for(lambda: d.exists() and sorted(
@@ -99,13 +99,13 @@ def clean(text):
 
 
 def test_backfill_command_interrupted_and_run_again(thumbfs_bin, tmp_path,
-                                                    s3server, clean_postgres):
+                                                    s3store, clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg)
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg)
     m.config["fs"]["workers"] = "1"
     big = photos()[1].read_bytes()  # a 3840x2160 photograph
     items = {f"scan{i:02d}.jpg": big for i in range(30)}
-    seed(pg, s3server, m.bucket, "P8", "2018-01-02", items)
+    seed(pg, s3store, m.bucket, "P8", "2018-01-02", items)
     m.write_config()
     p = subprocess.Popen([str(thumbfs_bin), "backfill", str(m.conf)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -136,7 +136,7 @@ def test_backfill_command_interrupted_and_run_again(thumbfs_bin, tmp_path,
         f"backfill: {30 - len(made)} of {30 - len(made)} made, 0 failed, 0 left"
     rows = pg_rows(pg, "P8")
     assert all(r[1] and r[3] == "3840" and r[4] == "2160" for r in rows)
-    thumbs = s3server.keys(m.bucket, f"{PREFIX}/P8/")
+    thumbs = s3store.keys(m.bucket, f"{PREFIX}/P8/")
     assert len(thumbs) == 60
     # nothing left: a third run does nothing
     r = run_backfill(thumbfs_bin, m)
@@ -153,7 +153,7 @@ def test_backfill_command_interrupted_and_run_again(thumbfs_bin, tmp_path,
         m.stop()
 
 
-def test_backfill_without_postgres(thumbfs_bin, tmp_path, s3server):
+def test_backfill_without_postgres(thumbfs_bin, tmp_path, s3store):
     """With no [postgres], the catalog's own rows: a file:// archive whose
     catalog lost its thumbnails is repaired."""
     from conftest import Mount

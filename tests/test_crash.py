@@ -61,13 +61,13 @@ def status(m):
                 if ": " in line)
 
 
-def test_kill9_while_writing_loses_nothing(thumbfs_bin, tmp_path, s3server,
+def test_kill9_while_writing_loses_nothing(thumbfs_bin, tmp_path, s3store,
                                            clean_postgres):
     seed = int(os.environ.get("THUMBFS_SEED", random.randrange(1 << 30)))
     print(f"seed {seed} (THUMBFS_SEED={seed} repeats this run)")
     rng = random.Random(seed)
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg)
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg)
     m.start()
     dirs = [m.batch("P1", "2025-11-10"), m.batch("P2", "2025-11-11")]
     want = {}

@@ -9,7 +9,7 @@ import urllib.request
 
 from PIL import Image
 
-from conftest import ROOT, S3_KEY, S3_SECRET, pg_mount, photos, wait_for
+from conftest import ROOT, pg_mount, photos, wait_for
 
 APP = r'''
 import json, sys
@@ -31,21 +31,22 @@ print(json.dumps(ImageSerializer(rows, many=True).data, default=str))
 '''
 
 
-def serialize(pg, s3server):
+def serialize(pg, s3store):
     """The app's view of the rows: run in a process of its own, as the app
     is, with Debian's Django, DRF, psycopg2 and boto3."""
     r = subprocess.run(
-        [sys.executable, "-c", APP, str(pg.port), s3server.endpoint, S3_KEY,
-         S3_SECRET], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", APP, str(pg.port), s3store.endpoint,
+         s3store.access_key, s3store.secret_key], capture_output=True,
+        text=True, timeout=120,
         cwd=ROOT / "tests/django_project")
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
 
-def test_every_row_has_thumbnail_width_height(thumbfs_bin, tmp_path, s3server,
+def test_every_row_has_thumbnail_width_height(thumbfs_bin, tmp_path, s3store,
                                               clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     d = m.batch("P42", "2025-11-10")
     srcs = photos()[:8]
     subprocess.run(["cp", *map(str, srcs), str(d)], check=True)
@@ -56,7 +57,7 @@ def test_every_row_has_thumbnail_width_height(thumbfs_bin, tmp_path, s3server,
     wait_for(lambda: "queue postgres: 0" in
              (m.mnt / ".thumbfs/status").read_text(), 30, "the sync queue")
 
-    data = serialize(pg, s3server)
+    data = serialize(pg, s3store)
     assert len(data) == len(srcs)
     for row, src in zip(data, sorted(srcs, key=lambda p: p.name)):
         assert row["original_filename"] == src.name

@@ -18,8 +18,8 @@ IMAGE_COLS = ("original_filename, s3_key, s3_thumbnail_key, s3_bucket, "
               "uploaded_by, category, coalesce(filemaker_id, '-')")
 
 
-def pg_mount(thumbfs_bin, tmp_path, s3server, pg):
-    m = base_mount(thumbfs_bin, tmp_path, s3server, pg,
+def pg_mount(thumbfs_bin, tmp_path, s3store, pg):
+    m = base_mount(thumbfs_bin, tmp_path, s3store, pg,
                    batch_name="Import {date}")
     m.config["fs"]["uploaded_by"] = "%u via FileMaker import"
     return m
@@ -36,10 +36,10 @@ def test_schema_command_prints_the_ddl(thumbfs_bin):
     assert out == (ROOT / "schema/postgres.sql").read_text()
 
 
-def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3server,
+def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3store,
                                           clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     d = m.batch()
     srcs = photos()[:3]
     for s in srcs:
@@ -111,11 +111,11 @@ def test_sync_upserts_updates_and_deletes(thumbfs_bin, tmp_path, s3server,
 
 
 def test_postgres_away_during_ingest_loses_nothing(thumbfs_bin, tmp_path,
-                                                   s3server, clean_postgres):
+                                                   s3store, clean_postgres):
     """PostgreSQL stopped while 200 files are ingested, then started: 200
     rows, none twice, with no remount."""
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     d = m.batch()
     pg.stop()
     try:
@@ -139,11 +139,11 @@ def test_postgres_away_during_ingest_loses_nothing(thumbfs_bin, tmp_path,
     m.stop()
 
 
-def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3server,
+def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3store,
                                        postgres):
     postgres.psql("DROP DATABASE IF EXISTS empty", db="postgres")
     postgres.psql("CREATE DATABASE empty", db="postgres")
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, postgres)
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, postgres)
     m.config["postgres"]["dsn"] = postgres.dsn.replace("dbname=thumbfs",
                                                        "dbname=empty")
     m.write_config()
@@ -155,7 +155,7 @@ def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3server,
     assert not os.path.ismount(m.mnt)
 
 
-def test_empty_dsn_never_touches_postgres(thumbfs_bin, tmp_path, s3server,
+def test_empty_dsn_never_touches_postgres(thumbfs_bin, tmp_path, s3store,
                                           clean_postgres):
     m = Mount(thumbfs_bin, tmp_path, "file").start()
     d = m.batch()
@@ -177,11 +177,11 @@ def tombstones(pg):
 
 
 def test_unlink_is_a_tombstone_before_the_objects_go(thumbfs_bin, tmp_path,
-                                                     s3server, clean_postgres):
+                                                     s3store, clean_postgres):
     """The tombstone reaches PostgreSQL before the store's objects are
     deleted: with PostgreSQL away, the objects stay until it is back."""
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     try:
         d = m.batch()
         src = photos()[0]
@@ -215,12 +215,12 @@ def test_unlink_is_a_tombstone_before_the_objects_go(thumbfs_bin, tmp_path,
         m.stop()
 
 
-def test_delete_keep_leaves_the_objects(thumbfs_bin, tmp_path, s3server,
+def test_delete_keep_leaves_the_objects(thumbfs_bin, tmp_path, s3store,
                                         clean_postgres):
     """[store] delete = keep: the mount and the app no longer show the
     image; the store keeps both objects, and the tombstone says so."""
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg)
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg)
     m.config["store"]["delete"] = "keep"
     m.start()
     try:
@@ -247,12 +247,12 @@ def test_delete_keep_leaves_the_objects(thumbfs_bin, tmp_path, s3server,
         m.stop()
 
 
-def test_a_folder_move_reaches_postgresql(thumbfs_bin, tmp_path, s3server,
+def test_a_folder_move_reaches_postgresql(thumbfs_bin, tmp_path, s3store,
                                           clean_postgres):
     """mv of a date's folder: PostgreSQL's rows move to the new batch with
     their new keys, and the old batch, now empty, goes."""
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     try:
         d = m.batch()
         srcs = photos()[:2]

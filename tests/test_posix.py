@@ -397,10 +397,10 @@ def test_a_folder_moves_in_one_call(mount, tmp_path):
         assert (p / pt / d / name).read_bytes() == data[name]
 
 
-def test_a_folder_move_resumes_after_kill_9(thumbfs_bin, tmp_path, s3server):
+def test_a_folder_move_resumes_after_kill_9(thumbfs_bin, tmp_path, s3store):
     """kill -9 right after the rename returns: the next mount shows the new
     tree and finishes moving the store's keys."""
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3server).start()
+    m = Mount(thumbfs_bin, tmp_path, "s3", s3store).start()
     d = m.batch("P6")
     names = [f"i{i}.jpg" for i in range(6)]
     try:

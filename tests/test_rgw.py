@@ -7,10 +7,12 @@ import hashlib
 import io
 import os
 import shutil
+import signal
+import subprocess
 
 from PIL import Image
 
-from conftest import Mount, photos, wait_for
+from conftest import RGW, Mount, photos, wait_for
 from test_posix import jpeg, moved_everywhere
 
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
@@ -87,3 +89,56 @@ def test_a_folder_moves_on_rgw(thumbfs_bin, tmp_path, rgw):
                             f"m{i}.jpg") == jpeg(60 + i)
     finally:
         m.stop()
+
+
+def radosgw_admin(rgw, *args):
+    env = dict(os.environ, CEPH_CONF=str(rgw.dir / "ceph/ceph.conf"))
+    r = subprocess.run(["radosgw-admin", "-n", "client.rgw.a", *args],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_rotated_credentials_wait_for_sighup(thumbfs_bin, tmp_path, rgw):
+    """A user of RGW of its own, whose key is revoked while mounted: 403
+    InvalidAccessKeyId, said once, the uploads held; its new key in the
+    config and SIGHUP, and they go (RGW checks every signature)."""
+    uid = "u" + os.urandom(4).hex()
+    old, new = "OLD" + uid.upper(), "NEW" + uid.upper()
+    radosgw_admin(rgw, "user", "create", f"--uid={uid}",
+                  f"--display-name={uid}", f"--access-key={old}",
+                  "--secret=old-secret-" + uid)
+    m = rgw_mount(thumbfs_bin, tmp_path, rgw, access_key_id=old,
+                  secret_access_key="old-secret-" + uid)
+    m.config["store"]["url"] = f"s3://b{uid}"
+    m.bucket = f"b{uid}"
+    user = RGW(rgw.dir)
+    user.endpoint = rgw.endpoint
+    user.access_key, user.secret_key = old, "old-secret-" + uid
+    user.client().create_bucket(Bucket=m.bucket)
+    m.s3 = user
+    m.start()
+    try:
+        d = m.batch()
+        shutil.copy(photos()[0], d / "a.jpg")
+        m.wait_uploaded("a.jpg")
+        radosgw_admin(rgw, "key", "create", f"--uid={uid}",
+                      f"--access-key={new}", "--secret=new-secret-" + uid)
+        radosgw_admin(rgw, "key", "rm", f"--uid={uid}",
+                      f"--access-key={old}")
+        shutil.copy(photos()[1], d / "b.jpg")
+        wait_for(lambda: "the store refused" in m.log_text(), 60,
+                 "the refusal")
+        assert m.log_text().count("the store refused") == 1
+        assert "InvalidAccessKeyId" in m.log_text()
+        assert m.rows("name = 'b.jpg'")[0]["state"] == "spooled"
+        m.config["store"]["access_key_id"] = new
+        m.config["store"]["secret_access_key"] = "new-secret-" + uid
+        m.write_config()
+        os.kill(m.proc.pid, signal.SIGHUP)
+        row = m.wait_uploaded("b.jpg", 60)
+        user.access_key, user.secret_key = new, "new-secret-" + uid
+        assert m.object(row["s3_key"]) == photos()[1].read_bytes()
+    finally:
+        m.stop()
+    assert "new-secret-" not in m.log_text()

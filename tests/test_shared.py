@@ -9,9 +9,9 @@ from conftest import Mount, pg_mount, photos, wait_for
 PREFIX = "patients/filemaker-import/images/P1/2025-11-10/"
 
 
-def two_mounts(thumbfs_bin, tmp_path, s3server, pg):
-    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3server)
-    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3server)
+def two_mounts(thumbfs_bin, tmp_path, s3store, pg):
+    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3store)
+    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3store)
     b.bucket = a.bucket
     b.config["store"]["url"] = f"s3://{a.bucket}"
     for m in (a, b):
@@ -24,11 +24,11 @@ def listing(m, patient="P1", date="2025-11-10"):
     return sorted(os.listdir(d)) if d.exists() else []
 
 
-def test_two_mounts_see_each_other(thumbfs_bin, tmp_path, s3server,
+def test_two_mounts_see_each_other(thumbfs_bin, tmp_path, s3store,
                                    clean_postgres):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a, b = two_mounts(thumbfs_bin, tmp_path, s3server, clean_postgres)
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, clean_postgres)
     try:
         src = photos()[0]
         shutil.copy(src, a.batch() / "a.jpg")
@@ -69,16 +69,16 @@ def test_two_mounts_see_each_other(thumbfs_bin, tmp_path, s3server,
         b.stop()
 
 
-def test_web_app_upload_appears(thumbfs_bin, tmp_path, s3server,
+def test_web_app_upload_appears(thumbfs_bin, tmp_path, s3store,
                                 clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3server, pg).start()
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
     try:
         data = photos()[4].read_bytes()
         thumb = b"\xff\xd8\xff" + b"not really a thumbnail"
         key = "patients/web/P9/2025-06-01/upload.jpg"
         tkey = "patients/web/P9/2025-06-01/upload_thumb.jpg"
-        c = s3server.client()
+        c = s3store.client()
         c.put_object(Bucket=m.bucket, Key=key, Body=data)
         c.put_object(Bucket=m.bucket, Key=tkey, Body=thumb)
         pg.psql(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import S3_KEY, S3_SECRET, Mount, S3Server, wait_for  # noqa
+from conftest import RGW, RGW_TOOL, Mount, S3Server, wait_for  # noqa
 
 COPIES = 5  # patients; the corpus once per patient
 BINARY = ROOT / "build/thumbfs"
@@ -26,9 +26,9 @@ import io, sys, boto3
 from pathlib import Path
 from PIL import Image
 from botocore.config import Config
-endpoint, bucket, src = sys.argv[1:4]
+endpoint, bucket, src, key, secret = sys.argv[1:6]
 s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                  aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER",
+                  aws_access_key_id=key, aws_secret_access_key=secret,
                   config=Config(s3={"addressing_style": "path"}))
 for p in sorted(Path(src).rglob("*.jpg")):
     key = str(p.relative_to(src))
@@ -87,99 +87,112 @@ def pct(xs, p):
 
 def main():
     tmp = Path(tempfile.mkdtemp(prefix="thumbfs-bench-ingest-"))
-    srv = S3Server(tmp / "s3rver")
-    (tmp / "s3rver").mkdir()
-    srv.start()
+    src = tmp / "src"
+    files = corpus(src)
+    servers = [("s3rver", S3Server(tmp / "server-s3rver"))]
+    (tmp / "server-s3rver").mkdir()
+    if (RGW_TOOL / "start").exists():
+        servers.append(("Ceph RGW", RGW(tmp / "server-rgw")))
+        (tmp / "server-rgw").mkdir()
     try:
-        src = tmp / "src"
-        files = corpus(src)
-        n = len(files)
-        mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"corpus: {n} photographs ({COPIES} patients x "
-              f"{n // COPIES}), {mb:.0f} MB; s3rver on 127.0.0.1; "
-              f"2 cores")
-        res = {}
-
-        # (a) thumbfs, until every object pair is stored
-        base = tmp / "thumbfs"
-        base.mkdir()
-        m = Mount(BINARY, base, "s3", srv)
-        m.config["fs"].pop("workers")  # the default: two per core
-        m.start()
-        t0 = time.monotonic()
-        subprocess.run(["cp", "-r", str(src / "patients"), str(m.mnt)],
-                       check=True)
-        t_cp = time.monotonic() - t0
-        wait_for(lambda: status(m.mnt)["images uploaded"] == str(n) and
-                 status(m.mnt)["queue ingest"] == "0", 1800,
-                 "thumbfs to upload everything")
-        res["thumbfs (cp -r, then until stored)"] = time.monotonic() - t0
-        keys = sum(len(m.object_keys(
-            f"patients/filemaker-import/images/P{k}/"))
-            for k in range(1, COPIES + 1))
-        assert keys == 2 * n, f"{keys} objects for {n} files"
-        print(f"  thumbfs: cp -r returned after {t_cp:.1f} s; "
-              f"{keys} objects stored (original + thumbnail each)")
-        # close() latency: the same files again, under other patients
-        lat_t = copy_timed(files, src / "patients", m.mnt)
-        m.stop()
-
-        # (b) s3fs on the same s3rver (originals only)
-        bucket = "s3fs" + os.urandom(4).hex()
-        srv.client().create_bucket(Bucket=bucket)
-        pw = tmp / "s3fs.passwd"
-        pw.write_text(f"{S3_KEY}:{S3_SECRET}\n")
-        pw.chmod(0o600)
-        mnt = tmp / "s3fs-mnt"
-        mnt.mkdir()
-        subprocess.run(["s3fs", bucket, str(mnt), "-o",
-                        f"url={srv.endpoint}", "-o", "use_path_request_style",
-                        "-o", f"passwd_file={pw}"], check=True)
-        wait_for(lambda: os.path.ismount(mnt), 30, "s3fs to mount")
-        try:
-            t0 = time.monotonic()
-            subprocess.run(["cp", "-r", str(src / "patients"), str(mnt)],
-                           check=True)
-            res["s3fs (cp -r)"] = time.monotonic() - t0
-            lat_s = copy_timed(files, src / "patients", mnt)
-        finally:
-            subprocess.run(["fusermount3", "-u", str(mnt)])
-        got = sum(1 for k in range(1, COPIES + 1)  # and folder objects
-                  for key in srv.keys(bucket, f"patients/P{k}/")
-                  if key.endswith(".jpg"))
-        assert got == n, f"s3fs stored {got} of {n}"
-
-        # (c) a local directory
-        local = tmp / "local"
-        local.mkdir()
-        t0 = time.monotonic()
-        subprocess.run(["cp", "-r", str(src / "patients"), str(local)],
-                       check=True)
-        res["local directory (cp -r)"] = time.monotonic() - t0
-        lat_l = copy_timed(files, src / "patients", local)
-
-        # (d) the seed's pipeline: Pillow thumbnail + two PUTs per file
-        bucket = "seed" + os.urandom(4).hex()
-        srv.client().create_bucket(Bucket=bucket)
-        t0 = time.monotonic()
-        subprocess.run(["/usr/bin/python3", "-c", SEED, srv.endpoint, bucket,
-                        str(src)], check=True)
-        res["seed pipeline (Pillow + 2 PUTs)"] = time.monotonic() - t0
-
-        base_t = res["thumbfs (cp -r, then until stored)"]
-        for k, t in res.items():
-            print(f"  {k:36} {n / t:7.1f} files/s {mb / t:7.1f} MB/s   "
-                  f"thumbfs / this = {t / base_t:.2f}x")
-        p50t, p99t = pct(lat_t, 50) * 1e3, pct(lat_t, 99) * 1e3
-        p50l, p99l = pct(lat_l, 50) * 1e3, pct(lat_l, 99) * 1e3
-        p50s, p99s = pct(lat_s, 50) * 1e3, pct(lat_s, 99) * 1e3
-        print(f"  close() on thumbfs: p50 {p50t:.2f} ms, p99 {p99t:.2f} ms;"
-              f" local directory: p50 {p50l:.3f} ms, p99 {p99l:.3f} ms; "
-              f"s3fs: p50 {p50s:.1f} ms, p99 {p99s:.1f} ms; thumbfs mean "
-              f"{statistics.mean(lat_t) * 1e3:.2f} ms")
+        for name, srv in servers:
+            srv.start()
+            try:
+                one_server(tmp / ("run-" + name.replace(" ", "_")), src,
+                           files, name, srv)
+            finally:
+                srv.stop()
     finally:
-        srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def one_server(tmp, src, files, name, srv):
+    tmp.mkdir()
+    n = len(files)
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"corpus: {n} photographs ({COPIES} patients x "
+          f"{n // COPIES}), {mb:.0f} MB; {name} on 127.0.0.1; "
+          f"2 cores")
+    res = {}
+
+    # (a) thumbfs, until every object pair is stored
+    base = tmp / "thumbfs"
+    base.mkdir()
+    m = Mount(BINARY, base, "s3", srv)
+    m.config["fs"].pop("workers")  # the default: two per core
+    m.start()
+    t0 = time.monotonic()
+    subprocess.run(["cp", "-r", str(src / "patients"), str(m.mnt)],
+                   check=True)
+    t_cp = time.monotonic() - t0
+    wait_for(lambda: status(m.mnt)["images uploaded"] == str(n) and
+             status(m.mnt)["queue ingest"] == "0", 1800,
+             "thumbfs to upload everything")
+    res["thumbfs (cp -r, then until stored)"] = time.monotonic() - t0
+    keys = sum(len(m.object_keys(
+        f"patients/filemaker-import/images/P{k}/"))
+        for k in range(1, COPIES + 1))
+    assert keys == 2 * n, f"{keys} objects for {n} files"
+    print(f"  thumbfs: cp -r returned after {t_cp:.1f} s; "
+          f"{keys} objects stored (original + thumbnail each)")
+    # close() latency: the same files again, under other patients
+    lat_t = copy_timed(files, src / "patients", m.mnt)
+    m.stop()
+
+    # (b) s3fs on the same s3rver (originals only)
+    bucket = "s3fs" + os.urandom(4).hex()
+    srv.client().create_bucket(Bucket=bucket)
+    pw = tmp / "s3fs.passwd"
+    pw.write_text(f"{srv.access_key}:{srv.secret_key}\n")
+    pw.chmod(0o600)
+    mnt = tmp / "s3fs-mnt"
+    mnt.mkdir()
+    subprocess.run(["s3fs", bucket, str(mnt), "-o",
+                    f"url={srv.endpoint}", "-o", "use_path_request_style",
+                    "-o", f"passwd_file={pw}"], check=True)
+    wait_for(lambda: os.path.ismount(mnt), 30, "s3fs to mount")
+    try:
+        t0 = time.monotonic()
+        subprocess.run(["cp", "-r", str(src / "patients"), str(mnt)],
+                       check=True)
+        res["s3fs (cp -r)"] = time.monotonic() - t0
+        lat_s = copy_timed(files, src / "patients", mnt)
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+    got = sum(1 for k in range(1, COPIES + 1)  # and folder objects
+              for key in srv.keys(bucket, f"patients/P{k}/")
+              if key.endswith(".jpg"))
+    assert got == n, f"s3fs stored {got} of {n}"
+
+    # (c) a local directory
+    local = tmp / "local"
+    local.mkdir()
+    t0 = time.monotonic()
+    subprocess.run(["cp", "-r", str(src / "patients"), str(local)],
+                   check=True)
+    res["local directory (cp -r)"] = time.monotonic() - t0
+    lat_l = copy_timed(files, src / "patients", local)
+
+    # (d) the seed's pipeline: Pillow thumbnail + two PUTs per file
+    bucket = "seed" + os.urandom(4).hex()
+    srv.client().create_bucket(Bucket=bucket)
+    t0 = time.monotonic()
+    subprocess.run(["/usr/bin/python3", "-c", SEED, srv.endpoint, bucket,
+                    str(src), srv.access_key, srv.secret_key],
+                   check=True)
+    res["seed pipeline (Pillow + 2 PUTs)"] = time.monotonic() - t0
+
+    base_t = res["thumbfs (cp -r, then until stored)"]
+    for k, t in res.items():
+        print(f"  {k:36} {n / t:7.1f} files/s {mb / t:7.1f} MB/s   "
+              f"thumbfs / this = {t / base_t:.2f}x")
+    p50t, p99t = pct(lat_t, 50) * 1e3, pct(lat_t, 99) * 1e3
+    p50l, p99l = pct(lat_l, 50) * 1e3, pct(lat_l, 99) * 1e3
+    p50s, p99s = pct(lat_s, 50) * 1e3, pct(lat_s, 99) * 1e3
+    print(f"  close() on thumbfs: p50 {p50t:.2f} ms, p99 {p99t:.2f} ms;"
+          f" local directory: p50 {p50l:.3f} ms, p99 {p99l:.3f} ms; "
+          f"s3fs: p50 {p50s:.1f} ms, p99 {p99s:.1f} ms; thumbfs mean "
+          f"{statistics.mean(lat_t) * 1e3:.2f} ms")
 
 
 main()

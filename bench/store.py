@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import S3_KEY, S3_SECRET, Mount, S3Server, wait_for  # noqa
+from conftest import RGW, RGW_TOOL, Mount, S3Server, wait_for  # noqa
 from PIL import Image  # noqa
 
 COPIES = 3
@@ -41,9 +41,12 @@ def bucket(srv, name):
 
 
 def store_put(srv, files, threads):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=srv.access_key,
+               AWS_SECRET_ACCESS_KEY=srv.secret_key)
     out = subprocess.run([str(PUT), srv.endpoint, bucket(srv, "put"),
                           str(threads)] + [str(f) for f in files],
-                         check=True, capture_output=True, text=True).stdout
+                         check=True, capture_output=True, text=True,
+                         env=env).stdout
     v = out.split()
     return float(v[1]), int(v[9])
 
@@ -116,70 +119,82 @@ def memory(tmp, srv, photos):
 
 def main():
     tmp = Path(tempfile.mkdtemp(prefix="thumbfs-bench-store-"))
-    srv = S3Server(tmp / "s3rver")
-    (tmp / "s3rver").mkdir()
-    srv.start()
+    src = tmp / "src"
+    src.mkdir()
+    files = corpus(src)
+    servers = [("s3rver", S3Server(tmp / "server-s3rver"))]
+    if (RGW_TOOL / "start").exists():
+        servers.append(("Ceph RGW", RGW(tmp / "server-rgw")))
     try:
-        src = tmp / "src"
-        src.mkdir()
-        files = corpus(src)
-        n = len(files)
-        mb = sum(f.stat().st_size for f in files) / 1e6
-        print(f"corpus: {n} photographs, {mb:.0f} MB; s3rver on "
-              "127.0.0.1; 2 cores")
-        res = {}
-        res["thumbfs client, 4 at once"] = store_put(srv, files, 4)[0]
-        res["thumbfs client, 1 at a time"] = store_put(srv, files, 1)[0]
-
-        b = bucket(srv, "s3fs")
-        pw = tmp / "s3fs.passwd"
-        pw.write_text(f"{S3_KEY}:{S3_SECRET}\n")
-        pw.chmod(0o600)
-        mnt = tmp / "s3fs-mnt"
-        mnt.mkdir()
-        subprocess.run(["s3fs", b, str(mnt), "-o", f"url={srv.endpoint}",
-                        "-o", "use_path_request_style", "-o",
-                        f"passwd_file={pw}"], check=True)
-        wait_for(lambda: os.path.ismount(mnt), 30, "s3fs to mount")
-        try:
-            t0 = time.monotonic()
-            subprocess.run(["cp", "-r", str(src), str(mnt)], check=True)
-            res["s3fs (cp -r)"] = time.monotonic() - t0
-        finally:
-            subprocess.run(["fusermount3", "-u", str(mnt)])
-        assert len([k for k in srv.keys(b) if k.endswith(".jpg")]) == n
-
-        b = bucket(srv, "curl")
-        t0 = time.monotonic()
-        for f in files:
-            subprocess.run(["curl", "-sSf", "--aws-sigv4",
-                            "aws:amz:us-east-1:s3", "--user",
-                            f"{S3_KEY}:{S3_SECRET}", "-H",
-                            # curl 7.88 does not send it; S3 wants it
-                            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
-                            "-T", str(f),
-                            f"{srv.endpoint}/{b}/{f.name}"],
-                           check=True, stdout=subprocess.DEVNULL)
-        res["curl -T per file"] = time.monotonic() - t0
-        assert len(srv.keys(b)) == n
-
-        base = res["thumbfs client, 4 at once"]
-        for k, t in res.items():
-            print(f"  {k:30} {n / t:7.1f} files/s {mb / t:7.1f} MB/s   "
-                  f"thumbfs client (4) / this = {t / base:.2f}x")
-
-        for size in (64 << 20, 2 << 30):
-            f = tmp / f"big{size >> 20}"
-            big_file(f, size)
-            secs, rss = store_put(srv, [f], 1)
-            print(f"  one {size >> 20} MiB file (multipart over 64 MiB, "
-                  f"16 MiB parts): {size / 1e6 / secs:.1f} MB/s, peak "
-                  f"memory {rss / 1024:.1f} MiB")
-            f.unlink()
-        memory(tmp, srv, files)
+        for k, (name, srv) in enumerate(servers):
+            (tmp / name.replace(" ", "_")).mkdir()
+            srv.dir.mkdir(exist_ok=True)
+            srv.start()
+            try:
+                one_server(tmp / name.replace(" ", "_"), src, files, name,
+                           srv, memory_too=k == 0)
+            finally:
+                srv.stop()
     finally:
-        srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def one_server(tmp, src, files, name, srv, memory_too):
+    n = len(files)
+    mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"corpus: {n} photographs, {mb:.0f} MB; {name} on "
+          "127.0.0.1; 2 cores")
+    res = {}
+    res["thumbfs client, 4 at once"] = store_put(srv, files, 4)[0]
+    res["thumbfs client, 1 at a time"] = store_put(srv, files, 1)[0]
+
+    b = bucket(srv, "s3fs")
+    pw = tmp / "s3fs.passwd"
+    pw.write_text(f"{srv.access_key}:{srv.secret_key}\n")
+    pw.chmod(0o600)
+    mnt = tmp / "s3fs-mnt"
+    mnt.mkdir()
+    subprocess.run(["s3fs", b, str(mnt), "-o", f"url={srv.endpoint}",
+                    "-o", "use_path_request_style", "-o",
+                    f"passwd_file={pw}"], check=True)
+    wait_for(lambda: os.path.ismount(mnt), 30, "s3fs to mount")
+    try:
+        t0 = time.monotonic()
+        subprocess.run(["cp", "-r", str(src), str(mnt)], check=True)
+        res["s3fs (cp -r)"] = time.monotonic() - t0
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)])
+    assert len([k for k in srv.keys(b) if k.endswith(".jpg")]) == n
+
+    b = bucket(srv, "curl")
+    t0 = time.monotonic()
+    for f in files:
+        subprocess.run(["curl", "-sSf", "--aws-sigv4",
+                        "aws:amz:us-east-1:s3", "--user",
+                        f"{srv.access_key}:{srv.secret_key}", "-H",
+                        # curl 7.88 does not send it; S3 wants it
+                        "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                        "-T", str(f),
+                        f"{srv.endpoint}/{b}/{f.name}"],
+                       check=True, stdout=subprocess.DEVNULL)
+    res["curl -T per file"] = time.monotonic() - t0
+    assert len(srv.keys(b)) == n
+
+    base = res["thumbfs client, 4 at once"]
+    for k, t in res.items():
+        print(f"  {k:30} {n / t:7.1f} files/s {mb / t:7.1f} MB/s   "
+              f"thumbfs client (4) / this = {t / base:.2f}x")
+
+    for size in (64 << 20, 2 << 30):
+        f = tmp / f"big{size >> 20}"
+        big_file(f, size)
+        secs, rss = store_put(srv, [f], 1)
+        print(f"  one {size >> 20} MiB file (multipart over 64 MiB, "
+              f"16 MiB parts): {size / 1e6 / secs:.1f} MB/s, peak "
+              f"memory {rss / 1024:.1f} MiB")
+        f.unlink()
+    if memory_too:
+        memory(tmp, srv, files)
 
 
 main()

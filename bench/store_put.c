@@ -61,8 +61,10 @@ int main(int argc, char **argv)
 	snprintf(url, sizeof(url), "s3://%s", argv[2]);
 	struct s3_config cfg = {.url = url,
 				.endpoint = argv[1],
-				.access_key_id = "S3RVER",
-				.secret_access_key = "S3RVER",
+				/* NULL: AWS_ACCESS_KEY_ID and
+				 * AWS_SECRET_ACCESS_KEY */
+				.access_key_id = NULL,
+				.secret_access_key = NULL,
 				.path_style = true};
 	st = s3_open(&cfg, err, sizeof(err));
 	if (!st) {

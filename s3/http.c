@@ -77,12 +77,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 			k++;
 		memcpy(r->reason, sp ? sp + 1 : "", k);
 		r->reason[k] = '\0';
-		r->sse_got[0] = '\0';
+		r->sse_got[0] = r->kms_got[0] = '\0';
 		r->length = -1;
 	}
 	header_value(line, len, "ETag", r->etag, sizeof(r->etag));
 	header_value(line, len, "x-amz-server-side-encryption", r->sse_got,
 		     sizeof(r->sse_got));
+	header_value(line, len, "x-amz-server-side-encryption-aws-kms-key-id",
+		     r->kms_got, sizeof(r->kms_got));
 	if (header_value(line, len, "Content-Length", num, sizeof(num)))
 		r->length = strtoll(num, NULL, 10);
 	return len;
@@ -333,6 +335,15 @@ out_fail:
 	return NULL;
 }
 
+/* The KMS key the store answered is the one asked for: the same, or an
+ * ARN that ends with it (S3 answers the key's ARN for its id). */
+static bool kms_is(const char *got, const char *want)
+{
+	size_t g = strlen(got), w = strlen(want);
+	return g >= w && !strcmp(got + g - w, want) &&
+	       (g == w || got[g - w - 1] == '/');
+}
+
 /* The reason for a failed request, or for a body stored wrong. */
 static int explain(struct s3_store *st, struct http_req *r, int ret,
 		   CURLcode cc, const char *cerr, const char *code, char *err,
@@ -358,6 +369,14 @@ static int explain(struct s3_store *st, struct http_req *r, int ret,
 			 "store did not encrypt '%s': asked for %s, it "
 			 "answered %s",
 			 what, st->sse, r->sse_got[0] ? r->sse_got : "none");
+		ret = -EPROTO;
+	} else if (r->check_sse && st->sse_kms &&
+		   !kms_is(r->kms_got, st->sse_kms)) {
+		snprintf(err, errlen,
+			 "store did not encrypt '%s' with the KMS key %s: it "
+			 "answered %s",
+			 what, st->sse_kms,
+			 r->kms_got[0] ? r->kms_got : "none");
 		ret = -EPROTO;
 	} else if (r->check_md5 && strcmp(r->etag, md5) &&
 		   !(st->sse && !strcmp(st->sse, "aws:kms"))) {

@@ -139,8 +139,9 @@ struct http_req {
 	long status;
 	char reason[64]; /* the status line's reason phrase */
 	char etag[64];
-	char sse_got[32]; /* x-amz-server-side-encryption answered */
-	int64_t length;	  /* Content-Length answered; -1: none */
+	char sse_got[32];  /* x-amz-server-side-encryption answered */
+	char kms_got[256]; /* and its -aws-kms-key-id */
+	int64_t length;	   /* Content-Length answered; -1: none */
 	/* the answer must say the object was encrypted as [store] sse asks
 	 * (-EPROTO when it does not) */
 	bool check_sse;

@@ -352,7 +352,11 @@ def proxy(s3server):
 
 
 def proxied_mount(binary, base, s3server, proxy, **store):
-    """A mount on S3 through proxy ([store] keys may be added)."""
+    """A mount on S3 through proxy ([store] keys may be added). On s3rver,
+    not RGW, and only for what needs it: the proxy makes the store
+    misbehave (errors for a while, dropped and stalled connections,
+    corrupted bodies, refused keys, answers it rewrites), which a real
+    server's signature checks would turn into other errors."""
     m = Mount(binary, base, "s3", s3server)
     m.config["store"].update({"endpoint": proxy.endpoint, **store})
     return m

@@ -19,6 +19,7 @@ class Proxy:
         # server-side encryption (s3rver says none, as a store without a
         # key service does)
         self.encrypt = None
+        self.encrypt_kms = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +83,10 @@ class Proxy:
                         200 <= res.status < 300:
                     self.send_header("x-amz-server-side-encryption",
                                      proxy.encrypt)
+                    if proxy.encrypt_kms:
+                        self.send_header(
+                            "x-amz-server-side-encryption-aws-kms-key-id",
+                            proxy.encrypt_kms)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":

@@ -31,6 +31,8 @@ def test_sse_headers_sent_and_signed(thumbfs_bin, tmp_path, s3server, proxy,
         store["sse_kms_key_id"] = kms
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, **store)
     proxy.encrypt = sse
+    if sse == "aws:kms":  # S3 answers the key's ARN
+        proxy.encrypt_kms = kms
     m.start()
     try:
         d = m.batch()
@@ -91,6 +93,21 @@ def test_a_store_that_does_not_encrypt_is_refused(thumbfs_bin, tmp_path,
         assert "failed for good" in (m.mnt / ".thumbfs/status").read_text()
     finally:
         m.stop()
+
+
+def test_kms_with_another_key_is_refused(thumbfs_bin, tmp_path, s3server,
+                                         proxy):
+    """sse = aws:kms with a key id: a store that answers another KMS key
+    (or none) has not encrypted as asked, and the mount refuses to start."""
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, sse="aws:kms",
+                      sse_kms_key_id="key/abcd-1234")
+    proxy.encrypt = "aws:kms"
+    proxy.encrypt_kms = "arn:aws:kms:us-east-1:1:key/other-5678"
+    m.start(check=False)
+    assert m.proc.wait(30) != 0
+    m.proc = None
+    m.logf.close()
+    assert "with the KMS key key/abcd-1234" in m.log_text()
 
 
 def test_bad_sse_stops_the_mount(thumbfs_bin, tmp_path, s3server):

@@ -142,3 +142,28 @@ def test_rotated_credentials_wait_for_sighup(thumbfs_bin, tmp_path, rgw):
     finally:
         m.stop()
     assert "new-secret-" not in m.log_text()
+
+
+def test_a_body_corrupted_on_the_way_to_rgw_is_sent_again(
+        thumbfs_bin, tmp_path, rgw):
+    """The suite's proxy in front of RGW flips a byte of two PUT bodies:
+    RGW answers 400 XAmzContentSHA256Mismatch (not s3rver's BadDigest),
+    and thumbfs sends them again; every image is stored right."""
+    from proxy import Proxy
+    p = Proxy(int(rgw.endpoint.rsplit(":", 1)[1]))
+    try:
+        m = rgw_mount(thumbfs_bin, tmp_path, rgw, endpoint=p.endpoint)
+        m.start()
+        try:
+            p.corrupt(2)
+            d = m.batch()
+            for i in range(3):
+                shutil.copy(photos()[i], d / f"c{i}.jpg")
+            for i in range(3):
+                row = m.wait_uploaded(f"c{i}.jpg", 60)
+                assert m.object(row["s3_key"]) == photos()[i].read_bytes()
+            assert "XAmzContentSHA256Mismatch" in m.log_text()
+        finally:
+            m.stop()
+    finally:
+        p.close()

@@ -200,15 +200,51 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 		  0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
-	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		bool found = false;
-		for (int r = 0; r < PQntuples(res) && !found; r++)
-			found = !strcmp(PQgetvalue(res, r, 0), want[i]);
-		if (!found && len < sizeof(missing))
+	/* a table with none of its columns is named as a table, so that
+	 * the message stays short; and it never ends mid-name */
+	const char *const tables[] = {"images_batch", "images_image",
+				      "thumbfs_tombstone"};
+	int more = 0;
+	for (size_t t = 0; t < 3; t++) {
+		size_t tl = strlen(tables[t]), n = 0, lacking = 0;
+		char cols[1024] = "";
+		size_t cl = 0;
+		for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+			if (strncmp(want[i], tables[t], tl) ||
+			    want[i][tl] != '.')
+				continue;
+			n++;
+			bool found = false;
+			for (int r = 0; r < PQntuples(res) && !found; r++)
+				found = !strcmp(PQgetvalue(res, r, 0), want[i]);
+			if (found)
+				continue;
+			lacking++;
+			if (cl + strlen(want[i]) + 3 < sizeof(cols))
+				cl += (size_t)snprintf(cols + cl,
+						       sizeof(cols) - cl,
+						       "%s%s", cl ? ", " : "",
+						       want[i]);
+			else
+				more++;
+		}
+		char part[1100];
+		if (!lacking)
+			continue;
+		if (lacking == n)
+			snprintf(part, sizeof(part), "the table %s", tables[t]);
+		else
+			snprintf(part, sizeof(part), "%s", cols);
+		if (len + strlen(part) + 3 < sizeof(missing))
 			len += (size_t)snprintf(missing + len,
 						sizeof(missing) - len, "%s%s",
-						len ? ", " : "", want[i]);
+						len ? ", " : "", part);
+		else
+			more++;
 	}
+	if (more && len + 24 < sizeof(missing))
+		len += (size_t)snprintf(missing + len, sizeof(missing) - len,
+					" and %d more", more);
 	PQclear(res);
 	if (len) {
 		snprintf(err, errlen,

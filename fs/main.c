@@ -345,6 +345,32 @@ static int retry(const char *config, const char *path)
 	return 0;
 }
 
+/* The subcommands, each with its own arguments (the mount takes CONFIG
+ * MOUNTPOINT and FUSE's options instead). */
+struct subcommand {
+	const char *name;
+	int min, max; /* how many arguments */
+	const char *args, *help;
+};
+
+static const struct subcommand subcommands[] = {
+    {"schema", 0, 0, "", "Print the PostgreSQL DDL (schema/postgres.sql)."},
+    {"presign", 2, 3, " CONFIG KEY [SECONDS]",
+     "Print a presigned GET link to one object (default 3600 s)."},
+    {"backfill", 1, 1, " CONFIG",
+     "Make the missing thumbnails of the rows the store has."},
+    {"retry", 1, 2, " CONFIG [PATH]",
+     "Try again what the store refused for good (all, or under PATH)."},
+};
+
+static const struct subcommand *find_subcommand(const char *name)
+{
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(*subcommands); i++)
+		if (!strcmp(name, subcommands[i].name))
+			return &subcommands[i];
+	return NULL;
+}
+
 static void on_sighup(int sig)
 {
 	(void)sig;
@@ -362,16 +388,34 @@ int main(int argc, char *argv[])
 	char err[1024];
 	int status = 1;
 
-	if (argc == 2 && !strcmp(argv[1], "schema")) {
-		fputs(db_pg_schema, stdout); /* thumbfs schema | psql DSN */
-		return 0;
+	const struct subcommand *sub =
+	    argc > 1 ? find_subcommand(argv[1]) : NULL;
+	if (sub) {
+		int n = argc - 2; /* its own arguments */
+		if (n == 1 &&
+		    (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h"))) {
+			printf("usage: %s %s%s\n%s\n", argv[0], sub->name,
+			       sub->args, sub->help);
+			return 0;
+		}
+		if (n < sub->min || n > sub->max) {
+			fprintf(stderr, "thumbfs %s: %s\nusage: %s %s%s\n",
+				sub->name,
+				n < sub->min ? "missing arguments"
+					     : "too many arguments",
+				argv[0], sub->name, sub->args);
+			return 2;
+		}
+		if (!strcmp(sub->name, "schema")) {
+			fputs(db_pg_schema, stdout); /* | psql DSN */
+			return 0;
+		}
+		if (!strcmp(sub->name, "backfill"))
+			return backfill(argv[2]);
+		if (!strcmp(sub->name, "retry"))
+			return retry(argv[2], n == 2 ? argv[3] : NULL);
+		return presign(argv[2], argv[3], n == 3 ? argv[4] : "3600");
 	}
-	if (argc == 3 && !strcmp(argv[1], "backfill"))
-		return backfill(argv[2]);
-	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "retry"))
-		return retry(argv[2], argc == 4 ? argv[3] : NULL);
-	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "presign"))
-		return presign(argv[2], argv[3], argc == 5 ? argv[4] : "3600");
 	/* Image buffers come and go per file: keep them in the heap rather
 	 * than mapping and faulting fresh pages for each (bounded). */
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
@@ -427,6 +471,18 @@ int main(int argc, char *argv[])
 	}
 
 	fuse_opt_add_arg(&args, "-osubtype=thumbfs");
+	/* mount and df show the config as the source (sshfs shows
+	 * user@host:path), commas and backslashes escaped for FUSE */
+	char fsname[PATH_MAX * 2 + 16], *o = fsname;
+	o += snprintf(fsname, sizeof(fsname), "-ofsname=");
+	for (const char *c = fs.config_path ? fs.config_path : a.config;
+	     *c && o < fsname + sizeof(fsname) - 3; c++) {
+		if (*c == ',' || *c == '\\')
+			*o++ = '\\';
+		*o++ = *c;
+	}
+	*o = '\0';
+	fuse_opt_add_arg(&args, fsname);
 	/* the kernel checks modes and owners, as on a local disk; other
 	 * users come in only when the config says so */
 	fuse_opt_add_arg(&args, "-odefault_permissions");

@@ -53,7 +53,16 @@ BEGIN
 END;
 $$;
 
-DROP TRIGGER IF EXISTS thumbfs_notify_image ON images_image;
+-- (dropped only when there, so that a fresh database says nothing)
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_trigger
+               WHERE tgname = 'thumbfs_notify_image'
+                 AND tgrelid = 'images_image'::regclass) THEN
+        DROP TRIGGER thumbfs_notify_image ON images_image;
+    END IF;
+END;
+$$;
 CREATE TRIGGER thumbfs_notify_image
     AFTER INSERT OR UPDATE OR DELETE ON images_image
     FOR EACH ROW EXECUTE FUNCTION thumbfs_notify_image();

@@ -573,3 +573,30 @@ def test_runner_memory_does_not_grow_with_the_file(thumbfs_bin, tmp_path):
         assert m.rows("name = 'large.jpg'")[0]["width"] == 6000
     finally:
         m.stop()
+
+
+def test_subcommands_parse_their_own_arguments(thumbfs_bin):
+    """Each subcommand says what is missing or too much, and has --help."""
+    def run(*args):
+        return subprocess.run([str(thumbfs_bin), *args], capture_output=True,
+                              text=True, timeout=30)
+    r = run("schema", "extra")
+    assert r.returncode == 2 and "too many arguments" in r.stderr
+    r = run("presign", "/etc/thumbfs/mount.conf")
+    assert r.returncode == 2 and "missing arguments" in r.stderr
+    assert "presign CONFIG KEY [SECONDS]" in r.stderr
+    for sub in ("schema", "presign", "backfill", "retry"):
+        r = run(sub, "--help")
+        assert r.returncode == 0 and f"{sub}" in r.stdout, r
+    r = run("backfill")
+    assert r.returncode == 2 and "backfill CONFIG" in r.stderr
+
+
+def test_mount_shows_the_config_as_its_source(file_mount):
+    """mount and df show the config file as the source, as sshfs shows
+    user@host:path."""
+    line = next(ln for ln in Path("/proc/mounts").read_text().splitlines()
+                if f" {file_mount.mnt} " in ln)
+    assert line.split()[0] == str(file_mount.conf.resolve())
+    assert line.split()[2] == "fuse.thumbfs"
+

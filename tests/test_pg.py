@@ -150,9 +150,39 @@ def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3store,
     r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
-    assert "PostgreSQL lacks images_batch.id" in r.stderr, r.stderr
-    assert "thumbfs schema | psql" in r.stderr
+    # whole tables named as tables: the message is whole, not cut
+    assert ("PostgreSQL lacks the table images_batch, the table "
+            "images_image, the table thumbfs_tombstone (create the tables "
+            "with: thumbfs schema | psql DSN)") in r.stderr, r.stderr
     assert not os.path.ismount(m.mnt)
+    # one column missing is named as a column
+    postgres.psql(subprocess.run([str(thumbfs_bin), "schema"], check=True,
+                                 capture_output=True, text=True).stdout,
+                  db="empty")
+    postgres.psql("ALTER TABLE images_image DROP COLUMN sha256", db="empty")
+    r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "PostgreSQL lacks images_image.sha256 (create" in r.stderr
+
+
+def test_schema_on_a_fresh_database_says_nothing(thumbfs_bin, postgres):
+    """thumbfs schema | psql on a fresh database: no NOTICE, no error;
+    and again on the same database (the trigger replaced), no error."""
+    postgres.psql("DROP DATABASE IF EXISTS fresh", db="postgres")
+    postgres.psql("CREATE DATABASE fresh", db="postgres")
+    ddl = subprocess.run([str(thumbfs_bin), "schema"], check=True,
+                         capture_output=True, text=True).stdout
+    r = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1",
+                        f"host=127.0.0.1 port={postgres.port} dbname=fresh "
+                        "user=postgres"], input=ddl, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["psql", "-X", "-v", "ON_ERROR_STOP=1",
+                        f"host=127.0.0.1 port={postgres.port} dbname=fresh "
+                        "user=postgres"], input=ddl, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "ERROR" not in r.stderr, r.stderr
 
 
 def test_empty_dsn_never_touches_postgres(thumbfs_bin, tmp_path, s3store,

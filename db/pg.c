@@ -221,10 +221,9 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 				continue;
 			lacking++;
 			if (cl + strlen(want[i]) + 3 < sizeof(cols))
-				cl += (size_t)snprintf(cols + cl,
-						       sizeof(cols) - cl,
-						       "%s%s", cl ? ", " : "",
-						       want[i]);
+				cl += (size_t)snprintf(
+				    cols + cl, sizeof(cols) - cl, "%s%s",
+				    cl ? ", " : "", want[i]);
 			else
 				more++;
 		}

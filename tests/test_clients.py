@@ -131,7 +131,8 @@ def test_scripts(thumbfs_bin, tmp_path):
         assert "./patients/P1/2025-11-10/a.jpg" in found
         assert int(sh("du -sk .", d).split()[0]) > 0
         df = sh("df -P .", d).splitlines()[1].split()
-        assert df[0] == "thumbfs" and int(df[1]) > 0  # the spool's disk
+        # the config as the source, the spool's disk's figures
+        assert df[0] == str(m.conf.resolve()) and int(df[1]) > 0
         # mv within the mount, from outside, and over an existing file
         sh("mv a.jpg moved.jpg", d)
         m.wait_uploaded("moved.jpg")

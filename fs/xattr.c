@@ -74,8 +74,9 @@ static void meta_changed(const char *path, const char *name, const char *sp)
 		fs_jobs_kick(fs);
 }
 
-int fs_op_setxattr(const char *path, const char *name, const char *value,
-		   size_t size, int flags)
+/* Set, or remove, the user.* attribute name of path. */
+static int change_attr(const char *path, const char *name, bool remove,
+		       const char *value, size_t size, int flags)
 {
 	char sp[PATH_MAX];
 	if (own_attr(name))
@@ -83,10 +84,17 @@ int fs_op_setxattr(const char *path, const char *name, const char *value,
 	int ret = xattr_path(path, name, sp, sizeof(sp));
 	if (ret)
 		return ret;
-	if (lsetxattr(sp, name, value, size, flags))
+	if (remove ? lremovexattr(sp, name)
+		   : lsetxattr(sp, name, value, size, flags))
 		return -errno;
 	meta_changed(path, name, sp);
 	return 0;
+}
+
+int fs_op_setxattr(const char *path, const char *name, const char *value,
+		   size_t size, int flags)
+{
+	return change_attr(path, name, false, value, size, flags);
 }
 
 static int state_attr(const char *path, const char *name, char *value,
@@ -170,14 +178,5 @@ int fs_op_listxattr(const char *path, char *list, size_t size)
 
 int fs_op_removexattr(const char *path, const char *name)
 {
-	char sp[PATH_MAX];
-	if (own_attr(name))
-		return 0;
-	int ret = xattr_path(path, name, sp, sizeof(sp));
-	if (ret)
-		return ret;
-	if (lremovexattr(sp, name))
-		return -errno;
-	meta_changed(path, name, sp);
-	return 0;
+	return change_attr(path, name, true, NULL, 0, 0);
 }

@@ -600,3 +600,24 @@ def test_mount_shows_the_config_as_its_source(file_mount):
     assert line.split()[0] == str(file_mount.conf.resolve())
     assert line.split()[2] == "fuse.thumbfs"
 
+
+def test_meson_install_puts_the_examples_in_place(tmp_path):
+    """meson install: the daemon, the manual page, and as documentation
+    mount.conf.example and the systemd mount unit the README shows."""
+    from conftest import ROOT
+    r = subprocess.run(["meson", "install", "-C", str(ROOT / "build"),
+                        "--destdir", str(tmp_path / "root"), "--no-rebuild"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = {str(p.relative_to(tmp_path / "root"))
+             for p in (tmp_path / "root").rglob("*") if p.is_file()}
+    doc = [f for f in files if "/share/doc/thumbfs/" in f]
+    assert sorted(f.rsplit("/", 1)[1] for f in doc) == [
+        "mnt-archive.mount", "mount.conf.example"]
+    assert any(f.endswith("sbin/thumbfs") for f in files)
+    assert any(f.endswith("man8/thumbfs.8") for f in files)
+    unit = next((tmp_path / "root" / f) for f in doc
+                if f.endswith(".mount")).read_text()
+    assert "Type=fuse.thumbfs" in unit and "What=/etc/thumbfs/mount.conf" \
+        in unit
+

@@ -1,8 +1,12 @@
 """thumb/ against the reference, Debian's Pillow running the web app's code:
 the same sizes, and pixels within the PSNR the issue sets, over the real
-photographs of DESIGN.md's test corpus and every valid PngSuite image."""
+photographs of the design's test corpus (Debian's wallpaper packages) and
+every valid file of the PNG set tests/unit/pngs.c makes with libpng."""
+import atexit
 import io
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,17 +14,26 @@ from PIL import Image
 
 from conftest import BUILD, ROOT, psnr
 
-PNGSUITE = ROOT.parent / "shared/corpus/pngsuite/png"
 PHOTO_DIRS = [Path("/usr/share/backgrounds")]
+
+
+def png_set():
+    """The PNG set, written once per test run into a temporary directory."""
+    out = Path(tempfile.mkdtemp(prefix="thumbfs-pngs-"))
+    atexit.register(shutil.rmtree, out, True)
+    subprocess.run([str(BUILD / "pngs_write"), str(out)], check=True)
+    return sorted(p for p in out.glob("*.png")
+                  if not p.name.startswith("bad-"))
+
+
+PNGS = png_set()
 
 
 def corpus():
     photos = sorted(p for d in PHOTO_DIRS for p in d.rglob("*")
                     if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    pngs = sorted(p for p in PNGSUITE.glob("*.png")
-                  if not p.name.startswith("x"))
-    assert photos and pngs
-    return photos + pngs
+    assert photos and len(PNGS) >= 40
+    return photos + PNGS
 
 
 def pillow_thumb(path):
@@ -44,18 +57,9 @@ def made(tmp_path_factory):
     return out
 
 
-# Pillow keeps a sub-8-bit gray tRNS value unscaled (15 for 4-bit white),
-# so no pixel of tbbn0g04 is transparent in Pillow; libpng, as the PNG
-# specification says, makes the white ones transparent. Strict: if Pillow
-# is fixed, this fails and the mark goes.
-PILLOW_WRONG = {"tbbn0g04.png"}
-
-
 def cases():
     for p in corpus():
-        marks = [pytest.mark.xfail(strict=True, reason="Pillow's tRNS bug")
-                 ] if p.name in PILLOW_WRONG else []
-        yield pytest.param(p, marks=marks, id=p.name)
+        yield pytest.param(p, id=p.name)
 
 
 @pytest.mark.parametrize("path", cases())

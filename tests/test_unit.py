@@ -18,6 +18,19 @@ def test_unit(build, unit):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+AWS_SUITE = ROOT.parent / "shared/corpus/aws-sigv4/v4"
+
+
+@pytest.mark.skipif(not AWS_SUITE.is_dir(),
+                    reason=f"AWS's SigV4 test suite is not at {AWS_SUITE}")
+def test_sigv4_against_aws_suite():
+    """Besides the repository's own cases, AWS's published test suite,
+    where it is beside the clone."""
+    r = subprocess.run([str(ROOT / "build-asan/test_sigv4"), str(AWS_SUITE)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_sources_are_clang_formatted():
     """Every C file as .clang-format lays it out."""
     files = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=ROOT,

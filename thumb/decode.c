@@ -455,9 +455,13 @@ static int decode_png(const struct src *in, int box_w, int box_h,
 		thumb_fit((int)w, (int)h, box_w, box_h, &tw, &th);
 	/* Without interlacing, rows go straight into the resampler: a large
 	 * PNG is reduced row by row, never held whole. */
+	bool nearest = color == PNG_COLOR_TYPE_PALETTE ||
+		       (color == PNG_COLOR_TYPE_GRAY && depth == 1);
 	if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE &&
 	    (tw != (int)w || th != (int)h)) {
-		scaler = thumb_scaler_new((int)w, (int)h, ch, tw, th);
+		scaler = nearest ? thumb_scaler_new_nearest((int)w, (int)h, ch,
+							    tw, th)
+				 : thumb_scaler_new((int)w, (int)h, ch, tw, th);
 		pixels = malloc(rowbytes);
 		if (!scaler || !pixels) {
 			snprintf(err, errlen, "out of memory for a %ux%u PNG",
@@ -506,6 +510,7 @@ static int decode_png(const struct src *in, int box_w, int box_h,
 	}
 	img->palette = palette;
 	img->palette_len = palette_len;
+	img->nearest = nearest;
 	palette = NULL;
 	pixels = NULL;
 out_destroy:

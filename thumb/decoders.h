@@ -24,6 +24,9 @@ void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h, int *w,
 struct thumb_scaler;
 struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
 				      int out_h);
+/* The same, by nearest neighbour (see thumb_image.nearest). */
+struct thumb_scaler *thumb_scaler_new_nearest(int in_w, int in_h, int ch,
+					      int out_w, int out_h);
 void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row);
 int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst);
 void thumb_scaler_free(struct thumb_scaler *s);

@@ -1,6 +1,7 @@
 /* resample.c - separable Lanczos (a=3) resampling, as Pillow's resize does. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,6 +185,7 @@ struct thumb_scaler {
 	float *vsum, *hsum; /* one row after each pass */
 	float **rowp;	    /* the window's rows, oldest first */
 	unsigned char *out; /* out_h rows of out_w x ch */
+	bool nearest;	    /* no window: each output pixel is one input's */
 };
 
 void thumb_scaler_free(struct thumb_scaler *s)
@@ -232,6 +234,54 @@ struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
 		return NULL;
 	}
 	return s;
+}
+
+/* Pillow's NEAREST resize is an affine transform that samples the input
+ * at the output pixel's centre: input index (int)((i + 0.5) * in / out). */
+static int nearest_index(int i, int in, int out)
+{
+	int k = (int)(((double)i + 0.5) * in / out);
+	return k < in ? k : in - 1;
+}
+
+struct thumb_scaler *thumb_scaler_new_nearest(int in_w, int in_h, int ch,
+					      int out_w, int out_h)
+{
+	if (in_w <= 0 || in_h <= 0 || out_w <= 0 || out_h <= 0 || ch < 1 ||
+	    ch > 4)
+		return NULL;
+	struct thumb_scaler *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	*s = (struct thumb_scaler){.in_w = in_w,
+				   .in_h = in_h,
+				   .ch = ch,
+				   .out_w = out_w,
+				   .out_h = out_h,
+				   .nearest = true};
+	s->out = malloc((size_t)out_w * ch * out_h);
+	if (!s->out) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Input row r into every output row that samples it. */
+static void nearest_row(struct thumb_scaler *s, int r, const unsigned char *row)
+{
+	size_t ch = (size_t)s->ch;
+	while (s->next < s->out_h &&
+	       nearest_index(s->next, s->in_h, s->out_h) == r) {
+		unsigned char *o = s->out + (size_t)s->next * s->out_w * ch;
+		for (int x = 0; x < s->out_w; x++)
+			memcpy(o + (size_t)x * ch,
+			       row +
+				   (size_t)nearest_index(x, s->in_w, s->out_w) *
+				       ch,
+			       ch);
+		s->next++;
+	}
 }
 
 /* a = k * x, and a += k * x: the vertical pass's inner loops. */
@@ -333,6 +383,11 @@ void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row)
 	int r = s->rows;
 	if (r >= s->in_h)
 		return;
+	if (s->nearest) {
+		nearest_row(s, r, row);
+		s->rows++;
+		return;
+	}
 	row_to_float_hot(row, s->ring + (size_t)(r % s->nring) * s->iw, s->in_w,
 			 s->ch, s->alpha);
 	s->rows++;
@@ -361,7 +416,10 @@ int thumb_resample(const struct thumb_image *src, int w, int h,
 {
 	memset(dst, 0, sizeof(*dst));
 	struct thumb_scaler *s =
-	    thumb_scaler_new(src->width, src->height, src->channels, w, h);
+	    src->nearest ? thumb_scaler_new_nearest(src->width, src->height,
+						    src->channels, w, h)
+			 : thumb_scaler_new(src->width, src->height,
+					    src->channels, w, h);
 	if (!s)
 		return w <= 0 || h <= 0 || src->width <= 0 ? -EINVAL : -ENOMEM;
 	for (int y = 0; y < src->height; y++)

@@ -12,6 +12,7 @@
 #ifndef THUMB_THUMB_H
 #define THUMB_THUMB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@ struct thumb_image {
 	 * image with a palette is written with it again. */
 	unsigned char *palette;
 	int palette_len;
+	/* resampled by nearest neighbour, as Pillow resizes its "P" and "1"
+	 * modes (a palette or a 1-bit gray PNG), whatever filter is asked */
+	bool nearest;
 };
 
 struct thumb_opts {

@@ -35,8 +35,19 @@ static const char SQL_LIST[] = "SELECT name, thumbnail_name FROM images WHERE"
 			       " patient_id = :patient_id AND"
 			       " batch_date = :batch_date ORDER BY name";
 static const char SQL_COUNT_STATE[] =
-    "SELECT sum(state = 'spooled'), sum(state = 'uploaded'),"
+    "SELECT sum(state = 'spooled'),"
+    " sum(state = 'uploaded' AND mime_type LIKE 'image/%'),"
+    " sum(state = 'uploaded' AND mime_type NOT LIKE 'image/%'),"
     " sum(error != '') FROM images";
+/* the newest of each kind, by the partial indexes of schema v7 */
+static const char SQL_PROBLEMS[] =
+    "SELECT * FROM (SELECT patient_id || '/' || batch_date || '/' || name,"
+    " 'no thumbnail: ' || error, updated_at FROM images WHERE error != ''"
+    " ORDER BY updated_at DESC LIMIT :n) UNION ALL"
+    " SELECT * FROM (SELECT coalesce(i.patient_id || '/' || i.batch_date"
+    " || '/' || i.name, j.key), 'failed for good: ' || j.last_error, ''"
+    " FROM jobs j LEFT JOIN images i ON i.id = j.image_id WHERE j.parked"
+    " ORDER BY j.id DESC LIMIT :n)";
 static const char SQL_COUNT_JOBS[] =
     "SELECT sum(kind = 1 AND NOT parked), sum(kind = 2 AND NOT parked),"
     " sum(attempts > 0 AND NOT parked), sum(kind IN (3, 4)),"
@@ -179,6 +190,27 @@ int db_image_writing(struct db *db, const char *patient, const char *date,
 	return db_tx_end(db, ret);
 }
 
+static const char SQL_EVICTED_AGAIN[] =
+    "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
+    " batch_date = :batch_date AND name = :name";
+
+int db_writing_undo(struct db *db, const char *patient, const char *date,
+		    const char *name, bool evicted)
+{
+	struct db_image img;
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	ret = db_path_stmt(db, SQL_WRITING_DEL, patient, date, name);
+	if (ret == 0)
+		ret = db_get_locked(db, patient, date, name, &img);
+	if (ret == 0 && !strcmp(img.state, "spooled"))
+		ret = queue_ingest(db, img.id, img.gen); /* still due */
+	if (ret == 0 && evicted)
+		ret = db_path_stmt(db, SQL_EVICTED_AGAIN, patient, date, name);
+	return db_tx_end(db, ret == -ENOENT ? 0 : ret);
+}
+
 int db_image_written(struct db *db, const char *patient, const char *date,
 		     const char *name, int64_t size, const char *uploaded_by)
 {
@@ -269,11 +301,20 @@ int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out)
 	return ret;
 }
 
-int db_writing_first(struct db *db, struct db_image *out)
+static const char SQL_SPOOLED_NEXT[] =
+    "SELECT patient_id, batch_date, name FROM images WHERE"
+    " state = 'spooled' AND id > :after ORDER BY id LIMIT 1";
+
+/* The (patient, date, name) of the first row of sql (bound to after when
+ * given) into out; -ENOENT when there is none. */
+static int first_path(struct db *db, const char *sql, const char *after,
+		      struct db_image *out)
 {
 	memset(out, 0, sizeof(*out));
 	db_lock(db);
-	sqlite3_stmt *s = db_use(db, SQL_WRITING_FIRST);
+	sqlite3_stmt *s = db_use(db, sql);
+	if (after)
+		db_bind_text(s, ":after", after);
 	int rc = sqlite3_step(s), ret = rc == SQLITE_DONE ? -ENOENT : -EIO;
 	if (rc == SQLITE_ROW) {
 		snprintf(out->patient_id, sizeof(out->patient_id), "%s",
@@ -286,6 +327,23 @@ int db_writing_first(struct db *db, struct db_image *out)
 	}
 	db_unlock(db);
 	return ret;
+}
+
+int db_spooled_next(struct db *db, char *after, size_t after_len,
+		    struct db_image *out)
+{
+	int ret = first_path(db, SQL_SPOOLED_NEXT, after, out);
+	if (ret == 0)
+		ret = db_image_get(db, out->patient_id, out->batch_date,
+				   out->name, out);
+	if (ret == 0)
+		snprintf(after, after_len, "%s", out->id);
+	return ret;
+}
+
+int db_writing_first(struct db *db, struct db_image *out)
+{
+	return first_path(db, SQL_WRITING_FIRST, NULL, out);
 }
 
 int db_writing_abort(struct db *db, const char *patient, const char *date,
@@ -430,6 +488,23 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 	return n;
 }
 
+int db_problems(struct db *db, int n,
+		void (*fn)(void *arg, const char *path, const char *what),
+		void *arg)
+{
+	int ret = 0, rc;
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_PROBLEMS);
+	sqlite3_bind_int(s, sqlite3_bind_parameter_index(s, ":n"), n);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		fn(arg, (const char *)sqlite3_column_text(s, 0),
+		   (const char *)sqlite3_column_text(s, 1));
+	if (rc != SQLITE_DONE)
+		ret = -EIO;
+	db_unlock(db);
+	return ret;
+}
+
 int db_counts(struct db *db, struct db_counts *out)
 {
 	int ret = 0;
@@ -439,7 +514,8 @@ int db_counts(struct db *db, struct db_counts *out)
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		out->spooled = sqlite3_column_int64(s, 0);
 		out->uploaded = sqlite3_column_int64(s, 1);
-		out->thumb_errors = sqlite3_column_int64(s, 2);
+		out->uploaded_other = sqlite3_column_int64(s, 2);
+		out->thumb_errors = sqlite3_column_int64(s, 3);
 	} else {
 		ret = -EIO;
 	}

@@ -104,7 +104,8 @@ struct db_tombstone {
 
 struct db_counts {
 	int64_t spooled;
-	int64_t uploaded;
+	int64_t uploaded;	/* images (image/ types) */
+	int64_t uploaded_other; /* other files: PDFs, empty files */
 	int64_t thumb_errors;
 	int64_t jobs_ingest;
 	int64_t jobs_delete;
@@ -123,7 +124,17 @@ struct db *db_open(const char *dir, char *err, size_t errlen);
 /* The same for a command beside a running mount: claims and parked jobs
  * are left as they are. */
 struct db *db_open_beside(const char *dir, char *err, size_t errlen);
+
+/* Every commit so far made durable. Commits are not synced one by one (WAL
+ * with synchronous = NORMAL: a crash of the process loses none, a power
+ * cut may lose the last ones); this syncs the log once for all of them,
+ * where a promise needs it (fsync, and the mark before a write). */
+int db_sync(struct db *db);
 void db_free(struct db *db);
+
+/* SQLite's own log (which system call failed, with its errno, behind a
+ * "disk I/O error") to fn(code, message); before any other db_ call. */
+void db_set_logger(void (*fn)(int code, const char *msg));
 
 /* Copy the write-ahead log into the database once it holds DB_WAL_PAGES or
  * more, on a connection of its own, without waiting for readers or writers
@@ -133,6 +144,10 @@ void db_free(struct db *db);
  * there was nothing to do or another thread was at it, -errno on failure. */
 #define DB_WAL_PAGES 1000
 int db_checkpoint(struct db *db);
+
+/* Wait until the log has DB_WAL_PAGES pages (a commit says so at once),
+ * or ms milliseconds: the checkpointer's wait. */
+void db_checkpoint_wait(struct db *db, int ms);
 
 /* The image (patient, date, name) was written: create or update its row as
  * spooled, bump its gen, and queue its ingest, in one transaction. */
@@ -145,6 +160,18 @@ int db_image_written(struct db *db, const char *patient, const char *date,
  * db_image_written (close, fsync) ends it. */
 int db_image_writing(struct db *db, const char *patient, const char *date,
 		     const char *name);
+
+/* The change db_image_writing announced did not happen (the truncate
+ * after it failed): the mark goes, the content as it was stays due (its
+ * ingest queued again if it was not uploaded), and evicted as it was. */
+int db_writing_undo(struct db *db, const char *patient, const char *date,
+		    const char *name, bool evicted);
+
+/* The next row still spooled (written here, not uploaded yet) after the
+ * one whose id is after ("" for the first), into out; after becomes its
+ * id. -ENOENT when there is no more. */
+int db_spooled_next(struct db *db, char *after, size_t after_len,
+		    struct db_image *out);
 
 /* At mount: the first image left open for writing by a daemon that died
  * (patient_id, batch_date and name set), or -ENOENT. */
@@ -249,6 +276,15 @@ int db_job_retry(struct db *db, int64_t job_id, int delay_s, const char *error);
 int db_job_wrong(struct db *db, int64_t job_id, int delay_s, const char *error);
 
 int db_counts(struct db *db, struct db_counts *out);
+
+/* What the catalog keeps of what went wrong, whoever mounted it: images
+ * without a thumbnail for a reason, and jobs failed for good; at most n of
+ * each, newest first. A problem goes with its file (its row). fn(arg,
+ * "ID/DATE/NAME" or the job's key, "no thumbnail: why" or "failed for
+ * good: why"). 0 or -EIO. */
+int db_problems(struct db *db, int n,
+		void (*fn)(void *arg, const char *path, const char *what),
+		void *arg);
 
 /*
  * Rows from PostgreSQL: what other mounts and the web app wrote.

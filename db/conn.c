@@ -1,12 +1,14 @@
 /* conn.c - the catalog's connection: open, statements, transactions,
  * checkpoints, and reading and binding rows by column name. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db/internal.h"
 
@@ -203,6 +205,11 @@ void db_free(struct db *db)
 		sqlite3_finalize(db->stmt[i].st);
 	sqlite3_close(db->ckpt);
 	sqlite3_close(db->conn);
+	if (db->wal_fd >= 0)
+		close(db->wal_fd);
+	pthread_mutex_destroy(&db->sync_lock);
+	pthread_mutex_destroy(&db->due_lock);
+	pthread_cond_destroy(&db->due);
 	pthread_mutex_destroy(&db->ckpt_lock);
 	pthread_mutex_destroy(&db->lock);
 	free(db);
@@ -214,6 +221,11 @@ static int wal_grown(void *arg, sqlite3 *conn, const char *name, int pages)
 	(void)conn;
 	(void)name;
 	db->wal_pages = pages;
+	if (pages >= DB_WAL_PAGES) { /* the checkpointer's turn */
+		pthread_mutex_lock(&db->due_lock);
+		pthread_cond_signal(&db->due);
+		pthread_mutex_unlock(&db->due_lock);
+	}
 	return SQLITE_OK;
 }
 
@@ -224,7 +236,9 @@ static int exec(struct db *db, const char *sql, const char *what, char *err,
 	char *msg = NULL;
 	if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) == SQLITE_OK)
 		return 0;
-	snprintf(err, errlen, "%s '%s': %s", what, db->path, msg ? msg : "?");
+	/* the extended code tells which I/O failed (SQLITE_IOERR_*) */
+	snprintf(err, errlen, "%s '%s': %s (SQLite code %d)", what, db->path,
+		 msg ? msg : "?", sqlite3_extended_errcode(db->conn));
 	sqlite3_free(msg);
 	return -EIO;
 }
@@ -240,6 +254,10 @@ static struct db *open_catalog(const char *dir, bool own, char *err,
 	}
 	pthread_mutex_init(&db->lock, NULL);
 	pthread_mutex_init(&db->ckpt_lock, NULL);
+	pthread_mutex_init(&db->sync_lock, NULL);
+	pthread_mutex_init(&db->due_lock, NULL);
+	pthread_cond_init(&db->due, NULL);
+	db->wal_fd = -1;
 	snprintf(db->path, sizeof(db->path), "%s/catalog.db", dir);
 	if (sqlite3_open_v2(db->path, &db->conn,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -250,6 +268,14 @@ static struct db *open_catalog(const char *dir, bool own, char *err,
 		goto out_fail;
 	}
 	sqlite3_busy_timeout(db->conn, 5000);
+	/* The log and its index stay when the last connection closes, so a
+	 * start (which opens the catalog, closes it and opens it again) never
+	 * unlinks them and makes them anew; after a power cut LazyFS failed
+	 * that new index's ftruncate (SQLITE_IOERR_SHMOPEN, ENOENT), and a
+	 * real disk has no need of the churn either. */
+	int persist = 1;
+	sqlite3_file_control(db->conn, "main", SQLITE_FCNTL_PERSIST_WAL,
+			     &persist);
 	chmod(db->path, 0600); /* patient data: whatever the umask */
 	if (exec(db,
 		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
@@ -280,6 +306,60 @@ struct db *db_open_beside(const char *dir, char *err, size_t errlen)
 	return open_catalog(dir, false, err, errlen);
 }
 
+static void (*sqlite_logger)(int, const char *);
+
+static void on_sqlite_log(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	/* the warnings and errors; not SQLITE_SCHEMA (SQLite retrying a
+	 * statement by itself) nor the notices (a persistent log is
+	 * "recovered" at every open) */
+	if (sqlite_logger && (code & 0xff) != SQLITE_SCHEMA &&
+	    (code & 0xff) != SQLITE_NOTICE)
+		sqlite_logger(code, msg);
+}
+
+void db_set_logger(void (*fn)(int code, const char *msg))
+{
+	sqlite_logger = fn;
+	sqlite3_config(SQLITE_CONFIG_LOG, on_sqlite_log, NULL);
+}
+
+/* The catalog's directory synced: the log's name is on the disk. */
+static int sync_dir(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int ret = fsync(fd) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+int db_sync(struct db *db)
+{
+	char wal[4200];
+	int ret = 0;
+	pthread_mutex_lock(&db->sync_lock);
+	if (db->wal_fd < 0) {
+		snprintf(wal, sizeof(wal), "%s-wal", db->path);
+		db->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+		if (db->wal_fd < 0)
+			ret = -errno;
+		else
+			ret = sync_dir(db->path);
+	}
+	if (ret == 0 && fdatasync(db->wal_fd))
+		ret = -errno;
+	pthread_mutex_unlock(&db->sync_lock);
+	return ret;
+}
+
 void db_set_pg_sync(struct db *db, bool on)
 {
 	db_lock(db);
@@ -304,6 +384,19 @@ static int passive(struct db *db, int *logged, int *copied)
 	return rc == SQLITE_BUSY		? 0
 	       : rc != SQLITE_OK || *logged < 0 ? -EIO
 						: 1;
+}
+
+void db_checkpoint_wait(struct db *db, int ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000L;
+	until.tv_sec += until.tv_nsec / 1000000000L;
+	until.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&db->due_lock);
+	if (db->wal_pages < DB_WAL_PAGES)
+		pthread_cond_timedwait(&db->due, &db->due_lock, &until);
+	pthread_mutex_unlock(&db->due_lock);
 }
 
 int db_checkpoint(struct db *db)

@@ -37,6 +37,10 @@ struct db {
 	_Atomic int wal_pages;	   /* in the log after the last commit */
 	pthread_mutex_t ckpt_lock; /* guards ckpt; taken before lock */
 	sqlite3 *ckpt;		   /* the checkpointer's connection */
+	pthread_mutex_t due_lock;  /* with due: the log's size reached */
+	pthread_cond_t due;	   /* DB_WAL_PAGES (db_checkpoint_wait) */
+	pthread_mutex_t sync_lock; /* guards wal_fd; taken alone */
+	int wal_fd;		   /* the log, for db_sync; -1 until then */
 	char path[4096];
 };
 

@@ -92,6 +92,8 @@ static int pg_errno(struct db_pg *pg, const PGresult *res)
 		return -ENOENT; /* undefined table, column */
 	if (!strncmp(state, "28", 2) || !strcmp(state, "42501"))
 		return -EACCES;
+	if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))
+		return -EPROTO; /* data exception, integrity constraint */
 	if (!strncmp(state, "08", 2) || !strncmp(state, "57", 2) ||
 	    !strcmp(state, "40001") || !strcmp(state, "40P01"))
 		return -EAGAIN; /* connection, shutdown, serialization */
@@ -501,6 +503,18 @@ int db_pg_fetch(struct db_pg *pg, const char *id, struct db_image *out,
 	return ret;
 }
 
+/* Ask the server to stop the query under way (PQcancel): the results
+ * that follow end soon, with an error the caller has no use for. */
+static void cancel(struct db_pg *pg)
+{
+	char buf[256];
+	PGcancel *c = PQgetCancel(pg->conn);
+	if (c) {
+		PQcancel(c, buf, sizeof(buf));
+		PQfreeCancel(c);
+	}
+}
+
 int db_pg_scan(struct db_pg *pg,
 	       int (*fn)(const struct db_image *img, void *arg), void *arg,
 	       char *err, size_t errlen)
@@ -523,6 +537,8 @@ int db_pg_scan(struct db_pg *pg,
 			read_image(res, 0, &img);
 			ret = fn(&img, arg);
 			n++;
+			if (ret)
+				cancel(pg); /* the rest is not wanted */
 		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
 			   ret == 0) {
 			ret = pg_errno(pg, res);

@@ -7,6 +7,8 @@
  *   -EAGAIN   the server is away or the connection broke: try again later
  *   -EACCES   the server refused us (authentication, permissions)
  *   -ENOENT   a table or column the sync needs is missing (err says which)
+ *   -EPROTO   this row is refused for good: a value does not fit its column
+ *             or breaks a constraint (SQLSTATE classes 22 and 23)
  *   -EIO      anything else
  */
 #ifndef DB_PG_H
@@ -75,7 +77,8 @@ int db_pg_fetch(struct db_pg *pg, const char *id, struct db_image *out,
 		char *err, size_t errlen);
 
 /* Call fn for every image in PostgreSQL, one row in memory at a time; a
- * non-zero return from fn stops the scan. Returns how many, or -errno. */
+ * non-zero return from fn stops the scan at once (the query is cancelled
+ * on the server) and is returned. Returns how many, or -errno. */
 int db_pg_scan(struct db_pg *pg,
 	       int (*fn)(const struct db_image *img, void *arg), void *arg,
 	       char *err, size_t errlen);

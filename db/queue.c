@@ -23,7 +23,7 @@ static const char SQL_CLAIM_PICK[] =
     " '/' || i.name)) ORDER BY id LIMIT 1";
 static const char SQL_SYNC_PICK[] =
     "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (3, 4) AND"
-    " claimed = 0 AND id > :after ORDER BY id LIMIT 1";
+    " claimed = 0 AND parked = 0 AND id > :after ORDER BY id LIMIT 1";
 static const char SQL_CLAIM_MARK[] =
     "UPDATE jobs SET claimed = 1 WHERE id = :job";
 static const char SQL_RELEASE[] = "UPDATE jobs SET claimed = 0 WHERE id = :job";

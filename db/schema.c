@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -106,6 +106,14 @@ static const char schema_v6[] =
     /* the tries whose content the store got or kept wrong */
     "ALTER TABLE jobs ADD COLUMN wrong INTEGER NOT NULL DEFAULT 0;";
 
+/* Version 7: the problems the status file lists (db_problems), found
+ * without reading every row. */
+static const char schema_v7[] =
+    "CREATE INDEX images_error ON images (updated_at) WHERE error != '';"
+    "CREATE INDEX jobs_parked ON jobs (id) WHERE parked;"
+    /* and the rows the spool must still hold, checked at mount */
+    "CREATE INDEX images_spooled ON images (id) WHERE state = 'spooled';";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -126,8 +134,8 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2, schema_v3,
-			       schema_v4, schema_v5, schema_v6};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
+			       schema_v5, schema_v6, schema_v7};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -1,7 +1,8 @@
 /* backfill.c - thumbfs backfill CONFIG: a thumbnail for every row the store
  * has without one (the FileMaker import's rows, from before thumbnails),
  * made by the job runners through the catalog's queue, so that it is safe
- * to interrupt, to run again, and to run beside a mount. */
+ * to interrupt and to run again. Beside a mount, which owns the catalog,
+ * the mount's runners make them: this process queues and follows. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,13 +32,14 @@ static void progress(FILE *out, int64_t total, int64_t left, int64_t failed)
 	fflush(out);
 }
 
-int fs_backfill(struct thumbfs *fs)
+int fs_backfill(struct thumbfs *fs, bool beside)
 {
 	struct db_counts c0, c;
 	char err[1024];
 	int ret;
 
-	if (fs->pg && (ret = fs_read_postgres(fs, err, sizeof(err)))) {
+	if (!beside && fs->pg &&
+	    (ret = fs_read_postgres(fs, err, sizeof(err)))) {
 		fprintf(stderr, "thumbfs: cannot read PostgreSQL: %s\n", err);
 		return 1;
 	}
@@ -57,7 +59,7 @@ int fs_backfill(struct thumbfs *fs)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	if (fs_jobs_start(fs)) {
+	if (!beside && fs_jobs_start(fs)) {
 		fprintf(stderr, "thumbfs: cannot start the workers\n");
 		return 1;
 	}
@@ -84,7 +86,8 @@ int fs_backfill(struct thumbfs *fs)
 		struct timespec nap = {0, 200 * 1000 * 1000};
 		nanosleep(&nap, NULL);
 	}
-	fs_jobs_stop(fs); /* the jobs under way finish */
+	if (!beside)
+		fs_jobs_stop(fs); /* the jobs under way finish */
 	db_counts(fs->db, &c);
 	int64_t failed = c.thumb_errors - c0.thumb_errors;
 	progress(stdout, total, c.jobs_backfill, failed < 0 ? 0 : failed);

@@ -28,6 +28,8 @@ struct use {
 	bool checked; /* seen by the walk under way */
 };
 
+#define RESTORES_MAX 32
+
 struct fs_cache {
 	uint64_t max_bytes;
 	pthread_mutex_t lock; /* guards everything below; held while a
@@ -37,13 +39,17 @@ struct fs_cache {
 	uint64_t measured;    /* bytes at the last walk */
 	uint64_t added;	      /* bytes added since */
 	bool walked;
+	bool over; /* still over the bound after the last trim */
 	bool trimming;
 	bool no_punch; /* the spool's file system cannot punch holes */
-	/* the file being restored, and the times a client must see of it
-	 * until the restore has put them back */
-	ino_t restoring;
-	struct timespec restoring_times[2];
-	pthread_mutex_t restore; /* one restore at a time */
+	/* the files being restored (one restore per file, many files at
+	 * once: no lock is held across a GET), and the times a client must
+	 * see of each until its restore has put them back */
+	struct {
+		ino_t ino; /* 0: a free slot */
+		struct timespec times[2];
+	} restoring[RESTORES_MAX];
+	pthread_cond_t restored; /* a slot freed */
 };
 
 static int cmp_use(const void *a, const void *b)
@@ -60,7 +66,7 @@ struct fs_cache *fs_cache_new(uint64_t max_bytes)
 		return NULL;
 	c->max_bytes = max_bytes;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_mutex_init(&c->restore, NULL);
+	pthread_cond_init(&c->restored, NULL);
 	return c;
 }
 
@@ -70,7 +76,7 @@ void fs_cache_free(struct fs_cache *c)
 		return;
 	tdestroy(c->uses, free);
 	pthread_mutex_destroy(&c->lock);
-	pthread_mutex_destroy(&c->restore);
+	pthread_cond_destroy(&c->restored);
 	free(c);
 }
 
@@ -119,6 +125,13 @@ void fs_cache_put(struct fs_cache *c, ino_t ino)
 	pthread_mutex_unlock(&c->lock);
 }
 
+void fs_cache_set_bound(struct fs_cache *c, uint64_t max_bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	c->max_bytes = max_bytes;
+	pthread_mutex_unlock(&c->lock);
+}
+
 void fs_cache_added(struct fs_cache *c, uint64_t bytes)
 {
 	pthread_mutex_lock(&c->lock);
@@ -128,17 +141,24 @@ void fs_cache_added(struct fs_cache *c, uint64_t bytes)
 
 void fs_cache_describe(struct fs_cache *c, char *out, size_t n)
 {
+	char used[32], bound[32];
 	pthread_mutex_lock(&c->lock);
-	if (!c->max_bytes)
-		snprintf(out, n, "no bound");
-	else if (!c->walked)
-		snprintf(out, n, "not measured yet, bound %llu bytes",
-			 (unsigned long long)c->max_bytes);
-	else
-		snprintf(out, n, "%llu of %llu bytes",
-			 (unsigned long long)c->measured,
-			 (unsigned long long)c->max_bytes);
+	uint64_t now = c->measured + c->added, max = c->max_bytes;
+	bool walked = c->walked;
 	pthread_mutex_unlock(&c->lock);
+	log_size(max, bound, sizeof(bound));
+	if (!walked)
+		snprintf(out, n, "being measured; bound %s",
+			 max ? bound : "none");
+	else if (!max)
+		snprintf(out, n, "%s (%llu bytes) on disk; no bound",
+			 log_size(now, used, sizeof(used)),
+			 (unsigned long long)now);
+	else
+		snprintf(out, n, "%s (%llu bytes) on disk of %s (%llu bytes)",
+			 log_size(now, used, sizeof(used)),
+			 (unsigned long long)now, bound,
+			 (unsigned long long)max);
 }
 
 /* A file the walk found: a spool file (thumb false) or a thumbnail. */
@@ -335,8 +355,9 @@ void fs_cache_trim(struct thumbfs *fs)
 	struct fs_cache *c = fs->cache;
 	char dir[PATH_MAX];
 	pthread_mutex_lock(&c->lock);
-	bool due = c->max_bytes && !c->trimming &&
-		   (!c->walked || c->measured + c->added > c->max_bytes);
+	uint64_t max = c->max_bytes; /* SIGHUP may change it */
+	bool due =
+	    max && !c->trimming && (!c->walked || c->measured + c->added > max);
 	if (due)
 		c->trimming = true;
 	pthread_mutex_unlock(&c->lock);
@@ -362,8 +383,9 @@ void fs_cache_trim(struct thumbfs *fs)
 	}
 	pthread_mutex_unlock(&c->lock);
 	/* down to 90% of the bound, so that it is not done at every file */
-	uint64_t low = c->max_bytes - c->max_bytes / 10;
-	if (!ret && total > c->max_bytes) {
+	uint64_t low = max - max / 10;
+	char a[32], b[32];
+	if (!ret && max && total > max) {
 		qsort(w.v, w.n, sizeof(*w.v), by_last);
 		for (size_t i = 0; i < w.n && total - freed > low; i++) {
 			if (evict(fs, &w.v[i]) == 0) {
@@ -371,22 +393,21 @@ void fs_cache_trim(struct thumbfs *fs)
 				files++;
 			}
 		}
-		if (total - freed > c->max_bytes)
+		if (total - freed > max)
 			log_warn("cache: %llu bytes kept, over the bound of "
 				 "%llu: the rest is not uploaded yet, or open",
 				 (unsigned long long)(total - freed),
-				 (unsigned long long)c->max_bytes);
+				 (unsigned long long)max);
 	}
 	if (files)
-		log_info("cache: evicted %d file(s), %.1f MB; %.1f MB in use",
-			 files, (double)freed / 1e6,
-			 (double)(total - freed) / 1e6);
+		log_info("cache: evicted %d file(s), %s; %s in use", files,
+			 log_size(freed, a, sizeof(a)),
+			 log_size(total - freed, b, sizeof(b)));
 	pthread_mutex_lock(&c->lock);
 	c->measured = total - freed;
 	/* over the bound with nothing to give back: measure again only once
 	 * more has come (a tenth of the bound) */
-	if (c->measured > c->max_bytes)
-		c->measured = low;
+	c->over = max && c->measured > max;
 	c->added = 0;
 	c->walked = true;
 	c->trimming = false;
@@ -395,34 +416,59 @@ void fs_cache_trim(struct thumbfs *fs)
 	free_walk(&w);
 }
 
+/* Take the restore slot of ino, waiting while another thread restores
+ * the same file (or every slot is taken). Under c->lock. */
+static int take_slot(struct fs_cache *c, ino_t ino, const struct timespec *tv)
+{
+	for (;;) {
+		int free_slot = -1;
+		bool busy = false;
+		for (int i = 0; i < RESTORES_MAX; i++) {
+			if (c->restoring[i].ino == ino)
+				busy = true;
+			else if (!c->restoring[i].ino && free_slot < 0)
+				free_slot = i;
+		}
+		if (!busy && free_slot >= 0) {
+			c->restoring[free_slot].ino = ino;
+			memcpy(c->restoring[free_slot].times, tv,
+			       sizeof(c->restoring[0].times));
+			return free_slot;
+		}
+		pthread_cond_wait(&c->restored, &c->lock);
+	}
+}
+
 int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 		     const char *sp)
 {
+	struct fs_cache *c = fs->cache;
 	struct db_image img;
 	struct stat st;
 	char err[512];
 	if (p->local)
 		return 0;
-	pthread_mutex_lock(&fs->cache->restore);
 	int ret = db_image_evicted(fs->db, p->patient, p->date, p->name);
-	if (ret != 1) {
-		pthread_mutex_unlock(&fs->cache->restore);
+	if (ret != 1)
 		return ret == -ENOENT ? 0 : ret;
-	}
-	ret = db_image_get(fs->db, p->patient, p->date, p->name, &img);
-	int fd = ret ? -1 : open_for_cache(sp, 0);
-	if (!ret && (fd < 0 || fstat(fd, &st)))
+	int fd = open_for_cache(sp, 0);
+	if (fd < 0 || fstat(fd, &st)) {
 		ret = -errno;
-	struct timespec tv[2] = {{0, 0}, {0, 0}};
-	bool marked = !ret;
-	if (marked) { /* its writes change its times: stat shows the old */
-		tv[0] = st.st_atim;
-		tv[1] = st.st_mtim;
-		pthread_mutex_lock(&fs->cache->lock);
-		fs->cache->restoring = st.st_ino;
-		memcpy(fs->cache->restoring_times, tv, sizeof(tv));
-		pthread_mutex_unlock(&fs->cache->lock);
+		if (fd >= 0)
+			close(fd);
+		return ret;
 	}
+	/* its writes change its times: stat shows the old ones meanwhile */
+	struct timespec tv[2] = {st.st_atim, st.st_mtim};
+	pthread_mutex_lock(&c->lock);
+	int slot = take_slot(c, st.st_ino, tv);
+	pthread_mutex_unlock(&c->lock);
+	/* another thread may have restored it while this one waited */
+	ret = db_image_evicted(fs->db, p->patient, p->date, p->name);
+	if (ret == 1)
+		ret = db_image_get(fs->db, p->patient, p->date, p->name, &img);
+	else
+		ret = ret == 0 ? 1 : ret;
 	if (!ret) {
 		ret = s3_get_fd(fs->store, img.s3_key, fd, err, sizeof(err));
 		if (ret)
@@ -444,17 +490,16 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 		ret = -errno;
 	if (!ret) {
 		ret = db_image_restored(fs->db, p->patient, p->date, p->name);
-		fs_cache_added(fs->cache, (uint64_t)st.st_size);
+		fs_cache_added(c, (uint64_t)st.st_size);
 	}
-	if (fd >= 0) {
-		if (marked)
-			futimens(fd, tv); /* the client's, restored or not */
-		close(fd);
-	}
-	pthread_mutex_lock(&fs->cache->lock);
-	fs->cache->restoring = 0;
-	pthread_mutex_unlock(&fs->cache->lock);
-	pthread_mutex_unlock(&fs->cache->restore);
+	futimens(fd, tv); /* the client's, restored or not */
+	close(fd);
+	pthread_mutex_lock(&c->lock);
+	c->restoring[slot].ino = 0;
+	pthread_cond_broadcast(&c->restored);
+	pthread_mutex_unlock(&c->lock);
+	if (ret == 1)
+		return 0; /* restored by another */
 	return ret == -ENOENT ? -EIO : ret;
 }
 
@@ -464,10 +509,11 @@ int fs_cache_stat(struct fs_cache *c, const char *sp, int fd, struct stat *st)
 	 * its times back, so no stat sees the times in between */
 	pthread_mutex_lock(&c->lock);
 	int ret = (fd >= 0 ? fstat(fd, st) : lstat(sp, st)) ? -errno : 0;
-	if (ret == 0 && c->restoring && st->st_ino == c->restoring) {
-		st->st_atim = c->restoring_times[0];
-		st->st_mtim = c->restoring_times[1];
-	}
+	for (int i = 0; ret == 0 && i < RESTORES_MAX; i++)
+		if (c->restoring[i].ino && c->restoring[i].ino == st->st_ino) {
+			st->st_atim = c->restoring[i].times[0];
+			st->st_mtim = c->restoring[i].times[1];
+		}
 	pthread_mutex_unlock(&c->lock);
 	return ret;
 }

@@ -24,6 +24,8 @@ struct fs_cache;
 
 /* max_bytes 0: no bound. */
 struct fs_cache *fs_cache_new(uint64_t max_bytes);
+/* Another bound from now on (SIGHUP); the next trim measures against it. */
+void fs_cache_set_bound(struct fs_cache *c, uint64_t max_bytes);
 void fs_cache_free(struct fs_cache *c);
 
 /* The file ino is open (and used now) / closed. */

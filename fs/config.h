@@ -61,15 +61,30 @@ struct cfg {
 	char audit_file[CFG_STR]; /* "": no audit log */
 	uint64_t audit_max_bytes;
 	int audit_keep;
+
+	/* [log] */
+	char log_file[CFG_STR]; /* "": syslog when daemonised, else stderr */
 };
+
+/* The most an error report of cfg_load can say (every error, a line
+ * each); callers give err at least this many bytes. */
+#define CFG_ERR_MAX 4096
 
 /* Fill cfg with the defaults mount.conf.example documents. */
 void cfg_init(struct cfg *cfg);
 
-/* Read path into cfg. On a bad or missing key, an unreadable file or a bad
- * value, returns -EINVAL (or -errno) and writes
- * "PATH:LINE: what is wrong with which key" into err. */
+/* Read path into cfg. On bad or missing keys, unknown sections, bad
+ * values or lines, returns -EINVAL and writes every one of them into err,
+ * a line each: "PATH:LINE: what is wrong with which key" (with "did you
+ * mean" for a near miss); -errno if the file cannot be read. Sizes take
+ * K, M, G or T (powers of 1024). */
 int cfg_load(struct cfg *cfg, const char *path, char *err, size_t errlen);
+
+/* fn(section, name, arg) for every key whose value differs between old
+ * and now, in the file's order. */
+void cfg_changes(const struct cfg *old, const struct cfg *now,
+		 void (*fn)(const char *section, const char *name, void *arg),
+		 void *arg);
 
 /* Expand template into out: {patient}, {date} and {name} are replaced.
  * -ENAMETOOLONG if it does not fit in n bytes. */

@@ -46,12 +46,16 @@ int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
 /* The image p is about to change: tell the catalog first, so that a
  * daemon that dies before the writer is told it is saved leaves the file
  * whole or absent at the next mount (fs_reconcile). */
-static int mark_writing(struct thumbfs *fs, const struct fs_path *p)
+int fs_mark_writing(struct thumbfs *fs, const struct fs_path *p)
 {
 	char what[PATH_MAX];
 	if (p->kind != FS_FILE || p->local || p->thumb)
 		return 0;
+	/* synced: after a power cut too, the next mount knows the file was
+	 * changing and makes it whole or absent */
 	int ret = db_image_writing(fs->db, p->patient, p->date, p->name);
+	if (ret == 0)
+		ret = db_sync(fs->db);
 	if (ret) {
 		fs_tree_path(what, sizeof(what), NULL, p->patient, p->date,
 			     p->name);
@@ -95,7 +99,7 @@ static int begin_write(struct thumbfs *fs, struct handle *h, const char *path)
 	follow(fs, h, path, &p);
 	if (atomic_load(&h->dirty) || !is_image(&p))
 		return 0;
-	int ret = mark_writing(fs, &p);
+	int ret = fs_mark_writing(fs, &p);
 	if (ret == 0)
 		atomic_store(&h->dirty, true);
 	return ret;
@@ -204,33 +208,74 @@ static void backfill(struct thumbfs *fs, const struct fs_path *p)
 		fs_jobs_kick(fs);
 }
 
+/* The change fs_mark_writing announced did not happen: as it was. */
+static void unmark(struct thumbfs *fs, const struct fs_path *p, bool evicted)
+{
+	if (is_image(p))
+		db_writing_undo(fs->db, p->patient, p->date, p->name, evicted);
+}
+
+/* A writer makes the file at sp anew: a new file, or O_TRUNC (trunc). The
+ * catalog is told first (fs_mark_writing): before the name exists, or
+ * before the truncate. Whatever fails on the way changes nothing: the
+ * acknowledged content that was waiting to upload stays due, now and at
+ * the next mount, and a name made here goes again. A handle on success. */
+static int open_fresh(struct thumbfs *fs, struct fuse_file_info *fi,
+		      const struct fs_path *p, const char *sp, int flags,
+		      mode_t mode, bool take_owner)
+{
+	struct stat sb;
+	bool existed = lstat(sp, &sb) == 0;
+	bool trunc = existed && (flags & O_TRUNC);
+	bool evicted =
+	    trunc && is_image(p) &&
+	    db_image_evicted(fs->db, p->patient, p->date, p->name) == 1;
+	int ret = 0;
+	if ((!existed || trunc) && (ret = fs_mark_writing(fs, p)))
+		return ret;
+	/* opened untouched, truncated below once the catalog knows; a new
+	 * file takes the requester's mode and owner (fs_take_owner) */
+	int fd =
+	    open(sp, (flags & ~(O_NOFOLLOW | O_TRUNC)) | O_CREAT | O_CLOEXEC,
+		 take_owner ? 0600 : mode);
+	if (fd < 0)
+		ret = -errno;
+	else if (!existed && take_owner && (ret = fs_take_owner(fd, sp, mode)))
+		close(fd);
+	else
+		ret = new_handle(fi, fd, p, false);
+	if (ret == 0 && trunc && ftruncate(fd, 0)) {
+		ret = -errno;
+		drop_handle(fi, ret);
+	}
+	if (ret) {
+		if (!existed && fd >= 0)
+			unlink(sp);
+		if (!existed || trunc)
+			unmark(fs, p, evicted);
+		return ret;
+	}
+	atomic_store(&fs_handle(fi)->dirty, (!existed || trunc) && is_image(p));
+	return 0;
+}
+
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
-	fs_parse(fs, path, &p, true);
-	int ret = fs_may_create(fs, path, &p);
+	fs_parse(fs, path, &p);
+	int ret = fs_may_create(fs, "create of", path, &p);
 	if (ret)
 		return ret;
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
 	struct stat sb;
 	bool existed = lstat(sp, &sb) == 0;
-	bool fresh = !existed || (fi->flags & O_TRUNC);
-	if (fresh && (ret = mark_writing(fs, &p)))
+	if ((ret = open_fresh(fs, fi, &p, sp, fi->flags, mode, true)))
 		return ret;
-	int fd =
-	    open(sp, (fi->flags & ~O_NOFOLLOW) | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	if (!existed && (ret = fs_take_owner(fd, sp, mode))) {
-		close(fd);
-		unlink(sp);
-		return ret;
-	}
-	if ((ret = new_handle(fi, fd, &p, fresh)) || fresh)
-		return ret;
+	if (!existed || (fi->flags & O_TRUNC))
+		return 0;
 	/* an existing image opened to write: whole first */
 	if ((ret = fs_cache_restore(fs, &p, sp)))
 		return drop_handle(fi, ret);
@@ -283,7 +328,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 	struct fs_path p;
 	char sp[PATH_MAX];
 	int acc = fi->flags & O_ACCMODE, ret, fd;
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind == FS_STATUS)
 		return open_status(fs, fi);
 	if (p.kind != FS_FILE)
@@ -300,14 +345,8 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 	}
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
-	if (trunc) {
-		if ((ret = mark_writing(fs, &p)))
-			return ret;
-		/* truncating an image that lives in the store only makes it
-		 * anew */
-		fd = open(sp, flags | O_CREAT, 0644);
-		return fd < 0 ? -errno : new_handle(fi, fd, &p, true);
-	}
+	if (trunc) /* of an image in the store only, too: made anew */
+		return open_fresh(fs, fi, &p, sp, flags | O_TRUNC, 0644, false);
 	fd = open(sp, flags);
 	if (fd < 0)
 		return errno != ENOENT || p.local
@@ -389,16 +428,27 @@ int fs_op_release(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
-/* What fsync() returns: the data is on disk and the writer may rely on
- * it, so it is queued for ingest as a close() would. */
+/* What fsync() returns: the data, its name and its catalog row are on
+ * disk, across a power cut, and the writer may rely on them; so it is
+ * queued for ingest as a close() would, and the catalog synced. */
 int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
+	struct thumbfs *fs = fs_get();
 	struct handle *h = fs_handle(fi);
+	char sp[PATH_MAX];
+	struct fs_path p;
 	if (h->status || h->fd < 0)
 		return 0;
 	if (datasync ? fdatasync(h->fd) : fsync(h->fd))
 		return -errno;
-	return end_write(fs_get(), h, path);
+	int ret = end_write(fs, h, path);
+	if (ret == 0 && (ret = db_sync(fs->db)))
+		ret = ret == -ENOSPC ? ret : -EIO;
+	follow(fs, h, path, &p);
+	if (ret == 0 && p.kind == FS_FILE &&
+	    !fs_spool_file(fs, p.patient, p.date, p.name, sp, sizeof(sp)))
+		ret = fs_sync_parent(sp);
+	return ret;
 }
 
 /* close(): what it returns is what the writer is told, so the ingest is

@@ -56,6 +56,11 @@ struct handle *fs_handle(struct fuse_file_info *fi);
 
 /* Queue the ingest of image p, written by uid to size bytes. 0 or -errno
  * (logged). */
+/* Image p is about to change, its writer not yet told it is saved: the
+ * catalog is told first, so that a daemon that dies before leaves it whole
+ * or absent. 0, -ENOSPC or -EIO. */
+int fs_mark_writing(struct thumbfs *fs, const struct fs_path *p);
+
 int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
 		    uid_t uid);
 

@@ -16,6 +16,7 @@
 #include "fs/ingest.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/reload.h"
 #include "fs/path.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
@@ -87,12 +88,14 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	struct db_image img, done;
 	struct thumb_result res = {0};
 	struct s3_digest dg = {0};
-	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512];
+	char path[PATH_MAX], what[PATH_MAX], thumb_path[PATH_MAX], err[512],
+	    size[32];
 	bool current;
 	int ret, fd = -1;
 
 	if (db_image_get_by_id(fs->db, job->image_id, &img)) {
-		db_job_done(fs->db, job->id); /* removed meanwhile */
+		FS_SETTLE(fs, "a finished job",
+			  db_job_done(fs->db, job->id)); /* removed meanwhile */
 		return;
 	}
 	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
@@ -106,7 +109,9 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	ret = fd < 0 ? -errno : s3_digest_fd(fs->store, fd, &dg);
 	if (ret == -ENOENT) {
-		db_job_done(fs->db, job->id); /* renamed or removed */
+		FS_SETTLE(
+		    fs, "a finished job",
+		    db_job_done(fs->db, job->id)); /* renamed or removed */
 		goto out_free;
 	}
 	if (ret) {
@@ -122,14 +127,23 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		 s3_bucket(fs->store));
 	err[0] = '\0';
 	/* (a file over [thumbnail] max_bytes gets no thumbnail) */
-	int terr = thumb_make_fd(fd, &fs->thumb, &res, err, sizeof(err));
+	struct fs_live live = fs_live(fs);
+	/* an empty file (a touch, a copy not written yet) is stored, and
+	 * is no image: no thumbnail, and no error either */
+	bool empty = dg.size == 0;
+	int terr = empty
+		       ? -ENODATA
+		       : thumb_make_fd(fd, &live.thumb, &res, err, sizeof(err));
+	if (empty)
+		res.mime_type = "application/octet-stream";
 	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
 	done.width = res.width;
 	done.height = res.height;
 	done.thumbnail_name[0] = '\0';
 	done.s3_thumbnail_key[0] = '\0';
 	done.thumbnail_size = 0;
-	snprintf(done.error, sizeof(done.error), "%s", terr ? err : "");
+	snprintf(done.error, sizeof(done.error), "%s",
+		 terr && !empty ? err : "");
 	if (!terr)
 		done.thumbnail_size = (int64_t)res.size;
 
@@ -138,7 +152,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (ret) {
 		log_error("key of '%s' is longer than %d bytes; not uploaded",
 			  what, DB_KEY_MAX);
-		db_job_done(fs->db, job->id);
+		FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
 		goto out_free;
 	}
 	if (!terr && (ret = claim_thumb(fs, &img, done.s3_key, res.thumb_ext,
@@ -175,7 +189,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 			   img.thumbnail_name, thumb_path, sizeof(thumb_path)))
 		unlink(thumb_path);
 
-	ret = db_ingest_done(fs->db, job, &done, &current);
+	FS_SETTLE(fs, what, ret = db_ingest_done(fs->db, job, &done, &current));
 	if (ret) {
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
@@ -186,14 +200,17 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (fs->pg)
 		fs_jobs_kick(fs); /* the sync runner has a row to send */
 	fs_cache_added(fs->cache, dg.size + res.size);
-	if (terr)
+	if (empty)
+		log_info("stored %s (an empty file: no thumbnail)", what);
+	else if (terr)
 		log_error("thumbnail of '%s' failed: %s; the original is kept "
 			  "and uploaded",
 			  what, done.error);
 	else
-		log_info("imported %s (%dx%d, thumb %dx%d, %.1f MB)", what,
+		log_info("imported %s (%dx%d, thumb %dx%d, %s)", what,
 			 res.width, res.height, res.thumb_width,
-			 res.thumb_height, (double)dg.size / 1e6);
+			 res.thumb_height,
+			 log_size(dg.size, size, sizeof(size)));
 	audit_stored(fs, &done);
 out_free:
 	if (fd >= 0)
@@ -239,31 +256,45 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 
 	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
 	    img.gen != job->gen || img.s3_thumbnail_key[0] || img.error[0]) {
-		db_job_done(fs->db, job->id); /* changed or made meanwhile */
+		FS_SETTLE(fs, "a finished job",
+			  db_job_done(fs->db,
+				      job->id)); /* changed or made meanwhile */
 		return;
 	}
 	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
 		     img.name);
 	int ret = 0;
-	if ((uint64_t)img.file_size > fs->thumb.max_bytes) {
+	struct fs_live live = fs_live(fs);
+	if ((uint64_t)img.file_size > live.thumb.max_bytes) {
 		snprintf(err, sizeof(err),
 			 "file is %lld bytes, over the limit of %llu "
 			 "(max_bytes)",
 			 (long long)img.file_size,
-			 (unsigned long long)fs->thumb.max_bytes);
+			 (unsigned long long)live.thumb.max_bytes);
 		ret = -EFBIG;
-	} else if ((fd = open_stored(fs, &img, err, sizeof(err))) < 0) {
+	} else if ((fd = open_stored(fs, &img, err, sizeof(err))) == -ENOENT) {
+		/* nothing to make it from: failed, and counted so */
+		snprintf(err, sizeof(err),
+			 "the original '%s' is not in the "
+			 "store",
+			 img.s3_key);
+		log_error("thumbnail of '%s' cannot be made: %s", what, err);
+		FS_SETTLE(fs, "a failed backfill",
+			  db_backfill_failed(fs->db, job, err));
+		return;
+	} else if (fd < 0) {
 		fs_job_failed(fs, job, fd, "reading the original to backfill",
 			      err);
 		return;
 	}
 	if (ret == 0)
-		ret = thumb_make_fd(fd, &fs->thumb, &res, err, sizeof(err));
+		ret = thumb_make_fd(fd, &live.thumb, &res, err, sizeof(err));
 	if (ret) {
 		/* the row stays as the app has it; the reason is kept so
 		 * that it is not tried at every listing */
 		log_error("thumbnail of '%s' cannot be made: %s", what, err);
-		db_backfill_failed(fs->db, job, err);
+		FS_SETTLE(fs, "a failed backfill",
+			  db_backfill_failed(fs->db, job, err));
 		goto out_free;
 	}
 	done = img;
@@ -271,7 +302,8 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	ret = claim_thumb(fs, &img, img.s3_key, res.thumb_ext, &done, err,
 			  sizeof(err));
 	if (ret == -ENAMETOOLONG) {
-		db_backfill_failed(fs->db, job, err);
+		FS_SETTLE(fs, "a failed backfill",
+			  db_backfill_failed(fs->db, job, err));
 		goto out_free;
 	}
 	if (ret) {
@@ -301,7 +333,7 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			   done.thumbnail_name, path, sizeof(path)) &&
 	    fs_write_whole(fs, path, res.data, res.size) == 0)
 		fs_cache_added(fs->cache, res.size);
-	ret = db_ingest_done(fs->db, job, &done, &current);
+	FS_SETTLE(fs, what, ret = db_ingest_done(fs->db, job, &done, &current));
 	if (ret)
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
@@ -331,7 +363,7 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 		return;
 	}
 	fs_job_succeeded(fs);
-	db_job_done(fs->db, job->id);
+	FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
 }
 
 /* The image's directory was renamed: its objects are copied to the keys

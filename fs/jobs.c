@@ -1,6 +1,6 @@
 /* jobs.c - the job runners: threads that claim store jobs and do them,
  * back off on failure, hold the uploads while the store refuses, re-read
- * the credentials on SIGHUP, and checkpoint the catalog between jobs. */
+ * the credentials on SIGHUP; and the catalog's checkpointer. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@
 #include "fs/ingest.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/reload.h"
 #include "fs/sync.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
@@ -27,7 +28,8 @@
  * the CPU first, and the runners take the rest. */
 #define WORKER_NICE 10
 
-volatile sig_atomic_t fs_reload_pending;
+atomic_int fs_reload_pending;
+atomic_int fs_drain_stop;
 
 /* The delay before try number attempts+2: exponential up to max_s, with
  * full jitter. */
@@ -45,9 +47,20 @@ static int backoff(int attempts, int max_s)
 void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
 		  const char *what, const char *err)
 {
-	int delay = backoff(job->attempts, fs->cfg.retry_max_s);
+	int delay = backoff(job->attempts, fs_live(fs).retry_max_s);
 	log_error("%s failed: %s, retry in %d s", what, err, delay);
-	db_job_retry(fs->db, job->id, delay, err);
+	FS_SETTLE(fs, what, db_job_retry(fs->db, job->id, delay, err));
+}
+
+bool fs_settle_wait(struct thumbfs *fs, const char *what, int err, int tries)
+{
+	if (tries == 0)
+		log_error("catalog: cannot record %s: %s; trying again", what,
+			  strerror(-err));
+	int ms = tries < 6 ? 50 << tries : 2000;
+	struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&nap, NULL);
+	return !fs_jobs_stopping(fs);
 }
 
 void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
@@ -63,7 +76,7 @@ void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 			  "remount)",
 			  err,
 			  fs->config_path ? fs->config_path : "the config");
-	db_job_release(fs->db, job->id);
+	FS_SETTLE(fs, "a held job", db_job_release(fs->db, job->id));
 }
 
 /* The store failed a request in a way that may pass (-EAGAIN): the next
@@ -83,12 +96,12 @@ void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 			  "mount or thumbfs retry try it again), the others "
 			  "go on",
 			  what, err);
-		db_job_park(fs->db, job->id, err);
+		FS_SETTLE(fs, what, db_job_park(fs->db, job->id, err));
 	} else if (ret == -EBADMSG) {
-		int delay = backoff(job->attempts, fs->cfg.retry_max_s);
+		int delay = backoff(job->attempts, fs_live(fs).retry_max_s);
 		log_error("%s failed: %s, sent again in %d s", what, err,
 			  delay);
-		db_job_wrong(fs->db, job->id, delay, err);
+		FS_SETTLE(fs, what, db_job_wrong(fs->db, job->id, delay, err));
 	} else {
 		if (ret == -EAGAIN)
 			store_failing = true;
@@ -132,39 +145,6 @@ static bool store_held(struct thumbfs *fs)
 	return held;
 }
 
-/* SIGHUP: the config's [store] credentials again, and held jobs go. */
-static void reload(struct thumbfs *fs)
-{
-	struct cfg *cfg = malloc(sizeof(*cfg));
-	char err[1024];
-	if (!cfg)
-		return;
-	cfg_init(cfg);
-	int ret = cfg_load(cfg, fs->config_path, err, sizeof(err));
-	if (ret == 0) {
-		ret = s3_set_credentials(fs->store, cfg->access_key_id,
-					 cfg->secret_access_key, NULL);
-		snprintf(err, sizeof(err), "%s",
-			 ret == -EINVAL ? "no credentials" : strerror(-ret));
-	}
-	OPENSSL_cleanse(cfg, sizeof(*cfg));
-	free(cfg);
-	if (ret) {
-		log_error("reload of %s failed: %s; the old settings stay",
-			  fs->config_path, err);
-		return;
-	}
-	pthread_mutex_lock(&fs->lock);
-	fs->store_refused[0] = '\0';
-	pthread_cond_broadcast(&fs->cond);
-	pthread_mutex_unlock(&fs->lock);
-	log_info("reloaded the store's credentials from %s", fs->config_path);
-	int n = db_jobs_unpark(fs->db, NULL, NULL, NULL);
-	if (n > 0)
-		log_info("%d job(s) that had failed for good are tried again",
-			 n);
-}
-
 void fs_jobs_nap(struct thumbfs *fs)
 {
 	struct timespec until;
@@ -204,12 +184,10 @@ static void *worker_main(void *arg)
 	pthread_setname_np(pthread_self(), "thumbfs-job");
 	setpriority(PRIO_PROCESS, (id_t)gettid(), WORKER_NICE);
 	while (!fs_jobs_stopping(fs)) {
-		pthread_mutex_lock(&fs->lock);
-		bool hup = fs_reload_pending;
-		fs_reload_pending = 0;
-		pthread_mutex_unlock(&fs->lock);
-		if (hup)
-			reload(fs);
+		/* taken and cleared in one step: a SIGHUP that comes while
+		 * a reload runs makes another */
+		if (atomic_exchange(&fs_reload_pending, 0))
+			fs_reload(fs);
 		if (store_held(fs)) {
 			fs_jobs_nap(fs); /* until SIGHUP, or the unmount */
 			continue;
@@ -223,7 +201,7 @@ static void *worker_main(void *arg)
 		else if (store_failing)
 			probe(fs); /* nothing due, as the store was failing */
 		fs_cache_trim(fs);
-		checkpoint(fs);
+		checkpoint(fs); /* the checkpointer may be behind */
 		if (ret)
 			fs_jobs_nap(fs); /* nothing due */
 	}
@@ -235,6 +213,21 @@ void fs_jobs_kick(struct thumbfs *fs)
 	pthread_mutex_lock(&fs->lock);
 	pthread_cond_broadcast(&fs->cond);
 	pthread_mutex_unlock(&fs->lock);
+}
+
+/* The catalog's checkpointer: its own thread at the daemon's priority
+ * (not the runners' nice 10, nor behind a long thumbnail), woken by the
+ * commit that brings the log to DB_WAL_PAGES, so that it stays near that
+ * however fast commits come and however busy the runners are. */
+static void *checkpointer_main(void *arg)
+{
+	struct thumbfs *fs = arg;
+	pthread_setname_np(pthread_self(), "thumbfs-ckpt");
+	while (!fs_jobs_stopping(fs)) {
+		db_checkpoint_wait(fs->db, 200);
+		checkpoint(fs);
+	}
+	return NULL;
 }
 
 int fs_jobs_start(struct thumbfs *fs)
@@ -259,6 +252,12 @@ int fs_jobs_start(struct thumbfs *fs)
 		}
 		fs->sync_running = true;
 	}
+	int e = pthread_create(&fs->ckpt_thread, NULL, checkpointer_main, fs);
+	if (e) {
+		fs_jobs_stop(fs);
+		return -e;
+	}
+	fs->ckpt_running = true;
 	return 0;
 }
 
@@ -280,11 +279,20 @@ void fs_jobs_drain(struct thumbfs *fs, int seconds)
 	log_info("%lld job(s) still queued; working on for up to %d s",
 		 (long long)left, seconds);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	time_t said = t0.tv_sec;
 	for (;;) {
 		left = pending(fs);
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (left <= 0 || now.tv_sec - t0.tv_sec >= seconds)
 			break;
+		if (fs_drain_stop) {
+			log_info("stopped working on the queue, as asked");
+			break;
+		}
+		if (now.tv_sec - said >= 10) {
+			log_info("%lld job(s) still queued", (long long)left);
+			said = now.tv_sec;
+		}
 		fs_jobs_kick(fs);
 		struct timespec nap = {0, 100 * 1000 * 1000};
 		nanosleep(&nap, NULL);
@@ -307,6 +315,9 @@ void fs_jobs_stop(struct thumbfs *fs)
 	if (fs->sync_running)
 		pthread_join(fs->sync_thread, NULL);
 	fs->sync_running = false;
+	if (fs->ckpt_running)
+		pthread_join(fs->ckpt_thread, NULL);
+	fs->ckpt_running = false;
 	free(fs->threads);
 	fs->threads = NULL;
 	fs->n_threads = 0;

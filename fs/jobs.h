@@ -7,6 +7,7 @@
 #define FS_JOBS_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 struct thumbfs;
@@ -28,7 +29,9 @@ void fs_jobs_kick(struct thumbfs *fs);
 
 /* SIGHUP: set from the signal handler; a job runner re-reads the config's
  * [store] credentials and lets held uploads go. */
-extern volatile sig_atomic_t fs_reload_pending;
+extern atomic_int fs_reload_pending;
+/* Set by a signal during the drain after an unmount: stop it. */
+extern atomic_int fs_drain_stop;
 
 /* A job failed with err: logged as "WHAT failed: ERR, retry in N s", and
  * given back to be tried again after an exponential backoff with full
@@ -54,6 +57,23 @@ void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 /* A store job succeeded: if the store had been failing, the jobs waiting
  * out their backoff go now. */
 void fs_job_succeeded(struct thumbfs *fs);
+
+/* A job's bookkeeping in the catalog (done, retried, released, parked,
+ * its result recorded): call is tried again, waiting longer each time (to
+ * 2 s), until the catalog takes it (after a full disk or an I/O error
+ * passes) or the mount stops, so that no job stays claimed, its image
+ * stuck, while the mount runs. The first failure is logged. */
+#define FS_SETTLE(fs, what, call)                                              \
+	do {                                                                   \
+		int settle_tries_ = 0, settle_ret_;                            \
+		while ((settle_ret_ = (call)) < 0 &&                           \
+		       fs_settle_wait((fs), (what), settle_ret_,               \
+				      settle_tries_++))                        \
+			;                                                      \
+	} while (0)
+
+/* FS_SETTLE's wait: false once the mount stops. */
+bool fs_settle_wait(struct thumbfs *fs, const char *what, int err, int tries);
 
 /* Sleep until kicked, stopped, or a second has passed. */
 void fs_jobs_nap(struct thumbfs *fs);

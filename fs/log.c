@@ -1,15 +1,23 @@
-/* log.c - timestamped log lines, and a ring of the last errors. */
+/* log.c - timestamped log lines to stderr, a file or syslog, and a ring of
+ * the last errors. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static bool to_syslog;		 /* guarded by lock */
+static int out_fd = -1;		 /* guarded by lock: the file, or kept stderr */
+static char out_path[4096];	 /* guarded by lock: "" for kept stderr */
 static char kept[LOG_KEEP][512]; /* guarded by lock */
 static int n_kept;		 /* guarded by lock: errors ever kept */
 
@@ -22,6 +30,65 @@ void log_use_syslog(bool on)
 	pthread_mutex_unlock(&lock);
 }
 
+bool log_syslog_reachable(void)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int types[] = {SOCK_DGRAM, SOCK_STREAM};
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", _PATH_LOG);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		int ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+		close(fd);
+		if (ok == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Lines go to fd from now on ("" path: not a file to open again). */
+static void use_fd(int fd, const char *path)
+{
+	pthread_mutex_lock(&lock);
+	if (out_fd >= 0)
+		close(out_fd);
+	out_fd = fd;
+	snprintf(out_path, sizeof(out_path), "%s", path);
+	pthread_mutex_unlock(&lock);
+}
+
+int log_to_file(const char *path)
+{
+	int fd = -1;
+	if (path) {
+		fd =
+		    open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (fd < 0)
+			return -errno;
+	}
+	use_fd(fd, path ? path : "");
+	return 0;
+}
+
+int log_keep_stderr(void)
+{
+	int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return -errno;
+	use_fd(fd, "");
+	return 0;
+}
+
+int log_reopen(void)
+{
+	char path[sizeof(out_path)];
+	pthread_mutex_lock(&lock);
+	snprintf(path, sizeof(path), "%s", out_path);
+	pthread_mutex_unlock(&lock);
+	return path[0] ? log_to_file(path) : 0;
+}
+
 static void emit(int prio, const char *tag, bool keep, const char *fmt,
 		 va_list ap)
 {
@@ -32,7 +99,10 @@ static void emit(int prio, const char *tag, bool keep, const char *fmt,
 	localtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
 	pthread_mutex_lock(&lock);
-	if (to_syslog)
+	if (out_fd >= 0)
+		dprintf(out_fd, "%s thumbfs[%d]: %s%s\n", stamp, (int)getpid(),
+			tag, msg);
+	else if (to_syslog)
 		syslog(prio, "%s%s", tag, msg);
 	else
 		fprintf(stderr, "%s thumbfs: %s%s\n", stamp, tag, msg);
@@ -66,6 +136,25 @@ void log_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	emit(LOG_ERR, "error: ", true, fmt, ap);
 	va_end(ap);
+}
+
+const char *log_size(uint64_t bytes, char *out, size_t n)
+{
+	static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+	if (bytes < 1024) {
+		snprintf(out, n, "%llu bytes", (unsigned long long)bytes);
+		return out;
+	}
+	double v = (double)bytes / 1024;
+	int u = 0;
+	while (v >= 1023.95 && u < 3)
+		v /= 1024, u++;
+	snprintf(out, n,
+		 v < 9.995   ? "%.2f %s"
+		 : v < 99.95 ? "%.1f %s"
+			     : "%.0f %s",
+		 v, units[u]);
+	return out;
 }
 
 size_t log_last_errors(char *out, size_t n)

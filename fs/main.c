@@ -21,6 +21,8 @@
 #include "fs/cache.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
+#include "fs/owner.h"
+#include "fs/reload.h"
 #include "fs/ops.h"
 #include "fs/reconcile.h"
 #include "fs/thumbfs.h"
@@ -32,11 +34,13 @@
 
 struct args {
 	char *config;
+	char *log_file; /* -o log=FILE: over [log] file */
 	int show_help;
 	int show_version;
 };
 
 static const struct fuse_opt spec[] = {
+    {"log=%s", offsetof(struct args, log_file), 0},
     {"-h", offsetof(struct args, show_help), 1},
     {"--help", offsetof(struct args, show_help), 1},
     {"-V", offsetof(struct args, show_version), 1},
@@ -74,6 +78,7 @@ static void usage(const char *prog)
 	       "    -f             stay in the foreground, log to stderr\n"
 	       "    -d             FUSE debug output (implies -f)\n"
 	       "    -s             one thread for FUSE requests\n"
+	       "    -o log=FILE    log to FILE (over [log] file in CONFIG)\n"
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
@@ -210,7 +215,7 @@ static int check_postgres(const struct cfg *cfg)
 static int presign(const char *config, const char *key, const char *secs)
 {
 	struct cfg cfg;
-	char err[1024], *end = NULL;
+	char err[CFG_ERR_MAX], *end = NULL;
 	long expires = strtol(secs, &end, 10);
 	if (!*secs || *end || expires < 1 || expires > 604800) {
 		fprintf(stderr, "thumbfs: SECONDS must be 1 to 604800\n");
@@ -242,7 +247,7 @@ static int presign(const char *config, const char *key, const char *secs)
  * frees what was made either way. */
 static int prepare(struct thumbfs *fs, const char *config)
 {
-	char err[1024];
+	char err[CFG_ERR_MAX];
 	cfg_init(&fs->cfg);
 	if (cfg_load(&fs->cfg, config, err, sizeof(err))) {
 		fprintf(stderr, "thumbfs: %s\n", err);
@@ -272,6 +277,37 @@ static int prepare(struct thumbfs *fs, const char *config)
 	return 0;
 }
 
+/* Where the log goes, said before daemonising: -o log=FILE, else [log]
+ * file, else syslog; a daemon whose syslog cannot be reached keeps the
+ * stderr it was started with rather than log nowhere. */
+static int start_log(struct thumbfs *fs, const char *arg, bool foreground)
+{
+	const char *file = arg && *arg ? arg : fs->cfg.log_file;
+	if (*file) {
+		if (*file != '/') {
+			fprintf(stderr,
+				"thumbfs: -o log=%s: the log file must be an "
+				"absolute path\n",
+				file);
+			return -1;
+		}
+		int ret = log_to_file(file);
+		if (ret) {
+			fprintf(stderr,
+				"thumbfs: cannot open log file '%s': %s\n",
+				file, strerror(-ret));
+			return -1;
+		}
+		return 0;
+	}
+	if (foreground || log_syslog_reachable())
+		return 0;
+	fprintf(stderr, "thumbfs: syslog cannot be reached (nothing answers on "
+			"/dev/log): the log goes to this stderr; set [log] "
+			"file or -o log=FILE to keep it in a file\n");
+	return log_keep_stderr() ? -1 : 0;
+}
+
 /* thumbfs backfill CONFIG: thumbnails for every stored row that has none,
  * in the catalog and in PostgreSQL (fs_backfill). */
 static int backfill(const char *config)
@@ -282,20 +318,41 @@ static int backfill(const char *config)
 	memset(&fs, 0, sizeof(fs));
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_cond_init(&fs.cond, NULL);
+	char holder[512];
+	int owner = -1;
 	if (prepare(&fs, config) || !(fs.store = open_store(&fs.cfg)))
 		goto out;
-	if (!(fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err)))) {
+	/* Beside a mount, the mount owns the catalog and its runners do
+	 * the work: this process queues it and follows it. */
+	owner = fs_owner_take(fs.cfg.catalog_dir, false, holder, sizeof(holder),
+			      err, sizeof(err));
+	bool beside = owner == -EBUSY && !strncmp(holder, "mounted ", 8);
+	if (owner < 0 && !beside) {
 		fprintf(stderr, "thumbfs: %s\n", err);
 		goto out;
 	}
+	if (owner >= 0)
+		fs_owner_say(owner, "backfill");
+	fs.db = beside ? db_open_beside(fs.cfg.catalog_dir, err, sizeof(err))
+		       : db_open(fs.cfg.catalog_dir, err, sizeof(err));
+	if (!fs.db) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out;
+	}
+	if (beside)
+		printf("backfill: the catalog is %s; its runners make the "
+		       "thumbnails\n",
+		       holder);
 	db_set_keep_objects(fs.db, !strcmp(fs.cfg.delete_policy, "keep"));
-	if (fs.cfg.pg_dsn[0]) {
+	if (fs.cfg.pg_dsn[0] && !beside) {
 		if (!(fs.pg = db_pg_new(fs.cfg.pg_dsn)))
 			goto out;
 		db_set_pg_sync(fs.db, true);
 	}
-	status = fs_backfill(&fs);
+	status = fs_backfill(&fs, beside);
 out:
+	if (owner >= 0)
+		close(owner);
 	db_pg_free(fs.pg);
 	db_free(fs.db);
 	s3_free(fs.store);
@@ -315,7 +372,7 @@ static int retry(const char *config, const char *path)
 {
 	struct cfg cfg;
 	struct db *db;
-	char err[1024], patient[65] = "", date[11] = "", name[256] = "";
+	char err[CFG_ERR_MAX], patient[65] = "", date[11] = "", name[256] = "";
 	cfg_init(&cfg);
 	if (cfg_load(&cfg, config, err, sizeof(err))) {
 		fprintf(stderr, "thumbfs: %s\n", err);
@@ -377,6 +434,17 @@ static void on_sighup(int sig)
 	fs_reload_pending = 1;
 }
 
+static void on_sqlite_log(int code, const char *msg)
+{
+	log_warn("catalog (SQLite %d): %s", code, msg);
+}
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	fs_drain_stop = 1;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -386,7 +454,8 @@ int main(int argc, char *argv[])
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
 	char err[1024];
-	int status = 1;
+	int status = 1, owner = -1;
+	bool mounted = false;
 
 	const struct subcommand *sub =
 	    argc > 1 ? find_subcommand(argv[1]) : NULL;
@@ -418,6 +487,7 @@ int main(int argc, char *argv[])
 	}
 	/* Image buffers come and go per file: keep them in the heap rather
 	 * than mapping and faulting fresh pages for each (bounded). */
+	db_set_logger(on_sqlite_log);
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 	memset(&fs, 0, sizeof(fs));
@@ -451,6 +521,14 @@ int main(int argc, char *argv[])
 	 * terminal (as sshfs connects first). */
 	if (prepare(&fs, a.config))
 		goto out_rules;
+	/* One owner per catalog: a mount still finishing its uploads is
+	 * waited for; a live mount or a backfill is an error. */
+	owner =
+	    fs_owner_take(fs.cfg.catalog_dir, true, NULL, 0, err, sizeof(err));
+	if (owner < 0) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out_rules;
+	}
 	/* Open the catalog once to check it; it is opened again after
 	 * daemonising, since an SQLite connection must not cross fork(). */
 	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
@@ -494,10 +572,14 @@ int main(int argc, char *argv[])
 		goto out_store;
 	if (fuse_mount(fuse, opts.mountpoint))
 		goto out_destroy;
+	mounted = true;
+	if (start_log(&fs, a.log_file, opts.foreground))
+		goto out_unmount;
 	if (fuse_daemonize(opts.foreground))
 		goto out_unmount;
 	if (!opts.foreground)
 		log_use_syslog(true);
+	fs_owner_say(owner, "mounted on %s", opts.mountpoint);
 	fs.db = db_open(fs.cfg.catalog_dir, err, sizeof(err));
 	if (!fs.db) {
 		log_error("%s", err);
@@ -516,7 +598,8 @@ int main(int argc, char *argv[])
 		goto out_db;
 	/* SIGHUP re-reads the store's credentials (libfuse's handler would
 	 * unmount) */
-	struct sigaction hup = {.sa_handler = on_sighup};
+	struct sigaction hup = {.sa_handler = on_sighup,
+				.sa_flags = SA_RESTART};
 	sigemptyset(&hup.sa_mask);
 	sigaction(SIGHUP, &hup, NULL);
 	int queued = fs_reconcile(&fs);
@@ -534,26 +617,42 @@ int main(int argc, char *argv[])
 		 s3_bucket(fs.store));
 	if (fs.cfg.insecure_skip_verify)
 		log_warn("%s", INSECURE_WARNING);
+	int ret;
 	if (opts.singlethread) {
-		status = fuse_loop(fuse) ? 1 : 0;
+		ret = fuse_loop(fuse);
 	} else {
 		loop = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(loop, opts.clone_fd);
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
 		fuse_loop_cfg_set_idle_threads(loop, opts.max_threads);
-		status = fuse_loop_mt(fuse, loop) ? 1 : 0;
+		ret = fuse_loop_mt(fuse, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
+	/* Ctrl-C and SIGTERM are how a mount is stopped: not a failure */
+	status = ret == 0 || ret == SIGINT || ret == SIGTERM ? 0 : 1;
+	/* The mount point is given back at once; what is still queued is
+	 * worked on here, in the background, and a second Ctrl-C or
+	 * SIGTERM leaves it for the next mount. */
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_unmount(fuse);
+	mounted = false;
 	log_info("unmounted %s", opts.mountpoint);
-	fs_jobs_drain(&fs, fs.cfg.unmount_drain_s);
+	fs_owner_say(owner, "finishing the uploads of %s", opts.mountpoint);
+	struct sigaction stop = {.sa_handler = on_stop, .sa_flags = SA_RESTART};
+	sigemptyset(&stop.sa_mask);
+	sigaction(SIGINT, &stop, NULL);
+	sigaction(SIGTERM, &stop, NULL);
+	fs_jobs_drain(&fs, fs_live(&fs).unmount_drain_s);
 	fs_jobs_stop(&fs);
+	goto out_db;
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_db:
 	db_pg_free(fs.pg);
 	db_free(fs.db);
 out_unmount:
-	fuse_unmount(fuse);
+	if (mounted)
+		fuse_unmount(fuse);
 out_destroy:
 	fuse_destroy(fuse);
 out_store:
@@ -567,6 +666,9 @@ out_args:
 	free(opts.mountpoint);
 	free((char *)fs.config_path);
 	free(a.config);
+	free(a.log_file);
+	if (owner >= 0)
+		close(owner);
 	fuse_opt_free_args(&args);
 	pthread_cond_destroy(&fs.cond);
 	pthread_mutex_destroy(&fs.lock);

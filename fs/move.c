@@ -13,6 +13,7 @@
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/move.h"
+#include "fs/ops.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 
@@ -38,16 +39,16 @@ int fs_rename_dir(struct thumbfs *fs, const char *from, const char *to,
 		  const struct fs_path *pf, const struct fs_path *pt,
 		  unsigned int flags)
 {
-	char sf[PATH_MAX], st_[PATH_MAX], parent[PATH_MAX];
+	char sf[PATH_MAX], st_[PATH_MAX], parent[PATH_MAX], op[PATH_MAX + 32];
 	struct stat sb;
+	snprintf(op, sizeof(op), "rename of '%s' to", from);
 	if (pt->kind == FS_INVALID && pt->depth == pf->depth)
-		return pt->err; /* not an id, or not a date (logged) */
-	if (pt->kind != pf->kind) {
-		log_warn("refused renaming '%s' to '%s': a patient's directory "
-			 "stays a patient's, a date's a date's",
-			 from, to);
-		return -EPERM;
-	}
+		return fs_refused(pt->err, op, to, "%s",
+				  pt->why); /* not an id, or not a date */
+	if (pt->kind != pf->kind)
+		return fs_refused(-EPERM, op, to,
+				  "a patient's directory stays a patient's, a "
+				  "date's a date's");
 	if (fs_spool_path(fs, from, sf, sizeof(sf)) ||
 	    fs_spool_path(fs, to, st_, sizeof(st_)))
 		return -ENAMETOOLONG;

@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -32,51 +33,58 @@ struct thumbfs *fs_get(void)
 	return fuse_get_context()->private_data;
 }
 
-void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p,
-	      bool creating)
+void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
 {
 	fs_path_parse(&fs->rules, path, p);
-	if (p->kind == FS_INVALID && creating)
-		log_warn("refused '%s': %s", path, p->why);
+}
+
+int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
+{
+	char why[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warn("refused %s '%s': %s", op, path, why);
+	return err;
 }
 
 /* Whether the store can hold image p and every thumbnail it may get:
  * its name at most FS_IMAGE_NAME_MAX bytes, its key short enough for a
  * thumbnail's beside it (hidden and ignored names stay local). */
-static int storable(struct thumbfs *fs, const char *path,
+static int storable(struct thumbfs *fs, const char *op, const char *path,
 		    const struct fs_path *p)
 {
 	char key[DB_KEY_MAX - 13];
 	if (p->local)
 		return 0;
-	if (strlen(p->name) > FS_IMAGE_NAME_MAX) {
-		log_warn("refused '%s': an image's name has at most %d bytes "
-			 "(its thumbnail's name must fit in 255)",
-			 path, FS_IMAGE_NAME_MAX);
-		return -ENAMETOOLONG;
-	}
-	if (fs_image_key(fs, p->patient, p->date, p->name, key, sizeof(key))) {
-		log_warn("refused '%s': its store key would be over %d bytes",
-			 path, (int)sizeof(key) - 1);
-		return -ENAMETOOLONG;
-	}
+	if (strlen(p->name) > FS_IMAGE_NAME_MAX)
+		return fs_refused(-ENAMETOOLONG, op, path,
+				  "an image's name has at most %d bytes, this "
+				  "one %zu (its thumbnail's name must fit in "
+				  "255)",
+				  FS_IMAGE_NAME_MAX, strlen(p->name));
+	if (fs_image_key(fs, p->patient, p->date, p->name, key, sizeof(key)))
+		return fs_refused(-ENAMETOOLONG, op, path,
+				  "its store key would be over %d bytes",
+				  (int)sizeof(key) - 1);
 	return 0;
 }
 
-int fs_may_create(struct thumbfs *fs, const char *path, const struct fs_path *p)
+int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
+		  const struct fs_path *p)
 {
 	if (p->kind == FS_FILE && !p->thumb)
-		return storable(fs, path, p);
-	if (p->kind == FS_FILE) {
-		log_warn("refused '%s': '*_thumb.*' names are made by thumbfs",
-			 path);
-		return -EPERM;
-	}
-	if (p->kind == FS_INVALID && p->depth == 4)
-		return p->err;
-	log_warn("refused '%s': files belong in patients/<id>/<YYYY-MM-DD>/",
-		 path);
-	return -EPERM;
+		return storable(fs, op, path, p);
+	if (p->kind == FS_FILE)
+		return fs_refused(-EPERM, op, path,
+				  "'*_thumb.*' names are made by thumbfs");
+	/* in a date directory, the rule the path broke; above it, where
+	 * files go (not why the name is no patient id or date) */
+	if (p->kind == FS_INVALID && p->depth >= 4)
+		return fs_refused(p->err, op, path, "%s", p->why);
+	return fs_refused(-EPERM, op, path,
+			  "files belong in patients/<id>/<YYYY-MM-DD>/");
 }
 
 /* Whether the requester is in group gid (its own or a supplementary). */
@@ -256,7 +264,7 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 			st->st_nlink = 0;
 		return 0;
 	}
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	switch (p.kind) {
 	case FS_INVALID:
 		return p.err == -ENAMETOOLONG ? p.err : -ENOENT;
@@ -372,7 +380,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	(void)fi;
 	(void)flags;
 
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	filler(buf, ".", NULL, 0, 0);
 	filler(buf, "..", NULL, 0, 0);
 	switch (p.kind) {
@@ -402,17 +410,17 @@ static int op_mkdir(const char *path, mode_t mode)
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
-	fs_parse(fs, path, &p, true);
+	fs_parse(fs, path, &p);
 	switch (p.kind) {
 	case FS_PATIENT:
 	case FS_BATCH:
 		break;
 	case FS_INVALID:
-		return p.depth >= 4 || p.depth <= 1 ? -EPERM : p.err;
+		return fs_refused(p.depth >= 4 || p.depth <= 1 ? -EPERM : p.err,
+				  "mkdir of", path, "%s", p.why);
 	case FS_FILE:
-		log_warn("refused '%s': nothing may be below a date directory",
-			 path);
-		return -EPERM;
+		return fs_refused(-EPERM, "mkdir of", path,
+				  "nothing may be below a date directory");
 	default:
 		return -EEXIST;
 	}
@@ -431,7 +439,7 @@ static int op_rmdir(const char *path)
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind != FS_PATIENT && p.kind != FS_BATCH)
 		return p.kind == FS_FILE ? -ENOTDIR : -EPERM;
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
@@ -453,7 +461,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	struct handle *h = file_handle(fi);
 	if (h)
 		return fs_handle_truncate(fs, h, path, size);
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	if (p.thumb)
@@ -464,9 +472,18 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 		return ret;
 	/* held until the catalog knows: until then its row says the old
 	 * content is settled, and an eviction would punch the new one */
-	ret = truncate(sp, size) ? -errno : 0;
-	if (!ret && !p.local)
-		fs_queue_ingest(fs, &p, (int64_t)size, fuse_get_context()->uid);
+	ret = fs_mark_writing(fs, &p);
+	if (!ret && truncate(sp, size)) {
+		ret = -errno; /* unchanged: as it was, still due */
+		if (!p.local)
+			db_writing_undo(fs->db, p.patient, p.date, p.name,
+					false);
+	} else if (!ret && !p.local) {
+		ret = fs_queue_ingest(fs, &p, (int64_t)size,
+				      fuse_get_context()->uid);
+		if (ret && ret != -ENOSPC)
+			ret = -EIO; /* marked: the next mount makes it whole */
+	}
 	fs_cache_put(fs->cache, held);
 	return ret;
 }
@@ -476,13 +493,16 @@ static int op_unlink(const char *path)
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind == FS_STATUS)
-		return -EPERM;
+		return fs_refused(-EPERM, "unlink of", path,
+				  "the status file is thumbfs's own");
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	if (p.thumb)
-		return -EPERM;
+		return fs_refused(-EPERM, "unlink of", path,
+				  "a thumbnail goes with its image: remove "
+				  "the image");
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
 	if (unlink(sp)) {
@@ -507,15 +527,19 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 
 	if (flags & ~RENAME_NOREPLACE)
 		return -EINVAL;
-	fs_parse(fs, from, &pf, false);
-	fs_parse(fs, to, &pt, true);
+	fs_parse(fs, from, &pf);
+	fs_parse(fs, to, &pt);
 	if (pf.kind == FS_PATIENT || pf.kind == FS_BATCH)
 		return fs_rename_dir(fs, from, to, &pf, &pt, flags);
 	if (pf.kind != FS_FILE)
 		return pf.kind == FS_INVALID ? -ENOENT : -EPERM;
 	if (pf.thumb)
-		return -EPERM;
-	int ret = fs_may_create(fs, to, &pt);
+		return fs_refused(-EPERM, "rename of", from,
+				  "a thumbnail goes with its image: rename "
+				  "the image");
+	char op[PATH_MAX + 32];
+	snprintf(op, sizeof(op), "rename of '%s' to", from);
+	int ret = fs_may_create(fs, op, to, &pt);
 	if (ret)
 		return ret;
 	ino_t held;
@@ -528,9 +552,12 @@ static int op_rename(const char *from, const char *to, unsigned int flags)
 		ret = -errno;
 	if (!ret && !pf.local)
 		forget_image(fs, &pf);
-	if (!ret && !pt.local && lstat(st_, &sb) == 0)
-		fs_queue_ingest(fs, &pt, (int64_t)sb.st_size,
-				fuse_get_context()->uid);
+	/* a catalog that cannot take the new name says so; the spool file
+	 * is there, and the next mount ingests it (fs_reconcile) */
+	if (!ret && !pt.local && lstat(st_, &sb) == 0 &&
+	    fs_queue_ingest(fs, &pt, (int64_t)sb.st_size,
+			    fuse_get_context()->uid))
+		ret = -EIO;
 	fs_cache_put(fs->cache, held); /* after the catalog knows, as above */
 	return ret;
 }
@@ -543,7 +570,7 @@ int fs_meta_path(const char *path, char *sp, size_t n, bool owner)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind == FS_INVALID)
 		return -ENOENT;
 	if ((owner && p.kind == FS_ROOT) || p.kind == FS_STATUS ||
@@ -596,21 +623,41 @@ static int op_statfs(const char *path, struct statvfs *sv)
 	return statvfs(fs_get()->spool, sv) ? -errno : 0;
 }
 
+/* fsync() of a directory: what was made, renamed or removed in it is on
+ * disk, in the spool and in the catalog. */
+static int op_fsyncdir(const char *path, int datasync,
+		       struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	char sp[PATH_MAX];
+	(void)datasync, (void)fi;
+	int ret = db_sync(fs->db);
+	if (ret)
+		return ret == -ENOSPC ? ret : -EIO;
+	if (fs_spool_path(fs, path, sp, sizeof(sp)))
+		return -ENAMETOOLONG;
+	int fd = open(sp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ret = fsync(fd) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
 static int op_refuse_link(const char *from, const char *to)
 {
 	(void)from;
-	log_warn("refused '%s': links are not kept in the archive", to);
-	return -EPERM;
+	return fs_refused(-EPERM, "link of", to,
+			  "links are not kept in the archive");
 }
 
 /* FIFOs, devices and sockets (mkfifo, mknod, bind) */
 static int op_refuse_node(const char *path, mode_t mode, dev_t dev)
 {
 	(void)mode, (void)dev;
-	log_warn("refused '%s': only files and directories are kept in the "
-		 "archive",
-		 path);
-	return -EPERM;
+	return fs_refused(-EPERM, "mknod of", path,
+			  "only files and directories are kept in the "
+			  "archive");
 }
 
 static const struct fuse_operations ops = {
@@ -626,6 +673,7 @@ static const struct fuse_operations ops = {
     .flush = fs_op_flush,
     .release = fs_op_release,
     .fsync = fs_op_fsync,
+    .fsyncdir = op_fsyncdir,
     .truncate = op_truncate,
     .unlink = op_unlink,
     .rename = op_rename,

@@ -26,10 +26,14 @@ const struct fuse_operations *fs_operations(void);
 /* The mount the current request is for. */
 struct thumbfs *fs_get(void);
 
-/* Classify path; when the caller is making something, log the rule an
- * invalid one broke (the errno alone does not say which). */
-void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p,
-	      bool creating);
+/* Classify path. */
+void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p);
+
+/* A refused operation, in one log line with the rule and its values
+ * (the errno alone does not say which): "refused OP 'PATH': WHY", op
+ * being "mkdir of", "rename of '/FROM' to" and the like. Returns err. */
+int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* The spool path of path whose metadata may change (owner: its mode or
  * owner), or -errno: the thumbnails, the status file and the root's mode
@@ -39,7 +43,7 @@ int fs_meta_path(const char *path, char *sp, size_t n, bool owner);
 /* 0 if a file may be made at p (path as FUSE gives it): only a name that
  * is not a thumbnail's, in a date directory, that the store can hold;
  * else -EPERM, -ENAMETOOLONG or p's error, with the rule logged. */
-int fs_may_create(struct thumbfs *fs, const char *path,
+int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
 		  const struct fs_path *p);
 
 /* Something new in the spool (fd, or the path sp when fd is -1) takes the

@@ -1,6 +1,7 @@
 /* path.c - the path model: patients/<id>/<YYYY-MM-DD>/<name>. */
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,6 +11,7 @@ int fs_rules_init(struct fs_rules *r, const char *patient_pattern,
 		  const char *ignore)
 {
 	snprintf(r->ignore, sizeof(r->ignore), "%s", ignore);
+	snprintf(r->pattern, sizeof(r->pattern), "%s", patient_pattern);
 	if (regcomp(&r->patient_re, patient_pattern, REG_EXTENDED | REG_NOSUB))
 		return -EINVAL;
 	return 0;
@@ -139,11 +141,17 @@ static int name_error(const char *s)
 	return 0;
 }
 
-static void invalid(struct fs_path *out, int err, const char *why)
+static void invalid(struct fs_path *out, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void invalid(struct fs_path *out, int err, const char *fmt, ...)
 {
+	va_list ap;
 	out->kind = FS_INVALID;
 	out->err = err;
-	out->why = why;
+	va_start(ap, fmt);
+	vsnprintf(out->why, sizeof(out->why), fmt, ap);
+	va_end(ap);
 }
 
 void fs_path_parse(const struct fs_rules *r, const char *path,
@@ -194,7 +202,9 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 	if (strcmp(comp[0], "patients"))
 		return invalid(
 		    out, -EPERM,
-		    "only 'patients' may be at the top of the mount");
+		    "only 'patients' may be at the top of the mount, "
+		    "not '%.64s'",
+		    comp[0]);
 	if (n == 1) {
 		out->kind = FS_PATIENTS;
 		return;
@@ -202,7 +212,9 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 	if (regexec(&r->patient_re, comp[1], 0, NULL, 0) ||
 	    strlen(comp[1]) >= sizeof(out->patient))
 		return invalid(out, -EINVAL,
-			       "patient id does not match patient_id_pattern");
+			       "patient id '%.64s' does not match "
+			       "patient_id_pattern %s",
+			       comp[1], r->pattern);
 	snprintf(out->patient, sizeof(out->patient), "%s", comp[1]);
 	if (n == 2) {
 		out->kind = FS_PATIENT;
@@ -210,7 +222,9 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 	}
 	if (!fs_valid_date(comp[2]))
 		return invalid(out, -EINVAL,
-			       "batch directory is not a real date YYYY-MM-DD");
+			       "batch directory '%.64s' is not a real date "
+			       "YYYY-MM-DD",
+			       comp[2]);
 	memcpy(out->date, comp[2], 11);
 	if (n == 3) {
 		out->kind = FS_BATCH;

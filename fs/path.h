@@ -26,15 +26,16 @@ struct fs_path {
 	char patient[65];
 	char date[11];
 	char name[256];
-	bool local;	 /* FS_FILE: hidden or ignored, never uploaded */
-	bool thumb;	 /* FS_FILE: a reserved "*_thumb.*" name */
-	int err;	 /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
-			  * place for files), -ENAMETOOLONG, -ENOENT */
-	const char *why; /* FS_INVALID: the rule that failed, for the log */
+	bool local;    /* FS_FILE: hidden or ignored, never uploaded */
+	bool thumb;    /* FS_FILE: a reserved "*_thumb.*" name */
+	int err;       /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
+			* place for files), -ENAMETOOLONG, -ENOENT */
+	char why[512]; /* FS_INVALID: the rule that failed, with the values */
 };
 
 struct fs_rules {
 	regex_t patient_re;
+	char pattern[256]; /* as the config has it, for the log */
 	char ignore[1024]; /* comma-separated fnmatch() globs */
 };
 

@@ -90,6 +90,35 @@ static int settle_moves(struct thumbfs *fs)
 	return ret == -ENOENT ? 0 : ret;
 }
 
+/* Rows written here and not uploaded whose spool file is gone (a power
+ * cut that kept the catalog's row and lost the file's name): nothing holds
+ * their content, so they go rather than show what cannot be read. */
+static int drop_lost(struct thumbfs *fs)
+{
+	struct db_image img;
+	char after[64] = "", path[PATH_MAX];
+	struct stat sb;
+	int ret;
+	while ((ret = db_spooled_next(fs->db, after, sizeof(after), &img)) ==
+	       0) {
+		if (fs_spool_file(fs, img.patient_id, img.batch_date, img.name,
+				  path, sizeof(path)) ||
+		    lstat(path, &sb) == 0 || errno != ENOENT)
+			continue;
+		ret = db_image_removed(fs->db, img.patient_id, img.batch_date,
+				       img.name, NULL);
+		if (ret && ret != -ENOENT)
+			return ret;
+		fs_tree_path(path, sizeof(path), NULL, img.patient_id,
+			     img.batch_date, img.name);
+		log_warn("%s is in the catalog, not uploaded, and its spool "
+			 "file is gone (a power cut before it was synced): its "
+			 "row is removed",
+			 path);
+	}
+	return ret == -ENOENT ? 0 : ret;
+}
+
 int fs_reconcile(struct thumbfs *fs)
 {
 	char path[PATH_MAX];
@@ -97,6 +126,8 @@ int fs_reconcile(struct thumbfs *fs)
 	int ret = settle_moves(fs);
 	if (ret == 0)
 		ret = abort_writes(fs);
+	if (ret == 0)
+		ret = drop_lost(fs);
 	if (ret)
 		return ret;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);

@@ -105,6 +105,22 @@ int fs_spool_move(const struct thumbfs *fs, const struct db_move *m)
 	return ret;
 }
 
+int fs_sync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int ret = fsync(fd) ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
 int fs_write_whole(const struct thumbfs *fs, const char *dest, const void *buf,
 		   size_t len)
 {

@@ -53,6 +53,9 @@ int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
  * place, an empty one there replaced; done already is 0. 0 or -errno. */
 int fs_spool_move(const struct thumbfs *fs, const struct db_move *m);
 
+/* The directory holding path synced (its entries durable). 0 or -errno. */
+int fs_sync_parent(const char *path);
+
 /* Write buf to dest whole or not at all, through DIR/tmp/, creating
  * dest's directory (and its parent) if missing. 0 or -errno. */
 int fs_write_whole(const struct thumbfs *fs, const char *dest, const void *buf,

@@ -70,10 +70,7 @@ static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
 		db_pg_rollback(fs->pg);
 	if (ret == 0) {
 		set_pg_state(fs, "ok");
-		ret = db_sync_done(fs->db, jobs, n);
-		if (ret)
-			log_error("catalog update after sync failed: %s",
-				  strerror(-ret));
+		FS_SETTLE(fs, "a sync done", db_sync_done(fs->db, jobs, n));
 		return;
 	}
 	/* The job that failed (the first, if it was the connection) waits;
@@ -81,9 +78,21 @@ static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
 	int bad = i > 0 ? i - 1 : 0;
 	for (int k = 0; k < n; k++)
 		if (k != bad)
-			db_job_release(fs->db, jobs[k].id);
+			FS_SETTLE(fs, "a sync job",
+				  db_job_release(fs->db, jobs[k].id));
 	snprintf(w, sizeof(w), "sync of '%s' to PostgreSQL",
 		 what[0] ? what : "a row");
+	if (ret == -EPROTO) {
+		/* this row only, and no retry can fix it: it waits with its
+		 * reason, the others go on */
+		log_error("%s refused for good: %s; it waits (thumbfs retry, "
+			  "SIGHUP or the next mount try it again), the others "
+			  "go on",
+			  w, err);
+		FS_SETTLE(fs, w, db_job_park(fs->db, jobs[bad].id, err));
+		fs_jobs_kick(fs);
+		return;
+	}
 	snprintf(state, sizeof(state), "waiting: %s", err);
 	set_pg_state(fs, state);
 	fs_job_retry(fs, &jobs[bad], w, err);
@@ -111,6 +120,8 @@ static int apply_remote(const struct db_image *row, void *arg)
 	struct db_image r = *row, old;
 	struct fs_path p;
 	char path[PATH_MAX];
+	if (fs_jobs_stopping(fs))
+		return -EINTR; /* the unmount does not wait for the rest */
 	if (fs_tree_path(path, sizeof(path), "", r.patient_id, r.batch_date,
 			 r.name))
 		return 0;
@@ -204,6 +215,8 @@ void *fs_sync_main(void *arg)
 				continue;
 			}
 		}
+		if (ret == -EINTR)
+			break; /* the unmount came during a read */
 		if (ret) {
 			need_read = true;
 			snprintf(state, sizeof(state), "waiting: %s", err);

@@ -3,19 +3,21 @@
  * job runners and the sync runner. What lives on its disk is in spool.h.
  *
  * Threads: FS_FUSE_THREADS at most serve FUSE requests (ops.c, handle.c,
- * xattr.c, remote.c); [fs] workers job runners (jobs.c, ingest.c); one
- * sync runner when PostgreSQL is configured (sync.c).
+ * xattr.c, remote.c); [fs] workers job runners (jobs.c, ingest.c); the
+ * catalog's checkpointer (jobs.c); one sync runner when PostgreSQL is
+ * configured (sync.c).
  *
  * Locks, and what each guards:
  *   fs->lock            stop, pg_state, store_refused, and the runners'
  *                       wake-up (cond); nothing is called while it is held
- *   fs->cache->restore  one restore of an evicted file at a time (cache.c)
- *   fs->cache->lock     the cache's table of open files and its figures
+ *   fs->cache->lock     the cache's table of open files, its figures and
+ *                       the files being restored (one restore per file;
+ *                       no lock is held across the GET)
  *   handle->win_lock    a remote handle's read window (remote.c)
  *   db's ckpt_lock, lock   the catalog (db/internal.h)
  *   store's lock        its credentials and curl handles (s3/internal.h)
  *   the log's and the audit log's own locks
- * Lock order: cache->restore, then cache->lock, then the catalog's; a
+ * Lock order: cache->lock, then the catalog's; a
  * handle's win_lock, then the store's. fs->lock and the log's locks are
  * taken last and alone. Everything else here is set before the mount
  * starts and only read after.
@@ -47,6 +49,8 @@ struct fs_cache;
 #define FS_FUSE_THREADS 10
 
 struct thumbfs {
+	/* cfg's retry_max_s, unmount_drain_s, credentials and log_file, and
+	 * thumb, change on SIGHUP under lock (read them with fs_live()) */
 	struct cfg cfg;
 	struct fs_rules rules;
 	bool rules_ready;
@@ -72,6 +76,8 @@ struct thumbfs {
 	pthread_t *threads;
 	bool sync_running;
 	pthread_t sync_thread;
+	bool ckpt_running; /* the catalog's checkpointer (jobs.c) */
+	pthread_t ckpt_thread;
 };
 
 #endif

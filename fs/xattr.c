@@ -49,7 +49,7 @@ static int image_row(const char *path, struct db_image *img)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind != FS_FILE || p.local || p.thumb)
 		return -ENODATA;
 	return db_image_get(fs->db, p.patient, p.date, p.name, img) ? -ENODATA
@@ -65,7 +65,7 @@ static void meta_changed(const char *path, const char *name, const char *sp)
 	struct db_image meta;
 	if (strcmp(name, "user.category") && strcmp(name, "user.filemaker_id"))
 		return;
-	fs_parse(fs, path, &p, false);
+	fs_parse(fs, path, &p);
 	if (p.kind != FS_FILE || p.local || p.thumb)
 		return;
 	fs_read_meta(sp, &meta);

@@ -199,6 +199,11 @@ static int http_errno(CURLcode cc, long status, const char *code)
 	case CURLE_GOT_NOTHING:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_SEND_FAIL_REWIND:
+	/* an answer that is no HTTP (our URLs are always http or https, so
+	 * "unsupported protocol" is curl meeting an HTTP/0.9 reply): a
+	 * connection left in a bad state, tried again on a fresh one */
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
 		return -EAGAIN;
 	default:
 		return -EIO;
@@ -412,6 +417,21 @@ static void set_method(CURL *c, struct http_req *r)
 	}
 }
 
+/* A request's whole time, however the server trickles (curl's low-speed
+ * limit alone is defeated by one byte a second): timeout_s twice, and the
+ * body's bytes at no less than 64 KiB/s; a GET of unknown size gets ten
+ * times timeout_s. */
+static long deadline_s(const struct s3_store *st, const struct http_req *r)
+{
+	long s = 2L * st->timeout_s;
+	curl_off_t bytes = r->body_len > 0 ? r->body_len
+			   : r->ranged	   ? (curl_off_t)r->out_cap
+					   : -1;
+	if (bytes < 0 && r->out_fd >= 0)
+		return 10L * st->timeout_s;
+	return s + (long)((bytes > 0 ? bytes : 0) / (64 << 10));
+}
+
 /* Send r with headers hl to url on a pooled handle: the errno. */
 static int perform(struct s3_store *st, struct http_req *r, const char *url,
 		   struct curl_slist *hl, char *err, size_t errlen)
@@ -429,6 +449,7 @@ static int perform(struct s3_store *st, struct http_req *r, const char *url,
 			 st->timeout_s < 10 ? st->timeout_s : 10L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, st->timeout_s);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, deadline_s(st, r));
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
@@ -449,7 +470,10 @@ static int perform(struct s3_store *st, struct http_req *r, const char *url,
 		ret = -r->out_err;
 	ret = explain(st, r, ret, cc, cerr, code, err, errlen);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-	give_handle(st, c);
+	if (cc == CURLE_OK)
+		give_handle(st, c);
+	else /* its connection is not to be trusted again */
+		curl_easy_cleanup(c);
 	return ret;
 }
 

@@ -59,6 +59,21 @@ class Proxy:
                     return
                 if fault and fault[0] == "stall":
                     threading.Event().wait(fault[1])
+                if fault and fault[0] == "trickle":
+                    # an answer that never ends: a byte of its body each
+                    # half second (more than curl's low-speed limit asks)
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: "
+                                     b"1000000\r\n\r\n")
+                    self.wfile.flush()
+                    try:
+                        for _ in range(int(fault[1] * 2)):
+                            threading.Event().wait(0.5)
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream,
                                                   timeout=60)
                 fwd = dict(self.headers.items())
@@ -126,6 +141,11 @@ class Proxy:
     def stall(self, count, seconds, method="PUT", match=""):
         """Hold the next count requests of method this long, silent."""
         self._next(count, method, ("stall", seconds), match)
+
+    def trickle(self, count, seconds, method="PUT", match=""):
+        """Answer the next count requests of method with a body that
+        comes a byte each half second, for this long."""
+        self._next(count, method, ("trickle", seconds), match)
 
     def corrupt(self, count, method="PUT"):
         """Flip a byte of the body of the next count requests on the way

@@ -178,3 +178,51 @@ def test_backfill_without_postgres(thumbfs_bin, tmp_path, s3store):
     row = m.rows("name = 'a.jpg'")[0]
     assert (row["width"], row["height"]) == (900, 600)
     assert row["s3_thumbnail_key"].endswith("/a_thumb.jpg")
+
+
+def lose_thumbnails(m):
+    import sqlite3
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
+    db.execute("UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
+               " thumbnail_size = 0, width = 0, height = 0")
+    db.commit()
+    db.close()
+
+
+def test_backfill_beside_a_mount_hands_the_work_to_it(thumbfs_bin, tmp_path):
+    """The mount owns the catalog: backfill queues the work, the mount's
+    runners do it (no job runs in two processes), and backfill follows it
+    to the end. Then, alone: an original that is nowhere ends as failed,
+    counted, instead of staying 'left' for ever."""
+    from conftest import Mount
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        d = m.batch()
+        for i in range(3):
+            (d / f"{i}.jpg").write_bytes(jpeg(900, 600, i))
+            m.wait_uploaded(f"{i}.jpg")
+        lose_thumbnails(m)
+        r = run_backfill(thumbfs_bin, m)
+        clean(r.stderr)
+        lines = r.stdout.splitlines()
+        assert lines[0] == (f"backfill: the catalog is mounted on {m.mnt}; "
+                            "its runners make the thumbnails")
+        assert lines[1] == "backfill: 3 stored image(s) without a thumbnail"
+        assert lines[-1] == "backfill: 3 of 3 made, 0 failed, 0 left", \
+            r.stdout
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert m.log_text().count("backfilled the thumbnail of") == 3
+        for i in range(3):
+            row = m.rows(f"name = '{i}.jpg'")[0]
+            assert (row["width"], row["height"]) == (900, 600)
+    finally:
+        m.stop()
+    lose_thumbnails(m)
+    gone = m.rows("name = '2.jpg'")[0]["s3_key"]
+    (m.base / "store" / gone).unlink()
+    (m.data / "spool/patients/P1/2025-11-10/2.jpg").unlink()
+    r = run_backfill(thumbfs_bin, m)
+    clean(r.stderr)
+    assert "backfill: 2 of 3 made, 1 failed, 0 left" in \
+        r.stdout.splitlines(), r.stdout
+    assert f"the original '{gone}' is not in the store" in r.stderr

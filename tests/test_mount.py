@@ -26,6 +26,17 @@ def pillow_thumb(path):
     return t
 
 
+def size_shown(n):
+    """A size as the log shows it: three digits, powers of 1024."""
+    if n < 1024:
+        return f"{n} bytes"
+    v, unit = n / 1024, 0
+    while v >= 1023.95 and unit < 3:
+        v, unit = v / 1024, unit + 1
+    fmt = "%.2f" if v < 9.995 else "%.1f" if v < 99.95 else "%.0f"
+    return f"{fmt % v} {['KiB', 'MiB', 'GiB', 'TiB'][unit]}"
+
+
 def a_photo(name="Elephants.jpg"):
     return next(p for p in photos() if p.name == name)
 
@@ -69,7 +80,7 @@ def test_ingest_photo(mount):
     w, h = Image.open(src).size
     tw, th = want.size
     line = (f"imported patients/P1/2025-11-10/IMG_1234.jpg ({w}x{h}, "
-            f"thumb {tw}x{th}, {len(data) / 1e6:.1f} MB)")
+            f"thumb {tw}x{th}, {size_shown(len(data))})")
     assert line in mount.log_text()
 
 
@@ -120,12 +131,38 @@ def test_invalid_paths_refused(file_mount):
     d = file_mount.batch()
     assert err(lambda: os.mkdir(d / "sub")) == errno.EPERM
     assert err(lambda: open(d / "x_thumb.jpg", "w")) == errno.EPERM
+    shutil.copy(a_photo(), d / "x.jpg")
+    file_mount.wait_uploaded("x.jpg")
+    assert err(lambda: os.unlink(d / "x_thumb.jpg")) == errno.EPERM
+    assert err(lambda: os.rename(d / "x.jpg", m / "patients/P1/x.jpg")) == \
+        errno.EPERM
     log = file_mount.log_text()
-    assert "patient id does not match patient_id_pattern" in log
-    assert "not a real date YYYY-MM-DD" in log
-    assert "files belong in patients/<id>/<YYYY-MM-DD>/" in log
-    assert "'*_thumb.*' names are made by thumbfs" in log
-    assert file_mount.object_keys() == []
+    # one line for each refusal, naming the rule with its values
+    want = [
+        f"refused mkdir of '/patients/bad@id': patient id 'bad@id' does not "
+        "match patient_id_pattern ^[A-Za-z0-9_-]{1,64}$",
+        "refused mkdir of '/patients/P1/2025-02-30': batch directory "
+        "'2025-02-30' is not a real date YYYY-MM-DD",
+        "refused create of '/patients/P1/loose.jpg': files belong in "
+        "patients/<id>/<YYYY-MM-DD>/",
+        "refused create of '/top.jpg': files belong in patients/<id>/"
+        "<YYYY-MM-DD>/",
+        "refused mkdir of '/elsewhere': only 'patients' may be at the top "
+        "of the mount, not 'elsewhere'",
+        "refused mkdir of '/patients/P1/2025-11-10/sub': nothing may be "
+        "below a date directory",
+        "refused create of '/patients/P1/2025-11-10/x_thumb.jpg': "
+        "'*_thumb.*' names are made by thumbfs",
+        "refused rename of '/patients/P1/2025-11-10/x.jpg' to "
+        "'/patients/P1/x.jpg': files belong in patients/<id>/<YYYY-MM-DD>/",
+        "refused unlink of '/patients/P1/2025-11-10/x_thumb.jpg': a "
+        "thumbnail goes with its image: remove the image"]
+    for w in want:
+        assert w in log, (w, log)
+    # a file at the wrong level is not said to be a bad patient id
+    assert "patient id 'loose.jpg'" not in log and \
+        "patient id 'top.jpg'" not in log
+    assert [k for k in file_mount.object_keys() if "/x" not in k] == []
 
 
 def test_corrupt_file_is_kept_and_uploaded(mount):
@@ -621,3 +658,100 @@ def test_meson_install_puts_the_examples_in_place(tmp_path):
     assert "Type=fuse.thumbfs" in unit and "What=/etc/thumbfs/mount.conf" \
         in unit
 
+
+
+def test_status_file_counts_and_keeps_problems(thumbfs_bin, tmp_path):
+    """.thumbfs/status: images and other files counted apart; an empty
+    file is stored and is no error; sizes in units beside the bytes, the
+    spool counted; the problems of files kept in the catalog across a
+    remount, and gone with the file."""
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        d = m.batch()
+        shutil.copy(a_photo(), d / "photo.jpg")
+        (d / "letter.pdf").write_bytes(b"%PDF-1.4\n" + b"x" * 5000)
+        (d / "notes.jpg").write_bytes(b"not an image at all")
+        (d / "empty.jpg").write_bytes(b"")
+        for n in ("photo.jpg", "letter.pdf", "notes.jpg", "empty.jpg"):
+            m.wait_uploaded(n)
+        assert m.rows("name = 'empty.jpg'")[0]["error"] == ""
+        status = (m.mnt / ".thumbfs/status").read_text()
+        print(status)
+        assert "images uploaded: 1\n" in status
+        assert "other files uploaded: 3\n" in status
+        assert "thumbnail errors: 2\n" in status  # notes.jpg, letter.pdf
+        assert "patients/P1/2025-11-10/notes.jpg: no thumbnail: " in status
+        assert "empty.jpg" not in status
+        size = a_photo().stat().st_size
+        cache = next(ln for ln in status.splitlines()
+                     if ln.startswith("cache: "))
+        assert " MiB (" in cache and "bytes) on disk of 10.0 GiB (" in \
+            cache, cache
+        assert int(cache.split("(")[1].split()[0]) >= size, cache
+        log = m.log_text()
+        assert "stored patients/P1/2025-11-10/empty.jpg (an empty file: " \
+            "no thumbnail)" in log
+        assert "error: thumbnail of 'patients/P1/2025-11-10/empty.jpg'" \
+            not in log
+    finally:
+        m.stop()
+    m.start()
+    try:
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "notes.jpg: no thumbnail" in status  # across the remount
+        (m.batch() / "notes.jpg").unlink()
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "notes.jpg" not in status  # gone with the file
+        assert "letter.pdf: no thumbnail" in status
+    finally:
+        m.stop()
+
+
+def test_failed_truncating_open_keeps_acknowledged_content(thumbfs_bin,
+                                                           tmp_path):
+    """An open(O_TRUNC) (or a create over a file) that the daemon cannot
+    carry out (here EMFILE: its file limit lowered with prlimit) changes
+    nothing: the content acknowledged before, still waiting for the store,
+    is uploaded, now and after a remount."""
+    port = _closed_port()
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    good = dict(m.config["store"])
+    m.config["store"] = {"url": "s3://nowhere", "path_style": "true",
+                         "endpoint": f"http://127.0.0.1:{port}",
+                         "access_key_id": "K", "secret_access_key": "S"}
+    m.config["fs"]["unmount_drain_s"] = "0"
+    m.start()
+    try:
+        d = m.batch()
+        data = a_photo().read_bytes()
+        (d / "a.jpg").write_bytes(data)  # acknowledged by close()
+        wait_for(lambda: m.rows("name = 'a.jpg'"), 10, "the row")
+        pid = m.proc.pid
+        # below what it has open: every new descriptor fails (the runner
+        # opens and closes the spool file as it retries)
+        n = len(os.listdir(f"/proc/{pid}/fd")) // 2
+        soft, hard = next(ln.split()[3:5]
+                          for ln in open(f"/proc/{pid}/limits")
+                          if ln.startswith("Max open files"))
+        subprocess.run(["prlimit", "--pid", str(pid),
+                        f"--nofile={n}:{hard}"], check=True)
+        try:
+            for flags in (os.O_WRONLY | os.O_TRUNC,
+                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+                with pytest.raises(OSError) as e:
+                    os.close(os.open(d / "a.jpg", flags))
+                assert e.value.errno == errno.EMFILE
+        finally:
+            subprocess.run(["prlimit", "--pid", str(pid),
+                            f"--nofile={soft}:{hard}"], check=True)
+        assert (d / "a.jpg").read_bytes() == data
+    finally:
+        m.stop()
+    m.config["store"] = good
+    m.start()
+    try:
+        m.wait_uploaded("a.jpg", 60)
+        assert m.object(PREFIX + "a.jpg") == data
+        assert (m.batch() / "a.jpg").read_bytes() == data
+    finally:
+        m.stop()

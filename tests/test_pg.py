@@ -6,6 +6,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 
 from PIL import Image
 
@@ -305,3 +306,79 @@ def test_a_folder_move_reaches_postgresql(thumbfs_bin, tmp_path, s3store,
             m.object(r[2])
     finally:
         m.stop()
+
+
+def test_a_row_postgresql_refuses_for_good_waits_alone(thumbfs_bin, tmp_path,
+                                                      s3store,
+                                                      clean_postgres):
+    """One row PostgreSQL refuses for good (here a CHECK constraint the
+    clinic added) waits, parked with the reason, and every other row
+    syncs; it is not retried again and again; thumbfs retry lets it go
+    once the constraint is gone."""
+    pg = clean_postgres
+    pg.psql("ALTER TABLE images_image ADD CONSTRAINT no_refused CHECK"
+            " (original_filename NOT LIKE 'refused%')")
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        d = m.batch()
+        srcs = photos()[:3]
+        shutil.copy(srcs[0], d / "refused.jpg")
+        for s in srcs[1:]:
+            shutil.copy(s, d / s.name)
+        wait_for(lambda: sorted(r[0] for r in pg_images(pg)) ==
+                 sorted(s.name for s in srcs[1:]), 60, "the good rows")
+        wait_for(lambda: "refused for good" in m.log_text(), 30,
+                 "the refusal")
+        time.sleep(3)  # a retry, if there were one, would come by now
+        log = m.log_text()
+        assert "sync of 'patients/P1/2025-11-10/refused.jpg' to " \
+            "PostgreSQL refused for good: " in log
+        assert "no_refused" in log
+        assert log.count("refused for good") == 1  # parked, not retried
+        status = (m.mnt / ".thumbfs/status").read_text()
+        assert "failed for good (thumbfs retry): 1" in status
+        assert "postgres: ok" in status
+        assert "patients/P1/2025-11-10/refused.jpg: failed for good: " in \
+            status
+        pg.psql("ALTER TABLE images_image DROP CONSTRAINT no_refused")
+        r = subprocess.run([str(thumbfs_bin), "retry", str(m.conf)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: len(pg_images(pg)) == 3, 60, "the row let go")
+    finally:
+        m.stop()
+
+
+def test_unmount_stops_a_long_read_of_postgresql(thumbfs_bin, tmp_path,
+                                                 s3store, clean_postgres):
+    """The first read of a large archive (200,000 rows) is under way when
+    the mount is unmounted: the read is cancelled on the server and the
+    daemon ends within seconds, not after the whole table."""
+    pg = clean_postgres
+    pg.psql("INSERT INTO images_batch (id, patient_id, batch_date, name) "
+            "SELECT gen_random_uuid(), 'Q' || p, date '2020-01-01' + d, 'b' "
+            "FROM generate_series(1, 400) p, generate_series(0, 4) d")
+    pg.psql("INSERT INTO images_image (id, batch_id, s3_key, s3_bucket, "
+            "original_filename, file_size, mime_type, s3_thumbnail_key, "
+            "thumbnail_size, width, height, uploaded_by, created_at, "
+            "updated_at) SELECT gen_random_uuid(), b.id, "
+            "'k/' || b.patient_id || '/' || b.batch_date || '/' || i || "
+            "'.jpg', 'photos', i || '.jpg', 1000, 'image/jpeg', "
+            "'k/' || b.patient_id || '/' || b.batch_date || '/' || i || "
+            "'_thumb.jpg', 100, 640, 480, 'import', now(), now() "
+            "FROM images_batch b, generate_series(1, 100) i")
+    try:
+        m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+        wait_for(lambda: len(m.rows("1 LIMIT 2000")) >= 2000, 120,
+                 "the read to be under way")
+        t0 = time.monotonic()
+        subprocess.run(["fusermount3", "-u", str(m.mnt)], check=True)
+        rc = m.proc.wait(60)
+        took = time.monotonic() - t0
+        m.proc = None
+        m.logf.close()
+        assert rc == 0, m.log_text()
+        assert took < 10, f"the daemon took {took:.1f} s to end"
+        assert len(m.rows()) < 200000  # it did stop half-way
+    finally:
+        pg.psql("DELETE FROM images_image; DELETE FROM images_batch")

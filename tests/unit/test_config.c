@@ -157,6 +157,73 @@ int main(void)
 	CHECK(!strcmp(cfg.delete_policy, "keep"));
 	CHECK_INT(load("this is not ini\n", &cfg, err, sizeof(err)), -EINVAL);
 	CHECK(strstr(err, ":1:"));
+
+	/* every mistake at once, each with its line, in the file's order */
+	char all[CFG_ERR_MAX];
+	CHECK_INT(load("[stroe]\nurl = file:///x\nregion = eu\n"
+		       "[store]\nurl = http://x\nendpoit = http://y\n"
+		       "dsn = host=db\n[catalog]\ndir = relative\n"
+		       "[fs]\nuid = no-such-user-thumbfs\nworkers = lots\n"
+		       "just words\n[cache\n[thumbnail]\nmax_bytes = 10Q\n"
+		       "[cache]\nmax_bytes = -1\n[audit]\nmax_bytes = 1\n",
+		       &cfg, all, sizeof(all)),
+		  -EINVAL);
+	printf("%s\n", all);
+	const char *want[] = {
+	    ":1: unknown section [stroe]; did you mean [store]?",
+	    ":5: 'url' in [store] must be file:///DIR or s3://BUCKET",
+	    ":6: unknown key 'endpoit' in [store]; did you mean 'endpoint'?",
+	    ":7: 'dsn' is not a key of [store]; it belongs in [postgres]",
+	    ":9: 'dir' in [catalog] must be an absolute path, not 'relative'",
+	    ":11: 'uid' in [fs] must be a user name or number",
+	    ":12: 'workers' in [fs] must be a whole number from 1 to 64, not "
+	    "'lots'",
+	    ":13: not an INI line",
+	    ":14: a section header needs its ']'",
+	    ":16: 'max_bytes' in [thumbnail] must be a size from 1 to 1024T",
+	    ":18: 'max_bytes' in [cache] must be a size from 0 to 1024T",
+	    ":20: 'max_bytes' in [audit] must be a size from 4K to 1T"};
+	const char *at = all;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *hit = strstr(all, want[i]);
+		if (!hit)
+			fprintf(stderr, "missing: %s\n", want[i]);
+		CHECK(hit != NULL && hit >= at); /* in order */
+		if (hit)
+			at = hit;
+	}
+	/* one unknown section is said once, not for each of its keys */
+	CHECK(strstr(strstr(all, "[stroe]") + 1, "[stroe]") == NULL);
+	CHECK(!strstr(all, "'region'")); /* a key of the unknown section */
+	/* sizes with units */
+	CHECK_INT(load("[store]\nurl = file:///x\nmultipart_threshold = 64M\n"
+		       "part_size = 8MiB\n[catalog]\ndir = /x\n[cache]\n"
+		       "max_bytes = 10G\n[audit]\nmax_bytes = 512k\n"
+		       "[thumbnail]\nmax_bytes = 1048576\n",
+		       &cfg, err, sizeof(err)),
+		  0);
+	CHECK(cfg.multipart_threshold == 64ULL << 20);
+	CHECK(cfg.part_size == 8ULL << 20);
+	CHECK(cfg.cache_max_bytes == 10ULL << 30);
+	CHECK(cfg.audit_max_bytes == 512ULL << 10);
+	CHECK(cfg.max_bytes == 1048576);
+	/* a part larger than the threshold, and a line inih cannot hold */
+	char longline[400];
+	snprintf(longline, sizeof(longline),
+		 "[store]\nurl = file:///x\npart_size = 1G\n[catalog]\n"
+		 "dir = /x%0300d\n",
+		 0);
+	CHECK_INT(load(longline, &cfg, all, sizeof(all)), -EINVAL);
+	CHECK(strstr(all, ":3: 'part_size' in [store] (1073741824) must not "
+			  "be over 'multipart_threshold'") != NULL);
+	CHECK(strstr(all, ":5: line is longer than") != NULL);
+	CHECK(strstr(all, "missing required key 'dir' in [catalog]") != NULL);
+	/* [log] file */
+	CHECK_INT(load("[store]\nurl = file:///x\n[catalog]\ndir = /x\n"
+		       "[log]\nfile = thumbfs.log\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, ":6: 'file' in [log] must be an absolute path"));
 	unlink(path);
 	CHECK(cfg_load(&cfg, path, err, sizeof(err)) == -ENOENT);
 	CHECK(strstr(err, path) != NULL);

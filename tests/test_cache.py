@@ -211,3 +211,32 @@ def test_a_slow_fetch_does_not_block_the_mount(thumbfs_bin, tmp_path,
     finally:
         m.stop()
 
+
+
+def test_a_slow_restore_does_not_hold_another(thumbfs_bin, tmp_path,
+                                              s3server, proxy):
+    """Opening an evicted file to write restores it from the store first;
+    a restore whose GET stalls holds that file only: another evicted file
+    opened meanwhile is restored and written at once."""
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        files = {f"s{i}.jpg": photo(500 + i) for i in range(4)}
+        d = write_all(m, files)
+        wait_for(lambda: {"s0.jpg", "s1.jpg"} <= set(evicted(m)), 30,
+                 "the evictions")
+        proxy.stall(1, 10, method="GET", match="s0.jpg")
+        t = threading.Thread(target=lambda: open(d / "s0.jpg", "ab").close())
+        t.start()
+        wait_for(lambda: any("s0.jpg" in r[1] for r in proxy.seen("GET")),
+                 10, "the stalled GET")
+        t0 = time.monotonic()
+        with open(d / "s1.jpg", "ab") as f:
+            f.write(b"tail")
+        took = time.monotonic() - t0
+        assert t.is_alive(), "the stalled restore should still be waiting"
+        assert took < 5, f"the other restore waited {took:.1f} s"
+        t.join(60)
+        assert (d / "s1.jpg").read_bytes() == files["s1.jpg"] + b"tail"
+        assert (d / "s0.jpg").read_bytes() == files["s0.jpg"]
+    finally:
+        m.stop()

@@ -384,3 +384,28 @@ def test_queued_work_goes_as_soon_as_the_store_is_back(
         check_all_stored(m, names)
     finally:
         m.stop()
+
+
+def test_a_busy_catalog_leaves_no_job_claimed(thumbfs_bin, tmp_path,
+                                              s3server, proxy):
+    """The catalog refuses a job's bookkeeping for a while (another process
+    holds it locked past the busy timeout, as an admin's sqlite3 shell
+    can): the job is recorded once the catalog takes it again, and the
+    image is uploaded without a remount."""
+    import sqlite3
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.stall(1, 3, "PUT")  # the upload is under way...
+        names = write_photos(m.batch(), 1)
+        wait_for(lambda: proxy.seen("PUT"), 10, "the PUT")
+        db = sqlite3.connect(m.data / "catalog.db", timeout=10,
+                             isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")  # ...and the catalog is taken
+        time.sleep(9)  # past the 5 s busy timeout after the PUT
+        db.execute("COMMIT")
+        db.close()
+        m.wait_uploaded(names[0], 30)
+        assert "catalog: cannot record" in m.log_text()
+        check_all_stored(m, names)
+    finally:
+        m.stop()

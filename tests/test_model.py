@@ -99,9 +99,12 @@ class Model:
 
             def moved_dir():
                 if a != b:
+                    # b was empty (or absent): nothing of it is known
+                    moved = [f for f in self.exact if f.startswith(a + "/")]
                     for f in [f for f in self.exact
-                              if f.startswith(a + "/")]:
+                              if f.startswith(b + "/")] + moved:
                         self.exact.discard(f)
+                    for f in moved:
                         self.exact.add(b + f[len(a):])
             self.after = moved_dir
             return f"rename dir {a} -> {b}", \
@@ -174,6 +177,8 @@ class Model:
                 lambda root: os.rename(root / a, root / b)
         if kind == "unlink":
             f = self.file()
+            # gone: a file that comes to this name later has its own times
+            self.after = lambda: self.exact.discard(f)
             return f"unlink {f}", lambda root: os.unlink(root / f)
         if kind == "mkdir":
             d = r.choice(self.dirs() + [f"patients/{p}" for p in PATIENTS])

@@ -211,6 +211,60 @@ int db_writing_undo(struct db *db, const char *patient, const char *date,
 	return db_tx_end(db, ret == -ENOENT ? 0 : ret);
 }
 
+static const char SQL_BACKFILL_ONE[] =
+    "INSERT INTO jobs (kind, image_id, gen) VALUES (5, :id, :gen)";
+static const char SQL_THUMB_FORGET[] =
+    "UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
+    " thumbnail_size = 0, width = 0, height = 0, error = '' WHERE id = :id";
+
+int db_repair(struct db *db, const char *id, enum db_repair what)
+{
+	struct db_image img;
+	sqlite3_stmt *s;
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	ret = db_get_by_id_locked(db, id, &img);
+	if (ret == 0 && what == DB_REPAIR_UPLOAD) {
+		ret = queue_ingest(db, img.id, img.gen);
+	} else if (ret == 0 && what == DB_REPAIR_THUMBNAIL) {
+		s = db_use(db, SQL_THUMB_FORGET);
+		db_bind_text(s, ":id", img.id);
+		ret = db_run(s);
+		if (ret == 0) {
+			s = db_use(db, SQL_BACKFILL_ONE);
+			db_bind_text(s, ":id", img.id);
+			db_bind_int64(s, ":gen", img.gen);
+			ret = db_run(s);
+		}
+	} else if (ret == 0) {
+		ret = db_queue_sync(db, DB_JOB_PG_UPSERT, img.id,
+				    img.patient_id, img.batch_date, img.name);
+	}
+	return db_tx_end(db, ret);
+}
+
+int db_tombstone_orphan(struct db *db, const char *bucket, const char *key,
+			int64_t size, const char *who)
+{
+	struct db_tombstone t;
+	memset(&t, 0, sizeof(t));
+	db_uuid(t.id);
+	snprintf(t.s3_bucket, sizeof(t.s3_bucket), "%s", bucket);
+	snprintf(t.s3_key, sizeof(t.s3_key), "%s", key);
+	const char *base = strrchr(key, '/');
+	snprintf(t.name, sizeof(t.name), "%s", base ? base + 1 : key);
+	t.file_size = size;
+	snprintf(t.deleted_by, sizeof(t.deleted_by), "%s", who);
+	db_now(t.deleted_at);
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_TOMB_INSERT);
+	db_bind_tomb(s, &t);
+	int ret = db_run(s);
+	db_unlock(db);
+	return ret;
+}
+
 int db_image_written(struct db *db, const char *patient, const char *date,
 		     const char *name, int64_t size, const char *uploaded_by)
 {
@@ -339,6 +393,38 @@ int db_spooled_next(struct db *db, char *after, size_t after_len,
 	if (ret == 0)
 		snprintf(after, after_len, "%s", out->id);
 	return ret;
+}
+
+static const char SQL_IMAGE_NEXT[] =
+    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id > :after"
+    " ORDER BY id LIMIT 1";
+/* a key a kept tombstone, or a job on its way, still names */
+static const char SQL_KEY_IN_USE[] =
+    "SELECT 1 FROM tombstones WHERE objects_kept AND (s3_key = :key OR"
+    " s3_thumbnail_key = :key) UNION ALL SELECT 1 FROM jobs WHERE"
+    " key = :key OR key2 = :key LIMIT 1";
+
+int db_image_next(struct db *db, char *after, size_t after_len,
+		  struct db_image *out)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_IMAGE_NEXT);
+	db_bind_text(s, ":after", after);
+	int ret = db_step_image(s, out);
+	db_unlock(db);
+	if (ret == 0)
+		snprintf(after, after_len, "%s", out->id);
+	return ret;
+}
+
+int db_key_in_use(struct db *db, const char *key)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_KEY_IN_USE);
+	db_bind_text(s, ":key", key);
+	int rc = sqlite3_step(s);
+	db_unlock(db);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 int db_writing_first(struct db *db, struct db_image *out)

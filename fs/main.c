@@ -23,6 +23,7 @@
 #include "fs/log.h"
 #include "fs/owner.h"
 #include "fs/reload.h"
+#include "fs/verify.h"
 #include "fs/ops.h"
 #include "fs/reconcile.h"
 #include "fs/thumbfs.h"
@@ -308,6 +309,24 @@ static int start_log(struct thumbfs *fs, const char *arg, bool foreground)
 	return log_keep_stderr() ? -1 : 0;
 }
 
+/* What a subcommand that works on the archive (backfill, verify) made,
+ * released, and the catalog's lock (owner, -1: none) given back. */
+static void release_command(struct thumbfs *fs, int owner)
+{
+	if (owner >= 0)
+		close(owner);
+	audit_close(fs->audit);
+	db_pg_free(fs->pg);
+	db_free(fs->db);
+	s3_free(fs->store);
+	fs_cache_free(fs->cache);
+	if (fs->rules_ready)
+		fs_rules_release(&fs->rules);
+	free((char *)fs->config_path);
+	pthread_cond_destroy(&fs->cond);
+	pthread_mutex_destroy(&fs->lock);
+}
+
 /* thumbfs backfill CONFIG: thumbnails for every stored row that has none,
  * in the catalog and in PostgreSQL (fs_backfill). */
 static int backfill(const char *config)
@@ -351,17 +370,7 @@ static int backfill(const char *config)
 	}
 	status = fs_backfill(&fs, beside);
 out:
-	if (owner >= 0)
-		close(owner);
-	db_pg_free(fs.pg);
-	db_free(fs.db);
-	s3_free(fs.store);
-	fs_cache_free(fs.cache);
-	if (fs.rules_ready)
-		fs_rules_release(&fs.rules);
-	free((char *)fs.config_path);
-	pthread_cond_destroy(&fs.cond);
-	pthread_mutex_destroy(&fs.lock);
+	release_command(&fs, owner);
 	return status;
 }
 
@@ -402,6 +411,106 @@ static int retry(const char *config, const char *path)
 	return 0;
 }
 
+/* thumbfs verify CONFIG [PATH] [--content] [--json] (fs_verify): read
+ * only, mounted or not. */
+static int verify(int argc, char **argv)
+{
+	struct thumbfs fs;
+	struct verify_opts o = {0};
+	const char *config = NULL, *path = NULL;
+	char err[1024], patient[65] = "", date[11] = "", name[256] = "";
+	int status = 2, owner = -1;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--content"))
+			o.content = true;
+		else if (!strcmp(argv[i], "--json"))
+			o.json = true;
+		else if (!strcmp(argv[i], "--repair"))
+			o.repair = true;
+		else if (!strcmp(argv[i], "--delete-orphans"))
+			o.delete_orphans = true;
+		else if (argv[i][0] == '-') {
+			fprintf(stderr, "thumbfs verify: unknown option '%s'\n",
+				argv[i]);
+			return 2;
+		} else if (!config)
+			config = argv[i];
+		else if (!path)
+			path = argv[i];
+		else {
+			fprintf(stderr, "thumbfs verify: too many arguments\n");
+			return 2;
+		}
+	}
+	if (!config) {
+		fprintf(stderr, "thumbfs verify: missing arguments\nusage: "
+				"thumbfs verify CONFIG [PATH] [--content] "
+				"[--json] [--repair [--delete-orphans]]\n");
+		return 2;
+	}
+	if (o.delete_orphans && !o.repair) {
+		fprintf(stderr, "thumbfs verify: --delete-orphans goes with "
+				"--repair\n");
+		return 2;
+	}
+	const char *p = path ? strstr(path, "patients/") : NULL;
+	int parts = p ? sscanf(p, "patients/%64[^/]/%10[^/]/%255[^\n]", patient,
+			       date, name)
+		      : 0;
+	if (path && parts < 1) {
+		fprintf(stderr,
+			"thumbfs verify: '%s' is not a path of the tree "
+			"(patients/ID[/DATE[/NAME]])\n",
+			path);
+		return 2;
+	}
+	o.patient = parts >= 1 ? patient : NULL;
+	o.date = parts >= 2 ? date : NULL;
+	o.name = parts >= 3 ? name : NULL;
+	memset(&fs, 0, sizeof(fs));
+	pthread_mutex_init(&fs.lock, NULL);
+	pthread_cond_init(&fs.cond, NULL);
+	if (prepare(&fs, config) || !(fs.store = open_store(&fs.cfg)))
+		goto out;
+	/* Beside a mount or not. Reading changes nothing; a repair takes
+	 * the catalog when no mount has it, else hands its jobs to it. */
+	char holder[512];
+	if (o.repair) {
+		owner = fs_owner_take(fs.cfg.catalog_dir, false, holder,
+				      sizeof(holder), err, sizeof(err));
+		o.beside = owner == -EBUSY && !strncmp(holder, "mounted ", 8);
+		if (owner < 0 && !o.beside) {
+			fprintf(stderr, "thumbfs: %s\n", err);
+			goto out;
+		}
+		if (owner >= 0)
+			fs_owner_say(owner, "verify --repair");
+	}
+	fs.db = o.repair && !o.beside
+		    ? db_open(fs.cfg.catalog_dir, err, sizeof(err))
+		    : db_open_beside(fs.cfg.catalog_dir, err, sizeof(err));
+	if (!fs.db) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out;
+	}
+	db_set_keep_objects(fs.db, !strcmp(fs.cfg.delete_policy, "keep"));
+	if (fs.cfg.pg_dsn[0]) {
+		if (!(fs.pg = db_pg_new(fs.cfg.pg_dsn)))
+			goto out;
+		db_set_pg_sync(fs.db, true);
+	}
+	if (o.repair && fs.cfg.audit_file[0] &&
+	    !(fs.audit = audit_open(fs.cfg.audit_file, fs.cfg.audit_max_bytes,
+				    fs.cfg.audit_keep, err, sizeof(err)))) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out;
+	}
+	status = fs_verify(&fs, &o);
+out:
+	release_command(&fs, owner);
+	return status;
+}
+
 /* The subcommands, each with its own arguments (the mount takes CONFIG
  * MOUNTPOINT and FUSE's options instead). */
 struct subcommand {
@@ -418,6 +527,12 @@ static const struct subcommand subcommands[] = {
      "Make the missing thumbnails of the rows the store has."},
     {"retry", 1, 2, " CONFIG [PATH]",
      "Try again what the store refused for good (all, or under PATH)."},
+    {"verify", 1, 6,
+     " CONFIG [PATH] [--content] [--json] [--repair [--delete-orphans]]",
+     "Check that every row has its objects, thumbnail, width and height, "
+     "and\nthat no object is left unnamed; exit 0 only when clean. "
+     "--repair fixes\nwhat it safely can; --delete-orphans deletes "
+     "unnamed objects."},
 };
 
 static const struct subcommand *find_subcommand(const char *name)
@@ -483,6 +598,8 @@ int main(int argc, char *argv[])
 			return backfill(argv[2]);
 		if (!strcmp(sub->name, "retry"))
 			return retry(argv[2], n == 2 ? argv[3] : NULL);
+		if (!strcmp(sub->name, "verify"))
+			return verify(n, argv + 2);
 		return presign(argv[2], argv[3], n == 3 ? argv[4] : "3600");
 	}
 	/* Image buffers come and go per file: keep them in the heap rather

@@ -1,5 +1,6 @@
 /* file.c - the file:// store: each object a file under a local directory,
  * written whole or not at all. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -288,6 +289,54 @@ static char *file_presign(struct s3_store *st, const char *key, int expires,
 	return out;
 }
 
+/* Walk dir (the key rel so far) for keys starting with prefix. */
+static int walk(const char *dir, const char *rel, const char *prefix,
+		int (*fn)(const struct s3_object *obj, void *arg), void *arg)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int ret = 0;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (ret == 0 && (e = readdir(d))) {
+		char path[PATH_MAX], key[PATH_MAX];
+		struct stat st;
+		if (e->d_name[0] == '.') /* ., .., and .tmp.* being written */
+			continue;
+		snprintf(key, sizeof(key), "%s%s%s", rel, *rel ? "/" : "",
+			 e->d_name);
+		/* a directory is walked when the prefix may lie below it */
+		size_t kl = strlen(key), pl = strlen(prefix);
+		if (strncmp(key, prefix, kl < pl ? kl : pl))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
+			(int)sizeof(path) ||
+		    lstat(path, &st))
+			continue;
+		if (S_ISDIR(st.st_mode)) {
+			ret = walk(path, key, prefix, fn, arg);
+		} else if (S_ISREG(st.st_mode) && kl >= pl &&
+			   kl < sizeof(((struct s3_object *)0)->key)) {
+			struct s3_object o = {.size = (uint64_t)st.st_size};
+			memcpy(o.key, key, kl + 1);
+			ret = fn(&o, arg);
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+static int file_list(struct s3_store *st, const char *prefix,
+		     int (*fn)(const struct s3_object *obj, void *arg),
+		     void *arg, char *err, size_t errlen)
+{
+	int ret = walk(st->root, "", prefix, fn, arg);
+	if (ret < 0)
+		snprintf(err, errlen, "listing '%s' failed: %s", st->root,
+			 strerror(-ret));
+	return ret;
+}
+
 const struct s3_backend s3_file_backend = {
     .open = file_open,
     .release = file_release,
@@ -301,4 +350,5 @@ const struct s3_backend s3_file_backend = {
     .delete = file_delete,
     .copy = file_copy,
     .presign = file_presign,
+    .list = file_list,
 };

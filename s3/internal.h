@@ -49,6 +49,9 @@ struct s3_backend {
 		    char *err, size_t errlen);
 	char *(*presign)(struct s3_store *st, const char *key, int expires,
 			 time_t now);
+	int (*list)(struct s3_store *st, const char *prefix,
+		    int (*fn)(const struct s3_object *obj, void *arg),
+		    void *arg, char *err, size_t errlen);
 };
 
 extern const struct s3_backend s3_file_backend;

@@ -141,6 +141,20 @@ int s3_copy(struct s3_store *st, const char *from, const char *to, char *err,
 /* Remove key; removing a key that is not there succeeds. */
 int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen);
 
+/* One object of a listing. */
+struct s3_object {
+	char key[1025];
+	uint64_t size;
+};
+
+/* fn(obj, arg) for every object whose key starts with prefix (S3's
+ * ListObjectsV2, a page of 1,000 at a time; a file:// store walks its
+ * directory), in no promised order; a non-zero return from fn stops it and
+ * is returned. 0 or -errno. */
+int s3_list(struct s3_store *st, const char *prefix,
+	    int (*fn)(const struct s3_object *obj, void *arg), void *arg,
+	    char *err, size_t errlen);
+
 /*
  * SigV4, in the steps AWS's specification names. Each output is a malloc'd
  * string the caller frees; NULL on out of memory.

@@ -184,6 +184,13 @@ int s3_delete(struct s3_store *st, const char *key, char *err, size_t errlen)
 	return ret ? ret : st->be->delete (st, key, err, errlen);
 }
 
+int s3_list(struct s3_store *st, const char *prefix,
+	    int (*fn)(const struct s3_object *obj, void *arg), void *arg,
+	    char *err, size_t errlen)
+{
+	return st->be->list(st, prefix, fn, arg, err, errlen);
+}
+
 int s3_copy(struct s3_store *st, const char *from, const char *to, char *err,
 	    size_t errlen)
 {

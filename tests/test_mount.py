@@ -622,11 +622,15 @@ def test_subcommands_parse_their_own_arguments(thumbfs_bin):
     r = run("presign", "/etc/thumbfs/mount.conf")
     assert r.returncode == 2 and "missing arguments" in r.stderr
     assert "presign CONFIG KEY [SECONDS]" in r.stderr
-    for sub in ("schema", "presign", "backfill", "retry"):
+    for sub in ("schema", "presign", "backfill", "retry", "verify"):
         r = run(sub, "--help")
         assert r.returncode == 0 and f"{sub}" in r.stdout, r
     r = run("backfill")
     assert r.returncode == 2 and "backfill CONFIG" in r.stderr
+    r = run("verify", "/etc/thumbfs/mount.conf", "--fast")
+    assert r.returncode == 2 and "unknown option '--fast'" in r.stderr
+    r = run("verify", "/etc/thumbfs/mount.conf", "--delete-orphans")
+    assert r.returncode == 2 and "goes with --repair" in r.stderr
 
 
 def test_mount_shows_the_config_as_its_source(file_mount):

@@ -395,38 +395,6 @@ int db_spooled_next(struct db *db, char *after, size_t after_len,
 	return ret;
 }
 
-static const char SQL_IMAGE_NEXT[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id > :after"
-    " ORDER BY id LIMIT 1";
-/* a key a kept tombstone, or a job on its way, still names */
-static const char SQL_KEY_IN_USE[] =
-    "SELECT 1 FROM tombstones WHERE objects_kept AND (s3_key = :key OR"
-    " s3_thumbnail_key = :key) UNION ALL SELECT 1 FROM jobs WHERE"
-    " key = :key OR key2 = :key LIMIT 1";
-
-int db_image_next(struct db *db, char *after, size_t after_len,
-		  struct db_image *out)
-{
-	db_lock(db);
-	sqlite3_stmt *s = db_use(db, SQL_IMAGE_NEXT);
-	db_bind_text(s, ":after", after);
-	int ret = db_step_image(s, out);
-	db_unlock(db);
-	if (ret == 0)
-		snprintf(after, after_len, "%s", out->id);
-	return ret;
-}
-
-int db_key_in_use(struct db *db, const char *key)
-{
-	db_lock(db);
-	sqlite3_stmt *s = db_use(db, SQL_KEY_IN_USE);
-	db_bind_text(s, ":key", key);
-	int rc = sqlite3_step(s);
-	db_unlock(db);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
-}
-
 int db_writing_first(struct db *db, struct db_image *out)
 {
 	return first_path(db, SQL_WRITING_FIRST, NULL, out);

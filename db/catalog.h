@@ -185,16 +185,6 @@ int db_repair(struct db *db, const char *id, enum db_repair what);
 int db_tombstone_orphan(struct db *db, const char *bucket, const char *key,
 			int64_t size, const char *who);
 
-/* The next row of images after the one whose id is after ("" for the
- * first), into out; after becomes its id. -ENOENT when there is no more.
- * Reads a row at a time: memory does not grow with the catalog. */
-int db_image_next(struct db *db, char *after, size_t after_len,
-		  struct db_image *out);
-
-/* 1 if a tombstone whose objects were kept, or a job on its way, names
- * store key key; 0 if nothing does; -EIO. */
-int db_key_in_use(struct db *db, const char *key);
-
 /* At mount: the first image left open for writing by a daemon that died
  * (patient_id, batch_date and name set), or -ENOENT. */
 int db_writing_first(struct db *db, struct db_image *out);

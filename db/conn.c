@@ -181,6 +181,13 @@ int db_step_image(sqlite3_stmt *s, struct db_image *row)
 	return ret;
 }
 
+void db_read_image(sqlite3_stmt *s, int first, struct db_image *row)
+{
+	int i = first;
+	memset(row, 0, sizeof(*row));
+	DB_IMAGE_COLUMNS(READ)
+}
+
 int db_step_tomb(sqlite3_stmt *s, struct db_tombstone *row)
 {
 	int ret;

@@ -145,6 +145,8 @@ void db_bind_tomb(sqlite3_stmt *s, const struct db_tombstone *t);
 /* Step a "SELECT rowid" DB_*_SELECT statement and reset it: 0 with out
  * filled, -ENOENT when there is no row, -EIO. */
 int db_step_image(sqlite3_stmt *s, struct db_image *out);
+/* The image columns of the row s is on, from column first on. */
+void db_read_image(sqlite3_stmt *s, int first, struct db_image *out);
 int db_step_tomb(sqlite3_stmt *s, struct db_tombstone *out);
 int db_step_job(sqlite3_stmt *s, struct db_job *out);
 

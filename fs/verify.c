@@ -12,6 +12,7 @@
 
 #include "db/catalog.h"
 #include "db/pg.h"
+#include "db/scratch.h"
 #include "fs/audit.h"
 #include "fs/jobs.h"
 #include "fs/spool.h"
@@ -40,12 +41,6 @@ static const char *const kind_names[K_COUNT] = {
     "shared-thumbnail", "content-mismatch",  "thumbnail-wrong", "orphan",
     "postgres-missing", "catalog-missing"};
 
-struct object {
-	char *key;
-	uint64_t size;
-	bool named; /* a row names it */
-};
-
 /* A repair decided during the pass, carried out after it. */
 struct fix {
 	char id[37];
@@ -55,15 +50,9 @@ struct fix {
 struct run {
 	struct thumbfs *fs;
 	const struct verify_opts *o;
-	struct object *objs;
-	size_t n_objs, cap_objs;
-	char **thumbs; /* every row's thumbnail key, to find the shared */
-	size_t n_thumbs, cap_thumbs;
-	struct pg_row {
-		char *id; /* "ID/DATE/NAME" of a PostgreSQL row */
-		bool seen;
-	} * pg;
-	size_t n_pg, cap_pg;
+	struct db_scratch *scratch;
+	struct db_scope scope;
+	size_t n_objs;
 	long counts[K_COUNT];
 	long rows, checked_objects;
 	bool tty;
@@ -121,7 +110,7 @@ static void finding(struct run *r, enum kind k, const char *path,
 
 static void progress(struct run *r)
 {
-	if (r->tty && (r->rows + r->checked_objects) % 100 == 0)
+	if (r->tty && (r->rows + r->n_objs) % 100 == 0)
 		fprintf(stderr, "\rverify: %ld rows, %zu objects listed",
 			r->rows, r->n_objs);
 }
@@ -142,34 +131,9 @@ static int push(void **v, size_t *n, size_t *cap, size_t size)
 static int on_object(const struct s3_object *obj, void *arg)
 {
 	struct run *r = arg;
-	if (push((void **)&r->objs, &r->n_objs, &r->cap_objs, sizeof(*r->objs)))
-		return -ENOMEM;
-	struct object *o = &r->objs[r->n_objs];
-	if (!(o->key = strdup(obj->key)))
-		return -ENOMEM;
-	o->size = obj->size;
-	o->named = false;
 	r->n_objs++;
 	progress(r);
-	return 0;
-}
-
-static int by_key(const void *a, const void *b)
-{
-	return strcmp(((const struct object *)a)->key,
-		      ((const struct object *)b)->key);
-}
-
-/* Strings, or structs whose first member is the string. */
-static int by_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static struct object *find_object(struct run *r, const char *key)
-{
-	struct object want = {.key = (char *)key};
-	return bsearch(&want, r->objs, r->n_objs, sizeof(*r->objs), by_key);
+	return db_scratch_object(r->scratch, obj->key, obj->size);
 }
 
 static bool wanted(const struct run *r, const char *patient, const char *date,
@@ -184,16 +148,10 @@ static bool wanted(const struct run *r, const char *patient, const char *date,
 static int on_pg_row(const struct db_image *img, void *arg)
 {
 	struct run *r = arg;
-	char *s = NULL;
 	if (!wanted(r, img->patient_id, img->batch_date, img->name))
 		return 0;
-	if (push((void **)&r->pg, &r->n_pg, &r->cap_pg, sizeof(*r->pg)) ||
-	    asprintf(&s, "%s/%s/%s", img->patient_id, img->batch_date,
-		     img->name) < 0)
-		return -ENOMEM;
-	r->pg[r->n_pg].id = s;
-	r->pg[r->n_pg++].seen = false;
-	return 0;
+	return db_scratch_pg_row(r->scratch, img->patient_id, img->batch_date,
+				 img->name);
 }
 
 /* The object at key into a file of tmp/, opened; -errno. */
@@ -280,7 +238,7 @@ static void want_fix(struct run *r, const struct db_image *img,
 /* --content: the original's bytes against the row's sha256, and the
  * thumbnail against one made from the original. */
 static void check_content(struct run *r, const struct db_image *img,
-			  const char *path)
+			  const char *path, bool has_thumb)
 {
 	char err[512], sha[65];
 	struct s3_digest dg = {0};
@@ -290,12 +248,14 @@ static void check_content(struct run *r, const struct db_image *img,
 	r->checked_objects++;
 	if (s3_digest_fd(r->fs->store, fd, &dg) == 0) {
 		snprintf(sha, sizeof(sha), "%s", dg.sha256);
-		if (img->sha256[0] && strcmp(sha, img->sha256))
+		if (img->sha256[0] && strcmp(sha, img->sha256)) {
 			finding(r, K_CONTENT, path, img->s3_key,
 				"sha256 %s, the row says %s", sha, img->sha256);
+			want_fix(r, img, DB_REPAIR_UPLOAD, path);
+		}
 	}
 	s3_digest_release(&dg);
-	if (!img->s3_thumbnail_key[0] || !find_object(r, img->s3_thumbnail_key))
+	if (!has_thumb)
 		goto out;
 	struct thumb_opts opts;
 	struct thumb_result made = {0};
@@ -345,37 +305,29 @@ out:
 	close(fd);
 }
 
-static void check_row(struct run *r, const struct db_image *img)
+/* One uploaded row, with what the store has of it (sizes, -1: none) and
+ * whether PostgreSQL has it. */
+static int check_row(void *arg, const struct db_image *img, int64_t original,
+		     int64_t thumbnail, bool in_pg)
 {
+	struct run *r = arg;
 	char path[PATH_MAX];
 	fs_tree_path(path, sizeof(path), NULL, img->patient_id, img->batch_date,
 		     img->name);
-	struct object *orig =
-	    img->s3_key[0] ? find_object(r, img->s3_key) : NULL;
-	struct object *thumb = img->s3_thumbnail_key[0]
-				   ? find_object(r, img->s3_thumbnail_key)
-				   : NULL;
-	if (orig)
-		orig->named = true;
-	if (thumb)
-		thumb->named = true;
-	if (strcmp(img->state, "uploaded"))
-		return; /* on its way: the queue has it */
 	r->rows++;
 	progress(r);
-	if (!orig) {
+	if (original < 0) {
 		finding(r, K_MISSING_ORIGINAL, path, img->s3_key,
 			"the store has no such object");
 		want_fix(r, img, DB_REPAIR_UPLOAD, path);
-	} else if (orig->size != (uint64_t)img->file_size) {
+	} else if (original != img->file_size) {
 		finding(r, K_SIZE, path, img->s3_key,
-			"%llu bytes in the store, %lld in the row",
-			(unsigned long long)orig->size,
-			(long long)img->file_size);
+			"%lld bytes in the store, %lld in the row",
+			(long long)original, (long long)img->file_size);
 		want_fix(r, img, DB_REPAIR_UPLOAD, path);
 	}
 	bool image = !strncmp(img->mime_type, "image/", 6);
-	if (img->s3_thumbnail_key[0] && !thumb) {
+	if (img->s3_thumbnail_key[0] && thumbnail < 0) {
 		finding(r, K_MISSING_THUMBNAIL, path, img->s3_thumbnail_key,
 			"the store has no such object");
 		want_fix(r, img, DB_REPAIR_THUMBNAIL, path);
@@ -388,63 +340,73 @@ static void check_row(struct run *r, const struct db_image *img)
 		if (!img->error[0]) /* not an image thumbfs reads: no use */
 			want_fix(r, img, DB_REPAIR_THUMBNAIL, path);
 	}
-	if (img->s3_thumbnail_key[0] &&
-	    !push((void **)&r->thumbs, &r->n_thumbs, &r->cap_thumbs,
-		  sizeof(*r->thumbs)))
-		r->thumbs[r->n_thumbs++] = strdup(img->s3_thumbnail_key);
-	if (r->fs->pg && img->s3_thumbnail_key[0] && img->width > 0) {
-		char id[400];
-		snprintf(id, sizeof(id), "%s/%s/%s", img->patient_id,
-			 img->batch_date, img->name);
-		struct pg_row want = {.id = id};
-		struct pg_row *hit =
-		    bsearch(&want, r->pg, r->n_pg, sizeof(*r->pg), by_str);
-		if (!hit) {
-			finding(r, K_PG_MISSING, path, NULL,
-				"the catalog has it uploaded, PostgreSQL "
-				"lacks it");
-			want_fix(r, img, DB_REPAIR_SYNC, path);
-		} else {
-			hit->seen = true;
-		}
+	if (r->fs->pg && img->s3_thumbnail_key[0] && img->width > 0 && !in_pg) {
+		finding(r, K_PG_MISSING, path, NULL,
+			"the catalog has it uploaded, PostgreSQL lacks it");
+		want_fix(r, img, DB_REPAIR_SYNC, path);
 	}
-	if (r->o->content && orig)
-		check_content(r, img, path);
+	if (r->o->content && original >= 0)
+		check_content(r, img, path, thumbnail >= 0);
+	return 0;
+}
+
+static int on_shared(void *arg, const char *key, int64_t rows)
+{
+	finding(arg, K_SHARED_THUMBNAIL, "", key,
+		"%lld rows name this thumbnail", (long long)rows);
+	return 0;
+}
+
+static int on_pg_only(void *arg, const char *path)
+{
+	finding(arg, K_CATALOG_MISSING, path, NULL,
+		"PostgreSQL has it, the catalog does not (a mount reads it "
+		"in)");
+	return 0;
 }
 
 /* An object no row names: listed (a dry run) or, with --delete-orphans,
  * deleted, after its tombstone is recorded and with an audit line. */
-static void delete_orphan(struct run *r, const struct object *obj)
+static void delete_orphan(struct run *r, const char *key, int64_t size)
 {
 	char err[512];
 	if (!r->o->delete_orphans) {
-		printf("repair: would delete %s (add --delete-orphans)\n",
-		       obj->key);
+		printf("repair: would delete %s (add --delete-orphans)\n", key);
 		return;
 	}
-	int ret =
-	    db_tombstone_orphan(r->fs->db, s3_bucket(r->fs->store), obj->key,
-				(int64_t)obj->size, "thumbfs verify");
+	int ret = db_tombstone_orphan(r->fs->db, s3_bucket(r->fs->store), key,
+				      size, "thumbfs verify");
 	if (ret == 0)
-		ret = s3_delete(r->fs->store, obj->key, err, sizeof(err));
+		ret = s3_delete(r->fs->store, key, err, sizeof(err));
 	else
 		snprintf(err, sizeof(err), "the catalog: %s", strerror(-ret));
 	if (r->fs->audit) {
 		struct audit_event e = {.op = "delete-orphan",
-					.path = obj->key,
-					.size = (int64_t)obj->size,
+					.path = key,
+					.size = size,
 					.result = ret,
 					.uid = getuid(),
 					.pid = getpid()};
 		audit_log(r->fs->audit, &e);
 	}
 	if (ret)
-		fprintf(stderr, "thumbfs verify: %s not deleted: %s\n",
-			obj->key, err);
+		fprintf(stderr, "thumbfs verify: %s not deleted: %s\n", key,
+			err);
 	else {
-		printf("repair: deleted %s\n", obj->key);
+		printf("repair: deleted %s\n", key);
 		r->deleted++;
 	}
+}
+
+static int on_orphan(void *arg, const char *key, int64_t size)
+{
+	struct run *r = arg;
+	finding(r, K_ORPHAN, "", key,
+		"%lld bytes no row, kept tombstone or job names",
+		(long long)size);
+	if (r->o->repair)
+		delete_orphan(r, key, size);
+	return 0;
 }
 
 /* The store's prefix the archive (or the part asked for) lives under:
@@ -461,64 +423,45 @@ static void store_prefix(struct run *r, char *out, size_t n)
 }
 
 /* One pass over the archive; with repair, what to fix is gathered into
- * r. Returns the exit status. */
+ * rp. Returns the exit status. */
 static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
 {
-	struct run r = {.fs = fs, .o = o, .tty = isatty(STDERR_FILENO)};
-	struct db_image img;
-	char err[1024], prefix[2048], after[64] = "";
-	int ret = 0, status = 2;
+	struct run r = {.fs = fs,
+			.o = o,
+			.tty = isatty(STDERR_FILENO),
+			.scope = {o->patient, o->date, o->name}};
+	char err[1024], prefix[2048];
+	int ret, status = 2;
 	store_prefix(&r, prefix, sizeof(prefix));
+	r.scratch =
+	    db_scratch_open(fs->cfg.catalog_dir, fs->tmp, err, sizeof(err));
+	if (!r.scratch) {
+		fprintf(stderr, "thumbfs verify: %s\n", err);
+		return 2;
+	}
 	ret = s3_list(fs->store, prefix, on_object, &r, err, sizeof(err));
 	if (ret) {
 		fprintf(stderr,
-			"thumbfs verify: cannot list the store under "
-			"'%s': %s\n",
-			prefix, ret == -ENOMEM ? "out of memory" : err);
+			"thumbfs verify: cannot list the store under '%s': "
+			"%s\n",
+			prefix, ret == -EIO ? "the scratch database" : err);
 		goto out;
 	}
-	qsort(r.objs, r.n_objs, sizeof(*r.objs), by_key);
-	if (fs->pg) {
-		ret = db_pg_scan(fs->pg, on_pg_row, &r, err, sizeof(err));
-		if (ret < 0) {
-			fprintf(stderr,
-				"thumbfs verify: cannot read PostgreSQL: %s\n",
-				err);
-			goto out;
-		}
-		qsort(r.pg, r.n_pg, sizeof(*r.pg), by_str);
+	if (fs->pg &&
+	    (ret = db_pg_scan(fs->pg, on_pg_row, &r, err, sizeof(err))) < 0) {
+		fprintf(stderr, "thumbfs verify: cannot read PostgreSQL: %s\n",
+			err);
+		goto out;
 	}
-	while ((ret = db_image_next(fs->db, after, sizeof(after), &img)) == 0)
-		if (wanted(&r, img.patient_id, img.batch_date, img.name))
-			check_row(&r, &img);
-	if (ret != -ENOENT) {
+	if ((ret = db_scratch_loaded(r.scratch)) ||
+	    (ret = db_scratch_rows(r.scratch, &r.scope, check_row, &r)) ||
+	    (ret = db_scratch_shared(r.scratch, &r.scope, on_shared, &r)) ||
+	    (ret = db_scratch_orphans(r.scratch, on_orphan, &r)) ||
+	    (ret = db_scratch_pg_only(r.scratch, on_pg_only, &r))) {
 		fprintf(stderr, "thumbfs verify: cannot read the catalog: %s\n",
 			strerror(-ret));
 		goto out;
 	}
-	qsort(r.thumbs, r.n_thumbs, sizeof(*r.thumbs), by_str);
-	for (size_t i = 1; i < r.n_thumbs; i++)
-		if (r.thumbs[i] && r.thumbs[i - 1] &&
-		    !strcmp(r.thumbs[i], r.thumbs[i - 1]))
-			finding(&r, K_SHARED_THUMBNAIL, "", r.thumbs[i],
-				"two or more rows name this thumbnail");
-	for (size_t i = 0; i < r.n_objs; i++) {
-		if (r.objs[i].named ||
-		    !strncmp(r.objs[i].key, "thumbfs-probe/", 14))
-			continue;
-		if (db_key_in_use(fs->db, r.objs[i].key) != 0)
-			continue;
-		finding(&r, K_ORPHAN, "", r.objs[i].key,
-			"%llu bytes no row, kept tombstone or job names",
-			(unsigned long long)r.objs[i].size);
-		if (o->repair)
-			delete_orphan(&r, &r.objs[i]);
-	}
-	for (size_t i = 0; i < r.n_pg; i++)
-		if (!r.pg[i].seen)
-			finding(&r, K_CATALOG_MISSING, r.pg[i].id, NULL,
-				"PostgreSQL has it, the catalog does not "
-				"(a mount reads it in)");
 	long total = 0;
 	for (int k = 0; k < K_COUNT; k++)
 		total += r.counts[k];
@@ -549,15 +492,7 @@ static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
 		r.fixes = NULL;
 	}
 out:
-	for (size_t i = 0; i < r.n_objs; i++)
-		free(r.objs[i].key);
-	for (size_t i = 0; i < r.n_thumbs; i++)
-		free(r.thumbs[i]);
-	for (size_t i = 0; i < r.n_pg; i++)
-		free(r.pg[i].id);
-	free(r.objs);
-	free(r.thumbs);
-	free(r.pg);
+	db_scratch_close(r.scratch);
 	free(r.fixes);
 	return status;
 }

@@ -141,24 +141,32 @@ def test_verify_compares_postgresql(thumbfs_bin, tmp_path, s3store,
     r = verify(m, "--json")
     assert findings(r) == [("postgres-missing",
                             "patients/P1/2025-11-10/q1.jpg")], r.stdout
+    r = verify(m, "--repair")  # sent to PostgreSQL again
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(pg.rows("SELECT 1 FROM images_image")) == 2
 
 
 @pytest.mark.parametrize("mounted", [False, True], ids=["alone", "mounted"])
-def test_verify_repair_fixes_what_it_can(thumbfs_bin, tmp_path, s3store,
-                                         mounted):
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_verify_repair_fixes_what_it_can(thumbfs_bin, tmp_path, request,
+                                         store, mounted):
     """--repair: a lost original is uploaded again from the spool, lost
     and swapped thumbnails are made again from the stored originals (by
     this process, or by the mount's runners beside a mount); orphans are
     listed, and deleted only with --delete-orphans, each a tombstone and
     an audit line; then the archive verifies clean."""
     import sqlite3
-    m = Mount(thumbfs_bin, tmp_path, "s3", s3store)
+    s3 = request.getfixturevalue("s3store") if store == "s3" else None
+    m = Mount(thumbfs_bin, tmp_path, store, s3)
     m.config["audit"] = {"file": str(tmp_path / "audit.log")}
     m.start()
     try:
-        srcs = archive(m, 4)
+        srcs = archive(m, 5)
         want = {i: m.object(PREFIX + f"p{i}_thumb.jpg") for i in range(4)}
         delete(m, PREFIX + "p0.jpg")
+        data = m.object(PREFIX + "p4.jpg")  # a byte flipped
+        put(m, PREFIX + "p4.jpg", data[:50] + bytes([data[50] ^ 4]) +
+            data[51:])
         delete(m, PREFIX + "p1_thumb.jpg")
         put(m, PREFIX + "p2_thumb.jpg", want[3])
         put(m, PREFIX + "p3_thumb.jpg", want[2])
@@ -170,6 +178,7 @@ def test_verify_repair_fixes_what_it_can(thumbfs_bin, tmp_path, s3store,
         assert f"repair: would delete {PREFIX}left-behind.jpg" in r.stdout
         assert ("the mount's runners do them" in r.stdout) == mounted
         assert m.object(PREFIX + "p0.jpg") == srcs[0].read_bytes()
+        assert m.object(PREFIX + "p4.jpg") == srcs[4].read_bytes()
         for i in (1, 2, 3):
             assert m.object(PREFIX + f"p{i}_thumb.jpg") == want[i], i
         r = verify(m, "--content", "--repair", "--delete-orphans")

@@ -337,7 +337,12 @@ static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
 		if (n_skip > 0 && bsearch(&key, skip, (size_t)n_skip,
 					  sizeof(*skip), cmp_name))
 			continue;
-		if (filler(buf, e->d_name, NULL, 0, 0))
+		/* the entry's type goes with it (d_type), so that find and
+		 * du need not look up every name to know a file from a
+		 * directory */
+		struct stat st = {.st_ino = e->d_ino,
+				  .st_mode = (mode_t)DTTOIF(e->d_type)};
+		if (filler(buf, e->d_name, &st, 0, 0))
 			break;
 	}
 	closedir(d);
@@ -355,10 +360,11 @@ static int fill_batch(struct thumbfs *fs, const struct fs_path *p,
 	int n = db_list_batch(fs->db, p->patient, p->date, &v), unthumbed = 0;
 	if (n < 0)
 		return n;
+	struct stat file = {.st_mode = S_IFREG}; /* d_type, as fill_dir */
 	for (int i = 0; i < n; i++) {
-		filler(buf, v[i].name, NULL, 0, 0);
+		filler(buf, v[i].name, &file, 0, 0);
 		if (v[i].thumb[0])
-			filler(buf, v[i].thumb, NULL, 0, 0);
+			filler(buf, v[i].thumb, &file, 0, 0);
 		else
 			unthumbed++;
 	}
@@ -387,10 +393,11 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	case FS_ROOT:
 		/* .thumbfs is reached by name only, so that a copy or an
 		 * rsync --delete of the whole mount never meets it */
-		filler(buf, "patients", NULL, 0, 0);
+		filler(buf, "patients", &(struct stat){.st_mode = S_IFDIR}, 0,
+		       0);
 		return 0;
 	case FS_META:
-		filler(buf, "status", NULL, 0, 0);
+		filler(buf, "status", &(struct stat){.st_mode = S_IFREG}, 0, 0);
 		return 0;
 	case FS_PATIENTS:
 	case FS_PATIENT:

@@ -421,3 +421,41 @@ def test_a_folder_move_resumes_after_kill_9(thumbfs_bin, tmp_path, s3store):
                 == jpeg(40 + i)
     finally:
         m.stop()
+
+
+def test_readdir_gives_each_entry_its_type(file_mount):
+    """readdir says file or directory (d_type), so that a walk (os.walk,
+    os.scandir's is_dir(), find's and du's fts) knows a file from a
+    directory without looking up every name once more."""
+    import shutil as sh
+    import subprocess as sp
+    if not sh.which("strace"):
+        pytest.skip("strace is not installed")
+    for date in ("2025-11-10", "2025-11-11", "2025-11-12"):
+        d = file_mount.batch("P1", date)
+        for i in range(5):
+            (d / f"f{i}.txt").write_bytes(b"x")
+    walk = ("import os, sys\n"
+            "n = 0\n"
+            "for d in ('2025-11-10', '2025-11-11', '2025-11-12'):\n"
+            "    for e in os.scandir(os.path.join(sys.argv[1], d)):\n"
+            "        n += e.is_file(follow_symlinks=False)\n"
+            "print(n)\n")
+    r = sp.run(["strace", "-f", "-c", "-e",
+                "trace=newfstatat,lstat,stat,statx", "/usr/bin/python3",
+                "-c", walk, str(file_mount.mnt / "patients/P1")],
+               capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["15"]
+    # python's own start-up stats files too: far fewer than 15 more
+    base = sp.run(["strace", "-f", "-c", "-e",
+                   "trace=newfstatat,lstat,stat,statx", "/usr/bin/python3",
+                   "-c", "print(15)"], capture_output=True, text=True,
+                  timeout=60)
+
+    def calls(text):
+        return sum(int(ln.split()[3]) for ln in text.splitlines()
+                   if len(ln.split()) >= 5 and ln.split()[-1] in (
+                       "newfstatat", "lstat", "stat", "statx")
+                   and ln.split()[3].isdigit())
+    assert calls(r.stderr) - calls(base.stderr) < 5, r.stderr

@@ -34,11 +34,10 @@ static const char SQL_META[] =
 static const char SQL_LIST[] = "SELECT name, thumbnail_name FROM images WHERE"
 			       " patient_id = :patient_id AND"
 			       " batch_date = :batch_date ORDER BY name";
+/* kept as rows change (schema v8's triggers): nothing is scanned */
 static const char SQL_COUNT_STATE[] =
-    "SELECT sum(state = 'spooled'),"
-    " sum(state = 'uploaded' AND mime_type LIKE 'image/%'),"
-    " sum(state = 'uploaded' AND mime_type NOT LIKE 'image/%'),"
-    " sum(error != '') FROM images";
+    "SELECT sum(n * (what = 'spooled')), sum(n * (what = 'uploaded')),"
+    " sum(n * (what = 'other')), sum(n * (what = 'errors')) FROM counts";
 /* the newest of each kind, by the partial indexes of schema v7 */
 static const char SQL_PROBLEMS[] =
     "SELECT * FROM (SELECT patient_id || '/' || batch_date || '/' || name,"

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -114,6 +114,34 @@ static const char schema_v7[] =
     /* and the rows the spool must still hold, checked at mount */
     "CREATE INDEX images_spooled ON images (id) WHERE state = 'spooled';";
 
+/* Version 8: the status file's counts kept as rows change, by triggers,
+ * so that reading them scans nothing however large the catalog. */
+#define COUNTED(r)                                                             \
+	"CASE what WHEN 'spooled' THEN " r ".state = 'spooled' WHEN"           \
+	" 'uploaded' THEN " r ".state = 'uploaded' AND " r ".mime_type"        \
+	" LIKE 'image/%' WHEN 'other' THEN " r ".state = 'uploaded' AND " r    \
+	".mime_type NOT LIKE 'image/%' ELSE " r ".error != '' END"
+static const char schema_v8[] =
+    "CREATE TABLE counts (what TEXT PRIMARY KEY, n INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "INSERT INTO counts VALUES ('spooled', 0), ('uploaded', 0),"
+    " ('other', 0), ('errors', 0);"
+    "UPDATE counts SET n = (SELECT count(*) FROM images i WHERE"
+    " " COUNTED(
+	"i") ");"
+	     "CREATE TRIGGER counts_insert AFTER INSERT ON images BEGIN"
+	     " UPDATE counts SET n = n + (" COUNTED(
+		 "NEW") "); END;"
+			"CREATE TRIGGER counts_delete AFTER DELETE ON images "
+			"BEGIN"
+			" UPDATE counts SET n = n - (" COUNTED(
+			    "OLD") "); END;"
+				   "CREATE TRIGGER counts_update AFTER UPDATE "
+				   "OF state, mime_type, error"
+				   " ON images BEGIN UPDATE counts SET n = n + "
+				   "(" COUNTED("NEW") ") - (" COUNTED(
+				       "OLD") "); END;";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -135,7 +163,7 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 		return 0;
 	/* each version's step, in order, in one transaction */
 	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-			       schema_v5, schema_v6, schema_v7};
+			       schema_v5, schema_v6, schema_v7, schema_v8};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -256,6 +256,21 @@ def test_random_operations_match_a_local_directory(thumbfs_bin, tmp_path,
         m.start()
         d = diff(snapshot(m.mnt, model.exact), snapshot(ref, model.exact))
         assert not d, f"seed {seed}, after the remount:\n" + "\n".join(d)
+        # the status file's counts, kept by triggers as rows changed,
+        # are what a scan of the catalog finds
+        status = dict(ln.split(": ", 1) for ln in (
+            m.mnt / ".thumbfs/status").read_text().splitlines()
+            if ": " in ln and not ln.startswith(" "))
+        rows = m.rows()
+        uploaded = [r for r in rows if r["state"] == "uploaded"]
+        assert (int(status["images spooled"]),
+                int(status["images uploaded"]),
+                int(status["other files uploaded"]),
+                int(status["thumbnail errors"])) == (
+            sum(r["state"] == "spooled" for r in rows),
+            sum(r["mime_type"].startswith("image/") for r in uploaded),
+            sum(not r["mime_type"].startswith("image/") for r in uploaded),
+            sum(r["error"] != "" for r in rows)), f"seed {seed}"
     finally:
         m.stop()
         shutil.rmtree(ref, ignore_errors=True)

@@ -314,6 +314,12 @@ enum db_remote_result {
 int db_remote_apply(struct db *db, const struct db_image *r,
 		    struct db_image *old);
 
+/* The same for n rows in one transaction (a full read applies hundreds at
+ * a time): results[i] and olds[i] are each row's. 0 or -errno (and then
+ * none is applied). */
+int db_remote_apply_many(struct db *db, const struct db_image *rows, int n,
+			 struct db_image *olds, int *results);
+
 /* A full read of PostgreSQL begins with db_remote_scan_begin() and ends
  * by calling db_remote_gone_next() until it returns -ENOENT: rows that
  * were in PostgreSQL (synced by us or applied from it), are uploaded, have

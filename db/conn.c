@@ -286,7 +286,10 @@ static struct db *open_catalog(const char *dir, bool own, char *err,
 	chmod(db->path, 0600); /* patient data: whatever the umask */
 	if (exec(db,
 		 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
-		 " PRAGMA foreign_keys = ON",
+		 " PRAGMA foreign_keys = ON;"
+		 /* 32 MiB of pages: a large catalog's indexes stay in
+		  * memory, and the daemon's memory has this bound */
+		 " PRAGMA cache_size = -32768",
 		 "cannot use catalog", err, errlen) ||
 	    db_migrate(db->conn, err, errlen))
 		goto out_fail;

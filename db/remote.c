@@ -94,6 +94,20 @@ int db_remote_apply(struct db *db, const struct db_image *r,
 	return ret ? ret : res;
 }
 
+int db_remote_apply_many(struct db *db, const struct db_image *rows, int n,
+			 struct db_image *olds, int *results)
+{
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	for (int i = 0; ret == 0 && i < n; i++) {
+		results[i] = remote_locked(db, &rows[i], &olds[i]);
+		if (results[i] < 0)
+			ret = results[i];
+	}
+	return db_tx_end(db, ret);
+}
+
 int db_remote_scan_begin(struct db *db)
 {
 	db_lock(db);

@@ -112,58 +112,116 @@ static void drop_local(struct thumbfs *fs, const struct db_image *img)
 		unlink(path);
 }
 
-/* A row from PostgreSQL (another mount, the web app): shown if its path
- * is one the mount could have made. */
-static int apply_remote(const struct db_image *row, void *arg)
+/* A row from PostgreSQL (another mount, the web app) made ready for the
+ * catalog: false if its path is not one the mount could have made. */
+static bool prepare_remote(struct thumbfs *fs, struct db_image *r)
 {
-	struct thumbfs *fs = arg;
-	struct db_image r = *row, old;
 	struct fs_path p;
 	char path[PATH_MAX];
-	if (fs_jobs_stopping(fs))
-		return -EINTR; /* the unmount does not wait for the rest */
-	if (fs_tree_path(path, sizeof(path), "", r.patient_id, r.batch_date,
-			 r.name))
-		return 0;
+	if (fs_tree_path(path, sizeof(path), "", r->patient_id, r->batch_date,
+			 r->name))
+		return false;
 	fs_path_parse(&fs->rules, path, &p);
-	if (p.kind != FS_FILE || p.local || p.thumb || !r.s3_key[0])
-		return 0; /* nothing the tree can show */
-	if (r.s3_thumbnail_key[0]) {
+	if (p.kind != FS_FILE || p.local || p.thumb || !r->s3_key[0])
+		return false; /* nothing the tree can show */
+	if (r->s3_thumbnail_key[0]) {
 		/* the name its key has, when that is a thumbnail's (another
 		 * mount's, or the app's {stem}_thumb{ext}); else the app's
 		 * name for it */
-		const char *base = strrchr(r.s3_thumbnail_key, '/');
-		base = base ? base + 1 : r.s3_thumbnail_key;
+		const char *base = strrchr(r->s3_thumbnail_key, '/');
+		base = base ? base + 1 : r->s3_thumbnail_key;
 		const char *ext = strrchr(base, '.');
 		if (fs_is_thumb_name(base) && strlen(base) <= 255)
-			snprintf(r.thumbnail_name, sizeof(r.thumbnail_name),
+			snprintf(r->thumbnail_name, sizeof(r->thumbnail_name),
 				 "%s", base);
 		else
-			fs_thumb_name(r.name, ext ? ext : "", r.thumbnail_name,
-				      sizeof(r.thumbnail_name));
+			fs_thumb_name(r->name, ext ? ext : "",
+				      r->thumbnail_name,
+				      sizeof(r->thumbnail_name));
 	}
-	int ret = db_remote_apply(fs->db, &r, &old);
-	if (ret == DB_REMOTE_NEW) {
-		if (!fs_spool_file(fs, r.patient_id, NULL, NULL, path,
-				   sizeof(path)))
-			mkdir(path, 0755);
-		if (!fs_spool_file(fs, r.patient_id, r.batch_date, NULL, path,
-				   sizeof(path)))
-			mkdir(path, 0755);
-	} else if (ret == DB_REMOTE_REPLACED) {
-		drop_local(fs, &old);
+	return true;
+}
+
+/* Rows applied: the local side of each result. */
+struct batch {
+	struct thumbfs *fs;
+	int n;
+	struct db_image rows[256], olds[256];
+	int results[256];
+	/* the last patient's and date's folders made (rows of one date
+	 * mostly come together): a mkdir each, not two per row */
+	char made[2][PATH_MAX];
+};
+
+static void make_dir(struct batch *b, int level, const char *path)
+{
+	if (!strcmp(b->made[level], path))
+		return;
+	mkdir(path, 0755);
+	snprintf(b->made[level], sizeof(b->made[level]), "%s", path);
+}
+
+static int flush(struct batch *b)
+{
+	struct thumbfs *fs = b->fs;
+	char path[PATH_MAX];
+	if (!b->n)
+		return 0;
+	int ret =
+	    db_remote_apply_many(fs->db, b->rows, b->n, b->olds, b->results);
+	for (int i = 0; ret == 0 && i < b->n; i++) {
+		const struct db_image *r = &b->rows[i];
+		if (b->results[i] == DB_REMOTE_NEW) {
+			if (!fs_spool_file(fs, r->patient_id, NULL, NULL, path,
+					   sizeof(path)))
+				make_dir(b, 0, path);
+			if (!fs_spool_file(fs, r->patient_id, r->batch_date,
+					   NULL, path, sizeof(path)))
+				make_dir(b, 1, path);
+		} else if (b->results[i] == DB_REMOTE_REPLACED) {
+			drop_local(fs, &b->olds[i]);
+		}
 	}
-	return ret < 0 ? ret : 0;
+	b->n = 0;
+	return ret;
+}
+
+static int add_remote(const struct db_image *row, void *arg)
+{
+	struct batch *b = arg;
+	if (fs_jobs_stopping(b->fs))
+		return -EINTR; /* the unmount does not wait for the rest */
+	b->rows[b->n] = *row;
+	if (!prepare_remote(b->fs, &b->rows[b->n]))
+		return 0;
+	if (++b->n < (int)(sizeof(b->rows) / sizeof(b->rows[0])))
+		return 0;
+	return flush(b);
+}
+
+/* One row, as a change announced by NOTIFY brings it. */
+static int apply_remote(const struct db_image *row, void *arg)
+{
+	static struct batch one; /* the sync runner is one thread */
+	one.fs = arg;
+	one.n = 0;
+	int ret = add_remote(row, &one);
+	return ret ? ret : flush(&one);
 }
 
 /* Read all of PostgreSQL into the catalog: what others added or changed
  * appears, what they removed goes. */
 static int full_read(struct thumbfs *fs, char *err, size_t errlen)
 {
+	static struct batch b; /* one full read at a time */
 	struct db_image gone;
+	memset(&b, 0, sizeof(b));
+	b.fs = fs;
 	int ret = db_remote_scan_begin(fs->db);
 	if (ret == 0)
-		ret = db_pg_scan(fs->pg, apply_remote, fs, err, errlen);
+		ret = db_pg_scan(fs->pg, add_remote, &b, err, errlen);
+	if (ret >= 0)
+		ret = flush(&b);
 	if (ret < 0)
 		return ret;
 	while ((ret = db_remote_gone_next(fs->db, &gone)) == 0)

@@ -14,8 +14,10 @@ import pytest
 from conftest import Mount, photos
 from test_audit import read_log
 
-ALICE = "thumbfs-alice"
-BOB = "thumbfs-bob"
+# names of this run's own: two runs of the suite on one machine (a
+# developer's beside CI's) must not take each other's users away
+ALICE = f"thumbfs-alice-{os.getpid()}"
+BOB = f"thumbfs-bob-{os.getpid()}"
 
 
 @pytest.fixture

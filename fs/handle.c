@@ -136,6 +136,33 @@ static int end_write(struct thumbfs *fs, struct handle *h, const char *name)
 	return ret;
 }
 
+/* The open handles, so that none outlives the mount. */
+static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct handle *open_list; /* guarded by open_lock */
+
+static void track(struct handle *h)
+{
+	pthread_mutex_lock(&open_lock);
+	h->prev = NULL;
+	h->next = open_list;
+	if (open_list)
+		open_list->prev = h;
+	open_list = h;
+	pthread_mutex_unlock(&open_lock);
+}
+
+static void untrack(struct handle *h)
+{
+	pthread_mutex_lock(&open_lock);
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (open_list == h)
+		open_list = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	pthread_mutex_unlock(&open_lock);
+}
+
 static int new_handle(struct fuse_file_info *fi, int fd,
 		      const struct fs_path *p, bool dirty)
 {
@@ -158,14 +185,16 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 		h->ino = st.st_ino;
 		fs_cache_hold(fs_get()->cache, h->ino);
 	}
+	track(h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	return 0;
 }
 
-static void free_handle(struct handle *h)
+static void release(struct fs_cache *cache, struct handle *h)
 {
+	untrack(h);
 	if (h->ino)
-		fs_cache_put(fs_get()->cache, h->ino);
+		fs_cache_put(cache, h->ino);
 	if (h->fd >= 0)
 		close(h->fd);
 	pthread_mutex_destroy(&h->lock);
@@ -173,6 +202,23 @@ static void free_handle(struct handle *h)
 	free(h->win);
 	free(h->status);
 	free(h);
+}
+
+static void free_handle(struct handle *h)
+{
+	release(fs_get()->cache, h);
+}
+
+void fs_handles_release_all(struct thumbfs *fs)
+{
+	for (;;) {
+		pthread_mutex_lock(&open_lock);
+		struct handle *h = open_list;
+		pthread_mutex_unlock(&open_lock);
+		if (!h)
+			break;
+		release(fs->cache, h);
+	}
 }
 
 /* Undo a handle made by an open that then failed with ret. */
@@ -293,6 +339,9 @@ static int open_status(struct thumbfs *fs, struct fuse_file_info *fi)
 	}
 	h->fd = -1;
 	h->status_len = strlen(h->status);
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_mutex_init(&h->win_lock, NULL);
+	track(h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = 1;
 	return 0;

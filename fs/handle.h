@@ -49,10 +49,15 @@ struct handle {
 	unsigned char *win;
 	uint64_t win_off;
 	size_t win_len;
+	struct handle *prev, *next; /* the open ones (handle.c's lock) */
 };
 
 /* The handle of fi (NULL: none). */
 struct handle *fs_handle(struct fuse_file_info *fi);
+
+/* At the end of the FUSE loop: the handles whose release never came (a
+ * close the kernel had not sent on when the mount went) freed. */
+void fs_handles_release_all(struct thumbfs *fs);
 
 /* Queue the ingest of image p, written by uid to size bytes. 0 or -errno
  * (logged). */

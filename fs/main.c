@@ -20,6 +20,7 @@
 #include "fs/backfill.h"
 #include "fs/cache.h"
 #include "fs/jobs.h"
+#include "fs/handle.h"
 #include "fs/log.h"
 #include "fs/owner.h"
 #include "fs/reload.h"
@@ -759,6 +760,7 @@ int main(int argc, char *argv[])
 	sigemptyset(&stop.sa_mask);
 	sigaction(SIGINT, &stop, NULL);
 	sigaction(SIGTERM, &stop, NULL);
+	fs_handles_release_all(&fs); /* the loop is over: no request comes */
 	fs_jobs_drain(&fs, fs_live(&fs).unmount_drain_s);
 	fs_jobs_stop(&fs);
 	goto out_db;

@@ -14,6 +14,7 @@
  *                       the files being restored (one restore per file;
  *                       no lock is held across the GET)
  *   handle->win_lock    a remote handle's read window (remote.c)
+ *   handle.c's open_lock  the list of open handles, freed after the loop
  *   db's ckpt_lock, lock   the catalog (db/internal.h)
  *   store's lock        its credentials and curl handles (s3/internal.h)
  *   the log's and the audit log's own locks

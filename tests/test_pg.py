@@ -378,6 +378,7 @@ def test_unmount_stops_a_long_read_of_postgresql(thumbfs_bin, tmp_path,
         m.proc = None
         m.logf.close()
         assert rc == 0, m.log_text()
+        print(f"the daemon ended {took:.2f} s after fusermount3 -u")
         assert took < 10, f"the daemon took {took:.1f} s to end"
         assert len(m.rows()) < 200000  # it did stop half-way
     finally:

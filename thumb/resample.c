@@ -202,7 +202,9 @@ void thumb_scaler_free(struct thumb_scaler *s)
 	free(s);
 }
 
-struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
+/* A scaler of these sizes, its buffers not yet made; NULL on bad sizes
+ * or out of memory. */
+static struct thumb_scaler *scaler_of(int in_w, int in_h, int ch, int out_w,
 				      int out_h)
 {
 	if (in_w <= 0 || in_h <= 0 || out_w <= 0 || out_h <= 0 || ch < 1 ||
@@ -218,6 +220,15 @@ struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
 	s->out_w = out_w;
 	s->out_h = out_h;
 	s->iw = (size_t)in_w * ch;
+	return s;
+}
+
+struct thumb_scaler *thumb_scaler_new(int in_w, int in_h, int ch, int out_w,
+				      int out_h)
+{
+	struct thumb_scaler *s = scaler_of(in_w, in_h, ch, out_w, out_h);
+	if (!s)
+		return NULL;
 	if (coeffs_init(&s->cx, in_w, out_w) ||
 	    coeffs_init(&s->cy, in_h, out_h)) {
 		thumb_scaler_free(s);
@@ -247,18 +258,10 @@ static int nearest_index(int i, int in, int out)
 struct thumb_scaler *thumb_scaler_new_nearest(int in_w, int in_h, int ch,
 					      int out_w, int out_h)
 {
-	if (in_w <= 0 || in_h <= 0 || out_w <= 0 || out_h <= 0 || ch < 1 ||
-	    ch > 4)
-		return NULL;
-	struct thumb_scaler *s = calloc(1, sizeof(*s));
+	struct thumb_scaler *s = scaler_of(in_w, in_h, ch, out_w, out_h);
 	if (!s)
 		return NULL;
-	*s = (struct thumb_scaler){.in_w = in_w,
-				   .in_h = in_h,
-				   .ch = ch,
-				   .out_w = out_w,
-				   .out_h = out_h,
-				   .nearest = true};
+	s->nearest = true;
 	s->out = malloc((size_t)out_w * ch * out_h);
 	if (!s->out) {
 		free(s);

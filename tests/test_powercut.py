@@ -6,7 +6,17 @@ by fsync (of the file, or of its directory); then the daemon is killed,
 LazyFS drops what was not synced, and the daemon starts again. After every
 cut: each acknowledged file has exactly its bytes, the one write in flight
 is whole (its last acknowledged content) or absent, every row has its
-content, and no two rows share a store key. THUMBFS_SEED=N repeats a run."""
+content, and no two rows share a store key. THUMBFS_SEED=N repeats a run.
+
+Two defects of LazyFS are kept out of the way; neither is thumbfs's, and
+tests/tools/lazyfs_rename_race.py shows them without thumbfs. LazyFS keys
+its cache by inode number and maps paths to inodes in two steps: a stat()
+of a name during its rename or unlink (thumbfs's runners and cache walk
+look at names all the time) leaves a stale map, and a file made later
+under that name, or given that inode number, gets the old file's bytes or
+size on fsync. So the backing directory is a tmpfs (which does not hand
+out an inode number twice), and a name that was renamed away or unlinked
+is not made again until the next cut (LazyFS starts afresh at each)."""
 import io
 import os
 import random
@@ -57,6 +67,9 @@ class LazyFS:
         self.conf = self.confdir / "lazyfs.toml"
         self.backing.mkdir(exist_ok=True)
         self.mnt.mkdir(exist_ok=True)
+        # (see the top: no inode number twice)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g,mode=0755",
+                        "thumbfs-lazyfs", str(self.backing)], check=True)
         self.conf.write_text(
             f'[faults]\nfifo_path="{self.fifo}"\n'
             '[cache]\napply_eviction=false\n'
@@ -96,6 +109,7 @@ class LazyFS:
 
     def remove(self):
         shutil.rmtree(self.confdir, ignore_errors=True)
+        subprocess.run(["umount", "-l", str(self.backing)])
 
 
 def jpeg(rng):
@@ -134,10 +148,11 @@ def rows(data_dir):
         db.close()
 
 
-def check(m, d, acked, in_flight, seed, cut):
+def check(m, d, acked, in_flight, seed, cut, history):
     """The state after a cut, against the model; returns what the name
     in flight turned out to be."""
-    where = f"seed {seed}, cut {cut}"
+    where = f"seed {seed}, cut {cut}; the ops so far:\n" + \
+        "\n".join(history[-60:]) + "\n"
     listed = sorted(n for n in os.listdir(d) if "_thumb" not in n) \
         if d.exists() else []
     for name in NAMES:
@@ -154,7 +169,9 @@ def check(m, d, acked, in_flight, seed, cut):
             assert have is None, f"{where}: {name} should be absent"
         else:
             assert have is not None, f"{where}: acknowledged {name} is lost"
-            assert have == want, f"{where}: {name} has other bytes"
+            assert have == want, f"{where}: {name} has other bytes " \
+                f"({len(have)} of {len(want)}; " \
+                f"{sum(1 for a, b in zip(have, want) if a != b)} differ)"
     found = [r for r in rows(m.data)
              if r["patient_id"] == "P1" and r["batch_date"] == "2025-11-10"]
     assert sorted(r["name"] for r in found) == listed, \
@@ -178,21 +195,26 @@ def test_power_cuts_lose_nothing_acknowledged(thumbfs_bin, lazyfs_bin,
     m.config["catalog"]["dir"] = str(m.data)
     m.config["fs"]["unmount_drain_s"] = "0"
     acked = {}  # name -> bytes whose fsync returned
+    history = []  # what was done, for the message of a failure
     starts = 0
     try:
         m.start()
         starts += 1
         for cut in range(CUTS):
             d = m.batch()
+            retired = set()  # renamed away or unlinked, until LazyFS restarts
             for _ in range(rng.randint(2, 8)):
+                if len(NAMES) - len(retired) < 2:
+                    break  # a name for the write in flight stays
                 op = rng.choice(["create", "create", "rewrite", "truncate",
                                  "rename", "unlink"])
-                name = rng.choice(NAMES)
+                name = rng.choice([n for n in NAMES if n not in retired])
                 present = [n for n in NAMES if n in acked]
                 if op == "create" or not present:
                     data = jpeg(rng)
                     write_synced(d / name, data)
                     acked[name] = data
+                    history.append(f"create {name} {len(data)}")
                 elif op == "rewrite":
                     name = rng.choice(present)
                     wait_for(lambda: m.rows(
@@ -201,6 +223,7 @@ def test_power_cuts_lose_nothing_acknowledged(thumbfs_bin, lazyfs_bin,
                     data = jpeg(rng)
                     write_synced(d / name, data)
                     acked[name] = data
+                    history.append(f"rewrite {name} {len(data)}")
                 elif op == "truncate":
                     name = rng.choice(present)
                     k = rng.randint(0, len(acked[name]))
@@ -211,23 +234,30 @@ def test_power_cuts_lose_nothing_acknowledged(thumbfs_bin, lazyfs_bin,
                     finally:
                         os.close(fd)
                     acked[name] = acked[name][:k]
+                    history.append(f"truncate {name} {k}")
                 elif op == "rename":
                     src = rng.choice(present)
                     if src == name:
                         continue
                     os.rename(d / src, d / name)
                     sync_dir(d)
+                    retired.add(src)
                     acked[name] = acked.pop(src)
+                    history.append(f"rename {src} {name}")
                 else:
                     name = rng.choice(present)
                     os.unlink(d / name)
                     sync_dir(d)
                     del acked[name]
+                    retired.add(name)
+                    history.append(f"unlink {name}")
             # the cut comes while one write is under way, not synced
-            in_flight = rng.choice(NAMES)
+            in_flight = rng.choice([n for n in NAMES if n not in retired])
             fd = os.open(d / in_flight, os.O_WRONLY | os.O_CREAT |
                          os.O_TRUNC, 0o644)
-            os.write(fd, jpeg(rng)[:rng.randint(1, 5000)])
+            part = jpeg(rng)[:rng.randint(1, 5000)]
+            os.write(fd, part)
+            history.append(f"cut {cut}: {in_flight} in flight, {len(part)}")
             time.sleep(rng.random() * 0.5)  # let runners be anywhere
             m.kill9()
             try:
@@ -239,7 +269,7 @@ def test_power_cuts_lose_nothing_acknowledged(thumbfs_bin, lazyfs_bin,
             lazy.start()
             m.start()  # the first try must do
             starts += 1
-            check(m, m.batch(), acked, in_flight, seed, cut)
+            check(m, m.batch(), acked, in_flight, seed, cut, history)
         assert starts == CUTS + 1
     finally:
         if m.proc:

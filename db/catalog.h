@@ -329,6 +329,22 @@ int db_remote_apply_many(struct db *db, const struct db_image *rows, int n,
 int db_remote_scan_begin(struct db *db);
 int db_remote_gone_next(struct db *db, struct db_image *out);
 
+/* A row PostgreSQL no longer has (by its id, unless it is at patient,
+ * date, name already, where PostgreSQL has it now; or at a path): deleted
+ * and handed out in out (0), for the caller to drop its local copies, when
+ * PostgreSQL had it, it is uploaded and no job of the mount is pending
+ * for it; -ENOENT when there is no such row. */
+int db_remote_forget(struct db *db, const char *id, const char *patient,
+		     const char *date, const char *name, struct db_image *out);
+int db_remote_forget_path(struct db *db, const char *patient, const char *date,
+			  const char *name, struct db_image *out);
+
+/* How far the changes of the PostgreSQL dsn names are applied: the bound
+ * of db_pg_bound() (all transactions below it). -ENOENT when this catalog
+ * has never read that database. */
+int db_sync_cursor(struct db *db, const char *dsn, int64_t *bound);
+int db_sync_cursor_set(struct db *db, const char *dsn, int64_t bound);
+
 /* An image's name and its thumbnail's ("" when none), malloc'd. */
 struct db_name {
 	char *name;

@@ -187,6 +187,14 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 	    "thumbfs_tombstone.deleted_by",
 	    "thumbfs_tombstone.deleted_at",
 	    "thumbfs_tombstone.objects_kept",
+	    "thumbfs_change.id",
+	    "thumbfs_change.xid",
+	    "thumbfs_change.image_id",
+	    "thumbfs_change.patient_id",
+	    "thumbfs_change.batch_date",
+	    "thumbfs_change.original_filename",
+	    "thumbfs_change.at",
+	    "thumbfs_change_horizon.xid",
 	};
 	PGresult *res = NULL;
 	char missing[1024] = "";
@@ -198,16 +206,18 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 		  "SELECT table_name || '.' || column_name FROM"
 		  " information_schema.columns WHERE table_schema ="
 		  " current_schema() AND table_name IN ('images_batch',"
-		  " 'images_image', 'thumbfs_tombstone')",
+		  " 'images_image', 'thumbfs_tombstone', 'thumbfs_change',"
+		  " 'thumbfs_change_horizon')",
 		  0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
 	/* a table with none of its columns is named as a table, so that
 	 * the message stays short; and it never ends mid-name */
 	const char *const tables[] = {"images_batch", "images_image",
-				      "thumbfs_tombstone"};
+				      "thumbfs_tombstone", "thumbfs_change",
+				      "thumbfs_change_horizon"};
 	int more = 0;
-	for (size_t t = 0; t < 3; t++) {
+	for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++) {
 		size_t tl = strlen(tables[t]), n = 0, lacking = 0;
 		char cols[1024] = "";
 		size_t cl = 0;
@@ -404,9 +414,9 @@ int db_pg_tombstone(struct db_pg *pg, const struct db_tombstone *t, char *err,
 }
 
 /* The columns of an image as struct db_image wants them, times in the
- * catalog's own format so that they compare as strings. */
-#define SELECT_IMAGE                                                           \
-	"SELECT i.id, b.patient_id, to_char(b.batch_date, 'YYYY-MM-DD'),"      \
+ * catalog's own format so that they compare as strings (read_image). */
+#define IMAGE_COLUMNS                                                          \
+	"i.id, b.patient_id, to_char(b.batch_date, 'YYYY-MM-DD'),"             \
 	" i.original_filename, i.file_size, i.s3_key,"                         \
 	" coalesce(i.s3_thumbnail_key, ''), i.s3_bucket,"                      \
 	" coalesce(i.thumbnail_size, 0), i.mime_type, coalesce(i.width, 0),"   \
@@ -415,7 +425,9 @@ int db_pg_tombstone(struct db_pg *pg, const struct db_tombstone *t, char *err,
 	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"                               \
 	" to_char(i.updated_at AT TIME ZONE 'UTC',"                            \
 	" 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), i.category,"                   \
-	" coalesce(i.filemaker_id, '')"                                        \
+	" coalesce(i.filemaker_id, '')"
+#define SELECT_IMAGE                                                           \
+	"SELECT " IMAGE_COLUMNS                                                \
 	" FROM images_image i JOIN images_batch b ON b.id = i.batch_id"
 
 static void copy_col(const PGresult *res, int row, int col, char *out, size_t n)
@@ -423,28 +435,36 @@ static void copy_col(const PGresult *res, int row, int col, char *out, size_t n)
 	snprintf(out, n, "%s", PQgetvalue(res, row, col));
 }
 
-static void read_image(const PGresult *res, int row, struct db_image *o)
+/* The image whose IMAGE_COLUMNS begin at column c0 of row. */
+static void read_image_at(const PGresult *res, int row, int c0,
+			  struct db_image *o)
 {
 	memset(o, 0, sizeof(*o));
-	copy_col(res, row, 0, o->id, sizeof(o->id));
-	copy_col(res, row, 1, o->patient_id, sizeof(o->patient_id));
-	copy_col(res, row, 2, o->batch_date, sizeof(o->batch_date));
-	copy_col(res, row, 3, o->name, sizeof(o->name));
-	o->file_size = strtoll(PQgetvalue(res, row, 4), NULL, 10);
-	copy_col(res, row, 5, o->s3_key, sizeof(o->s3_key));
-	copy_col(res, row, 6, o->s3_thumbnail_key, sizeof(o->s3_thumbnail_key));
-	copy_col(res, row, 7, o->s3_bucket, sizeof(o->s3_bucket));
-	o->thumbnail_size = strtoll(PQgetvalue(res, row, 8), NULL, 10);
-	copy_col(res, row, 9, o->mime_type, sizeof(o->mime_type));
-	o->width = (int)strtol(PQgetvalue(res, row, 10), NULL, 10);
-	o->height = (int)strtol(PQgetvalue(res, row, 11), NULL, 10);
-	copy_col(res, row, 12, o->sha256, sizeof(o->sha256));
-	copy_col(res, row, 13, o->uploaded_by, sizeof(o->uploaded_by));
-	copy_col(res, row, 14, o->created_at, sizeof(o->created_at));
-	copy_col(res, row, 15, o->updated_at, sizeof(o->updated_at));
-	copy_col(res, row, 16, o->category, sizeof(o->category));
-	copy_col(res, row, 17, o->filemaker_id, sizeof(o->filemaker_id));
+	copy_col(res, row, c0 + 0, o->id, sizeof(o->id));
+	copy_col(res, row, c0 + 1, o->patient_id, sizeof(o->patient_id));
+	copy_col(res, row, c0 + 2, o->batch_date, sizeof(o->batch_date));
+	copy_col(res, row, c0 + 3, o->name, sizeof(o->name));
+	o->file_size = strtoll(PQgetvalue(res, row, c0 + 4), NULL, 10);
+	copy_col(res, row, c0 + 5, o->s3_key, sizeof(o->s3_key));
+	copy_col(res, row, c0 + 6, o->s3_thumbnail_key,
+		 sizeof(o->s3_thumbnail_key));
+	copy_col(res, row, c0 + 7, o->s3_bucket, sizeof(o->s3_bucket));
+	o->thumbnail_size = strtoll(PQgetvalue(res, row, c0 + 8), NULL, 10);
+	copy_col(res, row, c0 + 9, o->mime_type, sizeof(o->mime_type));
+	o->width = (int)strtol(PQgetvalue(res, row, c0 + 10), NULL, 10);
+	o->height = (int)strtol(PQgetvalue(res, row, c0 + 11), NULL, 10);
+	copy_col(res, row, c0 + 12, o->sha256, sizeof(o->sha256));
+	copy_col(res, row, c0 + 13, o->uploaded_by, sizeof(o->uploaded_by));
+	copy_col(res, row, c0 + 14, o->created_at, sizeof(o->created_at));
+	copy_col(res, row, c0 + 15, o->updated_at, sizeof(o->updated_at));
+	copy_col(res, row, c0 + 16, o->category, sizeof(o->category));
+	copy_col(res, row, c0 + 17, o->filemaker_id, sizeof(o->filemaker_id));
 	snprintf(o->state, sizeof(o->state), "uploaded");
+}
+
+static void read_image(const PGresult *res, int row, struct db_image *o)
+{
+	read_image_at(res, row, 0, o);
 }
 
 int db_pg_listen(struct db_pg *pg, char *err, size_t errlen)
@@ -457,7 +477,7 @@ int db_pg_listen(struct db_pg *pg, char *err, size_t errlen)
 	return ret;
 }
 
-int db_pg_notified(struct db_pg *pg, char (*ids)[37], int max, bool *rescan)
+int db_pg_woken(struct db_pg *pg)
 {
 	PGnotify *n;
 	int count = 0;
@@ -468,31 +488,81 @@ int db_pg_notified(struct db_pg *pg, char (*ids)[37], int max, bool *rescan)
 		return -EAGAIN;
 	}
 	while ((n = PQnotifies(pg->conn))) {
-		const char *p = n->extra;
-		if (p[0] == 'D' || strlen(p) != 38 || count == max) {
-			*rescan =
-			    true; /* a delete names no path: read it all */
-		} else {
-			bool dup = false;
-			for (int i = 0; i < count && !dup; i++)
-				dup = !strcmp(ids[i], p + 2);
-			if (!dup)
-				snprintf(ids[count++], 37, "%s", p + 2);
-		}
+		count++;
 		PQfreemem(n);
 	}
 	return count;
 }
 
-int db_pg_fetch(struct db_pg *pg, const char *id, struct db_image *out,
-		char *err, size_t errlen)
+/* One bigint of a one-row result; -1 for NULL. */
+static int64_t int_at(const PGresult *res, int col)
+{
+	if (PQntuples(res) < 1 || PQgetisnull(res, 0, col))
+		return -1;
+	return strtoll(PQgetvalue(res, 0, col), NULL, 10);
+}
+
+int db_pg_bound(struct db_pg *pg, int64_t *bound, int64_t *horizon, char *err,
+		size_t errlen)
 {
 	PGresult *res = NULL;
-	const char *const p[] = {id};
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret)
 		return ret;
-	ret = run(pg, SELECT_IMAGE " WHERE i.id = $1", 1, p, &res, err, errlen);
+	ret =
+	    run(pg,
+		"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+		" (SELECT max(xid) FROM thumbfs_change_horizon)",
+		0, NULL, &res, err, errlen);
+	if (ret)
+		return ret;
+	*bound = int_at(res, 0);
+	*horizon = int_at(res, 1);
+	PQclear(res);
+	return 0;
+}
+
+int db_pg_prune(struct db_pg *pg, int days, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	char d[16];
+	const char *const p[] = {d};
+	snprintf(d, sizeof(d), "%d", days);
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	/* the horizon moves first, in the same transaction: a mount never
+	 * misses a change without knowing it */
+	ret = run(pg,
+		  "WITH gone AS (DELETE FROM thumbfs_change WHERE at < now() -"
+		  " make_interval(days => $1::int) RETURNING xid),"
+		  " top AS (SELECT max(xid) AS xid, count(*) AS n FROM gone)"
+		  " , moved AS (INSERT INTO thumbfs_change_horizon (xid)"
+		  " SELECT xid FROM top WHERE xid IS NOT NULL"
+		  " ON CONFLICT (one) DO UPDATE SET xid ="
+		  " greatest(thumbfs_change_horizon.xid, EXCLUDED.xid))"
+		  " SELECT n FROM top",
+		  1, p, &res, err, errlen);
+	if (ret)
+		return ret;
+	ret = (int)int_at(res, 0);
+	PQclear(res);
+	return ret;
+}
+
+int db_pg_fetch_path(struct db_pg *pg, const char *patient, const char *date,
+		     const char *name, struct db_image *out, char *err,
+		     size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *const p[] = {patient, date, name};
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg,
+		  SELECT_IMAGE " WHERE b.patient_id = $1 AND b.batch_date ="
+			       " $2::date AND i.original_filename = $3",
+		  3, p, &res, err, errlen);
 	if (ret)
 		return ret;
 	if (PQntuples(res) == 1)
@@ -515,17 +585,17 @@ static void cancel(struct db_pg *pg)
 	}
 }
 
-int db_pg_scan(struct db_pg *pg,
-	       int (*fn)(const struct db_image *img, void *arg), void *arg,
-	       char *err, size_t errlen)
+/* Send sql (with n text params) and call row(res, arg) for each row as
+ * it comes, one in memory at a time; a non-zero return from row stops
+ * the query on the server and is returned. Returns how many rows. */
+static int stream(struct db_pg *pg, const char *sql, int n,
+		  const char *const *params,
+		  int (*row)(const PGresult *res, void *arg), void *arg,
+		  char *err, size_t errlen)
 {
 	PGresult *res;
-	struct db_image img;
-	int ret = db_pg_connect(pg, err, errlen), n = 0;
-	if (ret)
-		return ret;
-	/* one row at a time: memory does not grow with the archive */
-	if (!PQsendQuery(pg->conn, SELECT_IMAGE) ||
+	int ret = 0, count = 0;
+	if (!PQsendQueryParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0) ||
 	    !PQsetSingleRowMode(pg->conn)) {
 		one_line(PQerrorMessage(pg->conn), err, errlen);
 		disconnect(pg);
@@ -534,9 +604,8 @@ int db_pg_scan(struct db_pg *pg,
 	while ((res = PQgetResult(pg->conn))) {
 		ExecStatusType st = PQresultStatus(res);
 		if (st == PGRES_SINGLE_TUPLE && ret == 0) {
-			read_image(res, 0, &img);
-			ret = fn(&img, arg);
-			n++;
+			ret = row(res, arg);
+			count++;
 			if (ret)
 				cancel(pg); /* the rest is not wanted */
 		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
@@ -548,5 +617,112 @@ int db_pg_scan(struct db_pg *pg,
 	}
 	if (ret == -EAGAIN)
 		disconnect(pg);
-	return ret ? ret : n;
+	return ret ? ret : count;
+}
+
+struct scan {
+	int (*fn)(const struct db_image *img, void *arg);
+	void *arg;
+};
+
+static int scan_row(const PGresult *res, void *arg)
+{
+	struct scan *sc = arg;
+	struct db_image img;
+	read_image(res, 0, &img);
+	return sc->fn(&img, sc->arg);
+}
+
+int db_pg_scan(struct db_pg *pg,
+	       int (*fn)(const struct db_image *img, void *arg), void *arg,
+	       int64_t *bound, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	struct scan sc = {.fn = fn, .arg = arg};
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	/* one snapshot for the whole read, and the bound it gives: every
+	 * transaction below it is in what is read */
+	ret = run(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
+		  NULL, NULL, err, errlen);
+	if (ret == 0)
+		ret = run(pg,
+			  "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+			  "::text::bigint",
+			  0, NULL, &res, err, errlen);
+	if (ret == 0) {
+		*bound = int_at(res, 0);
+		PQclear(res);
+		ret = stream(pg, SELECT_IMAGE, 0, NULL, scan_row, &sc, err,
+			     errlen);
+	}
+	if (ret >= 0) {
+		int n = ret;
+		ret = run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
+		return ret ? ret : n;
+	}
+	db_pg_rollback(pg);
+	return ret;
+}
+
+static void read_change(const PGresult *res, int row, struct db_pg_change *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->xid = strtoll(PQgetvalue(res, row, 0), NULL, 10);
+	c->seq = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+	copy_col(res, row, 2, c->id, sizeof(c->id));
+	copy_col(res, row, 3, c->old_patient, sizeof(c->old_patient));
+	copy_col(res, row, 4, c->old_date, sizeof(c->old_date));
+	copy_col(res, row, 5, c->old_name, sizeof(c->old_name));
+	c->present = !PQgetisnull(res, row, 6);
+	if (c->present)
+		read_image_at(res, row, 6, &c->now);
+}
+
+/* Changes read a page at a time: fn may use the connection meanwhile. */
+#define CHANGES_PAGE 1000
+
+int db_pg_changes(struct db_pg *pg, int64_t from, int64_t to,
+		  int (*fn)(const struct db_pg_change *c, void *arg), void *arg,
+		  char *err, size_t errlen)
+{
+	char a[24], b[24], c[24], lim[16];
+	const char *const p[] = {a, c, b, lim};
+	struct db_pg_change ch;
+	int64_t xid = from, seq = 0;
+	int count = 0, ret = 0, rows;
+	snprintf(b, sizeof(b), "%lld", (long long)to);
+	snprintf(lim, sizeof(lim), "%d", CHANGES_PAGE);
+	do {
+		PGresult *res = NULL;
+		if ((ret = db_pg_connect(pg, err, errlen)))
+			return ret;
+		snprintf(a, sizeof(a), "%lld", (long long)xid);
+		snprintf(c, sizeof(c), "%lld", (long long)seq);
+		/* each change with the image as it is now (none: gone) */
+		ret = run(pg,
+			  "SELECT c.xid, c.id, c.image_id,"
+			  " coalesce(c.patient_id, ''),"
+			  " coalesce(to_char(c.batch_date, 'YYYY-MM-DD'), ''),"
+			  " coalesce(c.original_filename, ''), " IMAGE_COLUMNS
+			  " FROM thumbfs_change c LEFT JOIN (images_image i"
+			  " JOIN images_batch b ON b.id = i.batch_id) ON i.id ="
+			  " c.image_id WHERE (c.xid, c.id) > ($1::bigint,"
+			  " $2::bigint) AND c.xid < $3::bigint"
+			  " ORDER BY c.xid, c.id LIMIT $4::int",
+			  4, p, &res, err, errlen);
+		if (ret)
+			return ret;
+		rows = PQntuples(res);
+		for (int r = 0; ret == 0 && r < rows; r++) {
+			read_change(res, r, &ch);
+			xid = ch.xid;
+			seq = ch.seq;
+			ret = fn(&ch, arg);
+			count++;
+		}
+		PQclear(res);
+	} while (ret == 0 && rows == CHANGES_PAGE);
+	return ret ? ret : count;
 }

@@ -30,6 +30,23 @@ static const char SQL_SCAN_GONE[] =
     " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
     " jobs) LIMIT 1";
 static const char SQL_DELETE[] = "DELETE FROM images WHERE id = :id";
+/* a row PostgreSQL no longer has goes, unless a write of the mount is
+ * pending for it (it is synced again then) */
+static const char SQL_GONE_ID[] =
+    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id AND"
+    " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
+    " jobs) AND NOT (patient_id = :patient_id AND batch_date = :batch_date"
+    " AND name = :name)";
+static const char SQL_GONE_PATH[] =
+    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id ="
+    " :patient_id AND batch_date = :batch_date AND name = :name AND"
+    " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
+    " jobs)";
+static const char SQL_CURSOR[] =
+    "SELECT pg_bound FROM sync_state WHERE dsn = :dsn";
+static const char SQL_CURSOR_SET[] =
+    "INSERT OR REPLACE INTO sync_state (one, dsn, pg_bound) VALUES (1,"
+    " :dsn, :pg_bound)";
 
 static int claim(struct db *db, const char *id)
 {
@@ -125,6 +142,64 @@ int db_remote_gone_next(struct db *db, struct db_image *out)
 		db_bind_text(s, ":id", out->id);
 		ret = db_run(s);
 	}
+	db_unlock(db);
+	return ret;
+}
+
+/* Delete the row s finds (if it is one PostgreSQL had, uploaded, with no
+ * job), into out. */
+static int forget(struct db *db, sqlite3_stmt *s, struct db_image *out)
+{
+	int ret = db_step_image(s, out);
+	if (ret == 0) {
+		sqlite3_stmt *d = db_use(db, SQL_DELETE);
+		db_bind_text(d, ":id", out->id);
+		ret = db_run(d);
+	}
+	return ret;
+}
+
+int db_remote_forget(struct db *db, const char *id, const char *patient,
+		     const char *date, const char *name, struct db_image *out)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use_path(db, SQL_GONE_ID, patient, date, name);
+	db_bind_text(s, ":id", id);
+	int ret = forget(db, s, out);
+	db_unlock(db);
+	return ret;
+}
+
+int db_remote_forget_path(struct db *db, const char *patient, const char *date,
+			  const char *name, struct db_image *out)
+{
+	db_lock(db);
+	int ret = forget(
+	    db, db_use_path(db, SQL_GONE_PATH, patient, date, name), out);
+	db_unlock(db);
+	return ret;
+}
+
+int db_sync_cursor(struct db *db, const char *dsn, int64_t *bound)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_CURSOR);
+	db_bind_text(s, ":dsn", dsn);
+	int64_t v = db_int(s);
+	db_unlock(db);
+	if (v < 0)
+		return (int)v;
+	*bound = v;
+	return 0;
+}
+
+int db_sync_cursor_set(struct db *db, const char *dsn, int64_t bound)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_CURSOR_SET);
+	db_bind_text(s, ":dsn", dsn);
+	db_bind_int64(s, ":pg_bound", bound);
+	int ret = db_run(s);
 	db_unlock(db);
 	return ret;
 }

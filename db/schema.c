@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -142,6 +142,13 @@ static const char schema_v8[] =
 				   "(" COUNTED("NEW") ") - (" COUNTED(
 				       "OLD") "); END;";
 
+/* Version 9: how far the changes of PostgreSQL are applied (the last
+ * transaction bound, for the database the dsn names), so that a mount
+ * reads only what came after. */
+static const char schema_v9[] =
+    "CREATE TABLE sync_state (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " dsn TEXT NOT NULL, pg_bound INTEGER NOT NULL);";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -162,8 +169,9 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2, schema_v3, schema_v4,
-			       schema_v5, schema_v6, schema_v7, schema_v8};
+	const char *steps[] = {schema_v1, schema_v2, schema_v3,
+			       schema_v4, schema_v5, schema_v6,
+			       schema_v7, schema_v8, schema_v9};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -62,6 +62,7 @@ static const struct key keys[] = {
     STR("catalog", "dir", catalog_dir, true),
     STR("postgres", "dsn", pg_dsn, false),
     STR("postgres", "batch_name", batch_name, false),
+    NUM("postgres", "changes_kept_days", K_INT, changes_kept_days, 1, 3650),
     NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
     NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
     NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
@@ -110,6 +111,7 @@ void cfg_init(struct cfg *cfg)
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	cfg->workers = cores < 1 ? 2 : cores > 32 ? 64 : (int)cores * 2;
 	cfg->retry_max_s = 300;
+	cfg->changes_kept_days = 14;
 	cfg->unmount_drain_s = 30;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");

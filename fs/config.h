@@ -34,6 +34,7 @@ struct cfg {
 	/* [postgres] */
 	char pg_dsn[CFG_STR];
 	char batch_name[256];
+	int changes_kept_days; /* PostgreSQL's record of changes is pruned */
 	/* [thumbnail] */
 	int max_width;
 	int max_height;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db/catalog.h"
@@ -146,11 +147,14 @@ static bool prepare_remote(struct thumbfs *fs, struct db_image *r)
 struct batch {
 	struct thumbfs *fs;
 	int n;
+	long long read;	   /* rows a full read has applied, for the status */
+	long long changes; /* changes a catch-up has applied */
 	struct db_image rows[256], olds[256];
 	int results[256];
 	/* the last patient's and date's folders made (rows of one date
 	 * mostly come together): a mkdir each, not two per row */
 	char made[2][PATH_MAX];
+	char err[1024]; /* why a change could not be applied */
 };
 
 static void make_dir(struct batch *b, int level, const char *path)
@@ -199,60 +203,172 @@ static int add_remote(const struct db_image *row, void *arg)
 	return flush(b);
 }
 
-/* One row, as a change announced by NOTIFY brings it. */
-static int apply_remote(const struct db_image *row, void *arg)
+/* A full read's rows, counted in the status file as they come. */
+static int add_read(const struct db_image *row, void *arg)
 {
-	static struct batch one; /* the sync runner is one thread */
-	one.fs = arg;
-	one.n = 0;
-	int ret = add_remote(row, &one);
-	return ret ? ret : flush(&one);
+	struct batch *b = arg;
+	if (++b->read % 10000 == 0) {
+		char state[128];
+		snprintf(state, sizeof(state),
+			 "reading every row of PostgreSQL: %lld so far",
+			 b->read);
+		set_pg_state(b->fs, state);
+	}
+	return add_remote(row, arg);
 }
 
 /* Read all of PostgreSQL into the catalog: what others added or changed
- * appears, what they removed goes. */
-static int full_read(struct thumbfs *fs, char *err, size_t errlen)
+ * appears, what they removed goes. *bound: the changes of every
+ * transaction below it are in what was read. */
+static int full_read(struct thumbfs *fs, int64_t *bound, char *err,
+		     size_t errlen)
 {
 	static struct batch b; /* one full read at a time */
 	struct db_image gone;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&b, 0, sizeof(b));
 	b.fs = fs;
+	set_pg_state(fs, "reading every row of PostgreSQL");
 	int ret = db_remote_scan_begin(fs->db);
 	if (ret == 0)
-		ret = db_pg_scan(fs->pg, add_remote, &b, err, errlen);
+		ret = db_pg_scan(fs->pg, add_read, &b, bound, err, errlen);
 	if (ret >= 0)
 		ret = flush(&b);
 	if (ret < 0)
 		return ret;
 	while ((ret = db_remote_gone_next(fs->db, &gone)) == 0)
 		drop_local(fs, &gone);
-	return ret == -ENOENT ? 0 : ret;
+	if (ret != -ENOENT)
+		return ret;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	log_info("read every row of PostgreSQL: %lld in %.1f s", b.read,
+		 (double)(t1.tv_sec - t0.tv_sec) +
+		     (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return 0;
+}
+
+/* The catalog's row at a path PostgreSQL may have left: it goes, unless
+ * PostgreSQL has a row there now (another image took the name). */
+static int vacate(struct batch *b, const char *patient, const char *date,
+		  const char *name, char *err, size_t errlen)
+{
+	struct thumbfs *fs = b->fs;
+	struct db_image here, there;
+	if (!patient[0] ||
+	    db_image_get(fs->db, patient, date, name, &here) != 0)
+		return 0;
+	int ret =
+	    db_pg_fetch_path(fs->pg, patient, date, name, &there, err, errlen);
+	if (ret == 0)
+		return add_remote(&there, b);
+	if (ret != -ENOENT)
+		return ret;
+	if (db_remote_forget_path(fs->db, patient, date, name, &here) == 0)
+		drop_local(fs, &here);
+	return 0;
+}
+
+/* One change of an image: the row as it is now, and the path it left. */
+static int apply_change(const struct db_pg_change *c, void *arg)
+{
+	struct batch *b = arg;
+	struct thumbfs *fs = b->fs;
+	struct db_image gone;
+	const struct db_image *now = c->present ? &c->now : NULL;
+	if (fs_jobs_stopping(fs))
+		return -EINTR; /* the unmount does not wait for the rest */
+	b->changes++;
+	bool left = !now || (c->old_name[0] &&
+			     (strcmp(c->old_patient, now->patient_id) ||
+			      strcmp(c->old_date, now->batch_date) ||
+			      strcmp(c->old_name, now->name)));
+	if (left) {
+		/* in order: what was batched before it lands first */
+		int ret = flush(b);
+		if (ret)
+			return ret;
+		if (db_remote_forget(fs->db, c->id, now ? now->patient_id : "",
+				     now ? now->batch_date : "",
+				     now ? now->name : "", &gone) == 0)
+			drop_local(fs, &gone);
+		ret = vacate(b, c->old_patient, c->old_date, c->old_name,
+			     b->err, sizeof(b->err));
+		if (ret)
+			return ret;
+	}
+	return now ? add_remote(now, b) : 0;
+}
+
+/* Bring the catalog up to PostgreSQL: the changes since the bound it was
+ * last brought to, or, when it never was (or was away longer than the
+ * changes are kept), every row. */
+static int catch_up(struct thumbfs *fs, char *err, size_t errlen)
+{
+	static struct batch b; /* the sync runner is one thread */
+	int64_t bound, horizon, cursor;
+	const char *dsn = fs->cfg.pg_dsn;
+	int ret = db_pg_bound(fs->pg, &bound, &horizon, err, errlen);
+	if (ret)
+		return ret;
+	ret = db_sync_cursor(fs->db, dsn, &cursor);
+	if (ret && ret != -ENOENT) {
+		snprintf(err, errlen, "cannot read the catalog: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	if (ret == 0 && cursor <= horizon)
+		log_warn("this catalog last applied PostgreSQL's changes up to "
+			 "transaction %lld; those up to %lld are pruned "
+			 "([postgres] changes_kept_days): every row is read",
+			 (long long)cursor, (long long)horizon);
+	if (ret == -ENOENT || cursor <= horizon) {
+		if ((ret = full_read(fs, &cursor, err, errlen)) ||
+		    (ret = db_sync_cursor_set(fs->db, dsn, cursor)))
+			return ret;
+	}
+	if (cursor >= bound)
+		return 0;
+	memset(&b, 0, sizeof(b));
+	b.fs = fs;
+	ret =
+	    db_pg_changes(fs->pg, cursor, bound, apply_change, &b, err, errlen);
+	if (ret < 0 && b.err[0])
+		snprintf(err, errlen, "%s", b.err);
+	if (ret >= 0)
+		ret = flush(&b);
+	if (ret == 0)
+		ret = db_sync_cursor_set(fs->db, dsn, bound);
+	if (ret == 0 && !fs->pg_caught_up)
+		log_info("caught up with %lld change(s) of PostgreSQL",
+			 b.changes);
+	if (ret == 0)
+		fs->pg_caught_up = true;
+	return ret;
 }
 
 int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen)
 {
 	int ret = db_pg_listen(fs->pg, err, errlen);
-	return ret ? ret : full_read(fs, err, errlen);
+	return ret ? ret : catch_up(fs, err, errlen);
 }
 
-/* Changes announced since the last look; -EAGAIN when a full read is due
- * (a delete was announced, or the connection was lost). */
-static int read_announced(struct thumbfs *fs, char *err, size_t errlen)
+/* Changes older than [postgres] changes_kept_days go, once an hour. */
+static void prune(struct thumbfs *fs, time_t *last)
 {
-	char ids[64][37];
-	struct db_image r;
-	bool rescan = false;
-	int n = db_pg_notified(fs->pg, ids, 64, &rescan);
-	for (int i = 0; i < n; i++) {
-		int ret = db_pg_fetch(fs->pg, ids[i], &r, err, errlen);
-		if (ret == 0)
-			ret = apply_remote(&r, fs);
-		if (ret == -ENOENT)
-			rescan = true; /* gone again already */
-		else if (ret)
-			return ret;
-	}
-	return n < 0 ? n : rescan ? -EAGAIN : 0;
+	char err[1024];
+	time_t now = time(NULL);
+	if (now - *last < 3600)
+		return;
+	*last = now;
+	int ret =
+	    db_pg_prune(fs->pg, fs->cfg.changes_kept_days, err, sizeof(err));
+	if (ret > 0)
+		log_info("pruned %d change(s) of PostgreSQL older than %d "
+			 "day(s)",
+			 ret, fs->cfg.changes_kept_days);
+	else if (ret < 0)
+		log_warn("cannot prune PostgreSQL's changes: %s", err);
 }
 
 void *fs_sync_main(void *arg)
@@ -260,23 +376,19 @@ void *fs_sync_main(void *arg)
 	struct thumbfs *fs = arg;
 	static struct db_job jobs[SYNC_BATCH]; /* one sync thread */
 	char err[1024], state[1100];
-	bool need_read = true;
+	time_t pruned = 0;
 	while (!fs_jobs_stopping(fs)) {
+		/* a wake-up (NOTIFY) or not, a look costs two small queries:
+		 * a change whose transaction ended after its NOTIFY is seen
+		 * at the next look */
 		int ret = db_pg_listen(fs->pg, err, sizeof(err));
-		if (ret == 0 && need_read)
-			ret = full_read(fs, err, sizeof(err));
-		if (ret == 0) {
-			need_read = false;
-			ret = read_announced(fs, err, sizeof(err));
-			if (ret == -EAGAIN) {
-				need_read = true;
-				continue;
-			}
-		}
+		if (ret == 0 && db_pg_woken(fs->pg) < 0)
+			ret = db_pg_listen(fs->pg, err, sizeof(err));
+		if (ret == 0)
+			ret = catch_up(fs, err, sizeof(err));
 		if (ret == -EINTR)
 			break; /* the unmount came during a read */
 		if (ret) {
-			need_read = true;
 			snprintf(state, sizeof(state), "waiting: %s", err);
 			pthread_mutex_lock(&fs->lock);
 			bool changed = strcmp(fs->pg_state, state) != 0;
@@ -291,6 +403,7 @@ void *fs_sync_main(void *arg)
 			continue;
 		}
 		set_pg_state(fs, "ok");
+		prune(fs, &pruned);
 		ret = db_sync_claim(fs->db, jobs, SYNC_BATCH);
 		if (ret > 0) {
 			run_sync(fs, jobs, ret);

@@ -70,6 +70,7 @@ struct thumbfs {
 	pthread_cond_t cond;
 	bool stop;		 /* guarded by lock */
 	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
+	bool pg_caught_up;	 /* the sync runner's: said it had */
 	char store_refused[512]; /* guarded by lock: "", or the store's
 				  * refusal (403) that holds the uploads */
 	/* the runners (jobs.c), started and joined by one thread */

@@ -447,8 +447,9 @@ static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
 			prefix, ret == -EIO ? "the scratch database" : err);
 		goto out;
 	}
-	if (fs->pg &&
-	    (ret = db_pg_scan(fs->pg, on_pg_row, &r, err, sizeof(err))) < 0) {
+	int64_t bound; /* (verify keeps no place in the changes) */
+	if (fs->pg && (ret = db_pg_scan(fs->pg, on_pg_row, &r, &bound, err,
+					sizeof(err))) < 0) {
 		fprintf(stderr, "thumbfs verify: cannot read PostgreSQL: %s\n",
 			err);
 		goto out;

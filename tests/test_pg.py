@@ -153,8 +153,9 @@ def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3store,
     assert r.returncode != 0
     # whole tables named as tables: the message is whole, not cut
     assert ("PostgreSQL lacks the table images_batch, the table "
-            "images_image, the table thumbfs_tombstone (create the tables "
-            "with: thumbfs schema | psql DSN)") in r.stderr, r.stderr
+            "images_image, the table thumbfs_tombstone, the table "
+            "thumbfs_change, the table thumbfs_change_horizon (create the "
+            "tables with: thumbfs schema | psql DSN)") in r.stderr, r.stderr
     assert not os.path.ismount(m.mnt)
     # one column missing is named as a column
     postgres.psql(subprocess.run([str(thumbfs_bin), "schema"], check=True,
@@ -165,6 +166,14 @@ def test_missing_tables_stop_the_mount(thumbfs_bin, tmp_path, s3store,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "PostgreSQL lacks images_image.sha256 (create" in r.stderr
+    # a schema of before the record of changes says so too
+    postgres.psql("ALTER TABLE images_image ADD COLUMN sha256 varchar(64)"
+                  " NOT NULL DEFAULT ''; DROP TABLE thumbfs_change",
+                  db="empty")
+    r = subprocess.run([str(thumbfs_bin), str(m.conf), str(m.mnt), "-f"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "PostgreSQL lacks the table thumbfs_change (create" in r.stderr
 
 
 def test_schema_on_a_fresh_database_says_nothing(thumbfs_bin, postgres):

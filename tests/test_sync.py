@@ -1,0 +1,129 @@
+"""Sync by change: what the web app and other mounts change in PostgreSQL
+reaches a mount through thumbfs_change, from where the mount was, without
+reading every row again. A mount reads every row only when it never has,
+or when it was away longer than the changes are kept."""
+import os
+import uuid
+
+from conftest import pg_mount, wait_for
+
+BATCH = "11111111-1111-4111-8111-111111111111"
+FULL = "read every row of PostgreSQL"
+
+
+def listing(m, patient="P9", date="2025-06-01"):
+    d = m.mnt / "patients" / patient / date
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def app_insert(pg, bucket, name, batch=BATCH, patient="P9",
+               date="2025-06-01"):
+    """A row as the web app writes it (with its thumbnail)."""
+    pg.psql(
+        "INSERT INTO images_batch (id, patient_id, batch_date) VALUES "
+        f"('{batch}', '{patient}', '{date}') ON CONFLICT DO NOTHING;"
+        "INSERT INTO images_image (id, batch_id, s3_key, s3_thumbnail_key,"
+        " s3_bucket, original_filename, file_size, thumbnail_size,"
+        " mime_type, width, height) VALUES ("
+        f"'{uuid.uuid4()}', '{batch}', 'web/{name}', 'web/t_{name}',"
+        f" '{bucket}', '{name}', 10, 5, 'image/jpeg', 64, 48)")
+
+
+def full_reads(m):
+    return m.log_text().count(FULL)
+
+
+def test_the_app_s_changes_arrive_without_a_full_read(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        wait_for(lambda: full_reads(m) == 1, 60, "the first read")
+        app_insert(pg, m.bucket, "a.jpg")
+        app_insert(pg, m.bucket, "b.jpg")
+        wait_for(lambda: listing(m) == ["a.jpg", "a_thumb.jpg", "b.jpg",
+                                        "b_thumb.jpg"], 60, "the inserts")
+        # renamed by the app: the old name goes, the new one comes
+        pg.psql("UPDATE images_image SET original_filename = 'c.jpg',"
+                " updated_at = now() WHERE original_filename = 'b.jpg'")
+        wait_for(lambda: listing(m) == ["a.jpg", "a_thumb.jpg", "c.jpg",
+                                        "c_thumb.jpg"], 60, "the rename")
+        # a delete, which used to make every mount read every row
+        pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
+        wait_for(lambda: listing(m) == ["c.jpg", "c_thumb.jpg"], 60,
+                 "the delete")
+        # the batch moved to another patient: its images go with it
+        pg.psql("UPDATE images_batch SET patient_id = 'P10'")
+        wait_for(lambda: listing(m, "P10") == ["c.jpg", "c_thumb.jpg"] and
+                 listing(m) == [], 60, "the batch's move")
+        # the batch deleted, its images with it
+        pg.psql("DELETE FROM images_batch")
+        wait_for(lambda: listing(m, "P10") == [], 60, "the batch's delete")
+        # a lost connection: what came meanwhile arrives after it
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = 'thumbfs' AND pid != pg_backend_pid()")
+        app_insert(pg, m.bucket, "d.jpg")
+        wait_for(lambda: listing(m) == ["d.jpg", "d_thumb.jpg"], 60,
+                 "the insert after a lost connection")
+        assert full_reads(m) == 1, m.log_text()
+    finally:
+        m.stop()
+
+
+def test_a_mount_catches_up_from_where_it_was(thumbfs_bin, tmp_path,
+                                               s3store, clean_postgres):
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        app_insert(pg, m.bucket, "a.jpg")
+        app_insert(pg, m.bucket, "b.jpg")
+        wait_for(lambda: "b.jpg" in listing(m), 60, "the inserts")
+    finally:
+        m.stop()
+    # while it is away
+    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
+    app_insert(pg, m.bucket, "c.jpg")
+    before = len(m.log_text())
+    m.start()
+    try:
+        wait_for(lambda: listing(m) == ["b.jpg", "b_thumb.jpg", "c.jpg",
+                                        "c_thumb.jpg"], 60, "the catch-up")
+        log = m.log_text()[before:]
+        assert FULL not in log, log
+        assert "caught up with" in log, log
+    finally:
+        m.stop()
+
+
+def test_away_longer_than_the_changes_are_kept_reads_everything(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    pg = clean_postgres
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = pg_mount(thumbfs_bin, tmp_path / "a", s3store, pg).start()
+    try:
+        app_insert(pg, a.bucket, "a.jpg")
+        wait_for(lambda: "a.jpg" in listing(a), 60, "the insert")
+    finally:
+        a.stop()
+    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
+    app_insert(pg, a.bucket, "b.jpg")
+    # those changes age past what another mount keeps, and it prunes them
+    pg.psql("UPDATE thumbfs_change SET at = now() - interval '3 days'")
+    b = pg_mount(thumbfs_bin, tmp_path / "b", s3store, pg,
+                 changes_kept_days="2").start()
+    try:
+        wait_for(lambda: "pruned" in b.log_text(), 60, "the prune")
+    finally:
+        b.stop()
+    assert pg.rows("SELECT count(*) FROM thumbfs_change WHERE at < now() -"
+                   " interval '2 days'") == [["0"]]
+    before = len(a.log_text())
+    a.start()
+    try:
+        wait_for(lambda: listing(a) == ["b.jpg", "b_thumb.jpg"], 60,
+                 "the full read")
+        log = a.log_text()[before:]
+        assert "those up to" in log and FULL in log, log
+    finally:
+        a.stop()

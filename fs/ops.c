@@ -295,8 +295,9 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 
 /* The kernel checks access against what getattr shows
  * (default_permissions): [fs] uid, gid and umask apply here. */
-static int op_getattr(const char *path, struct stat *st,
-		      struct fuse_file_info *fi)
+/* What stat() shows of path: getattr's, with [fs] uid, gid and umask. */
+static int getattr_shown(const char *path, struct stat *st,
+			 struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	int ret = getattr(fs, path, st, fi);
@@ -320,15 +321,53 @@ static int cmp_name(const void *a, const void *b)
 		      ((const struct db_name *)b)->name);
 }
 
+/* An open directory's entries, taken when it is read from its start: the
+ * calls that follow (a buffer each) go on from the same list, so that an
+ * entry is met once even while others are made or removed (rm -r). */
+struct dir_list {
+	struct dir_entry {
+		char *name;
+		mode_t type; /* its d_type, as a mode */
+		ino_t ino;
+	} * v;
+	size_t n, cap;
+};
+
+static void dir_list_clear(struct dir_list *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].name);
+	d->n = 0;
+}
+
+static int add_entry(struct dir_list *d, const char *name, mode_t type,
+		     ino_t ino)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 64;
+		struct dir_entry *v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	if (!(d->v[d->n].name = strdup(name)))
+		return -ENOMEM;
+	d->v[d->n].type = type;
+	d->v[d->n++].ino = ino;
+	return 0;
+}
+
 /* The entries of dir but those in skip (sorted by name). */
-static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
+static int list_dir(struct dir_list *l, const char *dir,
 		    const struct db_name *skip, int n_skip)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
+	int ret = 0;
 	if (!d)
 		return -errno;
-	while ((e = readdir(d))) {
+	while (ret == 0 && (e = readdir(d))) {
 		struct db_name key = {.name = e->d_name};
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
 		    !strncmp(e->d_name, FS_HIDDEN_PREFIX,
@@ -337,79 +376,130 @@ static int fill_dir(const char *dir, void *buf, fuse_fill_dir_t filler,
 		if (n_skip > 0 && bsearch(&key, skip, (size_t)n_skip,
 					  sizeof(*skip), cmp_name))
 			continue;
-		/* the entry's type goes with it (d_type), so that find and
-		 * du need not look up every name to know a file from a
+		/* the entry's type goes with it (d_type) at least, so that
+		 * find need not look up every name to know a file from a
 		 * directory */
-		struct stat st = {.st_ino = e->d_ino,
-				  .st_mode = (mode_t)DTTOIF(e->d_type)};
-		if (filler(buf, e->d_name, &st, 0, 0))
-			break;
+		ret = add_entry(l, e->d_name, (mode_t)DTTOIF(e->d_type),
+				e->d_ino);
 	}
 	closedir(d);
-	return 0;
+	return ret;
 }
 
 /* A batch lists its images and their thumbnails from the catalog (some
  * live in the store only), then the spool's other files (hidden, ignored,
  * or still being written). Rows with no thumbnail (imported before
  * thumbnails) get one made, when they are first listed or read. */
-static int fill_batch(struct thumbfs *fs, const struct fs_path *p,
-		      const char *sp, void *buf, fuse_fill_dir_t filler)
+static int list_batch(struct thumbfs *fs, struct dir_list *l,
+		      const struct fs_path *p, const char *sp)
 {
 	struct db_name *v = NULL;
 	int n = db_list_batch(fs->db, p->patient, p->date, &v), unthumbed = 0;
+	int ret = 0;
 	if (n < 0)
 		return n;
-	struct stat file = {.st_mode = S_IFREG}; /* d_type, as fill_dir */
-	for (int i = 0; i < n; i++) {
-		filler(buf, v[i].name, &file, 0, 0);
-		if (v[i].thumb[0])
-			filler(buf, v[i].thumb, &file, 0, 0);
-		else
+	for (int i = 0; ret == 0 && i < n; i++) {
+		ret = add_entry(l, v[i].name, S_IFREG, 0);
+		if (!v[i].thumb[0])
 			unthumbed++;
+		else if (ret == 0)
+			ret = add_entry(l, v[i].thumb, S_IFREG, 0);
 	}
-	int ret = fill_dir(sp, buf, filler, v, n);
+	if (ret == 0)
+		ret = list_dir(l, sp, v, n);
 	if (unthumbed && db_backfill_queue(fs->db, p->patient, p->date) > 0)
 		fs_jobs_kick(fs);
 	db_names_free(v, n);
 	return ret;
 }
 
-static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
-		      off_t off, struct fuse_file_info *fi,
-		      enum fuse_readdir_flags flags)
+static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l)
 {
-	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
-	(void)off;
-	(void)fi;
-	(void)flags;
-
+	int ret;
 	fs_parse(fs, path, &p);
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
+	if ((ret = add_entry(l, ".", S_IFDIR, 0)) ||
+	    (ret = add_entry(l, "..", S_IFDIR, 0)))
+		return ret;
 	switch (p.kind) {
 	case FS_ROOT:
 		/* .thumbfs is reached by name only, so that a copy or an
 		 * rsync --delete of the whole mount never meets it */
-		filler(buf, "patients", &(struct stat){.st_mode = S_IFDIR}, 0,
-		       0);
-		return 0;
+		return add_entry(l, "patients", S_IFDIR, 0);
 	case FS_META:
-		filler(buf, "status", &(struct stat){.st_mode = S_IFREG}, 0, 0);
-		return 0;
+		return add_entry(l, "status", S_IFREG, 0);
 	case FS_PATIENTS:
 	case FS_PATIENT:
 	case FS_BATCH:
 		if (fs_spool_path(fs, path, sp, sizeof(sp)))
 			return -ENAMETOOLONG;
 		if (p.kind == FS_BATCH)
-			return fill_batch(fs, &p, sp, buf, filler);
-		return fill_dir(sp, buf, filler, NULL, 0);
+			return list_batch(fs, l, &p, sp);
+		return list_dir(l, sp, NULL, 0);
 	default:
 		return -ENOTDIR;
 	}
+}
+
+static int op_opendir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	struct dir_list *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)l;
+	return 0;
+}
+
+static int op_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	(void)path;
+	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
+	dir_list_clear(l);
+	free(l->v);
+	free(l);
+	return 0;
+}
+
+/* Asked for READDIRPLUS, every entry goes with its attributes, as stat()
+ * gives them, so that find, du and ls -l look up no name again (libfuse
+ * keeps a node for each, as a lookup would). Entries go with their
+ * offsets (1, 2, ...), a buffer at a time: libfuse 3.14 drops the
+ * attributes of a listing given at once with offset 0 (its issue #235,
+ * fixed in 3.17.1). */
+static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct thumbfs *fs = fs_get();
+	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
+	char full[PATH_MAX];
+	const char *dir = strcmp(path, "/") ? path : "";
+	bool plus = (flags & FUSE_READDIR_PLUS) &&
+		    strcmp(path, "/.thumbfs") != 0; /* (no status text) */
+	if (off == 0 || l->n == 0) { /* from the start: taken anew */
+		dir_list_clear(l);
+		int ret = list_path(fs, path, l);
+		if (ret)
+			return ret;
+	}
+	for (size_t i = (size_t)off; i < l->n; i++) {
+		const struct dir_entry *e = &l->v[i];
+		struct stat st = {.st_ino = e->ino, .st_mode = e->type};
+		enum fuse_fill_dir_flags how = 0;
+		if (plus && i >= 2 &&
+		    snprintf(full, sizeof(full), "%s/%s", dir, e->name) <
+			(int)sizeof(full) &&
+		    getattr_shown(full, &st, NULL) == 0)
+			how = FUSE_FILL_DIR_PLUS;
+		else
+			st =
+			    (struct stat){.st_ino = e->ino, .st_mode = e->type};
+		if (filler(buf, e->name, &st, (off_t)i + 1, how))
+			break;
+	}
+	return 0;
 }
 
 static int op_mkdir(const char *path, mode_t mode)
@@ -669,8 +759,10 @@ static int op_refuse_node(const char *path, mode_t mode, dev_t dev)
 
 static const struct fuse_operations ops = {
     .init = op_init,
-    .getattr = op_getattr,
+    .getattr = getattr_shown,
+    .opendir = op_opendir,
     .readdir = op_readdir,
+    .releasedir = op_releasedir,
     .mkdir = op_mkdir,
     .rmdir = op_rmdir,
     .create = fs_op_create,

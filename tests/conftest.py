@@ -251,6 +251,7 @@ class Mount:
         self.store = store
         self.s3 = s3server
         self.proc = None
+        self.args = []  # more of the daemon's options (-d, -o ...)
         self.mnt.mkdir(exist_ok=True)
         cp = configparser.ConfigParser(interpolation=None)
         self.bucket = "photos"
@@ -277,7 +278,8 @@ class Mount:
         self.write_config()
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [str(self.binary), str(self.conf), str(self.mnt), "-f"],
+            [str(self.binary), str(self.conf), str(self.mnt), "-f",
+             *self.args],
             stdout=self.logf, stderr=self.logf)
         if check:
             wait_for(lambda: os.path.ismount(self.mnt) or

@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -459,3 +460,60 @@ def test_readdir_gives_each_entry_its_type(file_mount):
                        "newfstatat", "lstat", "stat", "statx")
                    and ln.split()[3].isdigit())
     assert calls(r.stderr) - calls(base.stderr) < 5, r.stderr
+
+
+def test_a_listing_gives_each_entry_its_attributes(thumbfs_bin, tmp_path):
+    """Asked for READDIRPLUS, a listing gives every entry's attributes
+    with it, as stat() would: ls -l, du and find -size look up no name
+    again (libfuse's debug log shows no LOOKUP of them), and what they
+    show is what a stat() after the cache's second shows."""
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.args = ["-d"]
+    m.start()
+    try:
+        d = m.batch()
+        want = {}
+        for i, src in enumerate(photos()[:3]):
+            data = src.read_bytes()
+            (d / f"p{i}.jpg").write_bytes(data)
+            want[f"p{i}.jpg"] = len(data)
+        (d / "notes.txt").write_bytes(b"12345")
+        want["notes.txt"] = 5
+        for i in range(3):
+            m.wait_uploaded(f"p{i}.jpg")
+        time.sleep(1.5)  # what the writes left in the kernel's cache goes
+        mark = len(m.log_text())
+        listed = {e.name: e.stat(follow_symlinks=False)
+                  for e in os.scandir(d)}
+        log = m.log_text()[mark:]
+        assert "LOOKUP /patients/P1/2025-11-10/" not in log, log[-3000:]
+        assert sorted(listed) == sorted(
+            [*want, "p0_thumb.jpg", "p1_thumb.jpg", "p2_thumb.jpg"])
+        for name, size in want.items():
+            assert listed[name].st_size == size, name
+        time.sleep(1.5)
+        for name, st in listed.items():
+            now = os.lstat(d / name)
+            assert (st.st_mode, st.st_size, st.st_uid, st.st_mtime_ns) == \
+                (now.st_mode, now.st_size, now.st_uid, now.st_mtime_ns), name
+    finally:
+        m.stop()
+
+
+def test_removing_entries_while_listing_meets_each_once(file_mount):
+    """A listing read while its entries go (as rm -r and find -delete do)
+    meets every entry once. (The listing is taken when a directory is read
+    from its start, and the kernel's later requests go on from it, so
+    that an entry is not skipped because others went; the kernel reads up
+    to about 1 MiB a request, so a batch of 2,000 names is one.)"""
+    d = file_mount.batch()
+    names = {f"file-with-a-long-name-{i:04}.txt" for i in range(2000)}
+    for n in names:
+        (d / n).write_bytes(b"x")
+    met = []
+    with os.scandir(d) as it:
+        for e in it:
+            met.append(e.name)
+            os.unlink(e.path)
+    assert sorted(met) == sorted(names)
+    assert os.listdir(d) == []

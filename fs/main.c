@@ -344,8 +344,8 @@ static int backfill(const char *config)
 		goto out;
 	/* Beside a mount, the mount owns the catalog and its runners do
 	 * the work: this process queues it and follows it. */
-	owner = fs_owner_take(fs.cfg.catalog_dir, false, holder, sizeof(holder),
-			      err, sizeof(err));
+	owner = fs_owner_take(fs.cfg.catalog_dir, false, NULL, holder,
+			      sizeof(holder), err, sizeof(err));
 	bool beside = owner == -EBUSY && !strncmp(holder, "mounted ", 8);
 	if (owner < 0 && !beside) {
 		fprintf(stderr, "thumbfs: %s\n", err);
@@ -477,7 +477,7 @@ static int verify(int argc, char **argv)
 	 * the catalog when no mount has it, else hands its jobs to it. */
 	char holder[512];
 	if (o.repair) {
-		owner = fs_owner_take(fs.cfg.catalog_dir, false, holder,
+		owner = fs_owner_take(fs.cfg.catalog_dir, false, NULL, holder,
 				      sizeof(holder), err, sizeof(err));
 		o.beside = owner == -EBUSY && !strncmp(holder, "mounted ", 8);
 		if (owner < 0 && !o.beside) {
@@ -561,6 +561,31 @@ static void on_stop(int sig)
 	fs_drain_stop = 1;
 }
 
+/* Ctrl-C or SIGTERM before the FUSE loop runs: the mount, if it is made,
+ * ends as soon as it is, and the process exits 0. */
+static atomic_int early_stop;
+
+static void on_early_stop(int sig)
+{
+	(void)sig;
+	early_stop = 1;
+}
+
+/* Set SIGINT's and SIGTERM's handler to fn (SIG_DFL: libfuse's are set
+ * next), with both blocked meanwhile, so that none meets the default
+ * (the process killed, exit status 130) between two handlers. */
+static void stop_signals(sigset_t *blocked, void (*fn)(int))
+{
+	struct sigaction sa = {.sa_handler = fn, .sa_flags = SA_RESTART};
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(blocked);
+	sigaddset(blocked, SIGINT);
+	sigaddset(blocked, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, blocked, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -635,14 +660,21 @@ int main(int argc, char *argv[])
 		goto out_args;
 	}
 
+	sigset_t blocked;
+	stop_signals(&blocked, on_early_stop);
+	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	/* Everything is checked before mounting, so a mistake reaches the
 	 * terminal (as sshfs connects first). */
 	if (prepare(&fs, a.config))
 		goto out_rules;
 	/* One owner per catalog: a mount still finishing its uploads is
 	 * waited for; a live mount or a backfill is an error. */
-	owner =
-	    fs_owner_take(fs.cfg.catalog_dir, true, NULL, 0, err, sizeof(err));
+	owner = fs_owner_take(fs.cfg.catalog_dir, true, &early_stop, NULL, 0,
+			      err, sizeof(err));
+	if (owner == -EINTR) { /* Ctrl-C while it waited */
+		status = 0;
+		goto out_rules;
+	}
 	if (owner < 0) {
 		fprintf(stderr, "thumbfs: %s\n", err);
 		goto out_rules;
@@ -712,8 +744,15 @@ int main(int argc, char *argv[])
 		}
 		db_set_pg_sync(fs.db, true);
 	}
-	if (fuse_set_signal_handlers(fuse_get_session(fuse)))
+	/* libfuse sets its handlers where they are the default */
+	stop_signals(&blocked, SIG_DFL);
+	if (fuse_set_signal_handlers(fuse_get_session(fuse))) {
+		pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 		goto out_db;
+	}
+	if (early_stop)
+		fuse_session_exit(fuse_get_session(fuse));
+	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	/* SIGHUP re-reads the store's credentials (libfuse's handler would
 	 * unmount) */
 	struct sigaction hup = {.sa_handler = on_sighup,
@@ -751,15 +790,13 @@ int main(int argc, char *argv[])
 	/* The mount point is given back at once; what is still queued is
 	 * worked on here, in the background, and a second Ctrl-C or
 	 * SIGTERM leaves it for the next mount. */
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	stop_signals(&blocked, on_stop);
+	fuse_remove_signal_handlers(fuse_get_session(fuse)); /* (ours stay) */
+	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	fuse_unmount(fuse);
 	mounted = false;
 	log_info("unmounted %s", opts.mountpoint);
 	fs_owner_say(owner, "finishing the uploads of %s", opts.mountpoint);
-	struct sigaction stop = {.sa_handler = on_stop, .sa_flags = SA_RESTART};
-	sigemptyset(&stop.sa_mask);
-	sigaction(SIGINT, &stop, NULL);
-	sigaction(SIGTERM, &stop, NULL);
 	fs_handles_release_all(&fs); /* the loop is over: no request comes */
 	fs_jobs_drain(&fs, fs_live(&fs).unmount_drain_s);
 	fs_jobs_stop(&fs);

@@ -24,8 +24,8 @@ static void read_holder(int fd, long *pid, char *what, size_t n)
 		sscanf(buf, "%ld", pid);
 }
 
-int fs_owner_take(const char *dir, bool wait, char *busy_state,
-		  size_t state_len, char *err, size_t errlen)
+int fs_owner_take(const char *dir, bool wait, const atomic_int *stop,
+		  char *busy_state, size_t state_len, char *err, size_t errlen)
 {
 	char path[4096], what[512];
 	long pid;
@@ -62,7 +62,12 @@ int fs_owner_take(const char *dir, bool wait, char *busy_state,
 				"which is %s; waiting for it\n",
 				dir, pid, what);
 		said = true;
-		sleep(1);
+		sleep(1); /* (a signal ends it early) */
+		if (stop && *stop) {
+			snprintf(err, errlen, "interrupted while waiting");
+			close(fd);
+			return -EINTR;
+		}
 	}
 	if (said)
 		fprintf(stderr, "thumbfs: pid %ld is done; going on\n", pid);

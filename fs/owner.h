@@ -9,17 +9,19 @@
 #ifndef FS_OWNER_H
 #define FS_OWNER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 /* Take the lock of catalog dir dir. Held by a process that is only
  * finishing the uploads of an unmount: with wait, say so on stderr and
- * wait for it. Returns the lock's fd (close-on-exec; kept across a fork),
+ * wait for it, unless *stop becomes non-zero (a signal's handler sets it;
+ * then -EINTR). Returns the lock's fd (close-on-exec; kept across a fork),
  * or -EBUSY with err "the catalog DIR is in use: mounted by pid N on
  * /mnt" (and *busy_state what the holder said: "mounted on /mnt"), or
  * another -errno. */
-int fs_owner_take(const char *dir, bool wait, char *busy_state,
-		  size_t state_len, char *err, size_t errlen);
+int fs_owner_take(const char *dir, bool wait, const atomic_int *stop,
+		  char *busy_state, size_t state_len, char *err, size_t errlen);
 
 /* What this process does now, for the next that finds the lock held. */
 void fs_owner_say(int fd, const char *fmt, ...)

@@ -327,18 +327,18 @@ static int catch_up(struct thumbfs *fs, char *err, size_t errlen)
 		    (ret = db_sync_cursor_set(fs->db, dsn, cursor)))
 			return ret;
 	}
-	if (cursor >= bound)
-		return 0;
 	memset(&b, 0, sizeof(b));
 	b.fs = fs;
-	ret =
-	    db_pg_changes(fs->pg, cursor, bound, apply_change, &b, err, errlen);
-	if (ret < 0 && b.err[0])
-		snprintf(err, errlen, "%s", b.err);
-	if (ret >= 0)
-		ret = flush(&b);
-	if (ret == 0)
-		ret = db_sync_cursor_set(fs->db, dsn, bound);
+	if (cursor < bound) {
+		ret = db_pg_changes(fs->pg, cursor, bound, apply_change, &b,
+				    err, errlen);
+		if (ret < 0 && b.err[0])
+			snprintf(err, errlen, "%s", b.err);
+		if (ret >= 0)
+			ret = flush(&b);
+		if (ret == 0)
+			ret = db_sync_cursor_set(fs->db, dsn, bound);
+	}
 	if (ret == 0 && !fs->pg_caught_up)
 		log_info("caught up with %lld change(s) of PostgreSQL",
 			 b.changes);

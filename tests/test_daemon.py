@@ -247,6 +247,42 @@ def test_ctrl_c_exits_zero(thumbfs_bin, tmp_path):
     clean(m.log_text())
 
 
+def catches_sigint(pid):
+    """Whether pid has a handler for SIGINT (before that, no program can
+    help being killed by it)."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("SigCgt:"):
+                return int(line.split()[1], 16) & (1 << (signal.SIGINT - 1))
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def test_ctrl_c_at_any_moment_exits_zero(thumbfs_bin, tmp_path):
+    """Ctrl-C again and again from the moment the daemon can catch it, as
+    an impatient user or a service manager does: it ends, exits 0 and
+    leaves no mount behind, wherever in its start or stop each signal
+    lands (no moment where a signal meets the default and kills it)."""
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.write_config()
+    for delay in (0.0, 0.01, 0.03, 0.1, 0.3):
+        p = subprocess.Popen([str(thumbfs_bin), str(m.conf), str(m.mnt),
+                              "-f"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: catches_sigint(p.pid) or p.poll() is not None, 30,
+                 "a handler of SIGINT")
+        time.sleep(delay)
+        for _ in range(20000):
+            if p.poll() is not None:
+                break
+            p.send_signal(signal.SIGINT)
+            time.sleep(0.001)
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0, f"after {delay} s: {p.returncode}\n{out}"
+        assert not in_mount_table(m.mnt), out
+
+
 def test_one_owner_per_catalog(thumbfs_bin, tmp_path):
     """A second mount of a mounted catalog is refused and told by whom."""
     m = Mount(thumbfs_bin, tmp_path, "file").start()

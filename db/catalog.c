@@ -587,3 +587,25 @@ int db_counts(struct db *db, struct db_counts *out)
 	db_unlock(db);
 	return ret;
 }
+
+static const char SQL_CLEAN[] = "SELECT clean FROM mount_state";
+static const char SQL_CLEAN_SET[] =
+    "INSERT OR REPLACE INTO mount_state (one, clean) VALUES (1, :clean)";
+
+int db_ended_clean(struct db *db)
+{
+	db_lock(db);
+	int64_t v = db_int(db_use(db, SQL_CLEAN));
+	db_unlock(db);
+	return v == -ENOENT ? 0 : v < 0 ? (int)v : v != 0;
+}
+
+int db_set_ended_clean(struct db *db, bool clean)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_CLEAN_SET);
+	db_bind_int64(s, ":clean", clean);
+	int ret = db_run(s);
+	db_unlock(db);
+	return ret ? ret : db_sync(db);
+}

@@ -130,6 +130,13 @@ struct db *db_open_beside(const char *dir, char *err, size_t errlen);
  * cut may lose the last ones); this syncs the log once for all of them,
  * where a promise needs it (fsync, and the mark before a write). */
 int db_sync(struct db *db);
+
+/* Whether the last mount of this catalog ended cleanly (its loop over,
+ * its runners stopped): 1, 0 (it crashed, or never ran), or -errno. A
+ * mount says it is running (false) before it answers, and ended (true)
+ * last; each is synced. */
+int db_ended_clean(struct db *db);
+int db_set_ended_clean(struct db *db, bool clean);
 void db_free(struct db *db);
 
 /* SQLite's own log (which system call failed, with its errno, behind a

@@ -144,10 +144,13 @@ static const char schema_v8[] =
 
 /* Version 9: how far the changes of PostgreSQL are applied (the last
  * transaction bound, for the database the dsn names), so that a mount
- * reads only what came after. */
+ * reads only what came after; and whether the last mount ended cleanly,
+ * so that the next one walks the spool only after a crash. */
 static const char schema_v9[] =
     "CREATE TABLE sync_state (one INTEGER PRIMARY KEY CHECK (one = 1),"
-    " dsn TEXT NOT NULL, pg_bound INTEGER NOT NULL);";
+    " dsn TEXT NOT NULL, pg_bound INTEGER NOT NULL);"
+    "CREATE TABLE mount_state (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " clean INTEGER NOT NULL);";
 
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {

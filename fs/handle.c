@@ -37,6 +37,9 @@ int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
 			     p->name);
 		log_error("catalog write of '%s' failed: %s", what,
 			  strerror(-ret));
+		/* the file is in the spool: the next mount's walk finds it,
+		 * even after a clean end */
+		atomic_store(&fs->walk_spool, true);
 	} else {
 		fs_jobs_kick(fs);
 	}

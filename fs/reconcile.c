@@ -119,7 +119,7 @@ static int drop_lost(struct thumbfs *fs)
 	return ret == -ENOENT ? 0 : ret;
 }
 
-int fs_reconcile(struct thumbfs *fs)
+int fs_reconcile(struct thumbfs *fs, bool walk)
 {
 	char path[PATH_MAX];
 	struct walk w = {.fs = fs};
@@ -128,7 +128,7 @@ int fs_reconcile(struct thumbfs *fs)
 		ret = abort_writes(fs);
 	if (ret == 0)
 		ret = drop_lost(fs);
-	if (ret)
+	if (ret || !walk)
 		return ret;
 	snprintf(path, sizeof(path), "%s/patients", fs->spool);
 	ret = fs_each_file(path, reconcile_file, &w);

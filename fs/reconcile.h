@@ -7,7 +7,11 @@
 
 struct thumbfs;
 
-/* Returns the number of files queued, or -errno. */
-int fs_reconcile(struct thumbfs *fs);
+#include <stdbool.h>
+
+/* walk: look at every file of the spool (after a crash; a clean end left
+ * nothing there the catalog does not know). Returns the number of files
+ * queued, or -errno. */
+int fs_reconcile(struct thumbfs *fs, bool walk);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "fs/config.h"
@@ -71,6 +72,7 @@ struct thumbfs {
 	bool stop;		 /* guarded by lock */
 	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
 	bool pg_caught_up;	 /* the sync runner's: said it had */
+	atomic_bool walk_spool;	 /* a file the catalog missed is in it */
 	char store_refused[512]; /* guarded by lock: "", or the store's
 				  * refusal (403) that holds the uploads */
 	/* the runners (jobs.c), started and joined by one thread */

@@ -293,18 +293,6 @@ def _closed_port():
         return s.getsockname()[1]
 
 
-def test_spool_file_unknown_to_catalog_is_reconciled(thumbfs_bin, tmp_path):
-    m = Mount(thumbfs_bin, tmp_path, "file").start()
-    m.batch()
-    m.stop()
-    spool = m.data / "spool/patients/P1/2025-11-10"
-    shutil.copy(a_photo(), spool / "orphan.jpg")
-    m.start()
-    m.wait_uploaded("orphan.jpg")
-    assert "resuming 1 file(s)" in m.log_text()
-    m.stop()
-
-
 def test_mount_through_fstab_helper(thumbfs_bin, tmp_path):
     """The helper an /etc/fstab line 'CONFIG MOUNTPOINT fuse.thumbfs ...'
     runs: mount.fuse3 CONFIG MOUNTPOINT -t thumbfs -o OPTIONS (mount(8)

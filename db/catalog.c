@@ -31,9 +31,11 @@ static const char SQL_BUMP[] =
 static const char SQL_META[] =
     "UPDATE images SET category = :category, filemaker_id = :filemaker_id,"
     " updated_at = :updated_at WHERE id = :id";
-static const char SQL_LIST[] = "SELECT name, thumbnail_name FROM images WHERE"
-			       " patient_id = :patient_id AND"
-			       " batch_date = :batch_date ORDER BY name";
+static const char SQL_LIST[] =
+    "SELECT name, thumbnail_name, state = 'uploaded', s3_thumbnail_key != ''"
+    " AND count(*) OVER (PARTITION BY thumbnail_name) = 1, file_size,"
+    " thumbnail_size, updated_at FROM images WHERE patient_id = :patient_id"
+    " AND batch_date = :batch_date ORDER BY name";
 /* kept as rows change (schema v8's triggers): nothing is scanned */
 static const char SQL_COUNT_STATE[] =
     "SELECT sum(n * (what = 'spooled')), sum(n * (what = 'uploaded')),"
@@ -526,6 +528,12 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 		}
 		v[n].name = strdup((const char *)sqlite3_column_text(s, 0));
 		v[n].thumb = strdup((const char *)sqlite3_column_text(s, 1));
+		v[n].uploaded = sqlite3_column_int(s, 2);
+		v[n].thumb_stored = sqlite3_column_int(s, 3);
+		v[n].size = sqlite3_column_int64(s, 4);
+		v[n].thumb_size = sqlite3_column_int64(s, 5);
+		snprintf(v[n].updated_at, sizeof(v[n].updated_at), "%s",
+			 (const char *)sqlite3_column_text(s, 6));
 		n++;
 		if (!v[n - 1].name || !v[n - 1].thumb)
 			ret = -ENOMEM;

@@ -352,10 +352,16 @@ int db_remote_forget_path(struct db *db, const char *patient, const char *date,
 int db_sync_cursor(struct db *db, const char *dsn, int64_t *bound);
 int db_sync_cursor_set(struct db *db, const char *dsn, int64_t bound);
 
-/* An image's name and its thumbnail's ("" when none), malloc'd. */
+/* An image's name and its thumbnail's ("" when none), malloc'd; and what
+ * its row says of them: a listing gives these as the attributes of an
+ * image that has no local file. */
 struct db_name {
 	char *name;
 	char *thumb;
+	bool uploaded;	   /* state 'uploaded' */
+	bool thumb_stored; /* a thumbnail key, and the only row of its name */
+	int64_t size, thumb_size;
+	char updated_at[32];
 };
 
 /* The images of the batch, sorted by name as strcmp() sorts, into *out (a

@@ -168,7 +168,9 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 
 /* The stat of content that lives in the store only (written by another
  * mount or the web app), from its catalog row. */
-static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
+/* What a file that is in the store only shows: its row's size and time. */
+static void stored_stat(int64_t size, const char *updated_at, bool thumb,
+			struct stat *st)
 {
 	struct tm tm;
 	memset(st, 0, sizeof(*st));
@@ -177,12 +179,18 @@ static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
 	st->st_nlink = 1;
 	st->st_uid = getuid();
 	st->st_gid = getgid();
-	st->st_size = thumb ? img->thumbnail_size : img->file_size;
+	st->st_size = size;
 	st->st_blksize = 4096;
 	st->st_blocks = (st->st_size + 511) / 512;
-	if (strptime(img->updated_at, "%Y-%m-%dT%H:%M:%S", &tm))
+	if (strptime(updated_at, "%Y-%m-%dT%H:%M:%S", &tm))
 		st->st_mtime = timegm(&tm);
 	st->st_atime = st->st_ctime = st->st_mtime;
+}
+
+static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
+{
+	stored_stat(thumb ? img->thumbnail_size : img->file_size,
+		    img->updated_at, thumb, st);
 }
 
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -296,13 +304,8 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 /* The kernel checks access against what getattr shows
  * (default_permissions): [fs] uid, gid and umask apply here. */
 /* What stat() shows of path: getattr's, with [fs] uid, gid and umask. */
-static int getattr_shown(const char *path, struct stat *st,
-			 struct fuse_file_info *fi)
+static void shown(const struct thumbfs *fs, struct stat *st)
 {
-	struct thumbfs *fs = fs_get();
-	int ret = getattr(fs, path, st, fi);
-	if (ret)
-		return ret;
 	if (fs->cfg.show_uid >= 0)
 		st->st_uid = (uid_t)fs->cfg.show_uid;
 	if (fs->cfg.show_gid >= 0)
@@ -312,7 +315,28 @@ static int getattr_shown(const char *path, struct stat *st,
 	 * its buffer by it, and writes a file in 8 times fewer requests
 	 * than with its usual 128 KiB */
 	st->st_blksize = FS_IO_SIZE;
-	return 0;
+}
+
+static int getattr_shown(const char *path, struct stat *st,
+			 struct fuse_file_info *fi)
+{
+	struct thumbfs *fs = fs_get();
+	int ret = getattr(fs, path, st, fi);
+	if (ret == 0)
+		shown(fs, st);
+	return ret;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -329,6 +353,8 @@ struct dir_list {
 		char *name;
 		mode_t type; /* its d_type, as a mode */
 		ino_t ino;
+		bool known; /* st is what getattr would give */
+		struct stat st;
 	} * v;
 	size_t n, cap;
 };
@@ -354,8 +380,51 @@ static int add_entry(struct dir_list *d, const char *name, mode_t type,
 	if (!(d->v[d->n].name = strdup(name)))
 		return -ENOMEM;
 	d->v[d->n].type = type;
+	d->v[d->n].known = false;
 	d->v[d->n++].ino = ino;
 	return 0;
+}
+
+/* The names in dir (none if it is not there), sorted, into *out. */
+static int names_in(const char *dir, char ***out)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	*out = NULL;
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((e = readdir(d))) {
+		if (n == cap) {
+			size_t c = cap ? 2 * cap : 64;
+			char **nv = realloc(v, c * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+			cap = c;
+		}
+		if (!(v[n] = strdup(e->d_name)))
+			break;
+		n++;
+	}
+	int ret = e ? -ENOMEM : 0;
+	closedir(d);
+	if (v)
+		qsort(v, n, sizeof(*v), cmp_str);
+	*out = v;
+	if (ret) {
+		free_names(v, n);
+		*out = NULL;
+		return ret;
+	}
+	return (int)n;
+}
+
+static bool has_name(char **v, int n, const char *name)
+{
+	return n > 0 &&
+	       bsearch(&name, v, (size_t)n, sizeof(*v), cmp_str) != NULL;
 }
 
 /* The entries of dir but those in skip (sorted by name). */
@@ -391,20 +460,49 @@ static int list_dir(struct dir_list *l, const char *dir,
  * or still being written). Rows with no thumbnail (imported before
  * thumbnails) get one made, when they are first listed or read. */
 static int list_batch(struct thumbfs *fs, struct dir_list *l,
-		      const struct fs_path *p, const char *sp)
+		      const struct fs_path *p, const char *sp, bool plus)
 {
 	struct db_name *v = NULL;
+	char **spooled = NULL, **cached = NULL, dir[PATH_MAX];
 	int n = db_list_batch(fs->db, p->patient, p->date, &v), unthumbed = 0;
-	int ret = 0;
+	int n_spooled = 0, n_cached = 0, ret = 0;
 	if (n < 0)
 		return n;
+	/* with READDIRPLUS, the attributes of what is in the store only
+	 * come from the rows listed, not from a lookup each: the local
+	 * files' names say which those are */
+	if (plus && (n_spooled = names_in(sp, &spooled)) >= 0 &&
+	    fs_thumb_path(fs, p->patient, p->date, NULL, dir, sizeof(dir)) == 0)
+		n_cached = names_in(dir, &cached);
+	if (n_spooled < 0 || n_cached < 0)
+		plus = false; /* each entry looked up, then */
 	for (int i = 0; ret == 0 && i < n; i++) {
-		ret = add_entry(l, v[i].name, S_IFREG, 0);
-		if (!v[i].thumb[0])
+		const struct db_name *r = &v[i];
+		if ((ret = add_entry(l, r->name, S_IFREG, 0)))
+			break;
+		if (plus && r->uploaded &&
+		    !has_name(spooled, n_spooled, r->name)) {
+			struct dir_entry *e = &l->v[l->n - 1];
+			stored_stat(r->size, r->updated_at, false, &e->st);
+			shown(fs, &e->st);
+			e->known = true;
+		}
+		if (!r->thumb[0]) {
 			unthumbed++;
-		else if (ret == 0)
-			ret = add_entry(l, v[i].thumb, S_IFREG, 0);
+			continue;
+		}
+		if ((ret = add_entry(l, r->thumb, S_IFREG, 0)))
+			break;
+		if (plus && r->thumb_stored &&
+		    !has_name(cached, n_cached, r->thumb)) {
+			struct dir_entry *e = &l->v[l->n - 1];
+			stored_stat(r->thumb_size, r->updated_at, true, &e->st);
+			shown(fs, &e->st);
+			e->known = true;
+		}
 	}
+	free_names(spooled, n_spooled > 0 ? n_spooled : 0);
+	free_names(cached, n_cached > 0 ? n_cached : 0);
 	if (ret == 0)
 		ret = list_dir(l, sp, v, n);
 	if (unthumbed && db_backfill_queue(fs->db, p->patient, p->date) > 0)
@@ -413,7 +511,8 @@ static int list_batch(struct thumbfs *fs, struct dir_list *l,
 	return ret;
 }
 
-static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l)
+static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l,
+		     bool plus)
 {
 	struct fs_path p;
 	char sp[PATH_MAX];
@@ -435,7 +534,7 @@ static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l)
 		if (fs_spool_path(fs, path, sp, sizeof(sp)))
 			return -ENAMETOOLONG;
 		if (p.kind == FS_BATCH)
-			return list_batch(fs, l, &p, sp);
+			return list_batch(fs, l, &p, sp, plus);
 		return list_dir(l, sp, NULL, 0);
 	default:
 		return -ENOTDIR;
@@ -480,7 +579,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		    strcmp(path, "/.thumbfs") != 0; /* (no status text) */
 	if (off == 0 || l->n == 0) { /* from the start: taken anew */
 		dir_list_clear(l);
-		int ret = list_path(fs, path, l);
+		int ret = list_path(fs, path, l, plus);
 		if (ret)
 			return ret;
 	}
@@ -488,10 +587,13 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		const struct dir_entry *e = &l->v[i];
 		struct stat st = {.st_ino = e->ino, .st_mode = e->type};
 		enum fuse_fill_dir_flags how = 0;
-		if (plus && i >= 2 &&
-		    snprintf(full, sizeof(full), "%s/%s", dir, e->name) <
-			(int)sizeof(full) &&
-		    getattr_shown(full, &st, NULL) == 0)
+		if (plus && e->known) {
+			st = e->st;
+			how = FUSE_FILL_DIR_PLUS;
+		} else if (plus && i >= 2 &&
+			   snprintf(full, sizeof(full), "%s/%s", dir, e->name) <
+			       (int)sizeof(full) &&
+			   getattr_shown(full, &st, NULL) == 0)
 			how = FUSE_FILL_DIR_PLUS;
 		else
 			st =

@@ -3,6 +3,7 @@ reaches a mount through thumbfs_change, from where the mount was, without
 reading every row again. A mount reads every row only when it never has,
 or when it was away longer than the changes are kept."""
 import os
+import time
 import uuid
 
 from conftest import pg_mount, wait_for
@@ -43,6 +44,19 @@ def test_the_app_s_changes_arrive_without_a_full_read(
         app_insert(pg, m.bucket, "b.jpg")
         wait_for(lambda: listing(m) == ["a.jpg", "a_thumb.jpg", "b.jpg",
                                         "b_thumb.jpg"], 60, "the inserts")
+        # in the store only: a listing gives the rows' sizes and times,
+        # as stat() does once the kernel's second is over
+        time.sleep(1.5)
+        d = m.mnt / "patients/P9/2025-06-01"
+        listed = {e.name: e.stat(follow_symlinks=False)
+                  for e in os.scandir(d)}
+        assert {n: st.st_size for n, st in listed.items()} == {
+            "a.jpg": 10, "a_thumb.jpg": 5, "b.jpg": 10, "b_thumb.jpg": 5}
+        time.sleep(1.5)
+        for n, st in listed.items():
+            now = os.lstat(d / n)
+            assert (st.st_mode, st.st_size, st.st_uid, st.st_mtime_ns) == \
+                (now.st_mode, now.st_size, now.st_uid, now.st_mtime_ns), n
         # renamed by the app: the old name goes, the new one comes
         pg.psql("UPDATE images_image SET original_filename = 'c.jpg',"
                 " updated_at = now() WHERE original_filename = 'b.jpg'")

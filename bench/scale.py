@@ -129,7 +129,13 @@ def main():
     pg = Postgres(tmp / "pg")
     pg.start("-c shared_buffers=512MB -c max_wal_size=4GB")
     mounts = []
-    rows = []
+
+    class Rows(list):
+        """Each figure printed as it is measured, and in the table."""
+        def append(self, row):
+            print(f"  {row[0]}: {row[1]} {row[2]}", flush=True)
+            super().append(row)
+    rows = Rows()
     try:
         pg.psql("CREATE DATABASE thumbfs", db="postgres")
         pg.psql(subprocess.run([str(BIN), "schema"], check=True,

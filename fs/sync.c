@@ -317,12 +317,21 @@ static int catch_up(struct thumbfs *fs, char *err, size_t errlen)
 			 strerror(-ret));
 		return ret;
 	}
-	if (ret == 0 && cursor <= horizon)
+	bool behind = ret == 0 && cursor <= horizon;
+	/* transactions go forward: a server behind the bound is another
+	 * one under the same dsn (a database restored from a dump) */
+	bool other = ret == 0 && cursor > bound;
+	if (behind)
 		log_warn("this catalog last applied PostgreSQL's changes up to "
 			 "transaction %lld; those up to %lld are pruned "
 			 "([postgres] changes_kept_days): every row is read",
 			 (long long)cursor, (long long)horizon);
-	if (ret == -ENOENT || cursor <= horizon) {
+	if (other)
+		log_warn("PostgreSQL's transactions (%lld) are behind those "
+			 "this catalog applied (%lld): another or a restored "
+			 "database; every row is read",
+			 (long long)bound, (long long)cursor);
+	if (ret == -ENOENT || behind || other) {
 		if ((ret = full_read(fs, &cursor, err, errlen)) ||
 		    (ret = db_sync_cursor_set(fs->db, dsn, cursor)))
 			return ret;

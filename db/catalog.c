@@ -7,76 +7,76 @@
 
 #include "db/internal.h"
 
-static const char SQL_GET[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id = :patient_id"
-    " AND batch_date = :batch_date AND name = :name";
-static const char SQL_GET_ID[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id";
-static const char SQL_GET_THUMB[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE"
-    " patient_id = :patient_id AND batch_date = :batch_date AND"
-    " thumbnail_name = :name ORDER BY updated_at DESC LIMIT 1";
+DB_SQL(SQL_GET, "SELECT rowid" DB_IMAGE_SELECT
+		" FROM images WHERE patient_id = :patient_id"
+		" AND batch_date = :batch_date AND name = :name");
+DB_SQL(SQL_GET_ID,
+       "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id");
+DB_SQL(SQL_GET_THUMB,
+       "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE"
+       " patient_id = :patient_id AND batch_date = :batch_date AND"
+       " thumbnail_name = :name ORDER BY updated_at DESC LIMIT 1");
 /* :in_pg: a row PostgreSQL already has (read from it) */
-static const char SQL_INSERT[] =
-    "INSERT INTO images (in_pg, seen" DB_IMAGE_SELECT
-    ") VALUES (:in_pg, :in_pg" DB_IMAGE_PARAMS ")";
-static const char SQL_REWRITE[] =
-    "UPDATE images SET state = 'spooled', gen = gen + 1,"
-    " file_size = :file_size, uploaded_by = :uploaded_by,"
-    " updated_at = :updated_at, evicted = 0 WHERE id = :id";
-static const char SQL_DELETE[] = "DELETE FROM images WHERE id = :id";
-static const char SQL_BUMP[] =
+DB_SQL(SQL_INSERT, "INSERT INTO images (in_pg, seen" DB_IMAGE_SELECT
+		   ") VALUES (:in_pg, :in_pg" DB_IMAGE_PARAMS ")");
+DB_SQL(SQL_REWRITE, "UPDATE images SET state = 'spooled', gen = gen + 1,"
+		    " file_size = :file_size, uploaded_by = :uploaded_by,"
+		    " updated_at = :updated_at, evicted = 0 WHERE id = :id");
+DB_SQL(SQL_DELETE, "DELETE FROM images WHERE id = :id");
+DB_SQL(
+    SQL_BUMP,
     "UPDATE images SET gen = gen + 1, evicted = 0 WHERE"
-    " patient_id = :patient_id AND batch_date = :batch_date AND name = :name";
-static const char SQL_META[] =
-    "UPDATE images SET category = :category, filemaker_id = :filemaker_id,"
-    " updated_at = :updated_at WHERE id = :id";
-static const char SQL_LIST[] =
-    "SELECT name, thumbnail_name, state = 'uploaded', s3_thumbnail_key != ''"
-    " AND count(*) OVER (PARTITION BY thumbnail_name) = 1, file_size,"
-    " thumbnail_size, updated_at FROM images WHERE patient_id = :patient_id"
-    " AND batch_date = :batch_date ORDER BY name";
+    " patient_id = :patient_id AND batch_date = :batch_date AND name = :name");
+DB_SQL(SQL_META,
+       "UPDATE images SET category = :category, filemaker_id = :filemaker_id,"
+       " updated_at = :updated_at WHERE id = :id");
+DB_SQL(SQL_LIST,
+       "SELECT name, thumbnail_name, state = 'uploaded', s3_thumbnail_key != ''"
+       " AND count(*) OVER (PARTITION BY thumbnail_name) = 1, file_size,"
+       " thumbnail_size, updated_at FROM images WHERE patient_id = :patient_id"
+       " AND batch_date = :batch_date ORDER BY name");
 /* kept as rows change (schema v8's triggers): nothing is scanned */
-static const char SQL_COUNT_STATE[] =
-    "SELECT sum(n * (what = 'spooled')), sum(n * (what = 'uploaded')),"
-    " sum(n * (what = 'other')), sum(n * (what = 'errors')) FROM counts";
+DB_SQL(SQL_COUNT_STATE,
+       "SELECT sum(n * (what = 'spooled')), sum(n * (what = 'uploaded')),"
+       " sum(n * (what = 'other')), sum(n * (what = 'errors')) FROM counts");
 /* the newest of each kind, by the partial indexes of schema v7 */
-static const char SQL_PROBLEMS[] =
-    "SELECT * FROM (SELECT patient_id || '/' || batch_date || '/' || name,"
-    " 'no thumbnail: ' || error, updated_at FROM images WHERE error != ''"
-    " ORDER BY updated_at DESC LIMIT :n) UNION ALL"
-    " SELECT * FROM (SELECT coalesce(i.patient_id || '/' || i.batch_date"
-    " || '/' || i.name, j.key), 'failed for good: ' || j.last_error, ''"
-    " FROM jobs j LEFT JOIN images i ON i.id = j.image_id WHERE j.parked"
-    " ORDER BY j.id DESC LIMIT :n)";
-static const char SQL_COUNT_JOBS[] =
+DB_SQL(SQL_PROBLEMS,
+       "SELECT * FROM (SELECT patient_id || '/' || batch_date || '/' || name,"
+       " 'no thumbnail: ' || error, updated_at FROM images WHERE error != ''"
+       " ORDER BY updated_at DESC LIMIT :n) UNION ALL"
+       " SELECT * FROM (SELECT coalesce(i.patient_id || '/' || i.batch_date"
+       " || '/' || i.name, j.key), 'failed for good: ' || j.last_error, ''"
+       " FROM jobs j LEFT JOIN images i ON i.id = j.image_id WHERE j.parked"
+       " ORDER BY j.id DESC LIMIT :n)");
+DB_SQL_WHOLE(
+    SQL_COUNT_JOBS, "the queue's counts, once per read of the status file",
     "SELECT sum(kind = 1 AND NOT parked), sum(kind = 2 AND NOT parked),"
     " sum(attempts > 0 AND NOT parked), sum(kind IN (3, 4)),"
     " sum(kind = 5 AND NOT parked), sum(kind = 6 AND NOT parked),"
-    " sum(parked) FROM jobs";
-static const char SQL_JOB_HAS[] = "SELECT 1 FROM jobs WHERE image_id = :id"
-				  " LIMIT 1";
-static const char SQL_JOB_FIND_INGEST[] =
-    "SELECT id FROM jobs WHERE kind = 1 AND image_id = :id AND claimed = 0"
-    " LIMIT 1";
-static const char SQL_JOB_SET_GEN[] =
-    "UPDATE jobs SET gen = :gen, not_before = 0, attempts = 0 WHERE id = :job";
-static const char SQL_JOB_INSERT_INGEST[] =
-    "INSERT INTO jobs (kind, image_id, gen) VALUES (1, :id, :gen)";
-static const char SQL_JOB_DROP_INGESTS[] =
-    "DELETE FROM jobs WHERE kind = 1 AND image_id = :id AND claimed = 0";
-static const char SQL_WRITING_ADD[] =
-    "INSERT OR IGNORE INTO writing VALUES (:patient_id, :batch_date, :name)";
-static const char SQL_WRITING_DEL[] =
-    "DELETE FROM writing WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND name = :name";
-static const char SQL_WRITING_FIRST[] =
-    "SELECT patient_id, batch_date, name FROM writing LIMIT 1";
-static const char SQL_TOMB_INSERT[] =
-    "INSERT INTO tombstones (rowid" DB_TOMB_SELECT
-    ") VALUES (NULL" DB_TOMB_PARAMS ")";
-static const char SQL_TOMB_GET[] =
-    "SELECT rowid" DB_TOMB_SELECT " FROM tombstones WHERE id = :id";
+    " sum(parked) FROM jobs");
+DB_SQL(SQL_JOB_HAS, "SELECT 1 FROM jobs WHERE image_id = :id"
+		    " LIMIT 1");
+DB_SQL(SQL_JOB_FIND_INGEST,
+       "SELECT id FROM jobs WHERE kind = 1 AND image_id = :id AND claimed = 0"
+       " LIMIT 1");
+DB_SQL(
+    SQL_JOB_SET_GEN,
+    "UPDATE jobs SET gen = :gen, not_before = 0, attempts = 0 WHERE id = :job");
+DB_SQL(SQL_JOB_INSERT_INGEST,
+       "INSERT INTO jobs (kind, image_id, gen) VALUES (1, :id, :gen)");
+DB_SQL(SQL_JOB_DROP_INGESTS,
+       "DELETE FROM jobs WHERE kind = 1 AND image_id = :id AND claimed = 0");
+DB_SQL(
+    SQL_WRITING_ADD,
+    "INSERT OR IGNORE INTO writing VALUES (:patient_id, :batch_date, :name)");
+DB_SQL(SQL_WRITING_DEL, "DELETE FROM writing WHERE patient_id = :patient_id AND"
+			" batch_date = :batch_date AND name = :name");
+DB_SQL(SQL_WRITING_FIRST,
+       "SELECT patient_id, batch_date, name FROM writing LIMIT 1");
+DB_SQL(SQL_TOMB_INSERT, "INSERT INTO tombstones (rowid" DB_TOMB_SELECT
+			") VALUES (NULL" DB_TOMB_PARAMS ")");
+DB_SQL(SQL_TOMB_GET,
+       "SELECT rowid" DB_TOMB_SELECT " FROM tombstones WHERE id = :id");
 
 sqlite3_stmt *db_use_path(struct db *db, const char *sql, const char *patient,
 			  const char *date, const char *name)
@@ -191,9 +191,9 @@ int db_image_writing(struct db *db, const char *patient, const char *date,
 	return db_tx_end(db, ret);
 }
 
-static const char SQL_EVICTED_AGAIN[] =
-    "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND name = :name";
+DB_SQL(SQL_EVICTED_AGAIN,
+       "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name");
 
 int db_writing_undo(struct db *db, const char *patient, const char *date,
 		    const char *name, bool evicted)
@@ -212,11 +212,11 @@ int db_writing_undo(struct db *db, const char *patient, const char *date,
 	return db_tx_end(db, ret == -ENOENT ? 0 : ret);
 }
 
-static const char SQL_BACKFILL_ONE[] =
-    "INSERT INTO jobs (kind, image_id, gen) VALUES (5, :id, :gen)";
-static const char SQL_THUMB_FORGET[] =
-    "UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
-    " thumbnail_size = 0, width = 0, height = 0, error = '' WHERE id = :id";
+DB_SQL(SQL_BACKFILL_ONE,
+       "INSERT INTO jobs (kind, image_id, gen) VALUES (5, :id, :gen)");
+DB_SQL(SQL_THUMB_FORGET,
+       "UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
+       " thumbnail_size = 0, width = 0, height = 0, error = '' WHERE id = :id");
 
 int db_repair(struct db *db, const char *id, enum db_repair what)
 {
@@ -356,9 +356,9 @@ int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out)
 	return ret;
 }
 
-static const char SQL_SPOOLED_NEXT[] =
-    "SELECT patient_id, batch_date, name FROM images WHERE"
-    " state = 'spooled' AND id > :after ORDER BY id LIMIT 1";
+DB_SQL(SQL_SPOOLED_NEXT,
+       "SELECT patient_id, batch_date, name FROM images WHERE"
+       " state = 'spooled' AND id > :after ORDER BY id LIMIT 1");
 
 /* The (patient, date, name) of the first row of sql (bound to after when
  * given) into out; -ENOENT when there is none. */
@@ -596,9 +596,9 @@ int db_counts(struct db *db, struct db_counts *out)
 	return ret;
 }
 
-static const char SQL_CLEAN[] = "SELECT clean FROM mount_state";
-static const char SQL_CLEAN_SET[] =
-    "INSERT OR REPLACE INTO mount_state (one, clean) VALUES (1, :clean)";
+DB_SQL(SQL_CLEAN, "SELECT clean FROM mount_state");
+DB_SQL(SQL_CLEAN_SET,
+       "INSERT OR REPLACE INTO mount_state (one, clean) VALUES (1, :clean)");
 
 int db_ended_clean(struct db *db)
 {

@@ -431,12 +431,14 @@ int db_dir_move(struct db *db, const struct db_move *m);
 int db_move_first(struct db *db, struct db_move *out);
 int db_move_settled(struct db *db, const struct db_move *m);
 
-/* A DB_JOB_MOVE is done: the image's objects were copied to key and
- * thumb_key (NULL: not copied, as the image has other content since).
- * If it still has the old keys, it takes the new and its PostgreSQL upsert
- * is queued; the old objects' removal is queued (once no image holds
- * them), and the job removed. */
-int db_move_done(struct db *db, const struct db_job *job, const char *key,
+/* A DB_JOB_MOVE is done: the image's objects were copied from from_key
+ * and from_thumb (its keys when the job ran) to key and thumb_key (NULL:
+ * nothing copied: it was removed, or its new key is too long). If it
+ * still has from_key, it takes the new keys and its PostgreSQL upsert is
+ * queued; the removal of the keys it left (the job's, and from_*) is
+ * queued once no image holds them, and the job removed. */
+int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
+		 const char *from_thumb, const char *key,
 		 const char *thumb_key);
 
 /* A new random (version 4) uuid into out[37]. */

@@ -53,7 +53,7 @@ sqlite3_stmt *db_use(struct db *db, const char *sql)
 			return s;
 		}
 	}
-	if (db->n_stmt == DB_STMT_MAX ||
+	if (db->n_stmt == db_sql_end - db_sql_first ||
 	    sqlite3_prepare_v3(db->conn, sql, -1, SQLITE_PREPARE_PERSISTENT, &s,
 			       NULL) != SQLITE_OK)
 		return NULL;
@@ -96,9 +96,9 @@ int64_t db_int(sqlite3_stmt *s)
 	return v;
 }
 
-static const char SQL_BEGIN[] = "BEGIN IMMEDIATE";
-static const char SQL_COMMIT[] = "COMMIT";
-static const char SQL_ROLLBACK[] = "ROLLBACK";
+DB_SQL(SQL_BEGIN, "BEGIN IMMEDIATE");
+DB_SQL(SQL_COMMIT, "COMMIT");
+DB_SQL(SQL_ROLLBACK, "ROLLBACK");
 
 int db_tx_begin(struct db *db)
 {
@@ -210,6 +210,7 @@ void db_free(struct db *db)
 		return;
 	for (int i = 0; i < db->n_stmt; i++)
 		sqlite3_finalize(db->stmt[i].st);
+	free(db->stmt);
 	sqlite3_close(db->ckpt);
 	sqlite3_close(db->conn);
 	if (db->wal_fd >= 0)
@@ -255,6 +256,11 @@ static struct db *open_catalog(const char *dir, bool own, char *err,
 			       size_t errlen)
 {
 	struct db *db = calloc(1, sizeof(*db));
+	if (db && !(db->stmt = calloc((size_t)(db_sql_end - db_sql_first),
+				      sizeof(*db->stmt)))) {
+		free(db);
+		db = NULL;
+	}
 	if (!db) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;

@@ -5,24 +5,26 @@
 #include "db/internal.h"
 
 /* settled: uploaded, not being written, no thumbnail or upload on its way */
-static const char SQL_EVICT[] =
-    "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND name = :name AND evicted = 0 AND"
-    " state = 'uploaded' AND s3_key != '' AND id NOT IN (SELECT image_id"
-    " FROM jobs WHERE kind IN (1, 5, 6)) AND NOT EXISTS (SELECT 1 FROM"
-    " writing w WHERE w.patient_id = :patient_id AND"
-    " w.batch_date = :batch_date AND w.name = :name)";
-static const char SQL_EVICTED[] =
-    "SELECT evicted FROM images WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND name = :name";
-static const char SQL_RESTORED[] =
-    "UPDATE images SET evicted = 0 WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND name = :name";
-static const char SQL_THUMB_SETTLED[] =
-    "SELECT 1 FROM images WHERE patient_id = :patient_id AND"
-    " batch_date = :batch_date AND thumbnail_name = :name AND"
-    " state = 'uploaded' AND s3_thumbnail_key != '' AND id NOT IN"
-    " (SELECT image_id FROM jobs WHERE kind IN (1, 5, 6)) LIMIT 1";
+DB_SQL(SQL_EVICT,
+       "UPDATE images SET evicted = 1 WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name AND evicted = 0 AND"
+       " state = 'uploaded' AND s3_key != '' AND NOT EXISTS (SELECT 1"
+       " FROM jobs j WHERE j.image_id = images.id AND j.kind IN (1, 5, 6))"
+       " AND NOT EXISTS (SELECT 1 FROM"
+       " writing w WHERE w.patient_id = :patient_id AND"
+       " w.batch_date = :batch_date AND w.name = :name)");
+DB_SQL(SQL_EVICTED,
+       "SELECT evicted FROM images WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name");
+DB_SQL(SQL_RESTORED,
+       "UPDATE images SET evicted = 0 WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name");
+DB_SQL(SQL_THUMB_SETTLED,
+       "SELECT 1 FROM images WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND thumbnail_name = :name AND"
+       " state = 'uploaded' AND s3_thumbnail_key != '' AND NOT EXISTS"
+       " (SELECT 1 FROM jobs j WHERE j.image_id = images.id AND"
+       " j.kind IN (1, 5, 6)) LIMIT 1");
 
 int db_image_evict(struct db *db, const char *patient, const char *date,
 		   const char *name)

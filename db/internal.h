@@ -20,20 +20,47 @@
 
 #include "db/catalog.h"
 
-/* Statements are prepared on first use and kept (one per SQL text, found
- * by the address of its string): this many at most. */
-#define DB_STMT_MAX 64
+/*
+ * Every statement the catalog prepares is defined with DB_SQL (or
+ * DB_SQL_WHOLE), which also lists it where the linker gathers them all
+ * (the section db_sql, read through db_sql_first and db_sql_end): the
+ * statement cache is as large as that list, and tests/unit/test_plans.c
+ * checks each one's query plan against a catalog with rows. A statement
+ * that reads a whole table on purpose (the status file's queue counts, a
+ * backfill) says why in DB_SQL_WHOLE; every other one must find its rows
+ * by an index, so that its cost does not grow with the archive.
+ */
+struct db_sql {
+	const char *name;
+	const char *text;
+	const char *whole; /* NULL, or why it reads a whole table */
+};
+#define DB_SQL_ENTRY(n, why)                                                   \
+	static const struct db_sql n##_sql = {#n, n, why};                     \
+	static const struct db_sql *const n##_entry __attribute__((            \
+	    used, section("db_sql"), aligned(sizeof(void *)))) = &n##_sql
+#define DB_SQL(n, text)                                                        \
+	static const char n[] = text;                                          \
+	DB_SQL_ENTRY(n, NULL)
+#define DB_SQL_WHOLE(n, why, text)                                             \
+	static const char n[] = text;                                          \
+	DB_SQL_ENTRY(n, why)
+/* the linker's bounds of the list (GNU ld and lld define them) */
+extern const struct db_sql *const __start_db_sql[];
+extern const struct db_sql *const __stop_db_sql[];
+#define db_sql_first __start_db_sql
+#define db_sql_end   __stop_db_sql
 
 struct db {
 	pthread_mutex_t lock; /* guards conn, stmt[], pg_sync, keep_objects */
 	bool pg_sync;
 	bool keep_objects; /* [store] delete = keep */
 	sqlite3 *conn;
-	struct {
+	struct db_stmt {
 		const char *sql;
 		sqlite3_stmt *st;
-	} stmt[DB_STMT_MAX];
-	int n_stmt;
+	} * stmt;   /* prepared on first use and kept, found by the */
+	int n_stmt; /* address of their text; at most one per DB_SQL */
 	_Atomic int wal_pages;	   /* in the log after the last commit */
 	pthread_mutex_t ckpt_lock; /* guards ckpt; taken before lock */
 	sqlite3 *ckpt;		   /* the checkpointer's connection */

@@ -10,49 +10,51 @@
 /* The rows moved: of patient :fp, of its date :fd ('' for every date). */
 #define FROM " patient_id = :fp AND (:fd = '' OR batch_date = :fd)"
 
-static const char SQL_TARGET_USED[] =
-    "SELECT 1 FROM images WHERE patient_id = :tp AND (:td = '' OR"
-    " batch_date = :td) LIMIT 1";
+DB_SQL(SQL_TARGET_USED,
+       "SELECT 1 FROM images WHERE patient_id = :tp AND (:td = '' OR"
+       " batch_date = :td) LIMIT 1");
 /* PostgreSQL forgets them where they were; their rows there come back
  * at the new place once their objects are (a move job's upsert) */
-static const char SQL_PG_DELETES[] =
-    "INSERT INTO jobs (kind, image_id, key, key2, name) SELECT 4, '',"
-    " patient_id, batch_date, name FROM images WHERE in_pg = 1 AND" FROM;
-static const char SQL_MOVE_JOBS[] =
-    "INSERT INTO jobs (kind, image_id, gen, key, key2, name) SELECT 6, id,"
-    " gen + 1, s3_key, s3_thumbnail_key, patient_id || '/' || batch_date ||"
-    " '/' || name FROM images WHERE s3_key != '' AND" FROM;
+DB_SQL(SQL_PG_DELETES,
+       "INSERT INTO jobs (kind, image_id, key, key2, name) SELECT 4, '',"
+       " patient_id, batch_date, name FROM images WHERE in_pg = 1 AND" FROM);
+DB_SQL(SQL_MOVE_JOBS,
+       "INSERT INTO jobs (kind, image_id, gen, key, key2, name) SELECT 6, id,"
+       " gen + 1, s3_key, s3_thumbnail_key, patient_id || '/' || batch_date ||"
+       " '/' || name FROM images WHERE s3_key != '' AND" FROM);
 /* a waiting ingest is for the new gen; one under way is made stale */
-static const char SQL_INGESTS_ON[] =
-    "UPDATE jobs SET gen = (SELECT i.gen + 1 FROM images i WHERE"
-    " i.id = jobs.image_id), not_before = 0, attempts = 0 WHERE kind = 1"
-    " AND claimed = 0 AND image_id IN (SELECT id FROM images WHERE" FROM ")";
-static const char SQL_INGESTS_NEW[] =
+DB_SQL(SQL_INGESTS_ON,
+       "UPDATE jobs SET gen = (SELECT i.gen + 1 FROM images i WHERE"
+       " i.id = jobs.image_id), not_before = 0, attempts = 0 WHERE kind = 1"
+       " AND claimed = 0 AND image_id IN (SELECT id FROM images WHERE" FROM
+       ")");
+DB_SQL(
+    SQL_INGESTS_NEW,
     "INSERT INTO jobs (kind, image_id, gen) SELECT 1, id, gen + 1 FROM"
-    " images WHERE state = 'spooled' AND id NOT IN (SELECT image_id FROM"
-    " jobs WHERE kind = 1 AND claimed = 0) AND" FROM;
-static const char SQL_ROWS[] =
-    "UPDATE images SET patient_id = :tp, batch_date = CASE WHEN :td = ''"
-    " THEN batch_date ELSE :td END, in_pg = 0, gen = gen + 1 WHERE" FROM;
-static const char SQL_WRITING[] =
-    "UPDATE writing SET patient_id = :tp, batch_date = CASE WHEN :td = ''"
-    " THEN batch_date ELSE :td END WHERE" FROM;
-static const char SQL_RECORD[] =
-    "INSERT INTO moves (from_patient, from_date, to_patient, to_date)"
-    " VALUES (:fp, :fd, :tp, :td)";
-static const char SQL_FIRST[] = "SELECT from_patient, from_date, to_patient,"
-				" to_date FROM moves ORDER BY rowid LIMIT 1";
-static const char SQL_SETTLED[] =
-    "DELETE FROM moves WHERE from_patient = :fp AND from_date = :fd AND"
-    " to_patient = :tp AND to_date = :td";
-static const char SQL_KEYS[] =
-    "UPDATE images SET s3_key = :key, s3_thumbnail_key = CASE WHEN"
-    " s3_thumbnail_key = :old_thumb THEN :thumb ELSE s3_thumbnail_key END"
-    " WHERE id = :id";
-static const char SQL_KEY_HELD[] =
-    "SELECT 1 FROM images WHERE s3_key = :key OR s3_thumbnail_key = :key"
-    " LIMIT 1";
-static const char SQL_DONE[] = "DELETE FROM jobs WHERE id = :job";
+    " images WHERE state = 'spooled' AND NOT EXISTS (SELECT 1 FROM jobs j"
+    " WHERE j.image_id = images.id AND j.kind = 1 AND j.claimed = 0) AND" FROM);
+DB_SQL(SQL_ROWS,
+       "UPDATE images SET patient_id = :tp, batch_date = CASE WHEN :td = ''"
+       " THEN batch_date ELSE :td END, in_pg = 0, gen = gen + 1 WHERE" FROM);
+DB_SQL(SQL_WRITING,
+       "UPDATE writing SET patient_id = :tp, batch_date = CASE WHEN :td = ''"
+       " THEN batch_date ELSE :td END WHERE" FROM);
+DB_SQL(SQL_RECORD,
+       "INSERT INTO moves (from_patient, from_date, to_patient, to_date)"
+       " VALUES (:fp, :fd, :tp, :td)");
+DB_SQL(SQL_FIRST, "SELECT from_patient, from_date, to_patient,"
+		  " to_date FROM moves ORDER BY rowid LIMIT 1");
+DB_SQL(SQL_SETTLED,
+       "DELETE FROM moves WHERE from_patient = :fp AND from_date = :fd AND"
+       " to_patient = :tp AND to_date = :td");
+DB_SQL(SQL_KEYS,
+       "UPDATE images SET s3_key = :key, s3_thumbnail_key = CASE WHEN"
+       " s3_thumbnail_key = :old_thumb THEN :thumb ELSE s3_thumbnail_key END"
+       " WHERE id = :id");
+DB_SQL(SQL_KEY_HELD,
+       "SELECT 1 FROM images WHERE s3_key = :key OR s3_thumbnail_key = :key"
+       " LIMIT 1");
+DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
 
 /* sql with the move's four places bound. */
 static sqlite3_stmt *use_move(struct db *db, const char *sql,
@@ -142,37 +144,44 @@ static int drop_key(struct db *db, const struct db_job *job, const char *key,
 			       name);
 }
 
-int db_move_done(struct db *db, const struct db_job *job, const char *key,
-		 const char *thumb_key)
+int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
+		 const char *from_thumb, const char *key, const char *thumb_key)
 {
 	struct db_image img;
 	int ret = db_tx_begin(db);
 	if (ret)
 		return ret;
 	ret = db_get_by_id_locked(db, job->image_id, &img);
-	bool moved = ret == 0 && key && !strcmp(img.s3_key, job->key);
+	bool moved = ret == 0 && key && !strcmp(img.s3_key, from_key);
 	if (moved) {
 		sqlite3_stmt *s = db_use(db, SQL_KEYS);
 		db_bind_text(s, ":key", key);
 		db_bind_text(s, ":thumb", thumb_key);
-		db_bind_text(s, ":old_thumb", job->key2);
+		db_bind_text(s, ":old_thumb", from_thumb);
 		db_bind_text(s, ":id", img.id);
 		ret = db_run(s);
 		if (ret == 0 && !strcmp(img.state, "uploaded"))
 			ret = db_queue_sync(db, DB_JOB_PG_UPSERT, img.id,
 					    img.patient_id, img.batch_date,
 					    img.name);
-	} else if (ret == -ENOENT) {
-		/* removed since: what was copied belongs to nobody */
+	} else if (ret == -ENOENT || ret == 0) {
+		/* removed, or stored anew by another mount, since: what was
+		 * copied belongs to nobody (unless a row holds it) */
 		ret = drop_key(db, job, key, false);
 		if (ret == 0)
 			ret = drop_key(db, job, thumb_key, false);
 	}
-	/* the old keys, once the new ones exist (or the image moved on) */
+	/* the old keys, once the new ones exist (or the image moved on):
+	 * the job's, and those it copied from when a move before this one
+	 * had changed them */
 	if (ret == 0)
 		ret = drop_key(db, job, job->key, true);
 	if (ret == 0)
 		ret = drop_key(db, job, job->key2, false);
+	if (ret == 0 && from_key && strcmp(from_key, job->key))
+		ret = drop_key(db, job, from_key, false);
+	if (ret == 0 && from_thumb && strcmp(from_thumb, job->key2))
+		ret = drop_key(db, job, from_thumb, false);
 	if (ret == 0) {
 		sqlite3_stmt *s = db_use(db, SQL_DONE);
 		db_bind_int64(s, ":job", job->id);

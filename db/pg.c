@@ -371,6 +371,17 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 		  " i.batch_id = b.id AND b.patient_id = $1 AND b.batch_date"
 		  " = $2 AND i.original_filename = $3",
 		  3, p, NULL, err, errlen);
+	/* The batch goes with its last image, looked for only once the
+	 * batch is locked: a transaction adding an image to it (which holds
+	 * the batch's key share) has ended by then, and the next statement's
+	 * snapshot sees its image. In one statement, READ COMMITTED would
+	 * wait for the lock and then judge NOT EXISTS by the snapshot taken
+	 * before, and ON DELETE CASCADE would take the new image along. */
+	if (ret == 0)
+		ret = run(pg,
+			  "SELECT 1 FROM images_batch WHERE patient_id = $1"
+			  " AND batch_date = $2 FOR UPDATE",
+			  2, p, NULL, err, errlen);
 	if (ret == 0)
 		ret = run(pg,
 			  "DELETE FROM images_batch b WHERE b.patient_id = $1"
@@ -518,6 +529,62 @@ int db_pg_bound(struct db_pg *pg, int64_t *bound, int64_t *horizon, char *err,
 		return ret;
 	*bound = int_at(res, 0);
 	*horizon = int_at(res, 1);
+	PQclear(res);
+	return 0;
+}
+
+int db_pg_held(struct db_pg *pg, int64_t bound, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	char b[24];
+	const char *const p[] = {b};
+	snprintf(b, sizeof(b), "%lld", (long long)bound);
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	ret = run(pg,
+		  "SELECT EXISTS (SELECT 1 FROM thumbfs_change WHERE"
+		  " xid >= $1::bigint)::int",
+		  1, p, &res, err, errlen);
+	if (ret)
+		return ret;
+	ret = int_at(res, 0) == 1;
+	PQclear(res);
+	return ret;
+}
+
+int db_pg_holder(struct db_pg *pg, char *out, size_t n, char *err,
+		 size_t errlen)
+{
+	PGresult *res = NULL;
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret)
+		return ret;
+	/* another user's session shows little more than its pid to a role
+	 * without pg_read_all_stats; a prepared transaction is in no
+	 * session */
+	ret = run(pg,
+		  "SELECT * FROM (SELECT 'pid ' || pid || ' (user ' ||"
+		  " coalesce(usename, '?') || ', application ''' ||"
+		  " coalesce(application_name, '') || ''', client ' ||"
+		  " coalesce(host(client_addr), 'local') || ', database ' ||"
+		  " coalesce(datname, '?') || ', ' || coalesce(state, '?') ||"
+		  " coalesce(', transaction open ' || extract(epoch FROM now()"
+		  " - xact_start)::bigint || ' s', '') || ')' AS who,"
+		  " xact_start AS since FROM pg_stat_activity WHERE"
+		  " pid != pg_backend_pid() AND (backend_xid IS NOT NULL OR"
+		  " backend_xmin IS NOT NULL) UNION ALL SELECT 'prepared"
+		  " transaction ''' || gid || ''' (owner ' || owner || ','"
+		  " || ' database ' || database || ', prepared ' ||"
+		  " extract(epoch FROM now() - prepared)::bigint || ' s ago)',"
+		  " prepared FROM pg_prepared_xacts) t ORDER BY since NULLS"
+		  " LAST LIMIT 1",
+		  0, NULL, &res, err, errlen);
+	if (ret)
+		return ret;
+	snprintf(out, n, "%s",
+		 PQntuples(res) ? PQgetvalue(res, 0, 0)
+				: "a transaction this role cannot see");
 	PQclear(res);
 	return 0;
 }

@@ -76,6 +76,16 @@ int db_pg_woken(struct db_pg *pg);
 int db_pg_bound(struct db_pg *pg, int64_t *bound, int64_t *horizon, char *err,
 		size_t errlen);
 
+/* Whether committed changes wait at or past bound, held back by a
+ * transaction still open somewhere on the server: 1, 0, or -errno. */
+int db_pg_held(struct db_pg *pg, int64_t bound, char *err, size_t errlen);
+
+/* Who holds the bound back: the server's oldest open transaction other
+ * than this connection's (its pid, user, application, client, database,
+ * state and age), as one line into out. 0, or -errno with err. */
+int db_pg_holder(struct db_pg *pg, char *out, size_t n, char *err,
+		 size_t errlen);
+
 /* A change of an image: its id, the path it had before the change (empty
  * for an insert, or when its batch went first), and, when PostgreSQL
  * still has the image, the row as it is now. */

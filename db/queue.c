@@ -12,84 +12,85 @@
  * otherwise store its content after the newer one's. And no ingest of an
  * image while the delete of a former image of its name (its key) waits:
  * the delete would land after the new upload. */
-static const char SQL_CLAIM_PICK[] =
-    "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (1, 2, 5, 6)"
-    " AND claimed = 0 AND parked = 0 AND not_before <= :now AND NOT"
-    " EXISTS (SELECT 1 FROM"
-    " jobs o WHERE o.image_id = jobs.image_id AND o.image_id != '' AND"
-    " o.claimed = 1 AND o.kind IN (1, 2, 5, 6)) AND NOT (kind = 1 AND"
-    " EXISTS (SELECT 1 FROM jobs d JOIN images i ON i.id = jobs.image_id"
-    " WHERE d.kind = 2 AND d.name = i.patient_id || '/' || i.batch_date ||"
-    " '/' || i.name)) ORDER BY id LIMIT 1";
-static const char SQL_SYNC_PICK[] =
-    "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (3, 4) AND"
-    " claimed = 0 AND parked = 0 AND id > :after ORDER BY id LIMIT 1";
-static const char SQL_CLAIM_MARK[] =
-    "UPDATE jobs SET claimed = 1 WHERE id = :job";
-static const char SQL_RELEASE[] = "UPDATE jobs SET claimed = 0 WHERE id = :job";
-static const char SQL_DONE[] = "DELETE FROM jobs WHERE id = :job";
-static const char SQL_RETRY[] =
-    "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
-    " wrong = wrong + :wrong, not_before = :not_before, last_error = :error"
-    " WHERE id = :job";
-static const char SQL_INSERT[] =
-    "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES"
-    " (:kind, :image_id, :gen, :key, :key2, :name)";
-static const char SQL_PARK[] = "UPDATE jobs SET claimed = 0, parked = 1,"
-			       " last_error = :error WHERE id = :job";
-static const char SQL_UNPARK_ALL[] =
-    "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
-    " parked = 1";
-static const char SQL_UNPARK[] =
-    "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
-    " parked = 1 AND image_id IN (SELECT id FROM images WHERE"
-    " patient_id = :patient_id AND (:batch_date = '' OR"
-    " batch_date = :batch_date) AND (:name = '' OR name = :name))";
-static const char SQL_WAITING_GO[] =
-    "UPDATE jobs SET not_before = 0 WHERE kind IN (1, 2, 5, 6) AND"
-    " claimed = 0 AND parked = 0 AND attempts > 0 AND not_before > :now";
-static const char SQL_PARKED_OF[] =
-    "SELECT last_error FROM jobs WHERE image_id = :id AND parked = 1"
-    " LIMIT 1";
-static const char SQL_IN_PG[] = "UPDATE images SET in_pg = 1 WHERE id = :id";
-static const char SQL_IMG_DONE[] =
-    "UPDATE images SET state = 'uploaded', s3_key = :s3_key,"
-    " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
-    " thumbnail_name = :thumbnail_name, thumbnail_size = :thumbnail_size,"
-    " mime_type = :mime_type, width = :width, height = :height,"
-    " sha256 = :sha256, error = :error, file_size = :file_size,"
-    " updated_at = :updated_at, category = :category,"
-    " filemaker_id = :filemaker_id WHERE id = :id AND gen = :gen";
+DB_SQL(SQL_CLAIM_PICK,
+       "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (1, 2, 5, 6)"
+       " AND claimed = 0 AND parked = 0 AND not_before <= :now AND NOT"
+       " EXISTS (SELECT 1 FROM"
+       " jobs o WHERE o.image_id = jobs.image_id AND o.image_id != '' AND"
+       " o.claimed = 1 AND o.kind IN (1, 2, 5, 6)) AND NOT (kind = 1 AND"
+       " EXISTS (SELECT 1 FROM jobs d JOIN images i ON i.id = jobs.image_id"
+       " WHERE d.kind = 2 AND d.name = i.patient_id || '/' || i.batch_date ||"
+       " '/' || i.name)) ORDER BY id LIMIT 1");
+DB_SQL(SQL_SYNC_PICK,
+       "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (3, 4) AND"
+       " claimed = 0 AND parked = 0 AND id > :after ORDER BY id LIMIT 1");
+DB_SQL(SQL_CLAIM_MARK, "UPDATE jobs SET claimed = 1, put_key = '',"
+		       " put_key2 = '' WHERE id = :job");
+DB_SQL(SQL_RELEASE, "UPDATE jobs SET claimed = 0 WHERE id = :job");
+DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
+DB_SQL(SQL_RETRY,
+       "UPDATE jobs SET claimed = 0, attempts = attempts + 1,"
+       " wrong = wrong + :wrong, not_before = :not_before, last_error = :error"
+       " WHERE id = :job");
+DB_SQL(SQL_INSERT,
+       "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES"
+       " (:kind, :image_id, :gen, :key, :key2, :name)");
+DB_SQL(SQL_PARK, "UPDATE jobs SET claimed = 0, parked = 1,"
+		 " last_error = :error WHERE id = :job");
+DB_SQL(SQL_UNPARK_ALL,
+       "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
+       " parked");
+DB_SQL(SQL_UNPARK,
+       "UPDATE jobs SET parked = 0, not_before = 0, attempts = 0 WHERE"
+       " parked AND image_id IN (SELECT id FROM images WHERE"
+       " patient_id = :patient_id AND (:batch_date = '' OR"
+       " batch_date = :batch_date) AND (:name = '' OR name = :name))");
+DB_SQL(SQL_WAITING_GO,
+       "UPDATE jobs SET not_before = 0 WHERE kind IN (1, 2, 5, 6) AND"
+       " claimed = 0 AND parked = 0 AND attempts > 0 AND not_before > :now");
+DB_SQL(SQL_PARKED_OF,
+       "SELECT last_error FROM jobs WHERE image_id = :id AND parked = 1"
+       " LIMIT 1");
+DB_SQL(SQL_IN_PG, "UPDATE images SET in_pg = 1 WHERE id = :id");
+DB_SQL(SQL_IMG_DONE,
+       "UPDATE images SET state = 'uploaded', s3_key = :s3_key,"
+       " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
+       " thumbnail_name = :thumbnail_name, thumbnail_size = :thumbnail_size,"
+       " mime_type = :mime_type, width = :width, height = :height,"
+       " sha256 = :sha256, error = :error, file_size = :file_size,"
+       " updated_at = :updated_at, category = :category,"
+       " filemaker_id = :filemaker_id WHERE id = :id AND gen = :gen");
 /* rows the store has with no thumbnail and no error that says why, with
- * no job of theirs waiting */
-#define BACKFILL_SELECT                                                        \
+ * no job of theirs waiting: of the whole catalog by the index of
+ * thumbnail keys (tk), or of one date by its own (tk is "+..." there, which
+ * keeps SQLite from the other index, whose '' holds every other file) */
+#define BACKFILL_SELECT(tk)                                                    \
 	"INSERT INTO jobs (kind, image_id, gen) SELECT 5, id, gen FROM"        \
-	" images WHERE state = 'uploaded' AND s3_key != '' AND"                \
-	" s3_thumbnail_key = '' AND error = '' AND id NOT IN (SELECT"          \
-	" image_id FROM jobs WHERE kind IN (1, 5))"
-static const char SQL_BACKFILL_ALL[] = BACKFILL_SELECT;
-static const char SQL_BACKFILL_BATCH[] =
-    BACKFILL_SELECT " AND patient_id = :patient_id AND"
-		    " batch_date = :batch_date";
+	" images WHERE state = 'uploaded' AND s3_key != '' AND " tk " = ''"    \
+	" AND error = '' AND NOT EXISTS (SELECT 1 FROM jobs j WHERE"           \
+	" j.image_id = images.id AND j.kind IN (1, 5))"
+DB_SQL(SQL_BACKFILL_ALL, BACKFILL_SELECT("s3_thumbnail_key"));
+DB_SQL(SQL_BACKFILL_BATCH,
+       BACKFILL_SELECT("+s3_thumbnail_key") " AND patient_id = :patient_id"
+					    " AND batch_date = :batch_date");
 /* a thumbnail's object another image holds (by key or by its claim) */
-static const char SQL_THUMB_HELD[] =
-    "SELECT 1 FROM images WHERE id != :id AND (s3_thumbnail_key = :key OR"
-    " (patient_id = :patient_id AND batch_date = :batch_date AND"
-    " thumb_claim = :name)) LIMIT 1";
+DB_SQL(SQL_THUMB_HELD,
+       "SELECT 1 FROM images WHERE id != :id AND (s3_thumbnail_key = :key OR"
+       " (patient_id = :patient_id AND batch_date = :batch_date AND"
+       " thumb_claim = :name AND thumb_claim != '')) LIMIT 1");
 /* an object whose delete is queued, or waits for its tombstone to reach
  * PostgreSQL */
-static const char SQL_KEY_DYING[] =
-    "SELECT 1 FROM jobs WHERE kind = 2 AND (key = :key OR key2 = :key)"
-    " UNION ALL SELECT 1 FROM jobs j JOIN tombstones t ON t.id = j.image_id"
-    " WHERE j.kind = 4 AND (t.s3_key = :key OR t.s3_thumbnail_key = :key)"
-    " LIMIT 1";
-static const char SQL_CLAIM[] =
-    "UPDATE OR IGNORE images SET thumb_claim = :name WHERE id = :id";
-static const char SQL_UNCLAIM[] =
-    "UPDATE images SET thumb_claim = '' WHERE id = :id AND"
-    " thumb_claim = :name";
-static const char SQL_BACKFILL_FAILED[] =
-    "UPDATE images SET error = :error WHERE id = :id AND gen = :gen";
+DB_SQL(SQL_KEY_DYING,
+       "SELECT 1 FROM jobs WHERE kind = 2 AND (key = :key OR key2 = :key)"
+       " UNION ALL SELECT 1 FROM jobs j JOIN tombstones t ON t.id = j.image_id"
+       " WHERE j.kind = 4 AND (t.s3_key = :key OR t.s3_thumbnail_key = :key)"
+       " LIMIT 1");
+DB_SQL(SQL_CLAIM,
+       "UPDATE OR IGNORE images SET thumb_claim = :name WHERE id = :id");
+DB_SQL(SQL_UNCLAIM, "UPDATE images SET thumb_claim = '' WHERE id = :id AND"
+		    " thumb_claim = :name");
+DB_SQL(SQL_BACKFILL_FAILED,
+       "UPDATE images SET error = :error WHERE id = :id AND gen = :gen");
 
 /* Insert a job of kind with these fields (NULL or 0: empty). */
 static int insert_job(struct db *db, enum db_job_kind kind,

@@ -6,47 +6,46 @@
 
 #include "db/internal.h"
 
-static const char SQL_PG_DELETE_OF[] =
-    "SELECT 1 FROM jobs WHERE kind = 4 AND key = :patient_id AND"
-    " key2 = :batch_date AND name = :name LIMIT 1";
-static const char SQL_SEEN[] =
-    "UPDATE images SET in_pg = 1, seen = 1 WHERE id = :id";
-static const char SQL_UPDATE[] =
-    "UPDATE images SET file_size = :file_size, s3_key = :s3_key,"
-    " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
-    " thumbnail_name = :thumbnail_name, thumbnail_size = :thumbnail_size,"
-    " mime_type = :mime_type, width = :width, height = :height,"
-    " sha256 = :sha256, error = '', uploaded_by = :uploaded_by,"
-    " category = :category, filemaker_id = :filemaker_id,"
-    " updated_at = :updated_at, evicted = 0 WHERE id = :id";
+DB_SQL(SQL_PG_DELETE_OF,
+       "SELECT 1 FROM jobs WHERE kind = 4 AND key = :patient_id AND"
+       " key2 = :batch_date AND name = :name LIMIT 1");
+DB_SQL(SQL_SEEN, "UPDATE images SET in_pg = 1, seen = 1 WHERE id = :id");
+DB_SQL(SQL_UPDATE,
+       "UPDATE images SET file_size = :file_size, s3_key = :s3_key,"
+       " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
+       " thumbnail_name = :thumbnail_name, thumbnail_size = :thumbnail_size,"
+       " mime_type = :mime_type, width = :width, height = :height,"
+       " sha256 = :sha256, error = '', uploaded_by = :uploaded_by,"
+       " category = :category, filemaker_id = :filemaker_id,"
+       " updated_at = :updated_at, evicted = 0 WHERE id = :id");
 /* a row's thumbnail from elsewhere is its, unless an image of the mount
  * holds the name already */
-static const char SQL_CLAIM[] = "UPDATE OR IGNORE images SET"
-				" thumb_claim = thumbnail_name WHERE id = :id";
-static const char SQL_SCAN_BEGIN[] =
-    "UPDATE images SET seen = 0 WHERE seen != 0";
-static const char SQL_SCAN_GONE[] =
+DB_SQL(SQL_CLAIM, "UPDATE OR IGNORE images SET"
+		  " thumb_claim = thumbnail_name WHERE id = :id");
+DB_SQL_WHOLE(SQL_SCAN_BEGIN, "a full read of PostgreSQL marks every row",
+	     "UPDATE images SET seen = 0 WHERE seen != 0");
+DB_SQL_WHOLE(
+    SQL_SCAN_GONE, "after a full read of PostgreSQL, the rows it did not have",
     "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE in_pg = 1 AND"
     " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-    " jobs) LIMIT 1";
-static const char SQL_DELETE[] = "DELETE FROM images WHERE id = :id";
+    " jobs) LIMIT 1");
+DB_SQL(SQL_DELETE, "DELETE FROM images WHERE id = :id");
 /* a row PostgreSQL no longer has goes, unless a write of the mount is
  * pending for it (it is synced again then) */
-static const char SQL_GONE_ID[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id AND"
-    " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-    " jobs) AND NOT (patient_id = :patient_id AND batch_date = :batch_date"
-    " AND name = :name)";
-static const char SQL_GONE_PATH[] =
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id ="
-    " :patient_id AND batch_date = :batch_date AND name = :name AND"
-    " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-    " jobs)";
-static const char SQL_CURSOR[] =
-    "SELECT pg_bound FROM sync_state WHERE dsn = :dsn";
-static const char SQL_CURSOR_SET[] =
-    "INSERT OR REPLACE INTO sync_state (one, dsn, pg_bound) VALUES (1,"
-    " :dsn, :pg_bound)";
+DB_SQL(SQL_GONE_ID,
+       "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id AND"
+       " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
+       " jobs) AND NOT (patient_id = :patient_id AND batch_date = :batch_date"
+       " AND name = :name)");
+DB_SQL(SQL_GONE_PATH,
+       "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id ="
+       " :patient_id AND batch_date = :batch_date AND name = :name AND"
+       " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
+       " jobs)");
+DB_SQL(SQL_CURSOR, "SELECT pg_bound FROM sync_state WHERE dsn = :dsn");
+DB_SQL(SQL_CURSOR_SET,
+       "INSERT OR REPLACE INTO sync_state (one, dsn, pg_bound) VALUES (1,"
+       " :dsn, :pg_bound)");
 
 static int claim(struct db *db, const char *id)
 {

@@ -63,6 +63,7 @@ static const struct key keys[] = {
     STR("postgres", "dsn", pg_dsn, false),
     STR("postgres", "batch_name", batch_name, false),
     NUM("postgres", "changes_kept_days", K_INT, changes_kept_days, 1, 3650),
+    NUM("postgres", "held_back_warn_s", K_INT, held_back_warn_s, 1, 86400),
     NUM("thumbnail", "max_width", K_INT, max_width, 1, 10000),
     NUM("thumbnail", "max_height", K_INT, max_height, 1, 10000),
     NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
@@ -112,6 +113,7 @@ void cfg_init(struct cfg *cfg)
 	cfg->workers = cores < 1 ? 2 : cores > 32 ? 64 : (int)cores * 2;
 	cfg->retry_max_s = 300;
 	cfg->changes_kept_days = 14;
+	cfg->held_back_warn_s = 60;
 	cfg->unmount_drain_s = 30;
 	snprintf(cfg->ignore, sizeof(cfg->ignore),
 		 ".DS_Store,Thumbs.db,desktop.ini,~$*");
@@ -494,6 +496,11 @@ static const char *template_error(const char *t)
 		    strncmp(p, "{name}", 6))
 			return "knows only {patient}, {date} and {name}";
 	}
+	/* two images of one name in two dates or patients would share
+	 * a key, and one's upload would replace the other's picture */
+	if (!strstr(t, "{patient}") || !strstr(t, "{date}"))
+		return "must name {patient} and {date}, so that each image "
+		       "has a key of its own";
 	return NULL;
 }
 

@@ -35,6 +35,7 @@ struct cfg {
 	char pg_dsn[CFG_STR];
 	char batch_name[256];
 	int changes_kept_days; /* PostgreSQL's record of changes is pruned */
+	int held_back_warn_s;  /* the sync bound held back this long: said */
 	/* [thumbnail] */
 	int max_width;
 	int max_height;

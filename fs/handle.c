@@ -260,8 +260,12 @@ static void backfill(struct thumbfs *fs, const struct fs_path *p)
 /* The change fs_mark_writing announced did not happen: as it was. */
 static void unmark(struct thumbfs *fs, const struct fs_path *p, bool evicted)
 {
+	/* until the catalog takes it, the next mount would take the
+	 * acknowledged content for a partial write, and drop it */
 	if (is_image(p))
-		db_writing_undo(fs->db, p->patient, p->date, p->name, evicted);
+		FS_SETTLE(fs, "a write that did not happen",
+			  db_writing_undo(fs->db, p->patient, p->date, p->name,
+					  evicted));
 }
 
 /* A writer makes the file at sp anew: a new file, or O_TRUNC (trunc). The

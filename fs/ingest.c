@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/gate.h"
 #include "fs/audit.h"
 #include "fs/cache.h"
 #include "fs/ingest.h"
@@ -162,6 +163,11 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		fs_job_retry(fs, job, w, err);
 		goto out_free;
 	}
+	char w[PATH_MAX + 16];
+	snprintf(w, sizeof(w), "upload of '%s'", what);
+	if (!fs_gate_put(fs, job, done.s3_key,
+			 terr ? "" : done.s3_thumbnail_key, w))
+		goto out_free;
 	ret = s3_put_fd(fs->store, done.s3_key, fd, &dg, done.mime_type, err,
 			sizeof(err));
 	if (!ret && !terr)
@@ -169,8 +175,6 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 				 res.size, thumb_mime_type(res.thumb_format),
 				 err, sizeof(err));
 	if (ret) {
-		char w[PATH_MAX + 16];
-		snprintf(w, sizeof(w), "upload of '%s'", what);
 		fs_job_failed(fs, job, ret, w, err);
 		goto out_free;
 	}
@@ -321,6 +325,9 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	if (!done.s3_bucket[0])
 		snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 			 s3_bucket(fs->store));
+	if (!fs_gate_put(fs, job, done.s3_thumbnail_key, "",
+			 "upload of a backfilled thumbnail"))
+		goto out_free;
 	ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data, res.size,
 			 thumb_mime_type(res.thumb_format), err, sizeof(err));
 	if (ret) {
@@ -350,14 +357,29 @@ out_free:
 	thumb_result_release(&res);
 }
 
+/* The keys of a removed image or a moved one's old place: each goes
+ * unless a row holds it again, once no job is writing it (db_gate_delete). */
 static void run_delete(struct thumbfs *fs, const struct db_job *job)
 {
+	const char *const keys[] = {job->key, job->key2};
 	char err[512];
 	int ret = 0;
-	if (job->key[0])
-		ret = s3_delete(fs->store, job->key, err, sizeof(err));
-	if (!ret && job->key2[0])
-		ret = s3_delete(fs->store, job->key2, err, sizeof(err));
+	for (int i = 0; ret == 0 && i < 2; i++) {
+		if (!keys[i][0])
+			continue;
+		int go = db_gate_delete(fs->db, job, keys[i]);
+		if (go == -EBUSY) {
+			FS_SETTLE(fs, "a delete held back",
+				  db_job_wait(fs->db, job->id, 1));
+			return;
+		}
+		if (go < 0) {
+			fs_job_retry(fs, job, "delete", strerror(-go));
+			return;
+		}
+		if (go == 0)
+			ret = s3_delete(fs->store, keys[i], err, sizeof(err));
+	}
 	if (ret) {
 		fs_job_failed(fs, job, ret, "delete", err);
 		return;
@@ -366,52 +388,65 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 	FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
 }
 
-/* The image's directory was renamed: its objects are copied to the keys
- * of its new place, which it takes; the old ones go after (db_move_done).
- * An image with other content since, or removed, has nothing to copy. */
+/* The image's directory was renamed (once or more since the job was
+ * queued): its objects are copied from the keys it has now to those of
+ * the place it has now, through the gate, and it takes them; the keys it
+ * left go after (db_move_done). Removed since, it has nothing to copy. */
 static void run_move(struct thumbfs *fs, const struct db_job *job)
 {
 	struct db_image img;
-	char key[DB_KEY_MAX], thumb[DB_KEY_MAX] = "", err[512], what[PATH_MAX];
+	char key[DB_KEY_MAX], thumb[DB_KEY_MAX] = "", err[512], what[PATH_MAX],
+			      w[PATH_MAX + 16];
 	int ret = db_image_get_by_id(fs->db, job->image_id, &img);
-	if (ret == 0 && !strcmp(img.s3_key, job->key)) {
-		fs_tree_path(what, sizeof(what), NULL, img.patient_id,
-			     img.batch_date, img.name);
-		if (fs_image_key(fs, img.patient_id, img.batch_date, img.name,
-				 key, sizeof(key)) ||
-		    (job->key2[0] && fs_thumb_key(key, img.thumbnail_name,
-						  thumb, sizeof(thumb)))) {
-			/* its old keys stay, and serve it */
-			log_error("move of '%s': its new key is too long; it "
-				  "keeps '%s'",
-				  what, job->key);
-			ret = db_move_done(fs->db, job, NULL, NULL);
-			goto out;
-		}
-		ret = strcmp(key, job->key)
-			  ? s3_copy(fs->store, job->key, key, err, sizeof(err))
-			  : 0;
-		if (ret == 0 && job->key2[0] && strcmp(thumb, job->key2))
-			ret = s3_copy(fs->store, job->key2, thumb, err,
-				      sizeof(err));
-		if (ret) {
-			char w[PATH_MAX + 16];
-			snprintf(w, sizeof(w), "move of '%s'", what);
-			fs_job_failed(fs, job, ret, w, err);
-			return;
-		}
-		fs_job_succeeded(fs);
-		ret = db_move_done(fs->db, job, key, thumb);
-		if (ret == 0)
-			log_info("moved %s in the store to %s", what, key);
-	} else if (ret == 0 || ret == -ENOENT) {
-		ret = db_move_done(fs->db, job, NULL, NULL);
+	if (ret == -ENOENT) {
+		FS_SETTLE(fs, "a move with nothing to copy",
+			  db_move_done(fs->db, job, NULL, NULL, NULL, NULL));
+		return;
 	}
-out:
-	if (ret)
-		log_error("catalog update of a move failed: %s",
-			  strerror(-ret));
-	else if (fs->pg)
+	if (ret) {
+		fs_job_failed(fs, job, ret, "move", strerror(-ret));
+		return;
+	}
+	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
+		     img.name);
+	snprintf(w, sizeof(w), "move of '%s'", what);
+	if (fs_image_key(fs, img.patient_id, img.batch_date, img.name, key,
+			 sizeof(key)) ||
+	    (img.s3_thumbnail_key[0] &&
+	     fs_thumb_key(key, img.thumbnail_name, thumb, sizeof(thumb)))) {
+		/* its old keys stay, and serve it */
+		log_error("move of '%s': its new key is too long; it keeps "
+			  "'%s'",
+			  what, img.s3_key);
+		FS_SETTLE(fs, "a move kept",
+			  db_move_done(fs->db, job, img.s3_key,
+				       img.s3_thumbnail_key, NULL, NULL));
+		return;
+	}
+	/* what is under its keys now is its own: a write of them by
+	 * another image waits on its row until this is done (db/gate.c) */
+	bool copy = strcmp(key, img.s3_key) != 0,
+	     copy_thumb = thumb[0] && strcmp(thumb, img.s3_thumbnail_key);
+	if (!fs_gate_put(fs, job, copy ? key : "", copy_thumb ? thumb : "", w))
+		return;
+	ret = copy ? s3_copy(fs->store, img.s3_key, key, err, sizeof(err)) : 0;
+	if (ret == 0 && copy_thumb)
+		ret = s3_copy(fs->store, img.s3_thumbnail_key, thumb, err,
+			      sizeof(err));
+	if (ret) {
+		fs_job_failed(fs, job, ret, w, err);
+		return;
+	}
+	fs_job_succeeded(fs);
+	/* the copies exist: the job ends only once the catalog has them,
+	 * or it would stay claimed and the image's other jobs wait until
+	 * the next mount */
+	FS_SETTLE(fs, "a move done",
+		  db_move_done(fs->db, job, img.s3_key, img.s3_thumbnail_key,
+			       key, thumb));
+	if (copy)
+		log_info("moved %s in the store to %s", what, key);
+	if (fs->pg)
 		fs_jobs_kick(fs);
 }
 

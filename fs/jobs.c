@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "db/catalog.h"
+#include "db/gate.h"
 #include "fs/cache.h"
 #include "fs/ingest.h"
 #include "fs/jobs.h"
@@ -107,6 +108,25 @@ void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 			store_failing = true;
 		fs_job_retry(fs, job, what, err);
 	}
+}
+
+bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
+		 const char *key2, const char *what)
+{
+	char who[400], err[sizeof(who) + 64];
+	int ret = db_gate_put(fs->db, job, key, key2, who, sizeof(who));
+	if (ret == 0)
+		return true;
+	if (ret == -EBUSY) {
+		FS_SETTLE(fs, what, db_job_wait(fs->db, job->id, 1));
+	} else if (ret == -EEXIST) {
+		snprintf(err, sizeof(err),
+			 "its store key is held by another image, '%s'", who);
+		fs_job_failed(fs, job, -EPROTO, what, err);
+	} else {
+		fs_job_retry(fs, job, what, strerror(-ret));
+	}
+	return false;
 }
 
 void fs_job_succeeded(struct thumbfs *fs)

@@ -54,6 +54,13 @@ void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 		   const char *what, const char *err);
 
+/* The gate (db/gate.h) before job writes key and key2 ("": none): true
+ * if it may go on; false when it may not now (the job waits a second,
+ * untried), or must not (another image holds the key: parked with the
+ * reason), or the catalog failed (retried). what names the job's work. */
+bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
+		 const char *key2, const char *what);
+
 /* A store job succeeded: if the store had been failing, the jobs waiting
  * out their backoff go now. */
 void fs_job_succeeded(struct thumbfs *fs);

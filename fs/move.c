@@ -84,7 +84,8 @@ int fs_rename_dir(struct thumbfs *fs, const char *from, const char *to,
 		return moved == -ENOTEMPTY ? moved : -EIO;
 	int ret = fs_spool_move(fs, &m);
 	if (ret == 0)
-		db_move_settled(fs->db, &m);
+		FS_SETTLE(fs, "a folder's rename done",
+			  db_move_settled(fs->db, &m));
 	else
 		log_error("renaming '%s' to '%s' in the spool failed: %s; the "
 			  "next mount finishes it",

@@ -675,8 +675,9 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	if (!ret && truncate(sp, size)) {
 		ret = -errno; /* unchanged: as it was, still due */
 		if (!p.local)
-			db_writing_undo(fs->db, p.patient, p.date, p.name,
-					false);
+			FS_SETTLE(fs, "a truncate that did not happen",
+				  db_writing_undo(fs->db, p.patient, p.date,
+						  p.name, false));
 	} else if (!ret && !p.local) {
 		ret = fs_queue_ingest(fs, &p, (int64_t)size,
 				      fuse_get_context()->uid);

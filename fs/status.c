@@ -35,7 +35,7 @@ char *fs_status_text(struct thumbfs *fs)
 	struct db_counts c;
 	struct text problems = {.len = 0};
 	char errors[LOG_KEEP * 520];
-	char *out = NULL, pg[600], store[600], cache[160];
+	char *out = NULL, pg[600], held[600], store[600], cache[160];
 	int ret = db_counts(fs->db, &c);
 	problems.buf[0] = '\0';
 	if (db_problems(fs->db, PROBLEMS_SHOWN, add_problem, &problems))
@@ -51,11 +51,13 @@ char *fs_status_text(struct thumbfs *fs)
 		 !fs->pg	   ? "off (no dsn)"
 		 : fs->pg_state[0] ? fs->pg_state
 				   : "ok");
+	snprintf(held, sizeof(held), "%s", fs->pg_held[0] ? fs->pg_held : "no");
 	pthread_mutex_unlock(&fs->lock);
 	if (asprintf(&out,
 		     "catalog: %s\n"
 		     "store: %s\n"
 		     "postgres: %s\n"
+		     "postgres held back: %s\n"
 		     "images spooled: %lld\n"
 		     "images uploaded: %lld\n"
 		     "other files uploaded: %lld\n"
@@ -71,13 +73,14 @@ char *fs_status_text(struct thumbfs *fs)
 		     "problems (kept in the catalog until the file is fixed or "
 		     "gone):\n%s"
 		     "errors logged since this mount:\n%s",
-		     ret ? "unreadable" : "ok", store, pg, (long long)c.spooled,
-		     (long long)c.uploaded, (long long)c.uploaded_other,
-		     (long long)c.thumb_errors, (long long)c.jobs_ingest,
-		     (long long)c.jobs_delete, (long long)c.jobs_sync,
-		     (long long)c.jobs_backfill, (long long)c.jobs_move,
-		     (long long)c.jobs_parked, (long long)c.jobs_retrying,
-		     cache, problems.buf[0] ? problems.buf : "  none\n",
+		     ret ? "unreadable" : "ok", store, pg, held,
+		     (long long)c.spooled, (long long)c.uploaded,
+		     (long long)c.uploaded_other, (long long)c.thumb_errors,
+		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
+		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
+		     (long long)c.jobs_move, (long long)c.jobs_parked,
+		     (long long)c.jobs_retrying, cache,
+		     problems.buf[0] ? problems.buf : "  none\n",
 		     errors[0] ? errors : "") < 0)
 		out = NULL;
 	return out;

@@ -41,9 +41,19 @@ static int apply_sync(struct thumbfs *fs, const struct db_job *job, char *what,
 		fs_tree_path(what, wn, NULL, job->key, job->key2, job->name);
 		int ret = db_pg_delete(fs->pg, job->key, job->key2, job->name,
 				       err, errlen);
-		if (ret == 0 &&
-		    db_tombstone_get(fs->db, job->image_id, &t) == 0)
+		int got =
+		    ret ? ret : db_tombstone_get(fs->db, job->image_id, &t);
+		if (ret == 0 && got == 0)
 			ret = db_pg_tombstone(fs->pg, &t, err, errlen);
+		else if (ret == 0 && got != -ENOENT) {
+			/* not without its tombstone: the store's objects go
+			 * once it is in PostgreSQL (db_sync_done) */
+			snprintf(err, errlen,
+				 "cannot read its tombstone from "
+				 "the catalog: %s",
+				 strerror(-got));
+			ret = got;
+		}
 		return ret;
 	}
 	if (db_image_get_by_id(fs->db, job->image_id, &img))
@@ -300,6 +310,61 @@ static int apply_change(const struct db_pg_change *c, void *arg)
 	return now ? add_remote(now, b) : 0;
 }
 
+/* Whether another mount's prune moved the horizon to or past cursor while
+ * the changes after it were read, page by page in statements of their
+ * own: the changes it deleted may not have been read. 1 if so (the bound
+ * stays where it was, behind the horizon, and every row is read), 0 if
+ * not, or -errno. */
+static int pruned_meanwhile(struct thumbfs *fs, int64_t cursor, char *err,
+			    size_t errlen)
+{
+	int64_t bound, horizon;
+	int ret = db_pg_bound(fs->pg, &bound, &horizon, err, errlen);
+	if (ret == 0 && cursor <= horizon) {
+		log_warn("PostgreSQL's changes up to transaction %lld were "
+			 "pruned while this mount read those after %lld",
+			 (long long)horizon, (long long)cursor);
+		ret = 1;
+	}
+	return ret;
+}
+
+/* Committed changes wait past the bound (held) while a transaction stays
+ * open somewhere on the server: past [postgres] held_back_warn_s, the log
+ * says so once, and the status file for as long as it lasts, with the
+ * session that holds it. */
+static void watch_bound(struct thumbfs *fs, bool held)
+{
+	static time_t since; /* the sync runner's */
+	static bool said;
+	char line[512] = "", who[400], err[256];
+	time_t now = time(NULL);
+	if (!held) {
+		if (said)
+			log_info("the sync from PostgreSQL is no longer held "
+				 "back");
+		since = 0;
+		said = false;
+	} else if (!since) {
+		since = now;
+	} else if (now - since >= fs->cfg.held_back_warn_s) {
+		if (db_pg_holder(fs->pg, who, sizeof(who), err, sizeof(err)))
+			snprintf(who, sizeof(who), "? (%s)", err);
+		snprintf(line, sizeof(line), "for %lld s, by %s",
+			 (long long)(now - since), who);
+		if (!said)
+			log_warn("the sync from PostgreSQL is held back %s: "
+				 "what the web app and other mounts change "
+				 "reaches this mount once that transaction "
+				 "ends",
+				 line);
+		said = true;
+	}
+	pthread_mutex_lock(&fs->lock);
+	snprintf(fs->pg_held, sizeof(fs->pg_held), "%s", line);
+	pthread_mutex_unlock(&fs->lock);
+}
+
 /* Bring the catalog up to PostgreSQL: the changes since the bound it was
  * last brought to, or, when it never was (or was away longer than the
  * changes are kept), every row. */
@@ -345,9 +410,21 @@ static int catch_up(struct thumbfs *fs, char *err, size_t errlen)
 			snprintf(err, errlen, "%s", b.err);
 		if (ret >= 0)
 			ret = flush(&b);
+		if (ret == 0 &&
+		    (ret = pruned_meanwhile(fs, cursor, err, errlen)) == 1)
+			return catch_up(fs, err, errlen); /* reads every row */
 		if (ret == 0)
 			ret = db_sync_cursor_set(fs->db, dsn, bound);
 	}
+	/* what waits past the bound the catalog reached (a full read's
+	 * may be past the one read first) */
+	int held = ret == 0
+		       ? db_pg_held(fs->pg, cursor < bound ? bound : cursor,
+				    err, errlen)
+		       : 0;
+	if (held < 0)
+		return held;
+	watch_bound(fs, held == 1);
 	if (ret == 0 && !fs->pg_caught_up)
 		log_info("caught up with %lld change(s) of PostgreSQL",
 			 b.changes);

@@ -386,6 +386,41 @@ def test_queued_work_goes_as_soon_as_the_store_is_back(
         m.stop()
 
 
+def test_a_busy_catalog_leaves_no_move_claimed(thumbfs_bin, tmp_path,
+                                               s3server, proxy):
+    """#32, 8: the catalog refuses a move's bookkeeping (db_move_done)
+    for a while after its copy: the move is recorded once the catalog
+    takes it again, and the image's keys follow its folder without a
+    remount (it stayed claimed, and its other jobs waited, before)."""
+    import sqlite3
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        names = write_photos(m.batch(), 1)
+        m.wait_uploaded(names[0])
+        proxy.stall(1, 3, "PUT", "2025-11-12")  # the copy is under way...
+        os.rename(m.mnt / "patients/P1/2025-11-10",
+                  m.mnt / "patients/P1/2025-11-12")
+        wait_for(lambda: any("2025-11-12" in r[1] for r in proxy.seen("PUT")),
+                 10, "the copy")
+        db = sqlite3.connect(m.data / "catalog.db", timeout=10,
+                             isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")  # ...and the catalog is taken
+        time.sleep(9)  # past the 5 s busy timeout after the copy
+        db.execute("COMMIT")
+        db.close()
+        wait_for(lambda: "/2025-11-12/" in m.rows()[0]["s3_key"], 30,
+                 "the move recorded")
+        wait_for(lambda: not m.rows()[0]["s3_key"] or not any(
+            "2025-11-10" in k for k in m.object_keys()), 30,
+            "the old keys' delete")
+        r = m.rows()[0]
+        assert sorted(m.object_keys()) == sorted(
+            [r["s3_key"], r["s3_thumbnail_key"]])
+        assert "catalog: cannot record" in m.log_text()
+    finally:
+        m.stop()
+
+
 def test_a_busy_catalog_leaves_no_job_claimed(thumbfs_bin, tmp_path,
                                               s3server, proxy):
     """The catalog refuses a job's bookkeeping for a while (another process

@@ -169,3 +169,56 @@ def test_a_database_behind_the_catalog_is_read_again(thumbfs_bin, tmp_path,
         assert "another or a restored database" in log and FULL in log, log
     finally:
         m.stop()
+
+
+def test_changes_pruned_while_being_read_are_not_skipped(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """#32, 6: a mount read the horizon once and the changes in later
+    statements; a prune by another mount committed in between deleted
+    changes it had not read, and its bound moved past them anyway. Here
+    the prune waits on a lock the test holds on thumbfs_change until the
+    mount's read of the changes waits on it too."""
+    import psycopg2
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        app_insert(pg, m.bucket, "a.jpg")
+        app_insert(pg, m.bucket, "b.jpg")
+        wait_for(lambda: "b.jpg" in listing(m), 60, "the inserts")
+    finally:
+        m.stop()
+    # while it is away: one image deleted, one added, and both changes
+    # old enough for another mount's prune
+    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
+    app_insert(pg, m.bucket, "c.jpg")
+    pg.psql("UPDATE thumbfs_change SET at = now() - interval '3 days'")
+    other = psycopg2.connect(pg.dsn)
+    try:
+        cur = other.cursor()
+        cur.execute("LOCK TABLE thumbfs_change IN ACCESS EXCLUSIVE MODE")
+        before = len(m.log_text())
+        m.start()
+        # the mount has read the horizon and waits to read the changes
+        wait_for(lambda: pg.rows(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+            " 'Lock' AND query LIKE '%FROM thumbfs_change c%'") == [["1"]],
+            60, "the mount's read of the changes")
+        # another mount's prune, as db_pg_prune makes it
+        cur.execute(
+            "WITH gone AS (DELETE FROM thumbfs_change WHERE at < now() -"
+            " interval '2 days' RETURNING xid), top AS (SELECT max(xid) AS"
+            " xid FROM gone) INSERT INTO thumbfs_change_horizon (xid)"
+            " SELECT xid FROM top WHERE xid IS NOT NULL ON CONFLICT (one)"
+            " DO UPDATE SET xid = greatest(thumbfs_change_horizon.xid,"
+            " EXCLUDED.xid)")
+        other.commit()
+    finally:
+        other.close()
+    try:
+        wait_for(lambda: listing(m) == ["b.jpg", "b_thumb.jpg", "c.jpg",
+                                        "c_thumb.jpg"], 60,
+                 "the changes, or a full read for those pruned")
+        log = m.log_text()[before:]
+        assert FULL in log, log
+    finally:
+        m.stop()

@@ -31,6 +31,17 @@ def test_sigv4_against_aws_suite():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_catalog_statements_are_listed():
+    """Every statement of the catalog is defined with DB_SQL, so that
+    test_plans checks its plan and the statement cache has room for it."""
+    loose = [f"{p.name}: {line.strip()}"
+             for p in sorted((ROOT / "db").glob("*.c"))
+             if p.name != "scratch.c"  # verify's own scratch database
+             for line in p.read_text().splitlines()
+             if line.startswith("static const char SQL")]
+    assert not loose, "define these with DB_SQL: " + "; ".join(loose)
+
+
 def test_sources_are_clang_formatted():
     """Every C file as .clang-format lays it out."""
     files = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=ROOT,

@@ -105,8 +105,18 @@ int main(void)
 		       "[catalog]\ndir = /x\n",
 		       &cfg, err, sizeof(err)),
 		  -EINVAL);
+	/* a template that gives two images one key (#32) */
 	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = {name}\n"
 		       "[catalog]\ndir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK(strstr(err, "must name {patient} and {date}"));
+	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = "
+		       "x/{date}/{name}\n[catalog]\ndir = /x\n",
+		       &cfg, err, sizeof(err)),
+		  -EINVAL);
+	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = "
+		       "{date}/p-{patient}/{name}\n[catalog]\ndir = /x\n",
 		       &cfg, err, sizeof(err)),
 		  0);
 	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = ../{name}\n"

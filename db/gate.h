@@ -1,0 +1,37 @@
+/*
+ * gate.h - one owner per store key: every PUT, copy and delete of a key
+ * passes here first, in the catalog's transaction, and is told whether
+ * the key may change now.
+ *
+ * The rule (docs/design.md, "One owner per store key"): a job writes a
+ * key only when no delete of it waits (the delete was decided first and
+ * goes first), no other job is writing it, and no other image's row holds
+ * it; a delete removes a key only when no job is writing it, and not at
+ * all once a row holds it again. A job that passes records the keys it
+ * writes (jobs.put_key, put_key2) until it ends or lets its claim go.
+ */
+#ifndef DB_GATE_H
+#define DB_GATE_H
+
+#include <stdint.h>
+
+#include "db/catalog.h"
+
+/* May job (claimed, of its image) write key and key2 ("" for none) now?
+ * 0: yes, recorded on the job. -EBUSY: not yet (a delete of it waits, a
+ * job writes it, or the image that holds it moves away from it): the job
+ * waits (db_job_wait). -EEXIST: another image's row holds it, with no
+ * move pending; who names that image's path. -errno otherwise. */
+int db_gate_put(struct db *db, const struct db_job *job, const char *key,
+		const char *key2, char *who, size_t n);
+
+/* May delete job remove key now? 0: yes. 1: no, ever: a row holds it
+ * again (the key is in use; its delete is dropped). -EBUSY: not yet, a
+ * job is writing it. -errno otherwise. */
+int db_gate_delete(struct db *db, const struct db_job *job, const char *key);
+
+/* The job lets its claim go and waits delay_s seconds, untried: not a
+ * failure, and no attempt counted. */
+int db_job_wait(struct db *db, int64_t job_id, int delay_s);
+
+#endif

@@ -1,0 +1,240 @@
+"""Many actors on one archive (#32): what two of them doing their part at
+the same moment must not break. Each test holds one actor at the point
+where the other's step used to do harm (a lock held in PostgreSQL, a
+statement waiting on it) so that the interleaving happens every run."""
+import os
+import uuid
+
+from conftest import pg_mount, photos, wait_for
+
+
+def waiting_on_lock(pg, like):
+    """Whether a statement matching like waits on a lock in PostgreSQL."""
+    return pg.rows("SELECT count(*) FROM pg_stat_activity WHERE"
+                   " wait_event_type = 'Lock' AND query LIKE"
+                   f" '{like}'") == [["1"]]
+
+
+def test_last_image_deleted_while_another_mount_adds_one(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """#32, 5: the mount deletes the last image of a batch while another
+    actor's transaction adds one to it. The batch's delete waited for that
+    transaction's lock and then judged 'no image left' by its old
+    snapshot: the batch went, and ON DELETE CASCADE took the image just
+    committed with it."""
+    import psycopg2
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        d = m.batch("P5", "2025-11-10")
+        (d / "a.jpg").write_bytes(photos()[0].read_bytes())
+        wait_for(lambda: pg.rows(
+            "SELECT count(*) FROM images_image") == [["1"]], 60,
+            "a.jpg in PostgreSQL")
+        other = psycopg2.connect(pg.dsn)
+        try:
+            cur = other.cursor()
+            # the other mount adds b.jpg to the batch as db_pg_upsert
+            # does (the batch's row upserted, so locked, then the image),
+            # and has not committed yet
+            cur.execute(
+                "INSERT INTO images_batch (id, patient_id, batch_date, name,"
+                " uploaded_by, created_at, updated_at) VALUES (%s, 'P5',"
+                " '2025-11-10', '', 'b', now(), now()) ON CONFLICT"
+                " (patient_id, batch_date) DO UPDATE SET updated_at = now()"
+                " RETURNING id", (str(uuid.uuid4()),))
+            batch = cur.fetchone()[0]
+            cur.execute(
+                "INSERT INTO images_image (id, batch_id, s3_key,"
+                " s3_thumbnail_key, s3_bucket, original_filename,"
+                " file_size, thumbnail_size, mime_type, width, height)"
+                " VALUES (%s, %s, 'web/b.jpg', 'web/b_thumb.jpg', %s,"
+                " 'b.jpg', 10, 5, 'image/jpeg', 64, 48)",
+                (str(uuid.uuid4()), batch, m.bucket))
+            os.unlink(d / "a.jpg")
+            try:
+                wait_for(lambda: waiting_on_lock(pg, "%images_batch%"), 60,
+                         "the mount's delete of the batch to wait")
+            except AssertionError:
+                raise AssertionError(pg.psql(
+                    "SELECT state, wait_event_type, query FROM"
+                    " pg_stat_activity") + m.log_text())
+            other.commit()
+        finally:
+            other.close()
+        wait_for(lambda: pg.rows(
+            "SELECT count(*) FROM images_image WHERE"
+            " original_filename = 'a.jpg'") == [["0"]], 60,
+            "a.jpg's delete")
+        assert pg.rows("SELECT i.original_filename FROM images_image i"
+                       " JOIN images_batch b ON b.id = i.batch_id") == \
+            [["b.jpg"]], m.log_text()
+    finally:
+        m.stop()
+
+
+def test_a_transaction_left_open_is_named(thumbfs_bin, tmp_path, s3store,
+                                          clean_postgres):
+    """#32, 10: a transaction left open anywhere on the server holds every
+    mount's bound, and what the mounts show stops moving. Past [postgres]
+    held_back_warn_s the log and the status file say so, naming the
+    session; once it ends, the change arrives and the status says no."""
+    import psycopg2
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg,
+                 held_back_warn_s="2").start()
+    status = m.mnt / ".thumbfs/status"
+    try:
+        wait_for(lambda: "caught up with" in m.log_text(), 60, "a look")
+        assert "postgres held back: no" in status.read_text()
+        idle = psycopg2.connect(pg.dsn, application_name="forgotten psql")
+        try:
+            cur = idle.cursor()
+            cur.execute("SELECT pg_current_xact_id(), pg_backend_pid()")
+            pid = cur.fetchone()[1]
+            batch = str(uuid.uuid4())
+            pg.psql(
+                "INSERT INTO images_batch (id, patient_id, batch_date)"
+                f" VALUES ('{batch}', 'P7', '2025-06-01');"
+                "INSERT INTO images_image (id, batch_id, s3_key,"
+                " s3_thumbnail_key, s3_bucket, original_filename, file_size,"
+                " thumbnail_size, mime_type, width, height) VALUES ("
+                f"'{uuid.uuid4()}', '{batch}', 'web/a.jpg', 'web/t_a.jpg',"
+                f" '{m.bucket}', 'a.jpg', 10, 5, 'image/jpeg', 64, 48)")
+            line = wait_for(lambda: next((ln for ln in status.read_text()
+                                          .splitlines() if ln.startswith(
+                                              "postgres held back: for")),
+                                         None), 30, "the status to say so")
+            assert f"pid {pid} " in line and "forgotten psql" in line, line
+            assert "idle in transaction" in line, line
+            assert "held back for" in m.log_text()
+            assert not (m.mnt / "patients/P7").exists()
+        finally:
+            idle.close()
+        wait_for(lambda: (m.mnt / "patients/P7/2025-06-01/a.jpg").exists(),
+                 30, "the change, once the transaction ended")
+        wait_for(lambda: "postgres held back: no" in status.read_text(), 30,
+                 "the status to say no")
+        assert "no longer held back" in m.log_text()
+    finally:
+        m.stop()
+
+
+KEYS = "patients/filemaker-import/images/"
+
+
+def settled(m):
+    """No job left in the mount's queue."""
+    import sqlite3
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
+    try:
+        return db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+def check_keys_follow_paths(m, want):
+    """Each row's objects are under its own path, hold its bytes, and
+    nothing else is in the store. want: {(patient, date, name): bytes}."""
+    import hashlib
+    rows = {(r["patient_id"], r["batch_date"], r["name"]): r
+            for r in m.rows()}
+    assert sorted(rows) == sorted(want), rows
+    keys = []
+    for (p, d, n), data in want.items():
+        r = rows[(p, d, n)]
+        assert r["state"] == "uploaded", r
+        assert r["s3_key"] == f"{KEYS}{p}/{d}/{n}", r
+        assert r["s3_thumbnail_key"] == \
+            f"{KEYS}{p}/{d}/{r['thumbnail_name']}", r
+        assert hashlib.sha256(m.object(r["s3_key"])).hexdigest() == \
+            r["sha256"] == hashlib.sha256(data).hexdigest(), (p, d, n)
+        keys += [r["s3_key"], r["s3_thumbnail_key"]]
+    assert m.object_keys() == sorted(keys)
+
+
+def test_two_folder_renames_in_a_row(thumbfs_bin, tmp_path, s3server, proxy):
+    """#32, 1: a date renamed, then its patient, while the first rename's
+    copies are under way: the first move's job took the date's new key
+    after the second rename had queued its own move from the old key,
+    which then found 'other content since' and copied nothing. One image
+    stayed under N1/2025-11-12 while listed under N2."""
+    from conftest import proxied_mount
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        d = m.batch("N1", "2025-11-10")
+        data = {}
+        for i, src in enumerate(photos()[:2]):
+            data[f"p{i}.jpg"] = src.read_bytes()
+            (d / f"p{i}.jpg").write_bytes(data[f"p{i}.jpg"])
+        for n in data:
+            m.wait_uploaded(n)
+        proxy.stall(2, 2, "PUT", "2025-11-12")  # the first move's copies
+        os.rename(d, m.mnt / "patients/N1/2025-11-12")
+        wait_for(lambda: any("2025-11-12" in r[1]
+                             for r in proxy.seen("PUT")), 10, "a copy")
+        os.rename(m.mnt / "patients/N1", m.mnt / "patients/N2")
+        wait_for(lambda: settled(m), 60, "the moves")
+        assert sorted(os.listdir(m.mnt / "patients/N2/2025-11-12")) == [
+            "p0.jpg", "p0_thumb.jpg", "p1.jpg", "p1_thumb.jpg"]
+        check_keys_follow_paths(m, {("N2", "2025-11-12", n): b
+                                    for n, b in data.items()})
+        for n in data:
+            assert os.getxattr(m.mnt / "patients/N2/2025-11-12" / n,
+                               "user.thumbfs.s3_key").decode() == \
+                f"{KEYS}N2/2025-11-12/{n}"
+    finally:
+        m.stop()
+
+
+def test_moved_then_a_new_image_at_the_old_place(thumbfs_bin, tmp_path,
+                                                 s3server, proxy):
+    """#32, 3a: a date renamed while its move's copy waits, and a new
+    a.jpg written at the old place: its upload went under the old key
+    before the move's copy read it, and the moved image showed the new
+    picture, its own bytes gone."""
+    from conftest import proxied_mount
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        old, new = photos()[0].read_bytes(), photos()[1].read_bytes()
+        d = m.batch("P3", "2025-11-10")
+        (d / "a.jpg").write_bytes(old)
+        m.wait_uploaded("a.jpg")
+        # the move's copies wait in the proxy, the new upload does not
+        proxy.stall(2, 4, "PUT", "2025-11-12")
+        os.rename(d, m.mnt / "patients/P3/2025-11-12")
+        m.batch("P3", "2025-11-10")
+        (d / "a.jpg").write_bytes(new)
+        wait_for(lambda: settled(m), 60, "the move and the new upload")
+        assert (m.mnt / "patients/P3/2025-11-12/a.jpg").read_bytes() == old
+        assert (d / "a.jpg").read_bytes() == new
+        check_keys_follow_paths(m, {("P3", "2025-11-12", "a.jpg"): old,
+                                    ("P3", "2025-11-10", "a.jpg"): new})
+    finally:
+        m.stop()
+
+
+def test_moved_removed_and_a_new_image_at_the_old_place(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """#32, 3b: a date renamed, the moved image removed, and a new a.jpg
+    written at the old place: the old key's delete, named by the moved
+    path, did not hold the new upload back, landed after it and removed
+    it while its row said uploaded."""
+    from conftest import proxied_mount
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        old, new = photos()[0].read_bytes(), photos()[1].read_bytes()
+        d = m.batch("P3", "2025-11-10")
+        (d / "a.jpg").write_bytes(old)
+        m.wait_uploaded("a.jpg")
+        # the old objects' deletes wait in the proxy
+        proxy.stall(4, 3, "DELETE", "2025-11-10")
+        os.rename(d, m.mnt / "patients/P3/2025-11-12")
+        os.unlink(m.mnt / "patients/P3/2025-11-12/a.jpg")
+        m.batch("P3", "2025-11-10")
+        (d / "a.jpg").write_bytes(new)
+        wait_for(lambda: settled(m), 60, "the deletes and the new upload")
+        assert (d / "a.jpg").read_bytes() == new
+        check_keys_follow_paths(m, {("P3", "2025-11-10", "a.jpg"): new})
+    finally:
+        m.stop()

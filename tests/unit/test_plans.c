@@ -1,0 +1,157 @@
+/* test_plans.c - every statement the catalog prepares finds its rows by an
+ * index (EXPLAIN QUERY PLAN against a catalog with rows), unless it says
+ * why it reads a whole table (DB_SQL_WHOLE). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "db/internal.h"
+#include "tests/unit/check.h"
+
+/* Tables that stay small whatever the archive's size: a scan of them is
+ * not a scan of the archive. */
+static const char *const small[] = {"counts", "sync_state", "mount_state",
+				    "moves",  "writing",    NULL};
+
+/* Rows enough that the planner's choices are those of a real catalog:
+ * images in many patients and dates, jobs of every kind, tombstones. */
+static const char FILL[] =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+    " WHERE i < 5000)"
+    " INSERT INTO images (id, patient_id, batch_date, name, state, gen,"
+    " s3_key, s3_thumbnail_key, thumbnail_name, thumb_claim, created_at,"
+    " updated_at, error) SELECT printf('id%05d', i), printf('P%d', i % 97),"
+    " printf('2025-11-%02d', i % 28 + 1), printf('img%d.jpg', i),"
+    " CASE WHEN i % 10 = 0 THEN 'spooled' ELSE 'uploaded' END, 1,"
+    " printf('k/%d.jpg', i), printf('k/%d_thumb.jpg', i),"
+    " printf('img%d_thumb.jpg', i), printf('img%d_thumb.jpg', i),"
+    " '2025-11-10T00:00:00Z', '2025-11-10T00:00:00Z',"
+    " CASE WHEN i % 100 = 0 THEN 'broken' ELSE '' END FROM n;"
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+    " WHERE i < 3000)"
+    " INSERT INTO jobs (kind, image_id, gen, key, key2, name, parked)"
+    " SELECT i % 6 + 1, printf('id%05d', i), 1, printf('k/%d.jpg', i),"
+    " printf('k/%d_thumb.jpg', i), printf('P%d/2025-11-10/img%d.jpg',"
+    " i % 97, i), i % 50 = 0 FROM n;"
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+    " WHERE i < 2000)"
+    " INSERT INTO tombstones SELECT printf('t%05d', i), printf('id%05d', i),"
+    " 'P1', '2025-11-10', printf('gone%d.jpg', i), 'b',"
+    " printf('k/gone%d.jpg', i), printf('k/gone%d_thumb.jpg', i), '', 0,"
+    " 'me', '2025-11-10T00:00:00Z', 0 FROM n;";
+
+/* The table a plan line scans ("SCAN images", "SCAN j USING INDEX x"),
+ * into out; false if the line is no scan of a table. */
+static bool scanned(const char *detail, char *out, size_t n)
+{
+	if (strncmp(detail, "SCAN ", 5) != 0)
+		return false;
+	const char *t = detail + 5;
+	if (!strncmp(t, "CONSTANT ROW", 12) || t[0] == '(')
+		return false; /* no table, or a subquery's rows */
+	size_t len = strcspn(t, " ");
+	snprintf(out, n, "%.*s", (int)len, t);
+	return true;
+}
+
+/* Whether the plan line scans a partial index (one that holds only the
+ * rows its WHERE names: errors, parked or runnable jobs), which does not
+ * grow with the archive. */
+static bool partial(sqlite3 *conn, const char *detail)
+{
+	const char *u = strstr(detail, "INDEX ");
+	if (!u)
+		return false;
+	char name[64];
+	snprintf(name, sizeof(name), "%.*s", (int)strcspn(u + 6, " "), u + 6);
+	sqlite3_stmt *s = NULL;
+	bool yes =
+	    sqlite3_prepare_v2(conn,
+			       "SELECT 1 FROM sqlite_master WHERE"
+			       " type = 'index' AND name = ?1 AND"
+			       " sql LIKE '% WHERE %'",
+			       -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return yes;
+}
+
+static bool is_small(const char *table)
+{
+	for (int i = 0; small[i]; i++)
+		if (!strcmp(small[i], table))
+			return true;
+	return false;
+}
+
+/* Check one statement's plan; print it when it scans the archive. */
+static void check_plan(sqlite3 *conn, const struct db_sql *e)
+{
+	char sql[8192], table[64];
+	sqlite3_stmt *s = NULL;
+	snprintf(sql, sizeof(sql), "EXPLAIN QUERY PLAN %s", e->text);
+	int rc = sqlite3_prepare_v2(conn, sql, -1, &s, NULL);
+	if (rc != SQLITE_OK) {
+		fprintf(stderr, "%s does not prepare: %s\n", e->name,
+			sqlite3_errmsg(conn));
+		CHECK(rc == SQLITE_OK);
+		return;
+	}
+	bool full = false;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		const char *d = (const char *)sqlite3_column_text(s, 3);
+		if (getenv("SHOW_PLANS")) /* for a person reading them */
+			printf("%-22s %s\n", e->name, d ? d : "");
+		if (d && scanned(d, table, sizeof(table)) && !is_small(table) &&
+		    !partial(conn, d)) {
+			full = true;
+			if (!e->whole)
+				fprintf(stderr, "%s scans the archive: %s\n",
+					e->name, d);
+		}
+	}
+	sqlite3_finalize(s);
+	check_count++;
+	if (full && !e->whole)
+		check_failures++;
+	/* a statement listed as reading a whole table that no longer does
+	 * should say so no more */
+	if (!full && e->whole) {
+		fprintf(stderr,
+			"%s is listed as whole (%s) but scans nothing\n",
+			e->name, e->whole);
+		check_failures++;
+	}
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/thumbfs-plans-XXXXXX", err[512];
+	CHECK(mkdtemp(dir) != NULL);
+	struct db *db = db_open(dir, err, sizeof(err));
+	CHECK(db != NULL);
+	if (!db) {
+		fprintf(stderr, "%s\n", err);
+		return check_report("test_plans");
+	}
+	char *msg = NULL;
+	CHECK_INT(sqlite3_exec(db->conn, FILL, NULL, NULL, &msg), SQLITE_OK);
+	if (msg)
+		fprintf(stderr, "fill: %s\n", msg);
+	sqlite3_free(msg);
+
+	int n = 0;
+	for (const struct db_sql *const *e = db_sql_first; e < db_sql_end;
+	     e++, n++)
+		check_plan(db->conn, *e);
+	/* every file of db/ that prepares statements is in the list */
+	CHECK(n >= 80);
+	printf("%d statements\n", n);
+	db_free(db);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK_INT(system(cmd), 0);
+	return check_report("test_plans");
+}

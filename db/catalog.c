@@ -97,12 +97,14 @@ int db_path_stmt(struct db *db, const char *sql, const char *patient,
 int db_get_locked(struct db *db, const char *patient, const char *date,
 		  const char *name, struct db_image *out)
 {
+	DB_ASSERT_LOCKED(db);
 	return db_step_image(db_use_path(db, SQL_GET, patient, date, name),
 			     out);
 }
 
 int db_get_by_id_locked(struct db *db, const char *id, struct db_image *out)
 {
+	DB_ASSERT_LOCKED(db);
 	sqlite3_stmt *s = db_use(db, SQL_GET_ID);
 	db_bind_text(s, ":id", id);
 	return db_step_image(s, out);
@@ -111,6 +113,7 @@ int db_get_by_id_locked(struct db *db, const char *id, struct db_image *out)
 int db_insert_image_locked(struct db *db, const struct db_image *img,
 			   bool in_pg)
 {
+	DB_ASSERT_LOCKED(db);
 	sqlite3_stmt *s = db_use(db, SQL_INSERT);
 	db_bind_image(s, img);
 	db_bind_int64(s, ":in_pg", in_pg);
@@ -147,6 +150,7 @@ static int written_locked(struct db *db, const char *patient, const char *date,
 			  const char *name, int64_t size,
 			  const char *uploaded_by)
 {
+	DB_ASSERT_LOCKED(db);
 	struct db_image img;
 	int ret = db_get_locked(db, patient, date, name, &img);
 	if (ret == -ENOENT) {
@@ -214,6 +218,10 @@ int db_writing_undo(struct db *db, const char *patient, const char *date,
 
 DB_SQL(SQL_BACKFILL_ONE,
        "INSERT INTO jobs (kind, image_id, gen) VALUES (5, :id, :gen)");
+DB_SQL(SQL_MOVE_ONE,
+       "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES (6,"
+       " :id, :gen, :s3_key, :s3_thumbnail_key, :patient_id || '/' ||"
+       " :batch_date || '/' || :name)");
 DB_SQL(SQL_THUMB_FORGET,
        "UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
        " thumbnail_size = 0, width = 0, height = 0, error = '' WHERE id = :id");
@@ -238,6 +246,10 @@ int db_repair(struct db *db, const char *id, enum db_repair what)
 			db_bind_int64(s, ":gen", img.gen);
 			ret = db_run(s);
 		}
+	} else if (ret == 0 && what == DB_REPAIR_MOVE) {
+		s = db_use(db, SQL_MOVE_ONE);
+		db_bind_image(s, &img);
+		ret = db_run(s);
 	} else if (ret == 0) {
 		ret = db_queue_sync(db, DB_JOB_PG_UPSERT, img.id,
 				    img.patient_id, img.batch_date, img.name);
@@ -282,6 +294,7 @@ int db_image_written(struct db *db, const char *patient, const char *date,
 int db_removed_locked(struct db *db, const char *patient, const char *date,
 		      const char *name, const char *who)
 {
+	DB_ASSERT_LOCKED(db);
 	struct db_image img;
 	struct db_tombstone t;
 	sqlite3_stmt *s;
@@ -343,6 +356,7 @@ int db_image_removed(struct db *db, const char *patient, const char *date,
 
 int db_tomb_get_locked(struct db *db, const char *id, struct db_tombstone *out)
 {
+	DB_ASSERT_LOCKED(db);
 	sqlite3_stmt *s = db_use(db, SQL_TOMB_GET);
 	db_bind_text(s, ":id", id);
 	return db_step_tomb(s, out);

@@ -45,6 +45,7 @@ void db_now(char out[32])
 sqlite3_stmt *db_use(struct db *db, const char *sql)
 {
 	sqlite3_stmt *s = NULL;
+	DB_ASSERT_LOCKED(db);
 	for (int i = 0; i < db->n_stmt; i++) {
 		if (db->stmt[i].sql == sql) {
 			s = db->stmt[i].st;
@@ -66,6 +67,7 @@ sqlite3_stmt *db_use(struct db *db, const char *sql)
 void db_lock(struct db *db)
 {
 	pthread_mutex_lock(&db->lock);
+	atomic_store(&db->holder, (unsigned long)pthread_self());
 }
 
 void db_unlock(struct db *db)
@@ -74,6 +76,7 @@ void db_unlock(struct db *db)
 	while ((s = sqlite3_next_stmt(db->conn, s)))
 		if (sqlite3_stmt_busy(s))
 			sqlite3_reset(s);
+	atomic_store(&db->holder, 0UL);
 	pthread_mutex_unlock(&db->lock);
 }
 

@@ -12,7 +12,9 @@
 #ifndef DB_INTERNAL_H
 #define DB_INTERNAL_H
 
+#include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -53,6 +55,7 @@ extern const struct db_sql *const __stop_db_sql[];
 
 struct db {
 	pthread_mutex_t lock; /* guards conn, stmt[], pg_sync, keep_objects */
+	_Atomic unsigned long holder; /* the thread holding lock, or 0 */
 	bool pg_sync;
 	bool keep_objects; /* [store] delete = keep */
 	sqlite3 *conn;
@@ -144,6 +147,12 @@ struct db {
  * address), reset and unbound; NULL if it does not prepare, which every
  * sqlite3_* call below takes as a failure. Under db->lock. */
 sqlite3_stmt *db_use(struct db *db, const char *sql);
+
+/* The lock rule, checked where it matters (every statement's use, every
+ * *_locked function): the calling thread holds db->lock. An assert, so
+ * every build checks it, and the suite runs every path that takes it. */
+#define DB_ASSERT_LOCKED(db)                                                   \
+	assert(atomic_load(&(db)->holder) == (unsigned long)pthread_self())
 
 /* Take and leave the connection. Leaving resets any statement left on a
  * row: it would hold a read transaction open, and no checkpoint could

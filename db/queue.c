@@ -128,6 +128,7 @@ int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 /* Run sql, whose one parameter is a job id. */
 static int job_stmt_locked(struct db *db, const char *sql, int64_t job_id)
 {
+	DB_ASSERT_LOCKED(db);
 	sqlite3_stmt *s = db_use(db, sql);
 	db_bind_int64(s, ":job", job_id);
 	return db_run(s);
@@ -146,6 +147,7 @@ static int job_stmt(struct db *db, const char *sql, int64_t job_id)
  * (not due yet), -ENOENT (none), -EIO. */
 static int claim_locked(struct db *db, sqlite3_stmt *s, struct db_job *job)
 {
+	DB_ASSERT_LOCKED(db);
 	int ret = db_step_job(s, job);
 	if (ret == 0 && job->not_before > (int64_t)time(NULL))
 		ret = -EAGAIN;
@@ -306,6 +308,7 @@ int db_thumb_claim(struct db *db, const char *id, const char *name,
 static int orphan_locked(struct db *db, const struct db_job *job,
 			 const struct db_image *img)
 {
+	DB_ASSERT_LOCKED(db);
 	struct db_image other;
 	int ret = db_get_by_id_locked(db, job->image_id, &other);
 	if (ret != -ENOENT)

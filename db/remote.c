@@ -10,6 +10,13 @@ DB_SQL(SQL_PG_DELETE_OF,
        "SELECT 1 FROM jobs WHERE kind = 4 AND key = :patient_id AND"
        " key2 = :batch_date AND name = :name LIMIT 1");
 DB_SQL(SQL_SEEN, "UPDATE images SET in_pg = 1, seen = 1 WHERE id = :id");
+/* the mount's own write of the name is under way (open for writing, or
+ * a job of it waiting): what it writes is newer than any row from
+ * elsewhere, and goes to PostgreSQL in turn */
+DB_SQL(SQL_BUSY_HERE,
+       "SELECT 1 FROM writing WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name UNION ALL SELECT 1 FROM"
+       " jobs WHERE image_id = :id AND kind IN (1, 5, 6) LIMIT 1");
 DB_SQL(SQL_UPDATE,
        "UPDATE images SET file_size = :file_size, s3_key = :s3_key,"
        " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
@@ -31,17 +38,21 @@ DB_SQL_WHOLE(
     " jobs) LIMIT 1");
 DB_SQL(SQL_DELETE, "DELETE FROM images WHERE id = :id");
 /* a row PostgreSQL no longer has goes, unless a write of the mount is
- * pending for it (it is synced again then) */
+ * pending for it (it is synced again then), or under way */
+#define NOT_WRITING                                                            \
+	" AND NOT EXISTS (SELECT 1 FROM writing w WHERE"                       \
+	" w.patient_id = images.patient_id AND w.batch_date ="                 \
+	" images.batch_date AND w.name = images.name)"
 DB_SQL(SQL_GONE_ID,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id AND"
        " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
        " jobs) AND NOT (patient_id = :patient_id AND batch_date = :batch_date"
-       " AND name = :name)");
+       " AND name = :name)" NOT_WRITING);
 DB_SQL(SQL_GONE_PATH,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id ="
        " :patient_id AND batch_date = :batch_date AND name = :name AND"
        " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-       " jobs)");
+       " jobs)" NOT_WRITING);
 DB_SQL(SQL_CURSOR, "SELECT pg_bound FROM sync_state WHERE dsn = :dsn");
 DB_SQL(SQL_CURSOR_SET,
        "INSERT OR REPLACE INTO sync_state (one, dsn, pg_bound) VALUES (1,"
@@ -57,6 +68,7 @@ static int claim(struct db *db, const char *id)
 static int remote_locked(struct db *db, const struct db_image *r,
 			 struct db_image *old)
 {
+	DB_ASSERT_LOCKED(db);
 	struct db_image u = *r;
 	sqlite3_stmt *s;
 	int ret = db_get_locked(db, r->patient_id, r->batch_date, r->name, old);
@@ -87,6 +99,12 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	if (strcmp(old->state, "uploaded") != 0 ||
 	    strcmp(r->updated_at, old->updated_at) <= 0)
 		return DB_REMOTE_KEPT; /* a local write is newer, or pending */
+	s = db_use_path(db, SQL_BUSY_HERE, old->patient_id, old->batch_date,
+			old->name);
+	db_bind_text(s, ":id", old->id);
+	int64_t busy = db_int(s);
+	if (busy != -ENOENT)
+		return busy < 0 ? (int)busy : DB_REMOTE_KEPT;
 	snprintf(u.id, sizeof(u.id), "%s", old->id);
 	s = db_use(db, SQL_UPDATE);
 	db_bind_image(s, &u);

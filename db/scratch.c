@@ -30,17 +30,20 @@ static const char SCHEMA[] =
 
 static const char SQL_ROWS[] =
     "SELECT coalesce(o.size, -1), coalesce(t.size, -1), p.name IS NOT NULL"
-    " , i.rowid" DB_IMAGE_COLUMNS(
+    " , EXISTS (SELECT 1 FROM cat.jobs j WHERE j.image_id = i.id AND"
+    " j.kind = 6)" DB_IMAGE_COLUMNS(
 	DB_COL_NAME_I) " FROM cat.images i"
 		       " LEFT JOIN objects o ON o.key = i.s3_key"
 		       " LEFT JOIN objects t ON t.key = i.s3_thumbnail_key"
 		       " LEFT JOIN pg p ON p.patient_id = i.patient_id AND"
 		       " p.batch_date = i.batch_date AND p.name = i.name"
 		       " WHERE i.state = 'uploaded' AND" SCOPE " ORDER BY i.id";
+/* a key two rows name, as their original's or their thumbnail's */
 static const char SQL_SHARED[] =
-    "SELECT i.s3_thumbnail_key, count(*) FROM cat.images i WHERE"
-    " i.s3_thumbnail_key != '' AND" SCOPE
-    " GROUP BY 1 HAVING count(*) > 1 ORDER BY 1";
+    "SELECT key, count(*) FROM (SELECT i.s3_key AS key FROM cat.images i"
+    " WHERE i.s3_key != '' AND" SCOPE " UNION ALL SELECT"
+    " i.s3_thumbnail_key FROM cat.images i WHERE i.s3_thumbnail_key != ''"
+    " AND" SCOPE ") GROUP BY 1 HAVING count(*) > 1 ORDER BY 1";
 /* every key something in the catalog names, indexed, so that the orphans
  * are an anti-join rather than a scan of images per object */
 static const char SQL_NAMED[] =
@@ -178,7 +181,8 @@ static int finish(sqlite3_stmt *st, int rc, int stop)
 
 int db_scratch_rows(struct db_scratch *s, const struct db_scope *scope,
 		    int (*fn)(void *arg, const struct db_image *row,
-			      int64_t original, int64_t thumbnail, bool in_pg),
+			      int64_t original, int64_t thumbnail, bool in_pg,
+			      bool moving),
 		    void *arg)
 {
 	struct db_image img;
@@ -190,7 +194,8 @@ int db_scratch_rows(struct db_scratch *s, const struct db_scope *scope,
 		db_read_image(st, 4, &img);
 		stop = fn(arg, &img, sqlite3_column_int64(st, 0),
 			  sqlite3_column_int64(st, 1),
-			  sqlite3_column_int(st, 2) != 0);
+			  sqlite3_column_int(st, 2) != 0,
+			  sqlite3_column_int(st, 3) != 0);
 	}
 	return finish(st, stop ? SQLITE_DONE : rc, stop);
 }

@@ -33,15 +33,17 @@ int db_scratch_pg_row(struct db_scratch *s, const char *patient,
 int db_scratch_loaded(struct db_scratch *s);
 
 /* fn(arg, row, original's size or -1 when the store lacks it, the
- * thumbnail's size or -1, whether PostgreSQL has the row) for every
- * uploaded row in scope, by id; a non-zero return stops. */
+ * thumbnail's size or -1, whether PostgreSQL has the row, whether a move
+ * of it waits) for every uploaded row in scope, by id; a non-zero return
+ * stops. */
 int db_scratch_rows(struct db_scratch *s, const struct db_scope *scope,
 		    int (*fn)(void *arg, const struct db_image *row,
-			      int64_t original, int64_t thumbnail, bool in_pg),
+			      int64_t original, int64_t thumbnail, bool in_pg,
+			      bool moving),
 		    void *arg);
 
-/* fn(arg, key, how many rows) for every thumbnail key two or more rows
- * in scope name. */
+/* fn(arg, key, how many rows) for every key two or more rows in scope
+ * name, as their original's or their thumbnail's. */
 int db_scratch_shared(struct db_scratch *s, const struct db_scope *scope,
 		      int (*fn)(void *arg, const char *key, int64_t rows),
 		      void *arg);

@@ -680,6 +680,31 @@ int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
 	return cfg_expand(cfg->key_template, patient, date, name, out, n);
 }
 
+/* The placeholder template starts with: its length, or 0. */
+static size_t placeholder(const char *t)
+{
+	static const char *const names[] = {"{patient}", "{date}", "{name}"};
+	for (int i = 0; i < 3; i++)
+		if (!strncmp(t, names[i], strlen(names[i])))
+			return strlen(names[i]);
+	return 0;
+}
+
+bool cfg_key_matches(const char *template, const char *key)
+{
+	size_t p = placeholder(template);
+	if (!*template)
+		return !*key;
+	if (!p)
+		return *template == *key &&
+		       cfg_key_matches(template + 1, key + 1);
+	/* a placeholder takes one or more characters of one segment */
+	for (size_t n = 1; key[n - 1] && key[n - 1] != '/'; n++)
+		if (cfg_key_matches(template + p, key + n))
+			return true;
+	return false;
+}
+
 int cfg_expand(const char *template, const char *patient, const char *date,
 	       const char *name, char *out, size_t n)
 {

@@ -90,6 +90,11 @@ void cfg_changes(const struct cfg *old, const struct cfg *now,
 
 /* Expand template into out: {patient}, {date} and {name} are replaced.
  * -ENAMETOOLONG if it does not fit in n bytes. */
+/* Whether key has the shape template gives a key: its text where the
+ * template has text, and one or more characters other than '/' for each
+ * of {patient}, {date} and {name}. */
+bool cfg_key_matches(const char *template, const char *key);
+
 int cfg_expand(const char *template, const char *patient, const char *date,
 	       const char *name, char *out, size_t n);
 

@@ -13,6 +13,7 @@
 
 #include "fs/audit.h"
 #include "fs/cache.h"
+#include "fs/deferred.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/remote.h"
@@ -177,6 +178,7 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->fd = fd;
 	h->path = *p;
 	h->image = is_image(p);
+	h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
 	h->uid = fuse_get_context()->uid;
 	h->pid = fuse_get_context()->pid;
 	/* if so, the caller marked it before the change */
@@ -210,6 +212,24 @@ static void release(struct fs_cache *cache, struct handle *h)
 static void free_handle(struct handle *h)
 {
 	release(fs_get()->cache, h);
+}
+
+bool fs_handle_writer_open(const char *patient, const char *date,
+			   const char *name)
+{
+	bool open = false;
+	pthread_mutex_lock(&open_lock);
+	for (struct handle *h = open_list; h && !open; h = h->next) {
+		if (!h->writable)
+			continue;
+		pthread_mutex_lock(&h->lock);
+		open = h->image && !strcmp(h->path.name, name) &&
+		       !strcmp(h->path.date, date) &&
+		       !strcmp(h->path.patient, patient);
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_unlock(&open_lock);
+	return open;
 }
 
 void fs_handles_release_all(struct thumbfs *fs)
@@ -478,9 +498,14 @@ int fs_handle_truncate(struct thumbfs *fs, struct handle *h, const char *path,
 int fs_op_release(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
+	struct fs_path p;
+	bool writer = h->writable;
 	if (h->fd >= 0)
 		end_write(fs_get(), h, path); /* written after the last flush */
+	follow(fs_get(), h, NULL, &p);
 	free_handle(h);
+	if (writer && is_image(&p)) /* what waited for it may go now */
+		fs_deferred_closed(fs_get(), &p);
 	return 0;
 }
 

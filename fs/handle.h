@@ -32,7 +32,9 @@ struct handle {
 	 * flush may come at once on different FUSE threads; marking twice,
 	 * or queueing twice, is harmless (both are idempotent). */
 	atomic_bool dirty;
-	bool image; /* a visible image: ingested when it is saved */
+	bool image;    /* a visible image: ingested when it is saved */
+	bool writable; /* opened to write: rows from elsewhere for its name
+			* wait until it is closed (sync.c) */
 	struct fs_path path;
 	char *status;
 	size_t status_len;
@@ -54,6 +56,10 @@ struct handle {
 
 /* The handle of fi (NULL: none). */
 struct handle *fs_handle(struct fuse_file_info *fi);
+
+/* Whether a handle open to write has the image (patient, date, name). */
+bool fs_handle_writer_open(const char *patient, const char *date,
+			   const char *name);
 
 /* At the end of the FUSE loop: the handles whose release never came (a
  * close the kernel had not sent on when the mount went) freed. */

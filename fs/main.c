@@ -382,26 +382,22 @@ static int retry(const char *config, const char *path)
 {
 	struct cfg cfg;
 	struct db *db;
-	char err[CFG_ERR_MAX], patient[65] = "", date[11] = "", name[256] = "";
+	char err[CFG_ERR_MAX];
+	struct fs_scope sc = {0};
 	cfg_init(&cfg);
 	if (cfg_load(&cfg, config, err, sizeof(err))) {
 		fprintf(stderr, "thumbfs: %s\n", err);
 		return 1;
 	}
-	const char *p = path ? strstr(path, "patients/") : NULL;
-	if (path && (!p || sscanf(p, "patients/%64[^/]/%10[^/]/%255[^\n]",
-				  patient, date, name) < 1)) {
-		fprintf(stderr,
-			"thumbfs: retry: '%s' is not a path of the tree "
-			"(patients/ID[/DATE[/NAME]])\n",
-			path);
+	if (path && fs_scope_parse(path, &sc, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs: retry: %s\n", err);
 		return 2;
 	}
 	if (!(db = db_open_beside(cfg.catalog_dir, err, sizeof(err)))) {
 		fprintf(stderr, "thumbfs: %s\n", err);
 		return 1;
 	}
-	int n = db_jobs_unpark(db, path ? patient : NULL, date, name);
+	int n = db_jobs_unpark(db, path ? sc.patient : NULL, sc.date, sc.name);
 	db_free(db);
 	if (n < 0) {
 		fprintf(stderr, "thumbfs: retry: the catalog: %s\n",
@@ -419,7 +415,8 @@ static int verify(int argc, char **argv)
 	struct thumbfs fs;
 	struct verify_opts o = {0};
 	const char *config = NULL, *path = NULL;
-	char err[1024], patient[65] = "", date[11] = "", name[256] = "";
+	char err[1024];
+	struct fs_scope sc = {0};
 	int status = 2, owner = -1;
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--content"))
@@ -454,20 +451,13 @@ static int verify(int argc, char **argv)
 				"--repair\n");
 		return 2;
 	}
-	const char *p = path ? strstr(path, "patients/") : NULL;
-	int parts = p ? sscanf(p, "patients/%64[^/]/%10[^/]/%255[^\n]", patient,
-			       date, name)
-		      : 0;
-	if (path && parts < 1) {
-		fprintf(stderr,
-			"thumbfs verify: '%s' is not a path of the tree "
-			"(patients/ID[/DATE[/NAME]])\n",
-			path);
+	if (path && fs_scope_parse(path, &sc, err, sizeof(err))) {
+		fprintf(stderr, "thumbfs verify: %s\n", err);
 		return 2;
 	}
-	o.patient = parts >= 1 ? patient : NULL;
-	o.date = parts >= 2 ? date : NULL;
-	o.name = parts >= 3 ? name : NULL;
+	o.patient = sc.parts >= 1 ? sc.patient : NULL;
+	o.date = sc.parts >= 2 ? sc.date : NULL;
+	o.name = sc.parts >= 3 ? sc.name : NULL;
 	memset(&fs, 0, sizeof(fs));
 	pthread_mutex_init(&fs.lock, NULL);
 	pthread_cond_init(&fs.cond, NULL);

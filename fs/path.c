@@ -22,6 +22,45 @@ void fs_rules_release(struct fs_rules *r)
 	regfree(&r->patient_re);
 }
 
+int fs_scope_parse(const char *path, struct fs_scope *out, char *err, size_t n)
+{
+	const char *p = strstr(path, "patients/");
+	char *const part[] = {out->patient, out->date, out->name};
+	const size_t size[] = {sizeof(out->patient), sizeof(out->date),
+			       sizeof(out->name)};
+	memset(out, 0, sizeof(*out));
+	if (!p || (p != path && p[-1] != '/')) {
+		snprintf(err, n,
+			 "'%s' is not a path of the tree "
+			 "(patients/ID[/DATE[/NAME]])",
+			 path);
+		return -EINVAL;
+	}
+	for (p += 9; *p && out->parts < 3; out->parts++) {
+		size_t len = strcspn(p, "/");
+		if (len == 0 || len >= size[out->parts]) {
+			snprintf(err, n,
+				 "'%s': its %s is %s (at most %zu bytes)", path,
+				 out->parts == 0   ? "patient id"
+				 : out->parts == 1 ? "date"
+						   : "name",
+				 len ? "too long" : "empty",
+				 size[out->parts] - 1);
+			return -EINVAL;
+		}
+		memcpy(part[out->parts], p, len);
+		p += len + (p[len] == '/');
+	}
+	if (*p || !out->parts) {
+		snprintf(err, n,
+			 "'%s' is not a path of the tree "
+			 "(patients/ID[/DATE[/NAME]])",
+			 path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 bool fs_valid_date(const char *s)
 {
 	static const int days[12] = {31, 28, 31, 30, 31, 30,

@@ -1,6 +1,7 @@
 /*
  * path.h - the tree a mount shows: which paths exist, which names are valid,
- * and what each name is (DESIGN.md, "The tree a mount shows").
+ * and what each name is (the original design, shared/DESIGN.md beside
+ * the clone, "The tree a mount shows").
  */
 #ifndef FS_PATH_H
 #define FS_PATH_H
@@ -47,6 +48,19 @@ void fs_rules_release(struct fs_rules *r);
 /* Classify path (as FUSE gives it, starting with '/'). */
 void fs_path_parse(const struct fs_rules *r, const char *path,
 		   struct fs_path *out);
+
+/* A part of the tree named on a command line (thumbfs retry, verify):
+ * "patients/ID[/DATE[/NAME]]", alone or after a mount point. */
+struct fs_scope {
+	int parts; /* 1: a patient, 2: a date of it, 3: one name */
+	char patient[65];
+	char date[11];
+	char name[256];
+};
+
+/* Parse path into out: 0, or -EINVAL with err said (not such a path, an
+ * empty part, a part too long for what it names, more than three). */
+int fs_scope_parse(const char *path, struct fs_scope *out, char *err, size_t n);
 
 /* The length of the UTF-8 character s starts with (1 to 4), or 0 if it is
  * NUL or not valid UTF-8. Written out because glibc's mbrtowc depends on

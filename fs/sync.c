@@ -3,6 +3,7 @@
  * there (another mount, the web app) reaches the catalog. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,6 +12,8 @@
 
 #include "db/catalog.h"
 #include "db/pg.h"
+#include "fs/deferred.h"
+#include "fs/handle.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/spool.h"
@@ -109,6 +112,21 @@ static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
 	fs_job_retry(fs, &jobs[bad], w, err);
 }
 
+/* Whether a writer here has (patient, date, name) open: then a row from
+ * elsewhere for it waits (deferred.h), and true is returned. */
+static bool defer(const char *patient, const char *date, const char *name)
+{
+	if (!fs_handle_writer_open(patient, date, name))
+		return false;
+	if (fs_deferred_add(patient, date, name))
+		return true;
+	/* the catalog's writing mark still guards most of it */
+	log_warn("%d names open for writing wait for rows from PostgreSQL: "
+		 "'%s/%s/%s' does not",
+		 FS_DEFERRED_MAX, patient, date, name);
+	return false;
+}
+
 /* Drop the local copies of img (its spool file and cached thumbnail): the
  * store has other content under its name now, or none. */
 static void drop_local(struct thumbfs *fs, const struct db_image *img)
@@ -135,6 +153,8 @@ static bool prepare_remote(struct thumbfs *fs, struct db_image *r)
 	fs_path_parse(&fs->rules, path, &p);
 	if (p.kind != FS_FILE || p.local || p.thumb || !r->s3_key[0])
 		return false; /* nothing the tree can show */
+	if (defer(r->patient_id, r->batch_date, r->name))
+		return false; /* a writer here has it open */
 	if (r->s3_thumbnail_key[0]) {
 		/* the name its key has, when that is a thumbnail's (another
 		 * mount's, or the app's {stem}_thumb{ext}); else the app's
@@ -259,14 +279,19 @@ static int full_read(struct thumbfs *fs, int64_t *bound, char *err,
 }
 
 /* The catalog's row at a path PostgreSQL may have left: it goes, unless
- * PostgreSQL has a row there now (another image took the name). */
+ * PostgreSQL has a row there now (another image took the name), which is
+ * applied. always: looked up in PostgreSQL even with no row here (a name
+ * whose row from elsewhere waited for a writer). */
 static int vacate(struct batch *b, const char *patient, const char *date,
-		  const char *name, char *err, size_t errlen)
+		  const char *name, bool always, char *err, size_t errlen)
 {
 	struct thumbfs *fs = b->fs;
 	struct db_image here, there;
-	if (!patient[0] ||
-	    db_image_get(fs->db, patient, date, name, &here) != 0)
+	bool had =
+	    patient[0] && db_image_get(fs->db, patient, date, name, &here) == 0;
+	if (!had && !always)
+		return 0;
+	if (defer(patient, date, name))
 		return 0;
 	int ret =
 	    db_pg_fetch_path(fs->pg, patient, date, name, &there, err, errlen);
@@ -274,9 +299,32 @@ static int vacate(struct batch *b, const char *patient, const char *date,
 		return add_remote(&there, b);
 	if (ret != -ENOENT)
 		return ret;
-	if (db_remote_forget_path(fs->db, patient, date, name, &here) == 0)
+	if (had &&
+	    db_remote_forget_path(fs->db, patient, date, name, &here) == 0)
 		drop_local(fs, &here);
 	return 0;
+}
+
+/* The names whose writers have closed since their rows from elsewhere
+ * waited: looked at again. */
+static int recheck(struct thumbfs *fs, char *err, size_t errlen)
+{
+	static struct batch rb; /* the sync runner's */
+	struct fs_deferred d;
+	int ret = 0;
+	memset(&rb, 0, sizeof(rb));
+	rb.fs = fs;
+	while (ret == 0 && fs_deferred_next(&d)) {
+		if (fs_handle_writer_open(d.patient, d.date, d.name))
+			fs_deferred_add(d.patient, d.date,
+					d.name); /* another */
+		else
+			ret = vacate(&rb, d.patient, d.date, d.name, true, err,
+				     errlen);
+		if (ret)
+			fs_deferred_again(&d);
+	}
+	return ret ? ret : flush(&rb);
 }
 
 /* One change of an image: the row as it is now, and the path it left. */
@@ -298,11 +346,17 @@ static int apply_change(const struct db_pg_change *c, void *arg)
 		int ret = flush(b);
 		if (ret)
 			return ret;
-		if (db_remote_forget(fs->db, c->id, now ? now->patient_id : "",
+		/* the image left where the catalog has it: unless a writer
+		 * here has that name open */
+		struct db_image here;
+		bool held = db_image_get_by_id(fs->db, c->id, &here) == 0 &&
+			    defer(here.patient_id, here.batch_date, here.name);
+		if (!held &&
+		    db_remote_forget(fs->db, c->id, now ? now->patient_id : "",
 				     now ? now->batch_date : "",
 				     now ? now->name : "", &gone) == 0)
 			drop_local(fs, &gone);
-		ret = vacate(b, c->old_patient, c->old_date, c->old_name,
+		ret = vacate(b, c->old_patient, c->old_date, c->old_name, false,
 			     b->err, sizeof(b->err));
 		if (ret)
 			return ret;
@@ -416,21 +470,19 @@ static int catch_up(struct thumbfs *fs, char *err, size_t errlen)
 		if (ret == 0)
 			ret = db_sync_cursor_set(fs->db, dsn, bound);
 	}
-	/* what waits past the bound the catalog reached (a full read's
-	 * may be past the one read first) */
-	int held = ret == 0
-		       ? db_pg_held(fs->pg, cursor < bound ? bound : cursor,
-				    err, errlen)
-		       : 0;
-	if (held < 0)
-		return held;
-	watch_bound(fs, held == 1);
 	if (ret == 0 && !fs->pg_caught_up)
 		log_info("caught up with %lld change(s) of PostgreSQL",
 			 b.changes);
-	if (ret == 0)
-		fs->pg_caught_up = true;
-	return ret;
+	if (ret)
+		return ret;
+	fs->pg_caught_up = true;
+	/* what waits past the bound the catalog reached (a full read's
+	 * may be past the one read first) */
+	int held =
+	    db_pg_held(fs->pg, cursor < bound ? bound : cursor, err, errlen);
+	if (held >= 0)
+		watch_bound(fs, held == 1);
+	return held < 0 ? held : 0;
 }
 
 int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen)
@@ -470,6 +522,8 @@ void *fs_sync_main(void *arg)
 		int ret = db_pg_listen(fs->pg, err, sizeof(err));
 		if (ret == 0 && db_pg_woken(fs->pg) < 0)
 			ret = db_pg_listen(fs->pg, err, sizeof(err));
+		if (ret == 0)
+			ret = recheck(fs, err, sizeof(err));
 		if (ret == 0)
 			ret = catch_up(fs, err, sizeof(err));
 		if (ret == -EINTR)

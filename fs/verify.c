@@ -27,7 +27,8 @@ enum kind {
 	K_MISSING_THUMBNAIL,
 	K_SIZE,
 	K_NO_THUMBNAIL,
-	K_SHARED_THUMBNAIL,
+	K_SHARED_KEY,
+	K_KEY_NOT_PATH,
 	K_CONTENT,
 	K_THUMBNAIL_WRONG,
 	K_ORPHAN,
@@ -37,8 +38,9 @@ enum kind {
 };
 
 static const char *const kind_names[K_COUNT] = {
-    "missing-original", "missing-thumbnail", "size-mismatch",	"no-thumbnail",
-    "shared-thumbnail", "content-mismatch",  "thumbnail-wrong", "orphan",
+    "missing-original", "missing-thumbnail", "size-mismatch",
+    "no-thumbnail",	"shared-key",	     "key-not-path",
+    "content-mismatch", "thumbnail-wrong",   "orphan",
     "postgres-missing", "catalog-missing"};
 
 /* A repair decided during the pass, carried out after it. */
@@ -308,14 +310,29 @@ out:
 /* One uploaded row, with what the store has of it (sizes, -1: none) and
  * whether PostgreSQL has it. */
 static int check_row(void *arg, const struct db_image *img, int64_t original,
-		     int64_t thumbnail, bool in_pg)
+		     int64_t thumbnail, bool in_pg, bool moving)
 {
 	struct run *r = arg;
-	char path[PATH_MAX];
+	char path[PATH_MAX], key[DB_KEY_MAX], thumb[DB_KEY_MAX] = "";
 	fs_tree_path(path, sizeof(path), NULL, img->patient_id, img->batch_date,
 		     img->name);
 	r->rows++;
 	progress(r);
+	/* its keys are its path's under [store] key_template (a move that
+	 * waits will make them so); a row the web app wrote under keys of
+	 * its own (not of the template's shape) keeps them */
+	if (!moving && cfg_key_matches(r->fs->cfg.key_template, img->s3_key) &&
+	    !fs_image_key(r->fs, img->patient_id, img->batch_date, img->name,
+			  key, sizeof(key)) &&
+	    (!img->s3_thumbnail_key[0] ||
+	     !fs_thumb_key(key, img->thumbnail_name, thumb, sizeof(thumb))) &&
+	    (strcmp(key, img->s3_key) ||
+	     strcmp(thumb, img->s3_thumbnail_key))) {
+		finding(r, K_KEY_NOT_PATH, path, img->s3_key,
+			"its path's keys are '%s'%s%s", key,
+			thumb[0] ? " and '" : "", thumb[0] ? thumb : "");
+		want_fix(r, img, DB_REPAIR_MOVE, path);
+	}
 	if (original < 0) {
 		finding(r, K_MISSING_ORIGINAL, path, img->s3_key,
 			"the store has no such object");
@@ -352,8 +369,8 @@ static int check_row(void *arg, const struct db_image *img, int64_t original,
 
 static int on_shared(void *arg, const char *key, int64_t rows)
 {
-	finding(arg, K_SHARED_THUMBNAIL, "", key,
-		"%lld rows name this thumbnail", (long long)rows);
+	finding(arg, K_SHARED_KEY, "", key, "%lld rows name this key",
+		(long long)rows);
 	return 0;
 }
 
@@ -504,7 +521,8 @@ static int64_t left(struct thumbfs *fs)
 	struct db_counts c;
 	if (db_counts(fs->db, &c))
 		return -1;
-	return c.jobs_ingest + c.jobs_backfill + (fs->pg ? c.jobs_sync : 0);
+	return c.jobs_ingest + c.jobs_backfill + c.jobs_move + c.jobs_delete +
+	       (fs->pg ? c.jobs_sync : 0);
 }
 
 int fs_verify(struct thumbfs *fs, const struct verify_opts *o)

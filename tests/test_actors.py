@@ -238,3 +238,71 @@ def test_moved_removed_and_a_new_image_at_the_old_place(
         check_keys_follow_paths(m, {("P3", "2025-11-10", "a.jpg"): new})
     finally:
         m.stop()
+
+
+def bound(m):
+    """How far the mount has applied PostgreSQL's changes."""
+    import sqlite3
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
+    try:
+        r = db.execute("SELECT pg_bound FROM sync_state").fetchone()
+        return r[0] if r else 0
+    finally:
+        db.close()
+
+
+def two_mounts(thumbfs_bin, tmp_path, s3store, pg):
+    from conftest import Mount
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3store)
+    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3store)
+    b.bucket = a.bucket
+    b.config["store"]["url"] = f"s3://{a.bucket}"
+    for m in (a, b):
+        m.config["postgres"] = {"dsn": pg.dsn}
+    return a.start(), b.start()
+
+
+def test_a_row_from_another_mount_while_a_file_is_written(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """#32, 4: while a.jpg is open for writing on mount B, a newer row for
+    it from mount A arrived: B's row took it, B's spool file was dropped
+    under the writer, close() returned 0 and B's content was never
+    stored (B then said ENOENT for a.jpg). The name being written keeps
+    B's row; B's close stores B's content, the later one, everywhere."""
+    import hashlib
+    pg = clean_postgres
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, pg)
+    try:
+        first, theirs, ours = (p.read_bytes() for p in photos()[:3])
+        (b.batch() / "a.jpg").write_bytes(first)
+        wait_for(lambda: (a.mnt / "patients/P1/2025-11-10/a.jpg").exists(),
+                 60, "a.jpg in mount A")
+        f = open(b.mnt / "patients/P1/2025-11-10/a.jpg", "wb")  # O_TRUNC
+        try:
+            f.write(ours[:len(ours) // 2])
+            f.flush()
+            (a.mnt / "patients/P1/2025-11-10/a.jpg").write_bytes(theirs)
+            wait_for(lambda: pg.rows(
+                "SELECT sha256 FROM images_image") == [
+                    [hashlib.sha256(theirs).hexdigest()]], 60,
+                "A's a.jpg in PostgreSQL")
+            # B has applied what PostgreSQL had then: its bound is past
+            # the transaction of A's change
+            xid = int(pg.rows("SELECT max(xid) FROM thumbfs_change")[0][0])
+            wait_for(lambda: bound(b) > xid, 60, "B's look at A's change")
+            f.write(ours[len(ours) // 2:])
+        finally:
+            f.close()
+        want = hashlib.sha256(ours).hexdigest()
+        wait_for(lambda: pg.rows("SELECT sha256 FROM images_image") ==
+                 [[want]], 60, "B's content in PostgreSQL")
+        for m in (a, b):
+            p = m.mnt / "patients/P1/2025-11-10/a.jpg"
+            wait_for(lambda: p.exists() and hashlib.sha256(
+                p.read_bytes()).hexdigest() == want, 60,
+                f"B's content in {m.base.name}")
+    finally:
+        a.stop()
+        b.stop()

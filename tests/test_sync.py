@@ -102,9 +102,11 @@ def test_a_mount_catches_up_from_where_it_was(thumbfs_bin, tmp_path,
     try:
         wait_for(lambda: listing(m) == ["b.jpg", "b_thumb.jpg", "c.jpg",
                                         "c_thumb.jpg"], 60, "the catch-up")
+        # (logged once the bound is stored, after the rows are listed)
+        wait_for(lambda: "caught up with" in m.log_text()[before:], 10,
+                 "the catch-up's line")
         log = m.log_text()[before:]
         assert FULL not in log, log
-        assert "caught up with" in log, log
     finally:
         m.stop()
 
@@ -193,10 +195,10 @@ def test_changes_pruned_while_being_read_are_not_skipped(
     app_insert(pg, m.bucket, "c.jpg")
     pg.psql("UPDATE thumbfs_change SET at = now() - interval '3 days'")
     other = psycopg2.connect(pg.dsn)
+    before = len(m.log_text())
     try:
         cur = other.cursor()
         cur.execute("LOCK TABLE thumbfs_change IN ACCESS EXCLUSIVE MODE")
-        before = len(m.log_text())
         m.start()
         # the mount has read the horizon and waits to read the changes
         wait_for(lambda: pg.rows(
@@ -212,8 +214,11 @@ def test_changes_pruned_while_being_read_are_not_skipped(
             " DO UPDATE SET xid = greatest(thumbfs_change_horizon.xid,"
             " EXCLUDED.xid)")
         other.commit()
-    finally:
+    except BaseException:
         other.close()
+        m.stop()
+        raise
+    other.close()
     try:
         wait_for(lambda: listing(m) == ["b.jpg", "b_thumb.jpg", "c.jpg",
                                         "c_thumb.jpg"], 60,

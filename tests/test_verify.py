@@ -196,3 +196,42 @@ def test_verify_repair_fixes_what_it_can(thumbfs_bin, tmp_path, request,
     finally:
         if m.proc:
             m.stop()
+
+
+def test_verify_keys_follow_paths(thumbfs_bin, tmp_path):
+    """#32: each row's keys are its path's under [store] key_template, and
+    no key is named by two rows. A row left under the keys of a folder it
+    no longer is in (what two renames in a row did) is found, and
+    --repair moves its objects to its path's keys; a key two rows name is
+    found."""
+    import sqlite3
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        archive(m, 2)
+    finally:
+        m.stop()
+    old = "patients/filemaker-import/images/N1/2025-11-12/"
+    for n in ("p0.jpg", "p0_thumb.jpg"):
+        put(m, old + n, m.object(PREFIX + n))
+        delete(m, PREFIX + n)
+    db = sqlite3.connect(m.data / "catalog.db")
+    db.execute("UPDATE images SET s3_key = ?, s3_thumbnail_key = ? WHERE"
+               " name = 'p0.jpg'", (old + "p0.jpg", old + "p0_thumb.jpg"))
+    db.commit()
+    r = verify(m, "--json")
+    assert r.returncode == 1
+    assert findings(r) == [("key-not-path", old + "p0.jpg")], r.stdout
+    r = verify(m, "--repair")
+    assert "verify: clean" in verify(m, "--content").stdout
+    assert m.object_keys() == sorted(PREFIX + n for n in (
+        "p0.jpg", "p0_thumb.jpg", "p1.jpg", "p1_thumb.jpg"))
+    # a key two rows name: the second row's thumbnail is the first's
+    db.execute("UPDATE images SET s3_thumbnail_key = ? WHERE name ="
+               " 'p1.jpg'", (PREFIX + "p0_thumb.jpg",))
+    db.commit()
+    db.close()
+    r = verify(m, "--json")
+    assert findings(r) == sorted([
+        ("shared-key", PREFIX + "p0_thumb.jpg"),
+        ("key-not-path", PREFIX + "p1.jpg"),
+        ("orphan", PREFIX + "p1_thumb.jpg")]), r.stdout

@@ -105,6 +105,18 @@ int main(void)
 		       "[catalog]\ndir = /x\n",
 		       &cfg, err, sizeof(err)),
 		  -EINVAL);
+	/* the shape of a key the template gives (verify's key-not-path) */
+	CHECK(cfg_key_matches("patients/{patient}/{date}/{name}",
+			      "patients/P1/2025-11-10/a.jpg"));
+	CHECK(cfg_key_matches("{date}/p-{patient}/{name}",
+			      "2025-11-10/p-P1/a_thumb.jpg"));
+	CHECK(
+	    !cfg_key_matches("patients/{patient}/{date}/{name}", "web/a.jpg"));
+	CHECK(!cfg_key_matches("patients/{patient}/{date}/{name}",
+			       "patients/P1/a.jpg"));
+	CHECK(!cfg_key_matches("patients/{patient}/{date}/{name}",
+			       "patients/P1/2025-11-10/x/a.jpg"));
+	CHECK(!cfg_key_matches("{date}/p-{patient}/{name}", "2025/q-P1/a.jpg"));
 	/* a template that gives two images one key (#32) */
 	CHECK_INT(load("[store]\nurl = file:///x\nkey_template = {name}\n"
 		       "[catalog]\ndir = /x\n",

@@ -20,6 +20,32 @@ int main(void)
 	CHECK_INT(fs_rules_init(&rules, "^[A-Za-z0-9_-]{1,64}$",
 				".DS_Store,Thumbs.db,desktop.ini,~$*"),
 		  0);
+	/* a part of the tree on a command line (retry, verify) */
+	struct fs_scope sc;
+	char err[512];
+	CHECK_INT(fs_scope_parse("/mnt/a/patients/P1/2025-11-10/x y.jpg", &sc,
+				 err, sizeof(err)),
+		  0);
+	CHECK(sc.parts == 3 && !strcmp(sc.patient, "P1") &&
+	      !strcmp(sc.date, "2025-11-10") && !strcmp(sc.name, "x y.jpg"));
+	CHECK_INT(fs_scope_parse("patients/P1/", &sc, err, sizeof(err)), 0);
+	CHECK(sc.parts == 1 && !strcmp(sc.patient, "P1") && !sc.date[0]);
+	/* a long id was cut to 64 bytes by sscanf, and named another's */
+	char longid[200];
+	snprintf(longid, sizeof(longid), "patients/%0100d/2025-11-10", 7);
+	CHECK_INT(fs_scope_parse(longid, &sc, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "patient id is too long"));
+	CHECK_INT(fs_scope_parse("patients//2025-11-10", &sc, err, sizeof(err)),
+		  -EINVAL);
+	CHECK_INT(
+	    fs_scope_parse("patients/P1/2025-11-10x", &sc, err, sizeof(err)),
+	    -EINVAL);
+	CHECK_INT(
+	    fs_scope_parse("patients/P1/2025-11-10/a/b", &sc, err, sizeof(err)),
+	    -EINVAL);
+	CHECK_INT(fs_scope_parse("mypatients/P1", &sc, err, sizeof(err)),
+		  -EINVAL);
+	CHECK_INT(fs_scope_parse("patients", &sc, err, sizeof(err)), -EINVAL);
 	CHECK(fs_valid_date("2025-11-10"));
 	CHECK(fs_valid_date("2024-02-29"));
 	CHECK(!fs_valid_date("2023-02-29"));

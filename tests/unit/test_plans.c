@@ -1,10 +1,15 @@
 /* test_plans.c - every statement the catalog prepares finds its rows by an
  * index (EXPLAIN QUERY PLAN against a catalog with rows), unless it says
- * why it reads a whole table (DB_SQL_WHOLE). */
+ * why it reads a whole table (DB_SQL_WHOLE); and a statement used without
+ * the catalog's lock stops the process (DB_ASSERT_LOCKED). */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "db/internal.h"
 #include "tests/unit/check.h"
@@ -149,6 +154,21 @@ int main(void)
 	/* every file of db/ that prepares statements is in the list */
 	CHECK(n >= 80);
 	printf("%d statements\n", n);
+
+	/* the lock rule is checked: a statement used without db->lock
+	 * aborts (DB_ASSERT_LOCKED), with it goes */
+	pid_t child = fork();
+	if (child == 0) {
+		dup2(open("/dev/null", O_WRONLY), 2); /* the assert's line */
+		db_use(db, (*db_sql_first)->text);
+		_exit(0);
+	}
+	int status = 0;
+	CHECK(child > 0 && waitpid(child, &status, 0) == child);
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+	db_lock(db);
+	CHECK(db_use(db, (*db_sql_first)->text) != NULL);
+	db_unlock(db);
 	db_free(db);
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -23,8 +23,8 @@ static int find_locked(const char *patient, const char *date, const char *name)
 	return -1;
 }
 
-static bool add(const char *patient, const char *date, const char *name,
-		bool due)
+static bool keep_name(const char *patient, const char *date, const char *name,
+		      bool due)
 {
 	pthread_mutex_lock(&lock);
 	int i = find_locked(patient, date, name);
@@ -44,12 +44,12 @@ static bool add(const char *patient, const char *date, const char *name,
 
 bool fs_deferred_add(const char *patient, const char *date, const char *name)
 {
-	return add(patient, date, name, false);
+	return keep_name(patient, date, name, false);
 }
 
 void fs_deferred_again(const struct fs_deferred *d)
 {
-	add(d->patient, d->date, d->name, true);
+	keep_name(d->patient, d->date, d->name, true);
 }
 
 void fs_deferred_closed(struct thumbfs *fs, const struct fs_path *p)

@@ -271,7 +271,7 @@ static int remote_handle(struct fuse_file_info *fi, int fd,
 
 /* Rows of the batch that the store has with no thumbnail (imported before
  * thumbnails) get one made, when they are first listed or read. */
-static void backfill(struct thumbfs *fs, const struct fs_path *p)
+static void backfill_batch(struct thumbfs *fs, const struct fs_path *p)
 {
 	if (db_backfill_queue(fs->db, p->patient, p->date) > 0)
 		fs_jobs_kick(fs);
@@ -386,7 +386,7 @@ static int open_stored(struct thumbfs *fs, const struct fs_path *p,
 	    strcmp(img.state, "uploaded") || !img.s3_key[0])
 		return -ENOENT;
 	if (!img.s3_thumbnail_key[0] && !img.error[0])
-		backfill(fs, p);
+		backfill_batch(fs, p);
 	if ((flags & O_ACCMODE) == O_RDONLY)
 		return remote_handle(fi, -1, p, &img);
 	int ret = fs_whole_image(fs, p, path, sp, sizeof(sp), &held);

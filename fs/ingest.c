@@ -226,8 +226,8 @@ out_free:
 /* The content of stored image img, opened to read: its spool file when
  * that holds it, else a copy fetched from the store into tmp/ (gone once
  * closed). A descriptor, or -errno with err said. */
-static int open_stored(struct thumbfs *fs, const struct db_image *img,
-		       char *err, size_t errlen)
+static int open_original(struct thumbfs *fs, const struct db_image *img,
+			 char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	int fd = -1;
@@ -276,7 +276,8 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			 (long long)img.file_size,
 			 (unsigned long long)live.thumb.max_bytes);
 		ret = -EFBIG;
-	} else if ((fd = open_stored(fs, &img, err, sizeof(err))) == -ENOENT) {
+	} else if ((fd = open_original(fs, &img, err, sizeof(err))) ==
+		   -ENOENT) {
 		/* nothing to make it from: failed, and counted so */
 		snprintf(err, sizeof(err),
 			 "the original '%s' is not in the "

@@ -330,7 +330,7 @@ static void release_command(struct thumbfs *fs, int owner)
 
 /* thumbfs backfill CONFIG: thumbnails for every stored row that has none,
  * in the catalog and in PostgreSQL (fs_backfill). */
-static int backfill(const char *config)
+static int backfill_command(const char *config)
 {
 	struct thumbfs fs;
 	char err[1024];
@@ -378,7 +378,7 @@ out:
 /* thumbfs retry CONFIG [PATH]: jobs that failed for good (parked) go
  * again, all or those under PATH (patients/ID[/DATE[/NAME]], on the mount
  * or not); a running mount takes them up within a second. */
-static int retry(const char *config, const char *path)
+static int retry_command(const char *config, const char *path)
 {
 	struct cfg cfg;
 	struct db *db;
@@ -540,7 +540,7 @@ static void on_sighup(int sig)
 	fs_reload_pending = 1;
 }
 
-static void on_sqlite_log(int code, const char *msg)
+static void log_catalog(int code, const char *msg)
 {
 	log_warn("catalog (SQLite %d): %s", code, msg);
 }
@@ -611,16 +611,16 @@ int main(int argc, char *argv[])
 			return 0;
 		}
 		if (!strcmp(sub->name, "backfill"))
-			return backfill(argv[2]);
+			return backfill_command(argv[2]);
 		if (!strcmp(sub->name, "retry"))
-			return retry(argv[2], n == 2 ? argv[3] : NULL);
+			return retry_command(argv[2], n == 2 ? argv[3] : NULL);
 		if (!strcmp(sub->name, "verify"))
 			return verify(n, argv + 2);
 		return presign(argv[2], argv[3], n == 3 ? argv[4] : "3600");
 	}
 	/* Image buffers come and go per file: keep them in the heap rather
 	 * than mapping and faulting fresh pages for each (bounded). */
-	db_set_logger(on_sqlite_log);
+	db_set_logger(log_catalog);
 	mallopt(M_MMAP_THRESHOLD, 64 << 20);
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 	memset(&fs, 0, sizeof(fs));

@@ -193,7 +193,7 @@ static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
 		    img->updated_at, thumb, st);
 }
 
-static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
 	/* O_TRUNC arrives with open(), so a truncate-and-write is one
 	 * write, not an empty file ingested first. */
@@ -541,7 +541,7 @@ static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l,
 	}
 }
 
-static int op_opendir(const char *path, struct fuse_file_info *fi)
+static int fs_op_opendir(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
 	struct dir_list *l = calloc(1, sizeof(*l));
@@ -551,7 +551,7 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int op_releasedir(const char *path, struct fuse_file_info *fi)
+static int fs_op_releasedir(const char *path, struct fuse_file_info *fi)
 {
 	(void)path;
 	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
@@ -567,9 +567,9 @@ static int op_releasedir(const char *path, struct fuse_file_info *fi)
  * offsets (1, 2, ...), a buffer at a time: libfuse 3.14 drops the
  * attributes of a listing given at once with offset 0 (its issue #235,
  * fixed in 3.17.1). */
-static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
-		      off_t off, struct fuse_file_info *fi,
-		      enum fuse_readdir_flags flags)
+static int fs_op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+			 off_t off, struct fuse_file_info *fi,
+			 enum fuse_readdir_flags flags)
 {
 	struct thumbfs *fs = fs_get();
 	struct dir_list *l = (struct dir_list *)(uintptr_t)fi->fh;
@@ -604,7 +604,7 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 	return 0;
 }
 
-static int op_mkdir(const char *path, mode_t mode)
+static int fs_op_mkdir(const char *path, mode_t mode)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -633,7 +633,7 @@ static int op_mkdir(const char *path, mode_t mode)
 	return ret;
 }
 
-static int op_rmdir(const char *path)
+static int fs_op_rmdir(const char *path)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -652,7 +652,8 @@ static int op_rmdir(const char *path)
 	return 0;
 }
 
-static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+static int fs_op_truncate(const char *path, off_t size,
+			  struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -688,7 +689,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 	return ret;
 }
 
-static int op_unlink(const char *path)
+static int fs_op_unlink(const char *path)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
@@ -718,7 +719,7 @@ static int op_unlink(const char *path)
 	return 0;
 }
 
-static int op_rename(const char *from, const char *to, unsigned int flags)
+static int fs_op_rename(const char *from, const char *to, unsigned int flags)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path pf, pt;
@@ -779,7 +780,7 @@ int fs_meta_path(const char *path, char *sp, size_t n, bool owner)
 	return fs_spool_path(fs, path, sp, n);
 }
 
-static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
 	struct handle *h = file_handle(fi);
@@ -791,8 +792,8 @@ static int op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return chmod(sp, mode) ? -errno : 0;
 }
 
-static int op_chown(const char *path, uid_t uid, gid_t gid,
-		    struct fuse_file_info *fi)
+static int fs_op_chown(const char *path, uid_t uid, gid_t gid,
+		       struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
 	struct handle *h = file_handle(fi);
@@ -804,8 +805,8 @@ static int op_chown(const char *path, uid_t uid, gid_t gid,
 	return lchown(sp, uid, gid) ? -errno : 0;
 }
 
-static int op_utimens(const char *path, const struct timespec tv[2],
-		      struct fuse_file_info *fi)
+static int fs_op_utimens(const char *path, const struct timespec tv[2],
+			 struct fuse_file_info *fi)
 {
 	char sp[PATH_MAX];
 	struct handle *h = file_handle(fi);
@@ -817,7 +818,7 @@ static int op_utimens(const char *path, const struct timespec tv[2],
 	return utimensat(AT_FDCWD, sp, tv, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
 }
 
-static int op_statfs(const char *path, struct statvfs *sv)
+static int fs_op_statfs(const char *path, struct statvfs *sv)
 {
 	(void)path;
 	return statvfs(fs_get()->spool, sv) ? -errno : 0;
@@ -825,8 +826,8 @@ static int op_statfs(const char *path, struct statvfs *sv)
 
 /* fsync() of a directory: what was made, renamed or removed in it is on
  * disk, in the spool and in the catalog. */
-static int op_fsyncdir(const char *path, int datasync,
-		       struct fuse_file_info *fi)
+static int fs_op_fsyncdir(const char *path, int datasync,
+			  struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	char sp[PATH_MAX];
@@ -844,7 +845,7 @@ static int op_fsyncdir(const char *path, int datasync,
 	return ret;
 }
 
-static int op_refuse_link(const char *from, const char *to)
+static int fs_op_refuse_link(const char *from, const char *to)
 {
 	(void)from;
 	return fs_refused(-EPERM, "link of", to,
@@ -852,7 +853,7 @@ static int op_refuse_link(const char *from, const char *to)
 }
 
 /* FIFOs, devices and sockets (mkfifo, mknod, bind) */
-static int op_refuse_node(const char *path, mode_t mode, dev_t dev)
+static int fs_op_refuse_node(const char *path, mode_t mode, dev_t dev)
 {
 	(void)mode, (void)dev;
 	return fs_refused(-EPERM, "mknod of", path,
@@ -861,13 +862,13 @@ static int op_refuse_node(const char *path, mode_t mode, dev_t dev)
 }
 
 static const struct fuse_operations ops = {
-    .init = op_init,
+    .init = fs_op_init,
     .getattr = getattr_shown,
-    .opendir = op_opendir,
-    .readdir = op_readdir,
-    .releasedir = op_releasedir,
-    .mkdir = op_mkdir,
-    .rmdir = op_rmdir,
+    .opendir = fs_op_opendir,
+    .readdir = fs_op_readdir,
+    .releasedir = fs_op_releasedir,
+    .mkdir = fs_op_mkdir,
+    .rmdir = fs_op_rmdir,
     .create = fs_op_create,
     .open = fs_op_open,
     .read = fs_op_read,
@@ -875,21 +876,21 @@ static const struct fuse_operations ops = {
     .flush = fs_op_flush,
     .release = fs_op_release,
     .fsync = fs_op_fsync,
-    .fsyncdir = op_fsyncdir,
-    .truncate = op_truncate,
-    .unlink = op_unlink,
-    .rename = op_rename,
-    .chmod = op_chmod,
-    .chown = op_chown,
-    .utimens = op_utimens,
-    .statfs = op_statfs,
+    .fsyncdir = fs_op_fsyncdir,
+    .truncate = fs_op_truncate,
+    .unlink = fs_op_unlink,
+    .rename = fs_op_rename,
+    .chmod = fs_op_chmod,
+    .chown = fs_op_chown,
+    .utimens = fs_op_utimens,
+    .statfs = fs_op_statfs,
     .setxattr = fs_op_setxattr,
     .getxattr = fs_op_getxattr,
     .listxattr = fs_op_listxattr,
     .removexattr = fs_op_removexattr,
-    .symlink = op_refuse_link,
-    .link = op_refuse_link,
-    .mknod = op_refuse_node,
+    .symlink = fs_op_refuse_link,
+    .link = fs_op_refuse_link,
+    .mknod = fs_op_refuse_node,
 };
 
 const struct fuse_operations *fs_operations(void)

@@ -187,7 +187,7 @@ struct batch {
 	char err[1024]; /* why a change could not be applied */
 };
 
-static void make_dir(struct batch *b, int level, const char *path)
+static void make_dir_once(struct batch *b, int level, const char *path)
 {
 	if (!strcmp(b->made[level], path))
 		return;
@@ -208,10 +208,10 @@ static int flush(struct batch *b)
 		if (b->results[i] == DB_REMOTE_NEW) {
 			if (!fs_spool_file(fs, r->patient_id, NULL, NULL, path,
 					   sizeof(path)))
-				make_dir(b, 0, path);
+				make_dir_once(b, 0, path);
 			if (!fs_spool_file(fs, r->patient_id, r->batch_date,
 					   NULL, path, sizeof(path)))
-				make_dir(b, 1, path);
+				make_dir_once(b, 1, path);
 		} else if (b->results[i] == DB_REMOTE_REPLACED) {
 			drop_local(fs, &b->olds[i]);
 		}
@@ -492,7 +492,7 @@ int fs_read_postgres(struct thumbfs *fs, char *err, size_t errlen)
 }
 
 /* Changes older than [postgres] changes_kept_days go, once an hour. */
-static void prune(struct thumbfs *fs, time_t *last)
+static void prune_changes(struct thumbfs *fs, time_t *last)
 {
 	char err[1024];
 	time_t now = time(NULL);
@@ -543,7 +543,7 @@ void *fs_sync_main(void *arg)
 			continue;
 		}
 		set_pg_state(fs, "ok");
-		prune(fs, &pruned);
+		prune_changes(fs, &pruned);
 		ret = db_sync_claim(fs->db, jobs, SYNC_BATCH);
 		if (ret > 0) {
 			run_sync(fs, jobs, ret);

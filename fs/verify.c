@@ -157,7 +157,8 @@ static int on_pg_row(const struct db_image *img, void *arg)
 }
 
 /* The object at key into a file of tmp/, opened; -errno. */
-static int fetch(struct run *r, const char *key, char *err, size_t errlen)
+static int fetch_object(struct run *r, const char *key, char *err,
+			size_t errlen)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/verify.XXXXXX", r->fs->tmp);
@@ -244,7 +245,7 @@ static void check_content(struct run *r, const struct db_image *img,
 {
 	char err[512], sha[65];
 	struct s3_digest dg = {0};
-	int fd = fetch(r, img->s3_key, err, sizeof(err));
+	int fd = fetch_object(r, img->s3_key, err, sizeof(err));
 	if (fd < 0)
 		return; /* missing: said already */
 	r->checked_objects++;
@@ -267,7 +268,7 @@ static void check_content(struct run *r, const struct db_image *img,
 	lseek(fd, 0, SEEK_SET);
 	if (thumb_make_fd(fd, &opts, &made, err, sizeof(err)))
 		goto out; /* the original is no image: no picture to compare */
-	int tfd = fetch(r, img->s3_thumbnail_key, err, sizeof(err));
+	int tfd = fetch_object(r, img->s3_thumbnail_key, err, sizeof(err));
 	struct stat st;
 	unsigned char *buf = NULL;
 	if (tfd >= 0 && fstat(tfd, &st) == 0 &&

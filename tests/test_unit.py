@@ -42,6 +42,30 @@ def test_catalog_statements_are_listed():
     assert not loose, "define these with DB_SQL: " + "; ".join(loose)
 
 
+# Static functions that share a name because they do the same thing in two
+# programs or two back-ends of one interface.
+SAME_JOB = {"usage": "each program's usage line",
+            "put": "the S3 and file:// stores' PUT",
+            "progress": "each command's progress line on a terminal"}
+
+
+def test_no_two_static_functions_share_a_name():
+    """A name means one thing: a static function named as another file's
+    does the same job (SAME_JOB), or is renamed."""
+    import re
+    seen = {}
+    for p in sorted(ROOT.glob("*/*.c")):
+        if p.parts[-2] in ("tests", "bench", "build") or \
+                p.parts[-2].startswith("build"):
+            continue
+        for name in set(re.findall(r"^static [\w ]+?[ *](\w+)\(",
+                                   p.read_text(), re.M)):
+            seen.setdefault(name, []).append(str(p.relative_to(ROOT)))
+    twice = {n: fs for n, fs in seen.items()
+             if len(fs) > 1 and n not in SAME_JOB}
+    assert not twice, twice
+
+
 def test_sources_are_clang_formatted():
     """Every C file as .clang-format lays it out."""
     files = subprocess.run(["git", "ls-files", "*.c", "*.h"], cwd=ROOT,

@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/queue.h"
 #include "db/pg.h"
 
 static double now(void)

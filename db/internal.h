@@ -21,6 +21,11 @@
 #include <sqlite3.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/evict.h"
+#include "db/move.h"
+#include "db/queue.h"
+#include "db/remote.h"
 
 /*
  * Every statement the catalog prepares is defined with DB_SQL (or

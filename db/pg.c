@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "db/conn.h"
 #include "db/pg.h"
 
 struct db_pg {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "db/catalog.h"
+#include "db/queue.h"
 #include "fs/backfill.h"
 #include "fs/jobs.h"
 #include "fs/log.h"

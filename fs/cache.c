@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/evict.h"
 #include "fs/cache.h"
 #include "fs/log.h"
 #include "fs/remote.h"

@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db/conn.h"
+#include "db/evict.h"
+#include "db/queue.h"
 #include "fs/audit.h"
 #include "fs/cache.h"
 #include "fs/deferred.h"

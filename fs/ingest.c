@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/evict.h"
+#include "db/move.h"
+#include "db/queue.h"
 #include "db/gate.h"
 #include "fs/audit.h"
 #include "fs/cache.h"

@@ -14,6 +14,8 @@
 #include <openssl/crypto.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/queue.h"
 #include "db/gate.h"
 #include "fs/cache.h"
 #include "fs/ingest.h"

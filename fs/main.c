@@ -14,6 +14,8 @@
 #include <fuse_lowlevel.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/queue.h"
 #include "db/pg.h"
 #include "fs/audit.h"
 #include "fs/audited.h"

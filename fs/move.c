@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "db/catalog.h"
+#include "db/move.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/move.h"

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/queue.h"
 #include "fs/cache.h"
 #include "fs/handle.h"
 #include "fs/jobs.h"

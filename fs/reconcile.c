@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/move.h"
 #include "fs/log.h"
 #include "fs/reconcile.h"
 #include "fs/spool.h"

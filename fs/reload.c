@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 
 #include "db/catalog.h"
+#include "db/queue.h"
 #include "fs/cache.h"
 #include "fs/log.h"
 #include "fs/reload.h"

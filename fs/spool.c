@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/move.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 

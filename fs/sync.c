@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/queue.h"
+#include "db/remote.h"
 #include "db/pg.h"
 #include "fs/deferred.h"
 #include "fs/handle.h"

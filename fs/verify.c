@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/evict.h"
 #include "db/pg.h"
 #include "db/scratch.h"
 #include "fs/audit.h"

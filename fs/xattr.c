@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 
 #include "db/catalog.h"
+#include "db/queue.h"
 #include "fs/jobs.h"
 #include "fs/ops.h"
 #include "fs/path.h"

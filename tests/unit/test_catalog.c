@@ -5,6 +5,10 @@
 #include <sys/stat.h>
 
 #include "db/catalog.h"
+#include "db/conn.h"
+#include "db/evict.h"
+#include "db/queue.h"
+#include "db/remote.h"
 #include "tests/unit/check.h"
 
 static struct db_image uploaded(const struct db_image *img)

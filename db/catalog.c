@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/gate.h"
 #include "db/internal.h"
 
 DB_SQL(SQL_GET, "SELECT rowid" DB_IMAGE_SELECT
@@ -302,6 +303,8 @@ int db_removed_locked(struct db *db, const char *patient, const char *date,
 	int ret = db_path_stmt(db, SQL_WRITING_DEL, patient, date, name);
 	if (ret == 0)
 		ret = db_get_locked(db, patient, date, name, &img);
+	if (ret == 0)
+		ret = db_gate_drop_puts_locked(db, img.id);
 	if (ret == 0) {
 		s = db_use(db, SQL_JOB_DROP_INGESTS);
 		db_bind_text(s, ":id", img.id);

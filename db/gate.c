@@ -8,13 +8,14 @@
 #include "db/gate.h"
 #include "db/internal.h"
 
-/* A delete of the key waits: queued, or waiting for its tombstone to
- * reach PostgreSQL (then it is queued). */
+/* A delete of the key is queued. (One that waits for its tombstone to
+ * reach PostgreSQL does not hold a write back: that delete leaves the
+ * original's key to a new image of its name, and db_thumb_claim gives no
+ * image its thumbnail's name meanwhile; uploads do not wait for
+ * PostgreSQL.) */
 DB_SQL(SQL_DELETE_WAITS,
        "SELECT 1 FROM jobs WHERE kind = 2 AND (key = :key OR key2 = :key)"
-       " UNION ALL SELECT 1 FROM jobs j JOIN tombstones t ON"
-       " t.id = j.image_id WHERE j.kind = 4 AND (t.s3_key = :key OR"
-       " t.s3_thumbnail_key = :key) LIMIT 1");
+       " LIMIT 1");
 /* Another job is writing the key. */
 DB_SQL(SQL_WRITING_KEY,
        "SELECT 1 FROM jobs WHERE id != :job AND claimed = 1 AND"
@@ -36,8 +37,12 @@ DB_SQL(SQL_HELD,
        " images WHERE s3_thumbnail_key = :key LIMIT 1");
 DB_SQL(SQL_PUTS,
        "UPDATE jobs SET put_key = :key, put_key2 = :key2 WHERE id = :job");
-DB_SQL(SQL_WAIT, "UPDATE jobs SET claimed = 0, put_key = '', put_key2 = '',"
-		 " not_before = :not_before WHERE id = :job");
+DB_SQL(SQL_WAIT, "UPDATE jobs SET claimed = 0, not_before = :not_before"
+		 " WHERE id = :job");
+DB_SQL(SQL_PUT_BEFORE, "SELECT put_key, put_key2 FROM jobs WHERE id = :job");
+DB_SQL(SQL_PUTS_OF,
+       "SELECT put_key, put_key2 FROM jobs WHERE image_id = :image AND"
+       " kind = 1 AND claimed = 0 AND (put_key != '' OR put_key2 != '')");
 
 /* 1 when sql, with :key (and :job, :image) bound, returns a row; 0 when
  * not; -errno. */
@@ -77,6 +82,58 @@ static int may_put(struct db *db, const struct db_job *job, const char *key,
 	return ret;
 }
 
+/* Queue the delete of key, written by a job of image_id whose result was
+ * not recorded (a crash, a rewrite, a format that changed), unless a row
+ * holds it or it is one of the keys the job writes now (keep, keep2). */
+static int drop_written(struct db *db, const char *image_id, const char *key,
+			const char *keep, const char *keep2)
+{
+	if (!key[0] || !strcmp(key, keep) || !strcmp(key, keep2))
+		return 0;
+	int held = db_key_held_locked(db, key);
+	if (held)
+		return held < 0 ? held : 0;
+	return db_queue_delete(db, image_id, 0, key, "", NULL, NULL, NULL);
+}
+
+/* The keys the job wrote before (its put keys, kept until replaced) that
+ * it does not write now: what a run it could not record stored there
+ * goes, if nobody holds it. */
+static int drop_before(struct db *db, const struct db_job *job, const char *key,
+		       const char *key2)
+{
+	char before[2][DB_KEY_MAX] = {"", ""};
+	sqlite3_stmt *s = db_use(db, SQL_PUT_BEFORE);
+	db_bind_int64(s, ":job", job->id);
+	int rc = sqlite3_step(s);
+	for (int i = 0; rc == SQLITE_ROW && i < 2; i++)
+		snprintf(before[i], sizeof(before[i]), "%s",
+			 (const char *)sqlite3_column_text(s, i));
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -EIO;
+	int ret = drop_written(db, job->image_id, before[0], key, key2);
+	return ret ? ret
+		   : drop_written(db, job->image_id, before[1], key, key2);
+}
+
+int db_gate_drop_puts_locked(struct db *db, const char *image_id)
+{
+	DB_ASSERT_LOCKED(db);
+	char keys[8][DB_KEY_MAX];
+	int n = 0, rc, ret = 0;
+	sqlite3_stmt *s = db_use(db, SQL_PUTS_OF);
+	db_bind_text(s, ":image", image_id);
+	while (n < 7 && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		for (int i = 0; i < 2; i++)
+			snprintf(keys[n++], sizeof(keys[0]), "%s",
+				 (const char *)sqlite3_column_text(s, i));
+	sqlite3_reset(s);
+	for (int i = 0; ret == 0 && i < n; i++)
+		ret = drop_written(db, image_id, keys[i], "", "");
+	return ret;
+}
+
 int db_gate_put(struct db *db, const struct db_job *job, const char *key,
 		const char *key2, char *who, size_t n)
 {
@@ -87,6 +144,8 @@ int db_gate_put(struct db *db, const struct db_job *job, const char *key,
 	ret = may_put(db, job, key, who, n);
 	if (ret == 0)
 		ret = may_put(db, job, key2, who, n);
+	if (ret == 0)
+		ret = drop_before(db, job, key, key2);
 	if (ret == 0) {
 		sqlite3_stmt *s = db_use(db, SQL_PUTS);
 		db_bind_text(s, ":key", key);
@@ -98,12 +157,21 @@ int db_gate_put(struct db *db, const struct db_job *job, const char *key,
 	return ret ? ret : end;
 }
 
+int db_key_held_locked(struct db *db, const char *key)
+{
+	DB_ASSERT_LOCKED(db);
+	sqlite3_stmt *s = db_use(db, SQL_HELD);
+	db_bind_text(s, ":key", key);
+	int64_t v = db_int(s);
+	return v == -ENOENT ? 0 : v < 0 ? (int)v : 1;
+}
+
 int db_gate_delete(struct db *db, const struct db_job *job, const char *key)
 {
 	db_lock(db);
 	int ret = any(db, SQL_WRITING_KEY, job, key);
 	if (ret == 0)
-		ret = any(db, SQL_HELD, job, key);
+		ret = db_key_held_locked(db, key);
 	else if (ret == 1)
 		ret = -EBUSY;
 	db_unlock(db);

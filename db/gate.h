@@ -8,7 +8,10 @@
  * goes first), no other job is writing it, and no other image's row holds
  * it; a delete removes a key only when no job is writing it, and not at
  * all once a row holds it again. A job that passes records the keys it
- * writes (jobs.put_key, put_key2) until it ends or lets its claim go.
+ * writes (jobs.put_key, put_key2): they count as being written while it
+ * is claimed, and are kept after, so that what a run could not record (a
+ * crash after the PUT, a rewrite that changed the thumbnail's format) is
+ * deleted when the job next writes other keys, or goes.
  */
 #ifndef DB_GATE_H
 #define DB_GATE_H
@@ -25,10 +28,20 @@
 int db_gate_put(struct db *db, const struct db_job *job, const char *key,
 		const char *key2, char *who, size_t n);
 
+/* The image's waiting ingests go (it is removed): what they wrote
+ * before and could not record (their put keys) goes too, if nobody holds
+ * it. Under the catalog's lock. */
+int db_gate_drop_puts_locked(struct db *db, const char *image_id);
+
 /* May delete job remove key now? 0: yes. 1: no, ever: a row holds it
  * again (the key is in use; its delete is dropped). -EBUSY: not yet, a
  * job is writing it. -errno otherwise. */
 int db_gate_delete(struct db *db, const struct db_job *job, const char *key);
+
+/* Whether a row holds key, as its original's or its thumbnail's: 1, 0,
+ * or -errno. Under the catalog's lock: every queued delete asks it first
+ * (and the gate again when the delete runs). */
+int db_key_held_locked(struct db *db, const char *key);
 
 /* The job lets its claim go and waits delay_s seconds, untried: not a
  * failure, and no attempt counted. */

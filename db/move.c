@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "db/gate.h"
 #include "db/internal.h"
 
 /* The rows moved: of patient :fp, of its date :fd ('' for every date). */
@@ -51,9 +52,6 @@ DB_SQL(SQL_KEYS,
        "UPDATE images SET s3_key = :key, s3_thumbnail_key = CASE WHEN"
        " s3_thumbnail_key = :old_thumb THEN :thumb ELSE s3_thumbnail_key END"
        " WHERE id = :id");
-DB_SQL(SQL_KEY_HELD,
-       "SELECT 1 FROM images WHERE s3_key = :key OR s3_thumbnail_key = :key"
-       " LIMIT 1");
 DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
 
 /* sql with the move's four places bound. */
@@ -127,11 +125,9 @@ static int drop_key(struct db *db, const struct db_job *job, const char *key,
 {
 	if (!key || !key[0])
 		return 0;
-	sqlite3_stmt *s = db_use(db, SQL_KEY_HELD);
-	db_bind_text(s, ":key", key);
-	int64_t held = db_int(s);
-	if (held != -ENOENT)
-		return held < 0 ? (int)held : 0;
+	int held = db_key_held_locked(db, key);
+	if (held)
+		return held < 0 ? held : 0;
 	char who[400], *date, *name;
 	snprintf(who, sizeof(who), "%s", job->name);
 	if (!image || !(date = strchr(who, '/')) ||

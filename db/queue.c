@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db/gate.h"
 #include "db/internal.h"
 
 /* One job of an image at a time: an older ingest still running would
@@ -24,8 +25,7 @@ DB_SQL(SQL_CLAIM_PICK,
 DB_SQL(SQL_SYNC_PICK,
        "SELECT rowid" DB_JOB_SELECT " FROM jobs WHERE kind IN (3, 4) AND"
        " claimed = 0 AND parked = 0 AND id > :after ORDER BY id LIMIT 1");
-DB_SQL(SQL_CLAIM_MARK, "UPDATE jobs SET claimed = 1, put_key = '',"
-		       " put_key2 = '' WHERE id = :job");
+DB_SQL(SQL_CLAIM_MARK, "UPDATE jobs SET claimed = 1 WHERE id = :job");
 DB_SQL(SQL_RELEASE, "UPDATE jobs SET claimed = 0 WHERE id = :job");
 DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
 DB_SQL(SQL_RETRY,
@@ -187,12 +187,15 @@ int db_sync_claim(struct db *db, struct db_job *jobs, int max)
 }
 
 /* The tombstone of a PostgreSQL delete job has reached PostgreSQL: now the
- * store's objects may go, unless kept or the name is in use again (its
- * new content is under the same key). */
+ * store's objects may go, unless kept, or a row holds one again, or a new
+ * image of the name will store under it: the original's key always, the
+ * thumbnail's when it holds (or has not yet claimed) that name. One that
+ * took another thumbnail name (this one's delete was waiting) leaves the
+ * old thumbnail to go. */
 static int tombstone_synced(struct db *db, const struct db_job *job)
 {
 	struct db_tombstone t;
-	struct db_image img;
+	struct db_image now;
 	if (!job->image_id[0])
 		return 0;
 	int ret = db_tomb_get_locked(db, job->image_id, &t);
@@ -200,9 +203,25 @@ static int tombstone_synced(struct db *db, const struct db_job *job)
 		return ret == -ENOENT ? 0 : ret;
 	if (t.objects_kept)
 		return 0;
-	ret = db_get_locked(db, t.patient_id, t.batch_date, t.name, &img);
-	if (ret != -ENOENT)
-		return ret; /* in use again (0), or a failure */
+	int at = db_get_locked(db, t.patient_id, t.batch_date, t.name, &now);
+	if (at < 0 && at != -ENOENT)
+		return at;
+	const char *base = strrchr(t.s3_thumbnail_key, '/');
+	base = base ? base + 1 : t.s3_thumbnail_key;
+	bool again[2] = {at == 0, at == 0 && (!now.thumb_claim[0] ||
+					      !strcmp(now.thumb_claim, base))};
+	char *const keys[] = {t.s3_key, t.s3_thumbnail_key};
+	for (int i = 0; i < 2; i++) {
+		int held = keys[i][0] && !again[i]
+			       ? db_key_held_locked(db, keys[i])
+			       : again[i];
+		if (held < 0)
+			return held;
+		if (held)
+			keys[i][0] = '\0';
+	}
+	if (!t.s3_key[0] && !t.s3_thumbnail_key[0])
+		return 0;
 	return db_queue_delete(db, t.image_id, 0, t.s3_key, t.s3_thumbnail_key,
 			       t.patient_id, t.batch_date, t.name);
 }
@@ -272,6 +291,25 @@ static int thumb_held(struct db *db, const char *id, const char *patient,
 	return v == -ENOENT ? 0 : v < 0 ? (int)v : 1;
 }
 
+/* The image claims another thumbnail name than the one it held (its
+ * format changed): what an ingest it could not record stored under the
+ * old name's key (beside key, the new one) goes, unless a row holds it. */
+static int drop_old_claim(struct db *db, const struct db_image *img,
+			  const char *key)
+{
+	char old[DB_KEY_MAX];
+	const char *slash = strrchr(key, '/');
+	int dir = slash ? (int)(slash - key + 1) : 0;
+	if (snprintf(old, sizeof(old), "%.*s%s", dir, key, img->thumb_claim) >=
+	    (int)sizeof(old))
+		return 0;
+	int held = db_key_held_locked(db, old);
+	if (held)
+		return held < 0 ? held : 0;
+	return db_queue_delete(db, img->id, img->gen, old, "", NULL, NULL,
+			       NULL);
+}
+
 int db_thumb_claim(struct db *db, const char *id, const char *name,
 		   const char *key)
 {
@@ -280,6 +318,8 @@ int db_thumb_claim(struct db *db, const char *id, const char *name,
 	if (ret)
 		return ret;
 	ret = db_get_by_id_locked(db, id, &img);
+	if (ret == 0 && strcmp(img.thumb_claim, name) && img.thumb_claim[0])
+		ret = drop_old_claim(db, &img, key);
 	if (ret == 0 && strcmp(img.thumb_claim, name)) {
 		sqlite3_stmt *s = db_use(db, SQL_KEY_DYING);
 		db_bind_text(s, ":key", key);
@@ -302,17 +342,41 @@ int db_thumb_claim(struct db *db, const char *id, const char *name,
 	return db_tx_end(db, ret == -EEXIST ? 0 : ret) ?: ret;
 }
 
+/* The keys just stored (img's) that no row holds go: the image left their
+ * place while its ingest ran (a folder renamed: its next ingest stores
+ * under the keys of the new place). */
+static int left_behind_locked(struct db *db, const struct db_job *job,
+			      const struct db_image *img)
+{
+	const char *const keys[] = {img->s3_key, img->s3_thumbnail_key};
+	int ret = 0;
+	for (int i = 0; ret == 0 && i < 2; i++) {
+		if (!keys[i][0] || (ret = db_key_held_locked(db, keys[i])))
+			ret = ret < 0 ? ret : 0;
+		else
+			ret = db_queue_delete(db, job->image_id, job->gen,
+					      keys[i], "", NULL, NULL, NULL);
+	}
+	return ret;
+}
+
 /* The row went away while its ingest ran: unless the name is in use again,
  * or another image holds the thumbnail, the objects just stored belong to
- * nobody, so queue their removal. */
+ * nobody, so queue their removal. A row still there moved on from them. */
 static int orphan_locked(struct db *db, const struct db_job *job,
 			 const struct db_image *img)
 {
 	DB_ASSERT_LOCKED(db);
 	struct db_image other;
 	int ret = db_get_by_id_locked(db, job->image_id, &other);
+	if (ret == 0 && (strcmp(other.patient_id, img->patient_id) ||
+			 strcmp(other.batch_date, img->batch_date) ||
+			 strcmp(other.name, img->name)))
+		return left_behind_locked(db, job, img); /* moved */
 	if (ret != -ENOENT)
-		return ret; /* still there, moved on (0), or a failure */
+		return ret; /* rewritten: its next ingest stores there again
+			     * (a thumbnail in another format: db_thumb_claim
+			     * drops the old one), or a failure */
 	ret = db_get_locked(db, img->patient_id, img->batch_date, img->name,
 			    &other);
 	if (ret != -ENOENT)

@@ -52,6 +52,7 @@ struct fix {
 
 struct run {
 	struct thumbfs *fs;
+	char prefix[2048]; /* what the listing covers */
 	const struct verify_opts *o;
 	struct db_scratch *scratch;
 	struct db_scope scope;
@@ -309,6 +310,37 @@ out:
 	close(fd);
 }
 
+struct probe {
+	const char *key;
+	int64_t size;
+};
+
+static int probed(const struct s3_object *obj, void *arg)
+{
+	struct probe *p = arg;
+	if (strcmp(obj->key, p->key))
+		return 0;
+	p->size = (int64_t)obj->size;
+	return 1;
+}
+
+/* The size of an object the listing did not cover (a row of the web app
+ * under keys of its own, outside the key template's prefix), listed by
+ * itself; -1 if the store has none. The size known stays. */
+static int64_t outside(struct run *r, const char *key, int64_t known)
+{
+	char err[512];
+	if (known >= 0 || !key[0] ||
+	    !strncmp(key, r->prefix, strlen(r->prefix)))
+		return known;
+	struct probe p = {key, -1};
+	int ret = s3_list(r->fs->store, key, probed, &p, err, sizeof(err));
+	if (ret < 0)
+		fprintf(stderr, "thumbfs verify: cannot list '%s': %s\n", key,
+			err);
+	return p.size;
+}
+
 /* One uploaded row, with what the store has of it (sizes, -1: none) and
  * whether PostgreSQL has it. */
 static int check_row(void *arg, const struct db_image *img, int64_t original,
@@ -320,6 +352,8 @@ static int check_row(void *arg, const struct db_image *img, int64_t original,
 		     img->name);
 	r->rows++;
 	progress(r);
+	original = outside(r, img->s3_key, original);
+	thumbnail = outside(r, img->s3_thumbnail_key, thumbnail);
 	/* its keys are its path's under [store] key_template (a move that
 	 * waits will make them so); a row the web app wrote under keys of
 	 * its own (not of the template's shape) keeps them */
@@ -449,9 +483,9 @@ static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
 			.o = o,
 			.tty = isatty(STDERR_FILENO),
 			.scope = {o->patient, o->date, o->name}};
-	char err[1024], prefix[2048];
+	char err[1024], *prefix = r.prefix;
 	int ret, status = 2;
-	store_prefix(&r, prefix, sizeof(prefix));
+	store_prefix(&r, prefix, sizeof(r.prefix));
 	r.scratch =
 	    db_scratch_open(fs->cfg.catalog_dir, fs->tmp, err, sizeof(err));
 	if (!r.scratch) {

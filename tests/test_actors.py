@@ -2,6 +2,7 @@
 the same moment must not break. Each test holds one actor at the point
 where the other's step used to do harm (a lock held in PostgreSQL, a
 statement waiting on it) so that the interleaving happens every run."""
+import hashlib
 import os
 import uuid
 
@@ -306,3 +307,97 @@ def test_a_row_from_another_mount_while_a_file_is_written(
     finally:
         a.stop()
         b.stop()
+
+
+def test_folder_renamed_while_its_image_uploads(thumbfs_bin, tmp_path,
+                                                s3server, proxy):
+    """A date renamed while a new image's upload to the old place's keys
+    is under way: the upload's result is stale (the row moved, and its
+    next ingest stores under the new keys), and what it stored under the
+    old keys belonged to nobody and stayed in the store (found by the
+    many-actors model test, seed 781983688)."""
+    from conftest import proxied_mount
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        data = photos()[0].read_bytes()
+        proxy.stall(1, 3, "PUT", "2025-11-10")  # the upload waits...
+        d = m.batch("P4", "2025-11-10")
+        (d / "a.jpg").write_bytes(data)
+        wait_for(lambda: any("2025-11-10" in r[1]
+                             for r in proxy.seen("PUT")), 10, "the upload")
+        os.rename(d, m.mnt / "patients/P4/2025-11-12")  # ...and it moves
+        wait_for(lambda: settled(m) and m.rows()[0]["state"] == "uploaded",
+                 60, "the image stored at its new place")
+        check_keys_follow_paths(m, {("P4", "2025-11-12", "a.jpg"): data})
+    finally:
+        m.stop()
+
+
+def test_rewritten_in_another_format_while_it_uploads(thumbfs_bin, tmp_path,
+                                                      s3server, proxy):
+    """An image written as PNG and, while its upload waits, again as JPEG:
+    the first upload stored a PNG thumbnail that nothing records, and the
+    JPEG's took another name; the PNG thumbnail stayed in the store (found
+    by the many-actors model test, seed 1519100562)."""
+    import io
+    from PIL import Image
+    from conftest import proxied_mount
+    img = Image.open(photos()[0]).convert("RGB")
+    img.thumbnail((400, 300))
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    img.save(png, "PNG")
+    img.save(jpeg, "JPEG")
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        proxy.stall(1, 3, "PUT", "a.jpg")  # the first upload waits...
+        d = m.batch("P5", "2025-11-10")
+        (d / "a.jpg").write_bytes(png.getvalue())
+        wait_for(lambda: proxy.seen("PUT"), 10, "the upload")
+        (d / "a.jpg").write_bytes(jpeg.getvalue())  # ...and it is rewritten
+        wait_for(lambda: settled(m) and m.rows()[0]["state"] == "uploaded"
+                 and m.rows()[0]["sha256"] == hashlib.sha256(
+                     jpeg.getvalue()).hexdigest(), 60, "the JPEG stored")
+        check_keys_follow_paths(m, {("P5", "2025-11-10", "a.jpg"):
+                                    jpeg.getvalue()})
+        assert m.rows()[0]["thumbnail_name"] == "a_thumb.jpg"
+    finally:
+        m.stop()
+
+
+def test_removed_and_written_again_before_its_tombstone_syncs(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """B.JPG removed and written again while its removal waits to reach
+    PostgreSQL: the new image may not take the thumbnail name whose delete
+    waits, so it takes another; once the tombstone arrived, the old
+    thumbnail was kept as 'the name in use again' and belonged to nobody
+    (found by the many-actors model test, seed 1315069726)."""
+    import psycopg2
+    pg = clean_postgres
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        old, new = photos()[0].read_bytes(), photos()[1].read_bytes()
+        d = m.batch("P6", "2025-11-10")
+        (d / "B.JPG").write_bytes(old)
+        wait_for(lambda: pg.rows("SELECT count(*) FROM images_image") ==
+                 [["1"]], 60, "B.JPG in PostgreSQL")
+        hold = psycopg2.connect(pg.dsn)
+        try:
+            hold.cursor().execute(
+                "LOCK TABLE thumbfs_tombstone IN ACCESS EXCLUSIVE MODE")
+            os.unlink(d / "B.JPG")
+            wait_for(lambda: waiting_on_lock(pg, "%thumbfs_tombstone%"), 60,
+                     "the removal's sync to wait")
+            (d / "B.JPG").write_bytes(new)
+            wait_for(lambda: m.rows()[0]["state"] == "uploaded", 60,
+                     "the new B.JPG stored")
+        finally:
+            hold.close()
+        wait_for(lambda: settled(m) and pg.rows(
+            "SELECT sha256 FROM images_image") == [
+                [hashlib.sha256(new).hexdigest()]], 60, "all settled")
+        r = m.rows()[0]
+        assert r["thumbnail_name"] != "B_thumb.jpg", r
+        assert sorted(m.object_keys()) == sorted(
+            [r["s3_key"], r["s3_thumbnail_key"]])
+    finally:
+        m.stop()

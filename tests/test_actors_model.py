@@ -1,0 +1,338 @@
+"""Many actors at once, against a model (#32): two mounts on one
+PostgreSQL and one bucket, and the web app's SQL, make random changes in
+rounds; a local directory takes each change too, as the one archive they
+all share. After each round, once everything has settled, an oracle
+checks the archive's rule: both mounts list the reference's tree, each
+file has its last acknowledged bytes on both, and `thumbfs verify
+--content` finds nothing on either (each row's keys follow its path, both
+objects exist with the row's sha256, each thumbnail is its own image's,
+no key is named twice, PostgreSQL equals each catalog, nothing is
+orphaned). A mount is killed (-9) and restarted in some rounds.
+
+Within a round a path (and every name sharing its stem, which could
+share its thumbnail's name) is touched by one actor only: two mounts
+writing one name, or one thumbnail name, at the same moment is #32's
+items 2 and 7, not built yet.
+
+Seeded: THUMBFS_SEED=N repeats a run; THUMBFS_ACTORS_ROUNDS (default 3)
+and THUMBFS_ACTORS_OPS (default 12 a round) make a longer one, and
+THUMBFS_ACTORS_SEEDS=K runs K seeds in a row."""
+import hashlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD, Mount, photos, wait_for
+
+ROUNDS = int(os.environ.get("THUMBFS_ACTORS_ROUNDS", "3"))
+OPS = int(os.environ.get("THUMBFS_ACTORS_OPS", "12"))
+SEEDS = int(os.environ.get("THUMBFS_ACTORS_SEEDS", "1"))
+PATIENTS = ["P1", "P2"]
+DATES = ["2025-11-10", "2025-11-11", "2025-11-12", "2025-11-13"]
+# images only: a file that is no image gets no row in PostgreSQL (the
+# rule: every row there has its thumbnail), so it stays on the mount that
+# wrote it until #31 gives every file a picture
+NAMES = ["a.jpg", "a.png", "B.JPG", "c d.jpg", "r\u00f6ntgen.jpg"]
+
+
+def pool(tmp):
+    """Small photographs cut from the shipped ones, as JPEG and PNG."""
+    from PIL import Image
+    out = []
+    for i, src in enumerate(photos()[:4]):
+        img = Image.open(src).convert("RGB")
+        img = img.crop((0, 0, min(img.width, 800), min(img.height, 600)))
+        img.thumbnail((400, 300))
+        for fmt in ("JPEG", "PNG"):
+            p = tmp / f"pool{i}.{fmt.lower()}"
+            img.save(p, fmt)
+            out.append(p.read_bytes())
+    return out
+
+
+def catalog(m, sql):
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def tree(root):
+    """{relative path: bytes} of the files under root/patients, thumbnails
+    (made by thumbfs) left out."""
+    out = {}
+    base = Path(root) / "patients"
+    for dirpath, _, files in os.walk(base):
+        for n in files:
+            if "_thumb." in n:
+                continue
+            p = Path(dirpath) / n
+            try:
+                out[str(p.relative_to(root))] = p.read_bytes()
+            except OSError as e:  # kept, so that the report names it
+                out[str(p.relative_to(root))] = f"read: {e}".encode()
+    return out
+
+
+class World:
+    def __init__(self, rng, mounts, ref, pg, s3, bucket, datas):
+        self.rng, self.mounts, self.ref = rng, mounts, ref
+        self.pg, self.s3, self.bucket, self.datas = pg, s3, bucket, datas
+        self.app_rows = {}  # path -> (image id, keys) the app inserted
+        self.log = []
+        self.locks = {}
+
+    def lock_key(self, path):
+        d, n = path.rsplit("/", 1)
+        return f"{d}/{n.rsplit('.', 1)[0].lower()}"
+
+    def free(self, actor, *paths):
+        """Whether actor may touch paths this round; if so they are its."""
+        keys = [self.lock_key(p) for p in paths]
+        if any(self.locks.get(k, actor) != actor for k in keys):
+            return False
+        for k in keys:
+            self.locks[k] = actor
+        return True
+
+    def dirs(self):
+        return [f"patients/{p}/{d}" for p in PATIENTS for d in DATES
+                if (self.ref / "patients" / p / d).is_dir()]
+
+    def files(self):
+        return sorted(tree(self.ref))
+
+    def step(self):
+        r = self.rng
+        kind = r.choices(["write", "rename", "unlink", "rename_dir",
+                          "app_insert", "app_delete"],
+                         [10, 4, 3, 1, 2, 1])[0]
+        actor = r.randrange(len(self.mounts))
+        m = self.mounts[actor]
+        files = self.files()
+        if kind == "write":
+            path = f"{r.choice(self.dirs())}/{r.choice(NAMES)}"
+            data = r.choice(self.datas)
+            if not self.free(actor, path):
+                return
+            self.log.append(f"{m.base.name}: write {path} "
+                            f"({len(data)} bytes)")
+            # a folder this mount has no row in yet is made here
+            (m.mnt / path).parent.mkdir(exist_ok=True)
+            (m.mnt / path).write_bytes(data)
+            (self.ref / path).write_bytes(data)
+        elif kind == "rename" and files:
+            a = r.choice(files)
+            b = f"{r.choice(self.dirs())}/{r.choice(NAMES)}"
+            if a == b or a in self.app_rows or b in self.app_rows or \
+                    a.rsplit(".", 1)[-1] != b.rsplit(".", 1)[-1] or \
+                    not self.free(actor, a, b):
+                return
+            self.log.append(f"{m.base.name}: rename {a} -> {b}")
+            (m.mnt / b).parent.mkdir(exist_ok=True)
+            os.rename(m.mnt / a, m.mnt / b)
+            os.rename(self.ref / a, self.ref / b)
+        elif kind == "unlink" and files:
+            a = r.choice(files)
+            if a in self.app_rows or not self.free(actor, a):
+                return
+            self.log.append(f"{m.base.name}: unlink {a}")
+            os.unlink(m.mnt / a)
+            os.unlink(self.ref / a)
+        elif kind == "rename_dir":
+            src = r.choice(self.dirs())
+            p = src.split("/")[1]
+            free = [d for d in DATES
+                    if not (self.ref / "patients" / p / d).exists()]
+            if not free:
+                return
+            dst = f"patients/{p}/{r.choice(free)}"
+            inside = [f for f in files if f.startswith(src + "/")]
+            if any(f in self.app_rows for f in inside) or not self.free(
+                    actor, *inside, *(dst + "/" + n for n in NAMES),
+                    *(src + "/" + n for n in NAMES)):
+                return
+            self.log.append(f"{m.base.name}: rename dir {src} -> {dst}")
+            os.rename(m.mnt / src, m.mnt / dst)
+            os.rename(self.ref / src, self.ref / dst)
+        elif kind == "app_insert":
+            path = f"{r.choice(self.dirs())}/app{r.randrange(100)}.jpg"
+            if (self.ref / path).exists() or not self.free("app", path):
+                return
+            self.app_insert(path, r.choice(
+                [d for d in self.datas if d[:2] == b"\xff\xd8"]))
+        elif kind == "app_delete" and self.app_rows:
+            path = r.choice(sorted(self.app_rows))
+            if not self.free("app", path):
+                return
+            self.app_delete(path)
+
+    def app_insert(self, path, data):
+        """A row as the web app writes it: its objects under keys of its
+        own, a thumbnail made as its Pillow code makes one."""
+        _, p, d, n = path.split("/")
+        iid, key = str(uuid.uuid4()), f"web/{uuid.uuid4()}.jpg"
+        tkey = key[:-4] + "_thumb.jpg"
+        src = self.ref / ".app.jpg"
+        src.write_bytes(data)
+        thumb = self.ref / ".app_thumb.jpg"
+        subprocess.run([str(BUILD / "thumbfs-thumb"), str(src), str(thumb)],
+                       check=True, capture_output=True)
+        from PIL import Image
+        w, h = Image.open(src).size
+        c = self.s3.client()
+        c.put_object(Bucket=self.bucket, Key=key, Body=data)
+        c.put_object(Bucket=self.bucket, Key=tkey, Body=thumb.read_bytes())
+        self.pg.psql(
+            "INSERT INTO images_batch (id, patient_id, batch_date) VALUES"
+            f" ('{uuid.uuid4()}', '{p}', '{d}') ON CONFLICT DO NOTHING;"
+            "INSERT INTO images_image (id, batch_id, s3_key,"
+            " s3_thumbnail_key, s3_bucket, original_filename, file_size,"
+            " thumbnail_size, mime_type, width, height, sha256) SELECT"
+            f" '{iid}', id, '{key}', '{tkey}', '{self.bucket}', '{n}',"
+            f" {len(data)}, {thumb.stat().st_size}, 'image/jpeg', {w}, {h},"
+            f" '{hashlib.sha256(data).hexdigest()}' FROM images_batch WHERE"
+            f" patient_id = '{p}' AND batch_date = '{d}'")
+        src.unlink()
+        thumb.unlink()
+        (self.ref / path).write_bytes(data)
+        self.app_rows[path] = (iid, key, tkey)
+        self.log.append(f"app: insert {path}")
+
+    def app_delete(self, path):
+        iid, key, tkey = self.app_rows.pop(path)
+        self.pg.psql(f"DELETE FROM images_image WHERE id = '{iid}'")
+        c = self.s3.client()
+        for k in (key, tkey):
+            c.delete_object(Bucket=self.bucket, Key=k)
+        os.unlink(self.ref / path)
+        self.log.append(f"app: delete {path}")
+
+    def settle(self):
+        """Wait until both mounts have done their work and list the
+        reference's tree; then the oracle."""
+        want = tree(self.ref)
+
+        def quiet():
+            # every change committed so far applied by both mounts
+            xmin = int(self.pg.rows(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())")[0][0])
+            for m in self.mounts:
+                if catalog(m, "SELECT (SELECT count(*) FROM jobs) +"
+                              " (SELECT count(*) FROM writing)") != [(0,)]:
+                    return False
+                bound = catalog(m, "SELECT pg_bound FROM sync_state")
+                if not bound or bound[0][0] < xmin:
+                    return False
+                if tree(m.mnt) != want:
+                    return False
+            return True
+        try:
+            wait_for(quiet, 180, "both mounts to settle on the reference")
+        except AssertionError:
+            raise AssertionError(self.report(want))
+        for m in self.mounts:
+            got = tree(m.mnt)
+            bad = [(p, got[p][:40]) for p in want if got[p] != want[p]]
+            assert not bad, self.report(want, f"{m.base.name}: bytes of"
+                                              f" {bad}")
+        found = []
+        for m in self.mounts:
+            r = subprocess.run([str(m.binary), "verify", str(m.conf),
+                                "--content", "--json"],
+                               capture_output=True, text=True, timeout=600)
+            found += [f"{m.base.name}: verify: {line}"
+                      for line in r.stdout.splitlines() if '"kind"' in line]
+            if r.returncode and not found:
+                found.append(f"{m.base.name}: verify: {r.stderr[-2000:]}")
+        assert not found, self.report(want, "\n".join(found))
+
+    def report(self, want, what=""):
+        lines = [what, "operations:", *self.log, "reference:",
+                 *sorted(want), "PostgreSQL:", self.pg.psql(
+                     "SELECT b.patient_id, b.batch_date, i.original_filename,"
+                     " i.s3_key, i.s3_thumbnail_key, i.updated_at FROM"
+                     " images_image i JOIN images_batch b ON"
+                     " b.id = i.batch_id ORDER BY 1, 2, 3"),
+                 "changes:", self.pg.psql(
+                     "SELECT xid, id, image_id, patient_id, batch_date,"
+                     " original_filename, at FROM thumbfs_change ORDER BY"
+                     " xid, id")]
+        for m in self.mounts:
+            lines += [f"{m.base.name} lists:", *sorted(tree(m.mnt)),
+                      f"{m.base.name} rows:",
+                      *map(str, catalog(m, "SELECT patient_id, batch_date,"
+                                           " name, state, s3_key,"
+                                           " s3_thumbnail_key, updated_at"
+                                           " FROM images ORDER BY 1, 2, 3")),
+                      f"{m.base.name} bound:",
+                      *map(str, catalog(m, "SELECT * FROM sync_state")),
+                      f"{m.base.name} jobs:",
+                      *map(str, catalog(m, "SELECT kind, name, key,"
+                                           " last_error, parked FROM jobs")),
+                      f"{m.base.name} log (end):",
+                      m.log_text()[-3000:]]
+        return "\n".join(lines)
+
+
+def run_seed(seed, thumbfs_bin, tmp_path, s3store, pg, datas):
+    print(f"THUMBFS_SEED={seed}")
+    rng = random.Random(seed)
+    ref = tmp_path / "ref"
+    (ref / "patients").mkdir(parents=True)
+    mounts = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        m = Mount(thumbfs_bin, tmp_path / name, "s3", s3store)
+        if mounts:
+            m.bucket = mounts[0].bucket
+            m.config["store"]["url"] = f"s3://{m.bucket}"
+        m.config["postgres"] = {"dsn": pg.dsn}
+        mounts.append(m.start())
+    w = World(rng, mounts, ref, pg, s3store, mounts[0].bucket, datas)
+    try:
+        for p in PATIENTS:
+            for d in DATES[:2]:
+                for m in mounts:
+                    m.batch(p, d)
+                (ref / "patients" / p / d).mkdir(parents=True)
+        for rnd in range(ROUNDS):
+            w.locks = {}
+            w.log.append(f"-- round {rnd}")
+            kill = rng.random() < 0.5
+            at = rng.randrange(OPS)
+            for i in range(OPS):
+                if kill and i == at:
+                    v = rng.choice(mounts)
+                    w.log.append(f"{v.base.name}: kill -9, restart")
+                    v.kill9()
+                    v.start()
+                w.step()
+            w.settle()
+    finally:
+        for m in mounts:
+            if m.proc:
+                m.stop()
+
+
+def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3store,
+                                   clean_postgres):
+    seed = int(os.environ.get("THUMBFS_SEED", random.randrange(2**31)))
+    work = tmp_path / "pool"
+    work.mkdir()
+    datas = pool(work)
+    for k in range(SEEDS):
+        d = tmp_path / f"seed{k}"
+        d.mkdir()
+        clean_postgres.psql("DELETE FROM images_image; DELETE FROM"
+                            " images_batch; DELETE FROM thumbfs_tombstone")
+        run_seed(seed + k, thumbfs_bin, d, s3store, clean_postgres, datas)

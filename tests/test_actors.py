@@ -253,16 +253,11 @@ def bound(m):
 
 
 def two_mounts(thumbfs_bin, tmp_path, s3store, pg):
-    from conftest import Mount
+    """test_shared's two mounts on one bucket and one PostgreSQL."""
+    import test_shared
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3store)
-    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3store)
-    b.bucket = a.bucket
-    b.config["store"]["url"] = f"s3://{a.bucket}"
-    for m in (a, b):
-        m.config["postgres"] = {"dsn": pg.dsn}
-    return a.start(), b.start()
+    return test_shared.two_mounts(thumbfs_bin, tmp_path, s3store, pg)
 
 
 def test_a_row_from_another_mount_while_a_file_is_written(

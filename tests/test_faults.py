@@ -42,6 +42,18 @@ def check_all_stored(m, names):
     assert keys == sorted(want)  # each once, nothing else
 
 
+def hold_catalog(m, seconds):
+    """Hold the mount's catalog locked, as an admin's sqlite3 shell can,
+    for seconds (past its 5 s busy timeout)."""
+    import sqlite3
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10,
+                         isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    time.sleep(seconds)
+    db.execute("COMMIT")
+    db.close()
+
+
 def write_photos(d, n, first=0):
     names = []
     for i, src in enumerate(photos()[first:first + n]):
@@ -392,7 +404,6 @@ def test_a_busy_catalog_leaves_no_move_claimed(thumbfs_bin, tmp_path,
     for a while after its copy: the move is recorded once the catalog
     takes it again, and the image's keys follow its folder without a
     remount (it stayed claimed, and its other jobs waited, before)."""
-    import sqlite3
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         names = write_photos(m.batch(), 1)
@@ -402,12 +413,7 @@ def test_a_busy_catalog_leaves_no_move_claimed(thumbfs_bin, tmp_path,
                   m.mnt / "patients/P1/2025-11-12")
         wait_for(lambda: any("2025-11-12" in r[1] for r in proxy.seen("PUT")),
                  10, "the copy")
-        db = sqlite3.connect(m.data / "catalog.db", timeout=10,
-                             isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")  # ...and the catalog is taken
-        time.sleep(9)  # past the 5 s busy timeout after the copy
-        db.execute("COMMIT")
-        db.close()
+        hold_catalog(m, 9)  # ...and the catalog is taken
         wait_for(lambda: "/2025-11-12/" in m.rows()[0]["s3_key"], 30,
                  "the move recorded")
         wait_for(lambda: not m.rows()[0]["s3_key"] or not any(
@@ -427,18 +433,12 @@ def test_a_busy_catalog_leaves_no_job_claimed(thumbfs_bin, tmp_path,
     holds it locked past the busy timeout, as an admin's sqlite3 shell
     can): the job is recorded once the catalog takes it again, and the
     image is uploaded without a remount."""
-    import sqlite3
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
     try:
         proxy.stall(1, 3, "PUT")  # the upload is under way...
         names = write_photos(m.batch(), 1)
         wait_for(lambda: proxy.seen("PUT"), 10, "the PUT")
-        db = sqlite3.connect(m.data / "catalog.db", timeout=10,
-                             isolation_level=None)
-        db.execute("BEGIN EXCLUSIVE")  # ...and the catalog is taken
-        time.sleep(9)  # past the 5 s busy timeout after the PUT
-        db.execute("COMMIT")
-        db.close()
+        hold_catalog(m, 9)  # ...and the catalog is taken
         m.wait_uploaded(names[0], 30)
         assert "catalog: cannot record" in m.log_text()
         check_all_stored(m, names)

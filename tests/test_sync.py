@@ -30,6 +30,21 @@ def app_insert(pg, bucket, name, batch=BATCH, patient="P9",
         f" '{bucket}', '{name}', 10, 5, 'image/jpeg', 64, 48)")
 
 
+def seen_then_away(thumbfs_bin, tmp_path, s3store, pg):
+    """A mount that saw a.jpg and b.jpg and stopped; while it is away the
+    app deletes a.jpg and adds c.jpg. The mount, stopped."""
+    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
+    try:
+        app_insert(pg, m.bucket, "a.jpg")
+        app_insert(pg, m.bucket, "b.jpg")
+        wait_for(lambda: "b.jpg" in listing(m), 60, "the inserts")
+    finally:
+        m.stop()
+    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
+    app_insert(pg, m.bucket, "c.jpg")
+    return m
+
+
 def full_reads(m):
     return m.log_text().count(FULL)
 
@@ -87,16 +102,7 @@ def test_the_app_s_changes_arrive_without_a_full_read(
 def test_a_mount_catches_up_from_where_it_was(thumbfs_bin, tmp_path,
                                                s3store, clean_postgres):
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
-    try:
-        app_insert(pg, m.bucket, "a.jpg")
-        app_insert(pg, m.bucket, "b.jpg")
-        wait_for(lambda: "b.jpg" in listing(m), 60, "the inserts")
-    finally:
-        m.stop()
-    # while it is away
-    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
-    app_insert(pg, m.bucket, "c.jpg")
+    m = seen_then_away(thumbfs_bin, tmp_path, s3store, pg)
     before = len(m.log_text())
     m.start()
     try:
@@ -182,17 +188,8 @@ def test_changes_pruned_while_being_read_are_not_skipped(
     mount's read of the changes waits on it too."""
     import psycopg2
     pg = clean_postgres
-    m = pg_mount(thumbfs_bin, tmp_path, s3store, pg).start()
-    try:
-        app_insert(pg, m.bucket, "a.jpg")
-        app_insert(pg, m.bucket, "b.jpg")
-        wait_for(lambda: "b.jpg" in listing(m), 60, "the inserts")
-    finally:
-        m.stop()
-    # while it is away: one image deleted, one added, and both changes
-    # old enough for another mount's prune
-    pg.psql("DELETE FROM images_image WHERE original_filename = 'a.jpg'")
-    app_insert(pg, m.bucket, "c.jpg")
+    m = seen_then_away(thumbfs_bin, tmp_path, s3store, pg)
+    # both changes old enough for another mount's prune
     pg.psql("UPDATE thumbfs_change SET at = now() - interval '3 days'")
     other = psycopg2.connect(pg.dsn)
     before = len(m.log_text())

@@ -54,7 +54,7 @@ int main(int argc, char **argv)
 		img.width = 4032;
 		img.height = 3024;
 		img.thumbnail_size = 20000;
-		db_ingest_done(db, &job, &img, &current);
+		db_ingest_done(db, &job, &img, NULL, &current);
 	}
 	/* as fs/worker.c's sync runner: up to 200 jobs a transaction */
 	static struct db_job jobs[200];

@@ -327,6 +327,7 @@ int db_removed_locked(struct db *db, const char *patient, const char *date,
 		snprintf(t.s3_thumbnail_key, sizeof(t.s3_thumbnail_key), "%s",
 			 img.s3_thumbnail_key);
 		snprintf(t.sha256, sizeof(t.sha256), "%s", img.sha256);
+		snprintf(t.stamp, sizeof(t.stamp), "%s", img.updated_at);
 		t.file_size = img.file_size;
 		snprintf(t.deleted_by, sizeof(t.deleted_by), "%s",
 			 who ? who : "thumbfs");
@@ -337,9 +338,9 @@ int db_removed_locked(struct db *db, const char *patient, const char *date,
 		ret = db_run(s);
 	}
 	if (ret == 0 && stored && !db->keep_objects && !db->pg_sync)
-		ret =
-		    db_queue_delete(db, img.id, img.gen, img.s3_key,
-				    img.s3_thumbnail_key, patient, date, name);
+		ret = db_queue_delete(db, img.id, img.gen, img.s3_key,
+				      img.s3_thumbnail_key, img.updated_at,
+				      patient, date, name);
 	if (ret == 0)
 		ret = db_queue_sync(db, DB_JOB_PG_DELETE, t.id, patient, date,
 				    name);

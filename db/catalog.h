@@ -84,6 +84,9 @@ struct db_job {
 	int attempts;
 	int wrong;	    /* of them, tries the store got or kept wrong */
 	int64_t not_before; /* not to be tried before (Unix time) */
+	/* a delete's: the versions of its keys it means (their stamp, see
+	 * db/pgkey.h); a writer's: the stamp of what it last wrote */
+	char stamp[32];
 };
 
 /* An unlinked image that the store had: recorded before its objects are
@@ -102,6 +105,7 @@ struct db_tombstone {
 	char deleted_by[256];
 	char deleted_at[32];
 	bool objects_kept;
+	char stamp[32]; /* the removed version's updated_at (catalog only) */
 };
 
 struct db_counts {
@@ -234,5 +238,9 @@ void db_names_free(struct db_name *v, int n);
 int db_image_meta(struct db *db, const char *patient, const char *date,
 		  const char *name, const char *category,
 		  const char *filemaker_id);
+
+/* Now, as ISO 8601 UTC with microseconds (a row's updated_at), into
+ * out[32]. */
+void db_now(char out[32]);
 
 #endif

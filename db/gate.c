@@ -35,13 +35,15 @@ DB_SQL(SQL_HOLDER,
 DB_SQL(SQL_HELD,
        "SELECT 1 FROM images WHERE s3_key = :key UNION ALL SELECT 1 FROM"
        " images WHERE s3_thumbnail_key = :key LIMIT 1");
-DB_SQL(SQL_PUTS,
-       "UPDATE jobs SET put_key = :key, put_key2 = :key2 WHERE id = :job");
+DB_SQL(SQL_PUTS, "UPDATE jobs SET put_key = :key, put_key2 = :key2,"
+		 " stamp = '' WHERE id = :job");
+DB_SQL(SQL_STAMP, "UPDATE jobs SET stamp = :stamp WHERE id = :job");
 DB_SQL(SQL_WAIT, "UPDATE jobs SET claimed = 0, not_before = :not_before"
 		 " WHERE id = :job");
-DB_SQL(SQL_PUT_BEFORE, "SELECT put_key, put_key2 FROM jobs WHERE id = :job");
+DB_SQL(SQL_PUT_BEFORE,
+       "SELECT put_key, put_key2, stamp FROM jobs WHERE id = :job");
 DB_SQL(SQL_PUTS_OF,
-       "SELECT put_key, put_key2 FROM jobs WHERE image_id = :image AND"
+       "SELECT put_key, put_key2, stamp FROM jobs WHERE image_id = :image AND"
        " kind = 1 AND claimed = 0 AND (put_key != '' OR put_key2 != '')");
 
 /* 1 when sql, with :key (and :job, :image) bound, returns a row; 0 when
@@ -84,16 +86,18 @@ static int may_put(struct db *db, const struct db_job *job, const char *key,
 
 /* Queue the delete of key, written by a job of image_id whose result was
  * not recorded (a crash, a rewrite, a format that changed), unless a row
- * holds it or it is one of the keys the job writes now (keep, keep2). */
+ * holds it or it is one of the keys the job writes now (keep, keep2);
+ * stamp: what the job stamped it with (db_job_stamp), if it got so far. */
 static int drop_written(struct db *db, const char *image_id, const char *key,
-			const char *keep, const char *keep2)
+			const char *stamp, const char *keep, const char *keep2)
 {
 	if (!key[0] || !strcmp(key, keep) || !strcmp(key, keep2))
 		return 0;
 	int held = db_key_held_locked(db, key);
 	if (held)
 		return held < 0 ? held : 0;
-	return db_queue_delete(db, image_id, 0, key, "", NULL, NULL, NULL);
+	return db_queue_delete(db, image_id, 0, key, "", stamp, NULL, NULL,
+			       NULL);
 }
 
 /* The keys the job wrote before (its put keys, kept until replaced) that
@@ -102,35 +106,40 @@ static int drop_written(struct db *db, const char *image_id, const char *key,
 static int drop_before(struct db *db, const struct db_job *job, const char *key,
 		       const char *key2)
 {
-	char before[2][DB_KEY_MAX] = {"", ""};
+	char before[3][DB_KEY_MAX] = {"", "", ""};
 	sqlite3_stmt *s = db_use(db, SQL_PUT_BEFORE);
 	db_bind_int64(s, ":job", job->id);
 	int rc = sqlite3_step(s);
-	for (int i = 0; rc == SQLITE_ROW && i < 2; i++)
+	for (int i = 0; rc == SQLITE_ROW && i < 3; i++)
 		snprintf(before[i], sizeof(before[i]), "%s",
 			 (const char *)sqlite3_column_text(s, i));
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return -EIO;
-	int ret = drop_written(db, job->image_id, before[0], key, key2);
+	int ret =
+	    drop_written(db, job->image_id, before[0], before[2], key, key2);
 	return ret ? ret
-		   : drop_written(db, job->image_id, before[1], key, key2);
+		   : drop_written(db, job->image_id, before[1], before[2], key,
+				  key2);
 }
 
 int db_gate_drop_puts_locked(struct db *db, const char *image_id)
 {
 	DB_ASSERT_LOCKED(db);
-	char keys[8][DB_KEY_MAX];
+	char keys[8][DB_KEY_MAX], stamps[8][32];
 	int n = 0, rc, ret = 0;
 	sqlite3_stmt *s = db_use(db, SQL_PUTS_OF);
 	db_bind_text(s, ":image", image_id);
 	while (n < 7 && (rc = sqlite3_step(s)) == SQLITE_ROW)
-		for (int i = 0; i < 2; i++)
-			snprintf(keys[n++], sizeof(keys[0]), "%s",
+		for (int i = 0; i < 2; i++, n++) {
+			snprintf(keys[n], sizeof(keys[0]), "%s",
 				 (const char *)sqlite3_column_text(s, i));
+			snprintf(stamps[n], sizeof(stamps[0]), "%s",
+				 (const char *)sqlite3_column_text(s, 2));
+		}
 	sqlite3_reset(s);
 	for (int i = 0; ret == 0 && i < n; i++)
-		ret = drop_written(db, image_id, keys[i], "", "");
+		ret = drop_written(db, image_id, keys[i], stamps[i], "", "");
 	return ret;
 }
 
@@ -184,6 +193,17 @@ int db_job_wait(struct db *db, int64_t job_id, int delay_s)
 	sqlite3_stmt *s = db_use(db, SQL_WAIT);
 	db_bind_int64(s, ":job", job_id);
 	db_bind_int64(s, ":not_before", (int64_t)time(NULL) + delay_s);
+	int ret = db_run(s);
+	db_unlock(db);
+	return ret;
+}
+
+int db_job_stamp(struct db *db, int64_t job_id, const char *stamp)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_STAMP);
+	db_bind_int64(s, ":job", job_id);
+	db_bind_text(s, ":stamp", stamp);
 	int ret = db_run(s);
 	db_unlock(db);
 	return ret;

@@ -43,6 +43,10 @@ int db_gate_delete(struct db *db, const struct db_job *job, const char *key);
  * (and the gate again when the delete runs). */
 int db_key_held_locked(struct db *db, const char *key);
 
+/* The job stamped what it writes so (db/pgkey.h, db_pg_key_write): a
+ * delete of what it could not record means that version. */
+int db_job_stamp(struct db *db, int64_t job_id, const char *stamp);
+
 /* The job lets its claim go and waits delay_s seconds, untried: not a
  * failure, and no attempt counted. */
 int db_job_wait(struct db *db, int64_t job_id, int delay_s);

@@ -123,7 +123,8 @@ struct db {
 	X(file_size, int64)                                                    \
 	X(deleted_by, text)                                                    \
 	X(deleted_at, text)                                                    \
-	X(objects_kept, int)
+	X(objects_kept, int)                                                   \
+	X(stamp, text)
 
 #define DB_JOB_COLUMNS(X)                                                      \
 	X(id, int64)                                                           \
@@ -135,7 +136,8 @@ struct db {
 	X(name, text)                                                          \
 	X(attempts, int)                                                       \
 	X(wrong, int)                                                          \
-	X(not_before, int64)
+	X(not_before, int64)                                                   \
+	X(stamp, text)
 
 /* ", id, patient_id, ..." and ", :id, :patient_id, ...": each list starts
  * with a comma, so a statement writes "SELECT rowid" DB_IMAGE_SELECT, or
@@ -209,13 +211,15 @@ sqlite3_stmt *db_use_path(struct db *db, const char *sql, const char *patient,
 /* Run sql with :patient_id, :batch_date and :name bound. */
 int db_path_stmt(struct db *db, const char *sql, const char *patient,
 		 const char *date, const char *name);
-/* Queue a DB_JOB_DELETE of key and key2 for image_id (at gen). When key
- * is the key of an image at (patient, date, name) (NULL: a thumbnail's
- * only), the job is named so: a new image of that name, whose upload
- * would go under the same key, waits until it is done. */
+/* Queue a DB_JOB_DELETE of key and key2 for image_id (at gen), meaning
+ * the versions stamped up to stamp ("" when it cannot say: then a key
+ * another mount claimed is kept, db/pgkey.h). When key is the key of an
+ * image at (patient, date, name) (NULL: a thumbnail's only), the job is
+ * named so: a new image of that name, whose upload would go under the
+ * same key, waits until it is done. */
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
-		    const char *key, const char *key2, const char *patient,
-		    const char *date, const char *name);
+		    const char *key, const char *key2, const char *stamp,
+		    const char *patient, const char *date, const char *name);
 /* With sync on, queue a PostgreSQL job of kind for the image. */
 int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 		  const char *patient, const char *date, const char *name);
@@ -223,9 +227,6 @@ int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 int db_removed_locked(struct db *db, const char *patient, const char *date,
 		      const char *name, const char *who);
 int db_tomb_get_locked(struct db *db, const char *id, struct db_tombstone *out);
-
-/* Now, as ISO 8601 UTC with microseconds, into out[32]. */
-void db_now(char out[32]);
 
 /* Create or bring the schema forward (schema.c): 0, or -errno with err. */
 int db_migrate(sqlite3 *conn, char *err, size_t errlen);

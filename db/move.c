@@ -50,7 +50,8 @@ DB_SQL(SQL_SETTLED,
        " to_patient = :tp AND to_date = :td");
 DB_SQL(SQL_KEYS,
        "UPDATE images SET s3_key = :key, s3_thumbnail_key = CASE WHEN"
-       " s3_thumbnail_key = :old_thumb THEN :thumb ELSE s3_thumbnail_key END"
+       " s3_thumbnail_key = :old_thumb THEN :thumb ELSE s3_thumbnail_key END,"
+       " updated_at = CASE WHEN :stamp = '' THEN updated_at ELSE :stamp END"
        " WHERE id = :id");
 DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
 
@@ -121,7 +122,7 @@ int db_move_settled(struct db *db, const struct db_move *m)
 /* Queue the removal of key, an object no image holds now: the image's
  * key at its old place (named so: see db_queue_delete), when image. */
 static int drop_key(struct db *db, const struct db_job *job, const char *key,
-		    bool image)
+		    bool image, const char *stamp)
 {
 	if (!key || !key[0])
 		return 0;
@@ -133,27 +134,34 @@ static int drop_key(struct db *db, const struct db_job *job, const char *key,
 	if (!image || !(date = strchr(who, '/')) ||
 	    !(name = strchr(date + 1, '/')))
 		return db_queue_delete(db, job->image_id, job->gen, key, "",
-				       NULL, NULL, NULL);
+				       stamp, NULL, NULL, NULL);
 	*date++ = '\0';
 	*name++ = '\0';
-	return db_queue_delete(db, job->image_id, job->gen, key, "", who, date,
-			       name);
+	return db_queue_delete(db, job->image_id, job->gen, key, "", stamp, who,
+			       date, name);
 }
 
 int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
-		 const char *from_thumb, const char *key, const char *thumb_key)
+		 const char *from_thumb, const char *key, const char *thumb_key,
+		 const char *stamp)
 {
 	struct db_image img;
 	int ret = db_tx_begin(db);
 	if (ret)
 		return ret;
 	ret = db_get_by_id_locked(db, job->image_id, &img);
+	/* the version the old keys held, as far as it is known */
+	char was[32] = "";
+	if (ret == 0)
+		snprintf(was, sizeof(was), "%s", img.updated_at);
+	stamp = stamp ? stamp : "";
 	bool moved = ret == 0 && key && !strcmp(img.s3_key, from_key);
 	if (moved) {
 		sqlite3_stmt *s = db_use(db, SQL_KEYS);
 		db_bind_text(s, ":key", key);
 		db_bind_text(s, ":thumb", thumb_key);
 		db_bind_text(s, ":old_thumb", from_thumb);
+		db_bind_text(s, ":stamp", stamp);
 		db_bind_text(s, ":id", img.id);
 		ret = db_run(s);
 		if (ret == 0 && !strcmp(img.state, "uploaded"))
@@ -163,21 +171,21 @@ int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
 	} else if (ret == -ENOENT || ret == 0) {
 		/* removed, or stored anew by another mount, since: what was
 		 * copied belongs to nobody (unless a row holds it) */
-		ret = drop_key(db, job, key, false);
+		ret = drop_key(db, job, key, false, stamp);
 		if (ret == 0)
-			ret = drop_key(db, job, thumb_key, false);
+			ret = drop_key(db, job, thumb_key, false, stamp);
 	}
 	/* the old keys, once the new ones exist (or the image moved on):
 	 * the job's, and those it copied from when a move before this one
 	 * had changed them */
 	if (ret == 0)
-		ret = drop_key(db, job, job->key, true);
+		ret = drop_key(db, job, job->key, true, was);
 	if (ret == 0)
-		ret = drop_key(db, job, job->key2, false);
+		ret = drop_key(db, job, job->key2, false, was);
 	if (ret == 0 && from_key && strcmp(from_key, job->key))
-		ret = drop_key(db, job, from_key, false);
+		ret = drop_key(db, job, from_key, false, was);
 	if (ret == 0 && from_thumb && strcmp(from_thumb, job->key2))
-		ret = drop_key(db, job, from_thumb, false);
+		ret = drop_key(db, job, from_thumb, false, was);
 	if (ret == 0) {
 		sqlite3_stmt *s = db_use(db, SQL_DONE);
 		db_bind_int64(s, ":job", job->id);

@@ -40,9 +40,11 @@ int db_move_settled(struct db *db, const struct db_move *m);
  * nothing copied: it was removed, or its new key is too long). If it
  * still has from_key, it takes the new keys and its PostgreSQL upsert is
  * queued; the removal of the keys it left (the job's, and from_*) is
- * queued once no image holds them, and the job removed. */
+ * queued once no image holds them, and the job removed. stamp (NULL or
+ * "": none): what the copies were stamped across mounts (db/pgkey.h),
+ * which the row takes as its updated_at. */
 int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
-		 const char *from_thumb, const char *key,
-		 const char *thumb_key);
+		 const char *from_thumb, const char *key, const char *thumb_key,
+		 const char *stamp);
 
 #endif

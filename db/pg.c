@@ -10,15 +10,7 @@
 
 #include "db/conn.h"
 #include "db/pg.h"
-
-struct db_pg {
-	char *dsn;
-	PGconn *conn;	/* NULL when not connected */
-	bool listening; /* LISTEN thumbfs_images on conn */
-	/* the batch last upserted in the open transaction, and its id */
-	char tx_batch[80];
-	char tx_batch_id[37];
-};
+#include "db/pgint.h"
 
 struct db_pg *db_pg_new(const char *dsn)
 {
@@ -101,10 +93,9 @@ static int pg_errno(struct db_pg *pg, const PGresult *res)
 	return -EIO;
 }
 
-/* Run sql with text params; *out gets the result when wanted. */
-static int run(struct db_pg *pg, const char *sql, int n,
-	       const char *const *params, PGresult **out, char *err,
-	       size_t errlen)
+int db_pg_run(struct db_pg *pg, const char *sql, int n,
+	      const char *const *params, PGresult **out, char *err,
+	      size_t errlen)
 {
 	PGresult *res =
 	    PQexecParams(pg->conn, sql, n, NULL, params, NULL, NULL, 0);
@@ -129,7 +120,7 @@ int db_pg_begin(struct db_pg *pg, char *err, size_t errlen)
 {
 	int ret = db_pg_connect(pg, err, errlen);
 	pg->tx_batch[0] = '\0';
-	return ret ? ret : run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
+	return ret ? ret : db_pg_run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
 }
 
 int db_pg_commit(struct db_pg *pg, char *err, size_t errlen)
@@ -138,14 +129,15 @@ int db_pg_commit(struct db_pg *pg, char *err, size_t errlen)
 		snprintf(err, errlen, "not connected");
 		return -EAGAIN;
 	}
-	return run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
+	return db_pg_run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
 }
 
 void db_pg_rollback(struct db_pg *pg)
 {
 	char ignored[256];
 	if (pg->conn)
-		run(pg, "ROLLBACK", 0, NULL, NULL, ignored, sizeof(ignored));
+		db_pg_run(pg, "ROLLBACK", 0, NULL, NULL, ignored,
+			  sizeof(ignored));
 }
 
 int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
@@ -196,6 +188,9 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 	    "thumbfs_change.original_filename",
 	    "thumbfs_change.at",
 	    "thumbfs_change_horizon.xid",
+	    "thumbfs_key.key",
+	    "thumbfs_key.owner",
+	    "thumbfs_key.stamp",
 	};
 	PGresult *res = NULL;
 	char missing[1024] = "";
@@ -203,13 +198,14 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret)
 		return ret;
-	ret = run(pg,
-		  "SELECT table_name || '.' || column_name FROM"
-		  " information_schema.columns WHERE table_schema ="
-		  " current_schema() AND table_name IN ('images_batch',"
-		  " 'images_image', 'thumbfs_tombstone', 'thumbfs_change',"
-		  " 'thumbfs_change_horizon')",
-		  0, NULL, &res, err, errlen);
+	ret =
+	    db_pg_run(pg,
+		      "SELECT table_name || '.' || column_name FROM"
+		      " information_schema.columns WHERE table_schema ="
+		      " current_schema() AND table_name IN ('images_batch',"
+		      " 'images_image', 'thumbfs_tombstone', 'thumbfs_change',"
+		      " 'thumbfs_change_horizon')",
+		      0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
 	/* a table with none of its columns is named as a table, so that
@@ -288,12 +284,13 @@ int db_pg_upsert(struct db_pg *pg, const struct db_image *img,
 	db_uuid(batch_id);
 	const char *const bp[] = {batch_id, img->patient_id, img->batch_date,
 				  batch_name, img->uploaded_by};
-	ret = run(pg,
-		  "INSERT INTO images_batch (id, patient_id, batch_date, name,"
-		  " uploaded_by, created_at, updated_at) VALUES ($1, $2, $3,"
-		  " $4, $5, now(), now()) ON CONFLICT (patient_id, batch_date)"
-		  " DO UPDATE SET updated_at = now() RETURNING id",
-		  5, bp, &res, err, errlen);
+	ret = db_pg_run(
+	    pg,
+	    "INSERT INTO images_batch (id, patient_id, batch_date, name,"
+	    " uploaded_by, created_at, updated_at) VALUES ($1, $2, $3,"
+	    " $4, $5, now(), now()) ON CONFLICT (patient_id, batch_date)"
+	    " DO UPDATE SET updated_at = now() RETURNING id",
+	    5, bp, &res, err, errlen);
 	if (ret == 0) {
 		snprintf(batch_id, sizeof(batch_id), "%s",
 			 PQgetvalue(res, 0, 0));
@@ -331,7 +328,7 @@ out_image:
 		};
 		/* By (batch, filename): another mount's row for the same name
 		 * keeps its id; the later write wins. */
-		ret = run(
+		ret = db_pg_run(
 		    pg,
 		    "INSERT INTO images_image (id, batch_id, s3_key,"
 		    " s3_thumbnail_key, s3_bucket, original_filename,"
@@ -367,11 +364,12 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 	}
 	pg->tx_batch[0] = '\0'; /* the batch may go with its last image */
 	const char *const p[] = {patient, date, name};
-	ret = run(pg,
-		  "DELETE FROM images_image i USING images_batch b WHERE"
-		  " i.batch_id = b.id AND b.patient_id = $1 AND b.batch_date"
-		  " = $2 AND i.original_filename = $3",
-		  3, p, NULL, err, errlen);
+	ret = db_pg_run(
+	    pg,
+	    "DELETE FROM images_image i USING images_batch b WHERE"
+	    " i.batch_id = b.id AND b.patient_id = $1 AND b.batch_date"
+	    " = $2 AND i.original_filename = $3",
+	    3, p, NULL, err, errlen);
 	/* The batch goes with its last image, looked for only once the
 	 * batch is locked: a transaction adding an image to it (which holds
 	 * the batch's key share) has ended by then, and the next statement's
@@ -379,16 +377,18 @@ int db_pg_delete(struct db_pg *pg, const char *patient, const char *date,
 	 * wait for the lock and then judge NOT EXISTS by the snapshot taken
 	 * before, and ON DELETE CASCADE would take the new image along. */
 	if (ret == 0)
-		ret = run(pg,
-			  "SELECT 1 FROM images_batch WHERE patient_id = $1"
-			  " AND batch_date = $2 FOR UPDATE",
-			  2, p, NULL, err, errlen);
+		ret =
+		    db_pg_run(pg,
+			      "SELECT 1 FROM images_batch WHERE patient_id = $1"
+			      " AND batch_date = $2 FOR UPDATE",
+			      2, p, NULL, err, errlen);
 	if (ret == 0)
-		ret = run(pg,
-			  "DELETE FROM images_batch b WHERE b.patient_id = $1"
-			  " AND b.batch_date = $2 AND NOT EXISTS (SELECT 1 FROM"
-			  " images_image i WHERE i.batch_id = b.id)",
-			  2, p, NULL, err, errlen);
+		ret = db_pg_run(
+		    pg,
+		    "DELETE FROM images_batch b WHERE b.patient_id = $1"
+		    " AND b.batch_date = $2 AND NOT EXISTS (SELECT 1 FROM"
+		    " images_image i WHERE i.batch_id = b.id)",
+		    2, p, NULL, err, errlen);
 	return ret;
 }
 
@@ -415,14 +415,15 @@ int db_pg_tombstone(struct db_pg *pg, const struct db_tombstone *t, char *err,
 				 t->deleted_at,
 				 t->objects_kept ? "true" : "false"};
 	/* a job done again after a crash finds its row there already */
-	return run(pg,
-		   "INSERT INTO thumbfs_tombstone (id, image_id, patient_id,"
-		   " batch_date, original_filename, s3_bucket, s3_key,"
-		   " s3_thumbnail_key, sha256, file_size, deleted_by,"
-		   " deleted_at, objects_kept) VALUES ($1, $2, $3, $4, $5, $6,"
-		   " $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO"
-		   " NOTHING",
-		   13, p, NULL, err, errlen);
+	return db_pg_run(
+	    pg,
+	    "INSERT INTO thumbfs_tombstone (id, image_id, patient_id,"
+	    " batch_date, original_filename, s3_bucket, s3_key,"
+	    " s3_thumbnail_key, sha256, file_size, deleted_by,"
+	    " deleted_at, objects_kept) VALUES ($1, $2, $3, $4, $5, $6,"
+	    " $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO"
+	    " NOTHING",
+	    13, p, NULL, err, errlen);
 }
 
 /* The columns of an image as struct db_image wants them, times in the
@@ -484,7 +485,8 @@ int db_pg_listen(struct db_pg *pg, char *err, size_t errlen)
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret || pg->listening)
 		return ret;
-	ret = run(pg, "LISTEN thumbfs_images", 0, NULL, NULL, err, errlen);
+	ret =
+	    db_pg_run(pg, "LISTEN thumbfs_images", 0, NULL, NULL, err, errlen);
 	pg->listening = ret == 0;
 	return ret;
 }
@@ -521,11 +523,11 @@ int db_pg_bound(struct db_pg *pg, int64_t *bound, int64_t *horizon, char *err,
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret)
 		return ret;
-	ret =
-	    run(pg,
-		"SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
-		" (SELECT max(xid) FROM thumbfs_change_horizon)",
-		0, NULL, &res, err, errlen);
+	ret = db_pg_run(
+	    pg,
+	    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,"
+	    " (SELECT max(xid) FROM thumbfs_change_horizon)",
+	    0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
 	*bound = int_at(res, 0);
@@ -543,10 +545,10 @@ int db_pg_held(struct db_pg *pg, int64_t bound, char *err, size_t errlen)
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret)
 		return ret;
-	ret = run(pg,
-		  "SELECT EXISTS (SELECT 1 FROM thumbfs_change WHERE"
-		  " xid >= $1::bigint)::int",
-		  1, p, &res, err, errlen);
+	ret = db_pg_run(pg,
+			"SELECT EXISTS (SELECT 1 FROM thumbfs_change WHERE"
+			" xid >= $1::bigint)::int",
+			1, p, &res, err, errlen);
 	if (ret)
 		return ret;
 	ret = int_at(res, 0) == 1;
@@ -564,23 +566,24 @@ int db_pg_holder(struct db_pg *pg, char *out, size_t n, char *err,
 	/* another user's session shows little more than its pid to a role
 	 * without pg_read_all_stats; a prepared transaction is in no
 	 * session */
-	ret = run(pg,
-		  "SELECT * FROM (SELECT 'pid ' || pid || ' (user ' ||"
-		  " coalesce(usename, '?') || ', application ''' ||"
-		  " coalesce(application_name, '') || ''', client ' ||"
-		  " coalesce(host(client_addr), 'local') || ', database ' ||"
-		  " coalesce(datname, '?') || ', ' || coalesce(state, '?') ||"
-		  " coalesce(', transaction open ' || extract(epoch FROM now()"
-		  " - xact_start)::bigint || ' s', '') || ')' AS who,"
-		  " xact_start AS since FROM pg_stat_activity WHERE"
-		  " pid != pg_backend_pid() AND (backend_xid IS NOT NULL OR"
-		  " backend_xmin IS NOT NULL) UNION ALL SELECT 'prepared"
-		  " transaction ''' || gid || ''' (owner ' || owner || ','"
-		  " || ' database ' || database || ', prepared ' ||"
-		  " extract(epoch FROM now() - prepared)::bigint || ' s ago)',"
-		  " prepared FROM pg_prepared_xacts) t ORDER BY since NULLS"
-		  " LAST LIMIT 1",
-		  0, NULL, &res, err, errlen);
+	ret = db_pg_run(
+	    pg,
+	    "SELECT * FROM (SELECT 'pid ' || pid || ' (user ' ||"
+	    " coalesce(usename, '?') || ', application ''' ||"
+	    " coalesce(application_name, '') || ''', client ' ||"
+	    " coalesce(host(client_addr), 'local') || ', database ' ||"
+	    " coalesce(datname, '?') || ', ' || coalesce(state, '?') ||"
+	    " coalesce(', transaction open ' || extract(epoch FROM now()"
+	    " - xact_start)::bigint || ' s', '') || ')' AS who,"
+	    " xact_start AS since FROM pg_stat_activity WHERE"
+	    " pid != pg_backend_pid() AND (backend_xid IS NOT NULL OR"
+	    " backend_xmin IS NOT NULL) UNION ALL SELECT 'prepared"
+	    " transaction ''' || gid || ''' (owner ' || owner || ','"
+	    " || ' database ' || database || ', prepared ' ||"
+	    " extract(epoch FROM now() - prepared)::bigint || ' s ago)',"
+	    " prepared FROM pg_prepared_xacts) t ORDER BY since NULLS"
+	    " LAST LIMIT 1",
+	    0, NULL, &res, err, errlen);
 	if (ret)
 		return ret;
 	snprintf(out, n, "%s",
@@ -601,16 +604,17 @@ int db_pg_prune(struct db_pg *pg, int days, char *err, size_t errlen)
 		return ret;
 	/* the horizon moves first, in the same transaction: a mount never
 	 * misses a change without knowing it */
-	ret = run(pg,
-		  "WITH gone AS (DELETE FROM thumbfs_change WHERE at < now() -"
-		  " make_interval(days => $1::int) RETURNING xid),"
-		  " top AS (SELECT max(xid) AS xid, count(*) AS n FROM gone)"
-		  " , moved AS (INSERT INTO thumbfs_change_horizon (xid)"
-		  " SELECT xid FROM top WHERE xid IS NOT NULL"
-		  " ON CONFLICT (one) DO UPDATE SET xid ="
-		  " greatest(thumbfs_change_horizon.xid, EXCLUDED.xid))"
-		  " SELECT n FROM top",
-		  1, p, &res, err, errlen);
+	ret = db_pg_run(
+	    pg,
+	    "WITH gone AS (DELETE FROM thumbfs_change WHERE at < now() -"
+	    " make_interval(days => $1::int) RETURNING xid),"
+	    " top AS (SELECT max(xid) AS xid, count(*) AS n FROM gone)"
+	    " , moved AS (INSERT INTO thumbfs_change_horizon (xid)"
+	    " SELECT xid FROM top WHERE xid IS NOT NULL"
+	    " ON CONFLICT (one) DO UPDATE SET xid ="
+	    " greatest(thumbfs_change_horizon.xid, EXCLUDED.xid))"
+	    " SELECT n FROM top",
+	    1, p, &res, err, errlen);
 	if (ret)
 		return ret;
 	ret = (int)int_at(res, 0);
@@ -627,10 +631,11 @@ int db_pg_fetch_path(struct db_pg *pg, const char *patient, const char *date,
 	int ret = db_pg_connect(pg, err, errlen);
 	if (ret)
 		return ret;
-	ret = run(pg,
-		  SELECT_IMAGE " WHERE b.patient_id = $1 AND b.batch_date ="
-			       " $2::date AND i.original_filename = $3",
-		  3, p, &res, err, errlen);
+	ret =
+	    db_pg_run(pg,
+		      SELECT_IMAGE " WHERE b.patient_id = $1 AND b.batch_date ="
+				   " $2::date AND i.original_filename = $3",
+		      3, p, &res, err, errlen);
 	if (ret)
 		return ret;
 	if (PQntuples(res) == 1)
@@ -712,13 +717,13 @@ int db_pg_scan(struct db_pg *pg,
 		return ret;
 	/* one snapshot for the whole read, and the bound it gives: every
 	 * transaction below it is in what is read */
-	ret = run(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0,
-		  NULL, NULL, err, errlen);
+	ret = db_pg_run(pg, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+			0, NULL, NULL, err, errlen);
 	if (ret == 0)
-		ret = run(pg,
-			  "SELECT pg_snapshot_xmin(pg_current_snapshot())"
-			  "::text::bigint",
-			  0, NULL, &res, err, errlen);
+		ret = db_pg_run(pg,
+				"SELECT pg_snapshot_xmin(pg_current_snapshot())"
+				"::text::bigint",
+				0, NULL, &res, err, errlen);
 	if (ret == 0) {
 		*bound = int_at(res, 0);
 		PQclear(res);
@@ -727,7 +732,7 @@ int db_pg_scan(struct db_pg *pg,
 	}
 	if (ret >= 0) {
 		int n = ret;
-		ret = run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
+		ret = db_pg_run(pg, "COMMIT", 0, NULL, NULL, err, errlen);
 		return ret ? ret : n;
 	}
 	db_pg_rollback(pg);
@@ -769,17 +774,18 @@ int db_pg_changes(struct db_pg *pg, int64_t from, int64_t to,
 		snprintf(a, sizeof(a), "%lld", (long long)xid);
 		snprintf(c, sizeof(c), "%lld", (long long)seq);
 		/* each change with the image as it is now (none: gone) */
-		ret = run(pg,
-			  "SELECT c.xid, c.id, c.image_id,"
-			  " coalesce(c.patient_id, ''),"
-			  " coalesce(to_char(c.batch_date, 'YYYY-MM-DD'), ''),"
-			  " coalesce(c.original_filename, ''), " IMAGE_COLUMNS
-			  " FROM thumbfs_change c LEFT JOIN (images_image i"
-			  " JOIN images_batch b ON b.id = i.batch_id) ON i.id ="
-			  " c.image_id WHERE (c.xid, c.id) > ($1::bigint,"
-			  " $2::bigint) AND c.xid < $3::bigint"
-			  " ORDER BY c.xid, c.id LIMIT $4::int",
-			  4, p, &res, err, errlen);
+		ret = db_pg_run(
+		    pg,
+		    "SELECT c.xid, c.id, c.image_id,"
+		    " coalesce(c.patient_id, ''),"
+		    " coalesce(to_char(c.batch_date, 'YYYY-MM-DD'), ''),"
+		    " coalesce(c.original_filename, ''), " IMAGE_COLUMNS
+		    " FROM thumbfs_change c LEFT JOIN (images_image i"
+		    " JOIN images_batch b ON b.id = i.batch_id) ON i.id ="
+		    " c.image_id WHERE (c.xid, c.id) > ($1::bigint,"
+		    " $2::bigint) AND c.xid < $3::bigint"
+		    " ORDER BY c.xid, c.id LIMIT $4::int",
+		    4, p, &res, err, errlen);
 		if (ret)
 			return ret;
 		rows = PQntuples(res);

@@ -33,8 +33,8 @@ DB_SQL(SQL_RETRY,
        " wrong = wrong + :wrong, not_before = :not_before, last_error = :error"
        " WHERE id = :job");
 DB_SQL(SQL_INSERT,
-       "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES"
-       " (:kind, :image_id, :gen, :key, :key2, :name)");
+       "INSERT INTO jobs (kind, image_id, gen, key, key2, name, stamp) VALUES"
+       " (:kind, :image_id, :gen, :key, :key2, :name, :stamp)");
 DB_SQL(SQL_PARK, "UPDATE jobs SET claimed = 0, parked = 1,"
 		 " last_error = :error WHERE id = :job");
 DB_SQL(SQL_UNPARK_ALL,
@@ -95,7 +95,7 @@ DB_SQL(SQL_BACKFILL_FAILED,
 /* Insert a job of kind with these fields (NULL or 0: empty). */
 static int insert_job(struct db *db, enum db_job_kind kind,
 		      const char *image_id, int64_t gen, const char *key,
-		      const char *key2, const char *name)
+		      const char *key2, const char *name, const char *stamp)
 {
 	sqlite3_stmt *s = db_use(db, SQL_INSERT);
 	db_bind_int64(s, ":kind", kind);
@@ -104,17 +104,19 @@ static int insert_job(struct db *db, enum db_job_kind kind,
 	db_bind_text(s, ":key", key);
 	db_bind_text(s, ":key2", key2);
 	db_bind_text(s, ":name", name);
+	db_bind_text(s, ":stamp", stamp ? stamp : "");
 	return db_run(s);
 }
 
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
-		    const char *key, const char *key2, const char *patient,
-		    const char *date, const char *name)
+		    const char *key, const char *key2, const char *stamp,
+		    const char *patient, const char *date, const char *name)
 {
 	char who[400] = "";
 	if (patient)
 		snprintf(who, sizeof(who), "%s/%s/%s", patient, date, name);
-	return insert_job(db, DB_JOB_DELETE, image_id, gen, key, key2, who);
+	return insert_job(db, DB_JOB_DELETE, image_id, gen, key, key2, who,
+			  stamp);
 }
 
 int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
@@ -122,7 +124,7 @@ int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 {
 	if (!db->pg_sync)
 		return 0;
-	return insert_job(db, kind, id, 0, patient, date, name);
+	return insert_job(db, kind, id, 0, patient, date, name, NULL);
 }
 
 /* Run sql, whose one parameter is a job id. */
@@ -223,7 +225,7 @@ static int tombstone_synced(struct db *db, const struct db_job *job)
 	if (!t.s3_key[0] && !t.s3_thumbnail_key[0])
 		return 0;
 	return db_queue_delete(db, t.image_id, 0, t.s3_key, t.s3_thumbnail_key,
-			       t.patient_id, t.batch_date, t.name);
+			       t.stamp, t.patient_id, t.batch_date, t.name);
 }
 
 int db_sync_done(struct db *db, const struct db_job *jobs, int n)
@@ -306,8 +308,8 @@ static int drop_old_claim(struct db *db, const struct db_image *img,
 	int held = db_key_held_locked(db, old);
 	if (held)
 		return held < 0 ? held : 0;
-	return db_queue_delete(db, img->id, img->gen, old, "", NULL, NULL,
-			       NULL);
+	return db_queue_delete(db, img->id, img->gen, old, "", img->updated_at,
+			       NULL, NULL, NULL);
 }
 
 int db_thumb_claim(struct db *db, const char *id, const char *name,
@@ -355,7 +357,8 @@ static int left_behind_locked(struct db *db, const struct db_job *job,
 			ret = ret < 0 ? ret : 0;
 		else
 			ret = db_queue_delete(db, job->image_id, job->gen,
-					      keys[i], "", NULL, NULL, NULL);
+					      keys[i], "", img->updated_at,
+					      NULL, NULL, NULL);
 	}
 	return ret;
 }
@@ -390,7 +393,8 @@ static int orphan_locked(struct db *db, const struct db_job *job,
 		return ret;
 	return db_queue_delete(db, job->image_id, job->gen, img->s3_key,
 			       ret ? "" : img->s3_thumbnail_key,
-			       img->patient_id, img->batch_date, img->name);
+			       img->updated_at, img->patient_id,
+			       img->batch_date, img->name);
 }
 
 /* The image's thumbnail was old (its name and key) and is now new's: the
@@ -412,17 +416,20 @@ static int thumb_replaced(struct db *db, const struct db_image *old,
 	if (ret != 0)
 		return ret < 0 ? ret : 0;
 	return db_queue_delete(db, old->id, old->gen, old->s3_thumbnail_key, "",
-			       NULL, NULL, NULL);
+			       old->updated_at, NULL, NULL, NULL);
 }
 
 int db_ingest_done(struct db *db, const struct db_job *job,
-		   const struct db_image *img, bool *current)
+		   const struct db_image *img, const char *stamp, bool *current)
 {
 	struct db_image u = *img;
 	*current = false;
 	snprintf(u.id, sizeof(u.id), "%s", job->image_id);
 	u.gen = job->gen;
-	db_now(u.updated_at);
+	if (stamp && stamp[0])
+		snprintf(u.updated_at, sizeof(u.updated_at), "%s", stamp);
+	else
+		db_now(u.updated_at);
 	struct db_image old;
 	int ret = db_tx_begin(db);
 	if (ret)
@@ -436,7 +443,7 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 	if (ret == 0 && *current && had == 0)
 		ret = thumb_replaced(db, &old, &u);
 	if (ret == 0 && !*current)
-		ret = orphan_locked(db, job, img);
+		ret = orphan_locked(db, job, &u);
 	if (ret == 0 && *current)
 		ret =
 		    db_queue_sync(db, DB_JOB_PG_UPSERT, job->image_id,

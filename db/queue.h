@@ -37,9 +37,12 @@ int db_job_release(struct db *db, int64_t job_id);
  * image holds it. The job is removed either way. *current is set false
  * when the row had moved on (or was gone; then, unless the name was written
  * again or another image holds them, the removal of img's keys is queued).
- * img's patient_id, batch_date and name must be set. */
+ * img's patient_id, batch_date and name must be set. The row's
+ * updated_at becomes stamp, what its objects were stamped across mounts
+ * (db/pgkey.h), or now when stamp is NULL. */
 int db_ingest_done(struct db *db, const struct db_job *job,
-		   const struct db_image *img, bool *current);
+		   const struct db_image *img, const char *stamp,
+		   bool *current);
 
 /* Claim the thumbnail name for image id, to be stored under key: 0 when
  * it is the image's now, -EEXIST when another image of its date holds it

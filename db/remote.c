@@ -17,6 +17,9 @@ DB_SQL(SQL_BUSY_HERE,
        "SELECT 1 FROM writing WHERE patient_id = :patient_id AND"
        " batch_date = :batch_date AND name = :name UNION ALL SELECT 1 FROM"
        " jobs WHERE image_id = :id AND kind IN (1, 5, 6) LIMIT 1");
+/* the mount's own version of the row waits to reach PostgreSQL */
+DB_SQL(SQL_UPSERT_WAITS,
+       "SELECT 1 FROM jobs WHERE image_id = :id AND kind = 3 LIMIT 1");
 DB_SQL(SQL_UPDATE,
        "UPDATE images SET file_size = :file_size, s3_key = :s3_key,"
        " s3_thumbnail_key = :s3_thumbnail_key, s3_bucket = :s3_bucket,"
@@ -96,9 +99,22 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	db_bind_text(s, ":id", old->id);
 	if ((ret = db_run(s)))
 		return ret;
-	if (strcmp(old->state, "uploaded") != 0 ||
-	    strcmp(r->updated_at, old->updated_at) <= 0)
+	int newer = strcmp(r->updated_at, old->updated_at);
+	if (strcmp(old->state, "uploaded") != 0 || newer < 0)
 		return DB_REMOTE_KEPT; /* a local write is newer, or pending */
+	if (newer == 0) {
+		/* the same version: taken only when it moved to other keys
+		 * (a folder renamed on another mount keeps updated_at), and
+		 * unless this mount's own version waits to be sent */
+		if (!strcmp(r->s3_key, old->s3_key) &&
+		    !strcmp(r->s3_thumbnail_key, old->s3_thumbnail_key))
+			return DB_REMOTE_KEPT;
+		s = db_use(db, SQL_UPSERT_WAITS);
+		db_bind_text(s, ":id", old->id);
+		int64_t waits = db_int(s);
+		if (waits != -ENOENT)
+			return waits < 0 ? (int)waits : DB_REMOTE_KEPT;
+	}
 	s = db_use_path(db, SQL_BUSY_HERE, old->patient_id, old->batch_date,
 			old->name);
 	db_bind_text(s, ":id", old->id);

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 11
+#define SCHEMA_VERSION 12
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -176,6 +176,12 @@ static const char schema_v11[] =
     "CREATE INDEX jobs_put_key ON jobs (put_key) WHERE put_key != '';"
     "CREATE INDEX jobs_put_key2 ON jobs (put_key2) WHERE put_key2 != '';";
 
+/* Version 12: the stamp of the versions a delete means, and of what a
+ * writer last stored (db/pgkey.h); a tombstone's, of the version removed. */
+static const char schema_v12[] =
+    "ALTER TABLE jobs ADD COLUMN stamp TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE tombstones ADD COLUMN stamp TEXT NOT NULL DEFAULT '';";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -196,9 +202,9 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	if (version == SCHEMA_VERSION)
 		return 0;
 	/* each version's step, in order, in one transaction */
-	const char *steps[] = {schema_v1, schema_v2,  schema_v3, schema_v4,
-			       schema_v5, schema_v6,  schema_v7, schema_v8,
-			       schema_v9, schema_v10, schema_v11};
+	const char *steps[] = {schema_v1, schema_v2,  schema_v3,  schema_v4,
+			       schema_v5, schema_v6,  schema_v7,  schema_v8,
+			       schema_v9, schema_v10, schema_v11, schema_v12};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -17,6 +17,7 @@
 #include "db/gate.h"
 #include "fs/audit.h"
 #include "fs/cache.h"
+#include "fs/claim.h"
 #include "fs/ingest.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
@@ -47,20 +48,27 @@ static void audit_stored(struct thumbfs *fs, const struct db_image *img)
 /* The thumbnail name and key of image img (stored under image_key), of
  * type ext: the name it holds if that has this type, else the first of
  * its candidates (fs_thumb_candidate) no other image of its date holds,
- * claimed in the catalog before anything is stored under it. 0, or
- * -errno with err said. */
+ * on this mount or another: claimed across mounts (fs_claim_name), then
+ * in the catalog, before anything is stored under it. 0, or -errno with
+ * err said. */
 static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
 		       const char *image_key, const char *ext,
 		       struct db_image *done, char *err, size_t errlen)
 {
 	size_t n = strlen(img->thumb_claim), e = strlen(ext);
+	char owner[400];
 	int ret = -EEXIST;
+	fs_claim_owner(owner, img);
+	err[0] = '\0';
 	if (n > e && !strcmp(img->thumb_claim + n - e, ext)) {
 		snprintf(done->thumbnail_name, sizeof(done->thumbnail_name),
 			 "%s", img->thumb_claim);
 		ret = fs_thumb_key(image_key, done->thumbnail_name,
 				   done->s3_thumbnail_key,
 				   sizeof(done->s3_thumbnail_key));
+		if (ret == 0)
+			ret = fs_claim_name(fs, done->s3_thumbnail_key, owner,
+					    err, errlen);
 	}
 	for (int k = 0; ret == -EEXIST && k < FS_THUMB_CANDIDATES; k++) {
 		ret =
@@ -70,6 +78,9 @@ static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
 			ret = fs_thumb_key(image_key, done->thumbnail_name,
 					   done->s3_thumbnail_key,
 					   sizeof(done->s3_thumbnail_key));
+		if (ret == 0)
+			ret = fs_claim_name(fs, done->s3_thumbnail_key, owner,
+					    err, errlen);
 		if (ret == 0)
 			ret = db_thumb_claim(fs->db, img->id,
 					     done->thumbnail_name,
@@ -82,6 +93,8 @@ static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
 	else if (ret == -ENAMETOOLONG)
 		snprintf(err, errlen,
 			 "its thumbnail's name or key is too long");
+	else if (ret && err[0])
+		; /* PostgreSQL's reason, said */
 	else if (ret)
 		snprintf(err, errlen, "the catalog: %s", strerror(-ret));
 	return ret;
@@ -163,13 +176,20 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 					&done, err, sizeof(err)))) {
 		char w[PATH_MAX + 32];
 		snprintf(w, sizeof(w), "thumbnail name of '%s'", what);
-		fs_job_retry(fs, job, w, err);
+		if (ret == -EAGAIN)
+			fs_claim_wait(fs, job, ret, w, err);
+		else
+			fs_job_retry(fs, job, w, err);
 		goto out_free;
 	}
-	char w[PATH_MAX + 16];
+	char w[PATH_MAX + 16], owner[400], stamp[32];
 	snprintf(w, sizeof(w), "upload of '%s'", what);
+	fs_claim_owner(owner, &img);
+	db_now(stamp);
 	if (!fs_gate_put(fs, job, done.s3_key,
-			 terr ? "" : done.s3_thumbnail_key, w))
+			 terr ? "" : done.s3_thumbnail_key, w) ||
+	    !fs_claim_write(fs, job, done.s3_key,
+			    terr ? "" : done.s3_thumbnail_key, owner, stamp, w))
 		goto out_free;
 	ret = s3_put_fd(fs->store, done.s3_key, fd, &dg, done.mime_type, err,
 			sizeof(err));
@@ -177,6 +197,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data,
 				 res.size, thumb_mime_type(res.thumb_format),
 				 err, sizeof(err));
+	fs_claim_end(fs);
 	if (ret) {
 		fs_job_failed(fs, job, ret, w, err);
 		goto out_free;
@@ -196,7 +217,9 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 			   img.thumbnail_name, thumb_path, sizeof(thumb_path)))
 		unlink(thumb_path);
 
-	FS_SETTLE(fs, what, ret = db_ingest_done(fs->db, job, &done, &current));
+	FS_SETTLE(fs, what,
+		  ret = db_ingest_done(fs->db, job, &done,
+				       fs->pg ? stamp : NULL, &current));
 	if (ret) {
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
@@ -314,6 +337,11 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			  db_backfill_failed(fs->db, job, err));
 		goto out_free;
 	}
+	if (ret == -EAGAIN) {
+		fs_claim_wait(fs, job, ret, "thumbnail name of a backfill",
+			      err);
+		goto out_free;
+	}
 	if (ret) {
 		fs_job_retry(fs, job, "thumbnail name of a backfill", err);
 		goto out_free;
@@ -329,11 +357,17 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	if (!done.s3_bucket[0])
 		snprintf(done.s3_bucket, sizeof(done.s3_bucket), "%s",
 			 s3_bucket(fs->store));
+	char owner[400], stamp[32];
+	fs_claim_owner(owner, &img);
+	db_now(stamp);
 	if (!fs_gate_put(fs, job, done.s3_thumbnail_key, "",
-			 "upload of a backfilled thumbnail"))
+			 "upload of a backfilled thumbnail") ||
+	    !fs_claim_write(fs, job, done.s3_thumbnail_key, "", owner, stamp,
+			    "upload of a backfilled thumbnail"))
 		goto out_free;
 	ret = s3_put_buf(fs->store, done.s3_thumbnail_key, res.data, res.size,
 			 thumb_mime_type(res.thumb_format), err, sizeof(err));
+	fs_claim_end(fs);
 	if (ret) {
 		fs_job_failed(fs, job, ret, "upload of a backfilled thumbnail",
 			      err);
@@ -344,7 +378,9 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			   done.thumbnail_name, path, sizeof(path)) &&
 	    fs_write_whole(fs, path, res.data, res.size) == 0)
 		fs_cache_added(fs->cache, res.size);
-	FS_SETTLE(fs, what, ret = db_ingest_done(fs->db, job, &done, &current));
+	FS_SETTLE(fs, what,
+		  ret = db_ingest_done(fs->db, job, &done,
+				       fs->pg ? stamp : NULL, &current));
 	if (ret)
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
@@ -382,7 +418,19 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 			return;
 		}
 		if (go == 0)
+			go =
+			    fs_claim_delete(fs, job, keys[i], err, sizeof(err));
+		if (go < 0) {
+			fs_claim_wait(fs, job, go, "a delete", err);
+			return;
+		}
+		if (go == 0) {
 			ret = s3_delete(fs->store, keys[i], err, sizeof(err));
+			fs_claim_end(fs);
+		} else if (fs->pg) {
+			log_info("kept '%s': another mount stored it since",
+				 keys[i]);
+		}
 	}
 	if (ret) {
 		fs_job_failed(fs, job, ret, "delete", err);
@@ -403,8 +451,9 @@ static void run_move(struct thumbfs *fs, const struct db_job *job)
 			      w[PATH_MAX + 16];
 	int ret = db_image_get_by_id(fs->db, job->image_id, &img);
 	if (ret == -ENOENT) {
-		FS_SETTLE(fs, "a move with nothing to copy",
-			  db_move_done(fs->db, job, NULL, NULL, NULL, NULL));
+		FS_SETTLE(
+		    fs, "a move with nothing to copy",
+		    db_move_done(fs->db, job, NULL, NULL, NULL, NULL, NULL));
 		return;
 	}
 	if (ret) {
@@ -424,19 +473,27 @@ static void run_move(struct thumbfs *fs, const struct db_job *job)
 			  what, img.s3_key);
 		FS_SETTLE(fs, "a move kept",
 			  db_move_done(fs->db, job, img.s3_key,
-				       img.s3_thumbnail_key, NULL, NULL));
+				       img.s3_thumbnail_key, NULL, NULL, NULL));
 		return;
 	}
 	/* what is under its keys now is its own: a write of them by
 	 * another image waits on its row until this is done (db/gate.c) */
 	bool copy = strcmp(key, img.s3_key) != 0,
 	     copy_thumb = thumb[0] && strcmp(thumb, img.s3_thumbnail_key);
-	if (!fs_gate_put(fs, job, copy ? key : "", copy_thumb ? thumb : "", w))
+	char owner[400], stamp[32];
+	fs_claim_owner(owner, &img);
+	snprintf(stamp, sizeof(stamp), "%s", img.updated_at);
+	if (!fs_gate_put(fs, job, copy ? key : "", copy_thumb ? thumb : "",
+			 w) ||
+	    ((copy || copy_thumb) &&
+	     !fs_claim_write(fs, job, copy ? key : thumb,
+			     copy && copy_thumb ? thumb : "", owner, stamp, w)))
 		return;
 	ret = copy ? s3_copy(fs->store, img.s3_key, key, err, sizeof(err)) : 0;
 	if (ret == 0 && copy_thumb)
 		ret = s3_copy(fs->store, img.s3_thumbnail_key, thumb, err,
 			      sizeof(err));
+	fs_claim_end(fs);
 	if (ret) {
 		fs_job_failed(fs, job, ret, w, err);
 		return;
@@ -447,7 +504,7 @@ static void run_move(struct thumbfs *fs, const struct db_job *job)
 	 * the next mount */
 	FS_SETTLE(fs, "a move done",
 		  db_move_done(fs->db, job, img.s3_key, img.s3_thumbnail_key,
-			       key, thumb));
+			       key, thumb, fs->pg ? stamp : NULL));
 	if (copy)
 		log_info("moved %s in the store to %s", what, key);
 	if (fs->pg)

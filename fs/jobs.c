@@ -19,6 +19,7 @@
 #include "db/gate.h"
 #include "fs/cache.h"
 #include "fs/ingest.h"
+#include "fs/claim.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/reload.h"
@@ -227,6 +228,7 @@ static void *worker_main(void *arg)
 		if (ret)
 			fs_jobs_nap(fs); /* nothing due */
 	}
+	fs_claim_close();
 	return NULL;
 }
 

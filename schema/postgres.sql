@@ -160,3 +160,17 @@ CREATE TABLE IF NOT EXISTS thumbfs_tombstone (
     deleted_at        timestamptz   NOT NULL,
     objects_kept      boolean       NOT NULL
 );
+
+-- Who may write a store key, seen by every mount (docs/design.md, "One
+-- owner per store key"): the image (patient/date/name) whose objects it
+-- holds ('' once deleted), and the stamp of the last version written
+-- there, which that version's row carries as updated_at. A mount writes a
+-- key only holding pg_try_advisory_lock of it, and after setting a stamp
+-- past every earlier one here: the last bytes under a key are always
+-- those of the row with the latest updated_at, whatever the mounts'
+-- clocks say. A delete of a key goes only if no later write stamped it.
+CREATE TABLE IF NOT EXISTS thumbfs_key (
+    key    varchar(1024) PRIMARY KEY,
+    owner  varchar(400)  NOT NULL DEFAULT '',
+    stamp  timestamptz
+);

@@ -280,7 +280,8 @@ class Mount:
         self.proc = subprocess.Popen(
             [str(self.binary), str(self.conf), str(self.mnt), "-f",
              *self.args],
-            stdout=self.logf, stderr=self.logf)
+            stdout=self.logf, stderr=self.logf,
+            env={**os.environ, **getattr(self, "env", {})})
         if check:
             wait_for(lambda: os.path.ismount(self.mnt) or
                      self.proc.poll() is not None, 30, "the mount")

@@ -6,7 +6,10 @@ import hashlib
 import os
 import uuid
 
-from conftest import pg_mount, photos, wait_for
+import pytest
+import test_shared
+
+from conftest import Mount, pg_mount, photos, wait_for
 
 
 def waiting_on_lock(pg, like):
@@ -396,3 +399,192 @@ def test_removed_and_written_again_before_its_tombstone_syncs(
             [r["s3_key"], r["s3_thumbnail_key"]])
     finally:
         m.stop()
+
+
+def colour_of(data):
+    """The mean colour of an image's bytes."""
+    import io
+    from PIL import Image, ImageStat
+    return tuple(round(c) for c in
+                 ImageStat.Stat(Image.open(io.BytesIO(data)).convert(
+                     "RGB")).mean)
+
+
+def solid(colour, size):
+    import io
+    from PIL import Image
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def write_at_once(jobs):
+    """Write each (path, bytes) from its own thread, all at one moment."""
+    import threading
+    go = threading.Barrier(len(jobs))
+
+    def one(path, data):
+        go.wait()
+        path.write_bytes(data)
+    ts = [threading.Thread(target=one, args=j) for j in jobs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def test_two_mounts_one_thumbnail_name(thumbfs_bin, tmp_path, s3store,
+                                       clean_postgres):
+    """#32, 2: a.jpg on mount A and a.JPG on mount B, written into one
+    date at the same moment, both claimed a_thumb.jpg in their own
+    catalogs: the later PUT won, both mounts listed a_thumb.jpg twice and
+    one image showed the other's picture; removing a.jpg deleted the
+    thumbnail a.JPG still used. The name is claimed in PostgreSQL, where
+    both mounts see it: each image gets its own thumbnail."""
+    pg = clean_postgres
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, pg)
+    red, blue = solid((220, 20, 20), (640, 480)), solid((20, 20, 220),
+                                                        (480, 640))
+    try:
+        write_at_once([(a.batch() / "a.jpg", red),
+                       (b.batch() / "a.JPG", blue)])
+        for m in (a, b):
+            wait_for(lambda: settled(m) and len(m.rows(
+                "state = 'uploaded' AND s3_thumbnail_key != ''")) == 2,
+                90, f"both images stored, as {m.base.name} has them")
+        rows = {r[0]: r[1:] for r in pg.rows(
+            "SELECT original_filename, s3_thumbnail_key, width, height"
+            " FROM images_image")}
+        assert sorted(rows) == ["a.JPG", "a.jpg"], rows
+        assert rows["a.jpg"][0] != rows["a.JPG"][0], rows
+        assert rows["a.jpg"][1:] == ["640", "480"], rows
+        assert rows["a.JPG"][1:] == ["480", "640"], rows
+        mine = {"a.jpg": red, "a.JPG": blue}
+        for m in (a, b):
+            names = test_shared.listing(m)
+            assert len(names) == len(set(names)) == 4, (m.base.name, names)
+            for r in m.rows():
+                got = colour_of(m.object(r["s3_thumbnail_key"]))
+                want = colour_of(mine[r["name"]])
+                assert max(abs(x - y) for x, y in zip(got, want)) < 12, \
+                    (m.base.name, r["name"], got, want)
+        # a.jpg goes: a.JPG keeps its thumbnail
+        os.unlink(a.mnt / "patients/P1/2025-11-10/a.jpg")
+        for m in (a, b):
+            wait_for(lambda: settled(m) and [r["name"] for r in m.rows()]
+                     == ["a.JPG"], 90, f"a.jpg gone from {m.base.name}")
+        kept = rows["a.JPG"][0]
+        assert colour_of(a.object(kept))[2] > 150
+        d = b.mnt / "patients/P1/2025-11-10"
+        thumb = kept.rsplit("/", 1)[1]
+        assert sorted(os.listdir(d)) == ["a.JPG", thumb]
+        assert colour_of((d / thumb).read_bytes())[2] > 150
+    finally:
+        a.stop()
+        b.stop()
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+
+
+def test_one_name_written_on_two_mounts_with_clocks_apart(
+        thumbfs_bin, tmp_path, clean_postgres):
+    """#32, 7: x.jpg written on mount A, then on mount B, whose clock is
+    ten minutes behind: the store kept B's bytes (the last PUT) while
+    every row kept A's metadata (the larger updated_at), so the row's
+    sha256 was not the stored object's. Writes of one key are ordered
+    across mounts (its lock and stamp in PostgreSQL): the later write
+    wins the bytes and the row alike."""
+    import hashlib
+    if not os.path.exists(FAKETIME):
+        pytest.skip("libfaketime is not installed (Debian's faketime)")
+    if "tsan" in str(thumbfs_bin):
+        pytest.skip("libfaketime's clock and ThreadSanitizer's "
+                    "interceptors do not mix")
+    pg = clean_postgres
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Mount(thumbfs_bin, tmp_path / "a", "file")
+    b = Mount(thumbfs_bin, tmp_path / "b", "file")
+    b.config["store"]["url"] = a.config["store"]["url"]
+    for m in (a, b):
+        m.config["postgres"] = {"dsn": pg.dsn}
+    b.env = {"LD_PRELOAD": FAKETIME, "FAKETIME": "-600",
+             "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+             ":verify_asan_link_order=0"}
+    a.start()
+    b.start()
+    try:
+        first, later = photos()[0].read_bytes(), photos()[1].read_bytes()
+        (a.batch() / "x.jpg").write_bytes(first)
+        wait_for(lambda: settled(a) and a.rows("state = 'uploaded'"), 60,
+                 "A's x.jpg stored")
+        (b.batch() / "x.jpg").write_bytes(later)
+        want = hashlib.sha256(later).hexdigest()
+        wait_for(lambda: pg.rows("SELECT sha256 FROM images_image") ==
+                 [[want]] and settled(a) and settled(b), 60,
+                 "B's x.jpg, the later write, in PostgreSQL")
+        key = pg.rows("SELECT s3_key FROM images_image")[0][0]
+        assert hashlib.sha256(a.object(key)).hexdigest() == want
+        for m in (a, b):
+            p = m.mnt / "patients/P1/2025-11-10/x.jpg"
+            wait_for(lambda: hashlib.sha256(p.read_bytes()).hexdigest()
+                     == want, 60, f"B's bytes read on {m.base.name}")
+            assert [r["sha256"] for r in m.rows()] == [want]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_two_folder_renames_seen_from_another_mount(thumbfs_bin, tmp_path,
+                                                    s3server, proxy,
+                                                    clean_postgres):
+    """The many-actors model test's find (#32): a date renamed twice on
+    mount A (10 -> 12 -> 11) while the first move's copy was under way:
+    A's row reached PostgreSQL at 11 with the keys of 12 first, then with
+    the keys of 11 at the same updated_at (a move keeps it), and mount B
+    kept the first (a row is taken only when it is newer): B's row named
+    objects its path no longer has, which go once the move is done."""
+    from conftest import proxied_mount
+    pg = clean_postgres
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = proxied_mount(thumbfs_bin, tmp_path / "a", s3server, proxy)
+    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3server)
+    b.bucket = a.bucket
+    b.config["store"]["url"] = f"s3://{a.bucket}"
+    for m in (a, b):
+        m.config["postgres"] = {"dsn": pg.dsn}
+    a.start()
+    b.start()
+    try:
+        data = photos()[0].read_bytes()
+        (a.batch("N1", "2025-11-10") / "p0.jpg").write_bytes(data)
+        a.wait_uploaded("p0.jpg")
+        wait_for(lambda: b.rows("state = 'uploaded'"), 60, "p0.jpg in B")
+        proxy.stall(2, 3, "PUT", "2025-11-12")  # the first move's copies
+        # and the second's, so that B sees what the first sent meanwhile
+        proxy.stall(1, 6, "PUT", "2025-11-11")
+        os.rename(a.mnt / "patients/N1/2025-11-10",
+                  a.mnt / "patients/N1/2025-11-12")
+        wait_for(lambda: any("2025-11-12" in r[1]
+                             for r in proxy.seen("PUT")), 10, "a copy")
+        os.rename(a.mnt / "patients/N1/2025-11-12",
+                  a.mnt / "patients/N1/2025-11-11")
+        mid = f"{KEYS}N1/2025-11-12/p0.jpg"
+        wait_for(lambda: [("2025-11-11", mid)] == [
+            (r["batch_date"], r["s3_key"]) for r in b.rows()], 30,
+            "B's row at 11, with the keys of 12 as the first move left")
+        want = f"{KEYS}N1/2025-11-11/p0.jpg"
+        wait_for(lambda: settled(a) and pg.rows(
+            "SELECT s3_key FROM images_image") == [[want]], 60,
+            "the moves, in PostgreSQL")
+        wait_for(lambda: settled(b) and [
+            (r["batch_date"], r["s3_key"]) for r in b.rows()] ==
+            [("2025-11-11", want)], 60, "B's row at 11, with 11's keys")
+        p = b.mnt / "patients/N1/2025-11-11/p0.jpg"
+        assert os.getxattr(p, "user.thumbfs.s3_key").decode() == want
+        assert p.read_bytes() == data
+    finally:
+        a.stop()
+        b.stop()

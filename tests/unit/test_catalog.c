@@ -60,7 +60,7 @@ int main(void)
 	CHECK_INT(db_job_claim(db, &job2), -ENOENT);
 	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK(!current);
 	CHECK_INT(db_image_get(db, "P1", "2025-11-10", "a.jpg", &img), 0);
 	CHECK(!strcmp(img.state, "spooled"));
@@ -73,7 +73,7 @@ int main(void)
 	CHECK_INT(db_job_claim(db, &job2), 0);
 	CHECK_INT(job2.id, job.id);
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job2, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job2, &d, NULL, &current), 0);
 	CHECK(current);
 	CHECK_INT(
 	    db_image_get_by_thumb(db, "P1", "2025-11-10", "a_thumb.jpg", &img),
@@ -115,7 +115,7 @@ int main(void)
 		;
 	CHECK(job.kind == DB_JOB_INGEST && !strcmp(job.image_id, img.id));
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK(current);
 	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "s.png", "nurse"),
 		  0);
@@ -162,7 +162,7 @@ int main(void)
 	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "k.png", &img), 0);
 	CHECK_INT(db_job_claim(db, &job), 0);
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "k.png", "nurse"),
 		  0);
 	CHECK_INT(db_sync_claim(db, two, 4), 2);
@@ -178,7 +178,7 @@ int main(void)
 	CHECK_INT(db_image_get(db, "P2", "2025-01-02", "r.png", &img), 0);
 	CHECK_INT(db_job_claim(db, &job), 0);
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK_INT(db_image_removed(db, "P2", "2025-01-02", "r.png", NULL), 0);
 	CHECK_INT(db_image_written(db, "P2", "2025-01-02", "r.png", 2, "me"),
 		  0);
@@ -201,7 +201,7 @@ int main(void)
 		;
 	CHECK(!strcmp(job.image_id, img.id));
 	d = uploaded(&img);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "up.jpg"), 0);
 	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "new.jpg"), 0);
 	CHECK_INT(db_image_writing(db, "P3", "2025-01-03", "done.jpg"), 0);
@@ -241,7 +241,7 @@ int main(void)
 	snprintf(d.thumbnail_name, sizeof(d.thumbnail_name), "done_thumb.jpg");
 	CHECK_INT(db_thumb_settled(db, "P3", "2025-01-03", "done_thumb.jpg"),
 		  0);
-	CHECK_INT(db_ingest_done(db, &job, &d, &current), 0);
+	CHECK_INT(db_ingest_done(db, &job, &d, NULL, &current), 0);
 	CHECK_INT(db_thumb_settled(db, "P3", "2025-01-03", "done_thumb.jpg"),
 		  1);
 	CHECK_INT(db_image_evicted(db, "P3", "2025-01-03", "done.jpg"), 0);

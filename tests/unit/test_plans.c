@@ -44,7 +44,7 @@ static const char FILL[] =
     " INSERT INTO tombstones SELECT printf('t%05d', i), printf('id%05d', i),"
     " 'P1', '2025-11-10', printf('gone%d.jpg', i), 'b',"
     " printf('k/gone%d.jpg', i), printf('k/gone%d_thumb.jpg', i), '', 0,"
-    " 'me', '2025-11-10T00:00:00Z', 0 FROM n;";
+    " 'me', '2025-11-10T00:00:00Z', 0, '2025-11-09T00:00:00Z' FROM n;";
 
 /* The table a plan line scans ("SCAN images", "SCAN j USING INDEX x"),
  * into out; false if the line is no scan of a table. */

@@ -191,6 +191,7 @@ int db_pg_check_schema(struct db_pg *pg, char *err, size_t errlen)
 	    "thumbfs_key.key",
 	    "thumbfs_key.owner",
 	    "thumbfs_key.stamp",
+	    "thumbfs_key.writer",
 	};
 	PGresult *res = NULL;
 	char missing[1024] = "";

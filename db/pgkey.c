@@ -109,11 +109,11 @@ int db_pg_key_claim(struct db_pg *pg, const char *key, const char *owner,
 }
 
 int db_pg_key_write(struct db_pg *pg, const char *key, const char *key2,
-		    const char *owner, char stamp[32], char *who, size_t n,
-		    char *err, size_t errlen)
+		    const char *owner, const char *writer, char stamp[32],
+		    char *who, size_t n, char *err, size_t errlen)
 {
 	PGresult *res = NULL;
-	const char *const p[] = {key, key2, owner, stamp};
+	const char *const p[] = {key, key2, owner, stamp, writer};
 	int want = 1 + (key2[0] != '\0');
 	int ret = db_pg_run(pg, "BEGIN", 0, NULL, NULL, err, errlen);
 	if (ret)
@@ -123,12 +123,13 @@ int db_pg_key_write(struct db_pg *pg, const char *key, const char *key2,
 	    pg,
 	    "WITH s AS (SELECT greatest($4::timestamptz, (SELECT max(stamp) +"
 	    " interval '1 microsecond' FROM thumbfs_key WHERE key IN ($1,"
-	    " $2))) AS t) INSERT INTO thumbfs_key AS k (key, owner, stamp)"
-	    " SELECT v.key, $3, s.t FROM s, (VALUES ($1), ($2)) v (key) WHERE"
-	    " v.key != '' ON CONFLICT (key) DO UPDATE SET owner ="
-	    " EXCLUDED.owner, stamp = EXCLUDED.stamp WHERE k.owner IN ('',"
-	    " EXCLUDED.owner) RETURNING " DB_PG_STAMP("k.stamp"),
-	    4, p, &res, err, errlen);
+	    " $2))) AS t) INSERT INTO thumbfs_key AS k (key, owner, stamp,"
+	    " writer) SELECT v.key, $3, s.t, $5 FROM s, (VALUES ($1), ($2)) v"
+	    " (key) WHERE v.key != '' ON CONFLICT (key) DO UPDATE SET owner ="
+	    " EXCLUDED.owner, stamp = EXCLUDED.stamp, writer = EXCLUDED.writer"
+	    " WHERE k.owner IN ('', EXCLUDED.owner) RETURNING " DB_PG_STAMP(
+		"k.stamp"),
+	    5, p, &res, err, errlen);
 	if (ret == 0 && PQntuples(res) == want)
 		snprintf(stamp, 32, "%s", PQgetvalue(res, 0, 0));
 	else if (ret == 0) {
@@ -150,15 +151,15 @@ int db_pg_key_write(struct db_pg *pg, const char *key, const char *key2,
 }
 
 int db_pg_key_free(struct db_pg *pg, const char *key, const char *stamp,
-		   char *err, size_t errlen)
+		   const char *writer, char *err, size_t errlen)
 {
 	PGresult *res = NULL;
-	const char *const p[] = {key, stamp && stamp[0] ? stamp : NULL};
+	const char *const p[] = {key, stamp && stamp[0] ? stamp : NULL, writer};
 	int ret = db_pg_run(pg,
 			    "UPDATE thumbfs_key SET owner = '' WHERE key = $1"
-			    " AND (stamp IS NULL OR stamp <= $2::timestamptz)"
-			    " RETURNING 1",
-			    2, p, &res, err, errlen);
+			    " AND (stamp IS NULL OR stamp <= $2::timestamptz"
+			    " OR writer = $3) RETURNING 1",
+			    3, p, &res, err, errlen);
 	if (ret)
 		return ret;
 	int freed = PQntuples(res);

@@ -10,7 +10,9 @@
  * request) and take a stamp past every earlier one, so the last bytes
  * under a key are those of the row with the latest updated_at; a delete
  * goes only when no write later than the version it means stamped the
- * key. Returns as pg.h; one connection per thread.
+ * key, unless its last write was the deleting mount's own. Writers are
+ * named "host:catalog directory". Returns as pg.h; one connection per
+ * thread.
  */
 #ifndef DB_PGKEY_H
 #define DB_PGKEY_H
@@ -39,14 +41,16 @@ int db_pg_key_claim(struct db_pg *pg, const char *key, const char *owner,
  * write of either (stamp is set to it: the row's updated_at). 0; -EEXIST
  * when another owner holds one (who gets it, nothing changes); -errno. */
 int db_pg_key_write(struct db_pg *pg, const char *key, const char *key2,
-		    const char *owner, char stamp[32], char *who, size_t n,
-		    char *err, size_t errlen);
+		    const char *owner, const char *writer, char stamp[32],
+		    char *who, size_t n, char *err, size_t errlen);
 
-/* Holding its lock: may a delete meaning the versions of key stamped up
- * to stamp ("" when it cannot say) remove it? 0: yes, and the key is free
- * for any owner; 1: no, a later write (or one it cannot place) holds it;
- * -errno. */
+/* Holding its lock: may a delete by mount writer, meaning the versions of
+ * key stamped up to stamp ("" when it cannot say), remove it? Yes when no
+ * later write stamped it, or the last write was writer's own (what a
+ * mount wrote and no row of it holds is its to delete: its gate checked
+ * that). 0: yes, and the key is free for any owner; 1: no, another
+ * mount's later write holds it; -errno. */
 int db_pg_key_free(struct db_pg *pg, const char *key, const char *stamp,
-		   char *err, size_t errlen);
+		   const char *writer, char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "db/gate.h"
 #include "db/internal.h"
 
 DB_SQL(SQL_PG_DELETE_OF,
@@ -68,6 +69,24 @@ static int claim(struct db *db, const char *id)
 	return db_run(s);
 }
 
+/* The version old had of the image is replaced by r's, with another
+ * thumbnail (written on another mount in another format, or at once with
+ * this mount's): old's thumbnail is nobody's now, unless a row holds it,
+ * as when the writer replaces its own (queue.c, thumb_replaced). A write
+ * of it since, on any mount, keeps it (db/pgkey.h). */
+static int old_thumb_goes(struct db *db, const struct db_image *old,
+			  const struct db_image *r)
+{
+	const char *k = old->s3_thumbnail_key;
+	if (!k[0] || !strcmp(k, r->s3_thumbnail_key) || !strcmp(k, r->s3_key))
+		return 0;
+	int held = db_key_held_locked(db, k);
+	if (held)
+		return held < 0 ? held : 0;
+	return db_queue_delete(db, old->id, old->gen, k, "", old->updated_at,
+			       NULL, NULL, NULL);
+}
+
 static int remote_locked(struct db *db, const struct db_image *r,
 			 struct db_image *old)
 {
@@ -124,7 +143,8 @@ static int remote_locked(struct db *db, const struct db_image *r,
 	snprintf(u.id, sizeof(u.id), "%s", old->id);
 	s = db_use(db, SQL_UPDATE);
 	db_bind_image(s, &u);
-	if ((ret = db_run(s)) || (ret = claim(db, u.id)))
+	if ((ret = db_run(s)) || (ret = claim(db, u.id)) ||
+	    (ret = old_thumb_goes(db, old, r)))
 		return ret;
 	/* the same content with other metadata keeps the local copies */
 	bool same = !strcmp(r->sha256, old->sha256) &&

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db/gate.h"
 #include "db/pgkey.h"
@@ -36,6 +37,14 @@ static struct db_pg *conn(struct thumbfs *fs, int *ret)
 	if (!runner_pg && !(runner_pg = db_pg_new(fs->cfg.pg_dsn)))
 		*ret = -ENOMEM;
 	return runner_pg;
+}
+
+/* This mount, as thumbfs_key.writer names it: host:catalog directory. */
+static void writer(struct thumbfs *fs, char out[1100])
+{
+	char host[64] = "";
+	gethostname(host, sizeof(host) - 1);
+	snprintf(out, 1100, "%s:%s", host, fs->cfg.catalog_dir);
 }
 
 void fs_claim_owner(char out[400], const struct db_image *img)
@@ -73,7 +82,9 @@ bool fs_claim_write(struct thumbfs *fs, const struct db_job *job,
 	if (ret == 0)
 		ret = db_pg_keys_lock(pg, keys, 2, err, sizeof(err));
 	if (ret == 0) {
-		ret = db_pg_key_write(pg, key, key2, owner, stamp, who,
+		char me[1100];
+		writer(fs, me);
+		ret = db_pg_key_write(pg, key, key2, owner, me, stamp, who,
 				      sizeof(who), err, sizeof(err));
 		if (ret)
 			db_pg_keys_unlock(pg);
@@ -126,7 +137,9 @@ int fs_claim_delete(struct thumbfs *fs, const struct db_job *job,
 	const char *const keys[] = {key};
 	ret = db_pg_keys_lock(pg, keys, 1, err, errlen);
 	if (ret == 0) {
-		ret = db_pg_key_free(pg, key, job->stamp, err, errlen);
+		char me[1100];
+		writer(fs, me);
+		ret = db_pg_key_free(pg, key, job->stamp, me, err, errlen);
 		if (ret)
 			db_pg_keys_unlock(pg);
 	}

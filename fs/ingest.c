@@ -110,9 +110,13 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	bool current;
 	int ret, fd = -1;
 
-	if (db_image_get_by_id(fs->db, job->image_id, &img)) {
-		FS_SETTLE(fs, "a finished job",
-			  db_job_done(fs->db, job->id)); /* removed meanwhile */
+	/* Removed meanwhile, or written again while this job ran before
+	 * (it was made stale, and the write queued a job of its own, which
+	 * may have stored the newer content already: nothing to store, and
+	 * a stamp past that one's would outlive its row's). */
+	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
+	    img.gen > job->gen) {
+		FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
 		return;
 	}
 	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,

@@ -163,8 +163,9 @@ CREATE TABLE IF NOT EXISTS thumbfs_tombstone (
 
 -- Who may write a store key, seen by every mount (docs/design.md, "One
 -- owner per store key"): the image (patient/date/name) whose objects it
--- holds ('' once deleted), and the stamp of the last version written
--- there, which that version's row carries as updated_at. A mount writes a
+-- holds ('' once deleted), the stamp of the last version written there,
+-- which that version's row carries as updated_at, and the mount that
+-- wrote it (host:catalog directory). A mount writes a
 -- key only holding pg_try_advisory_lock of it, and after setting a stamp
 -- past every earlier one here: the last bytes under a key are always
 -- those of the row with the latest updated_at, whatever the mounts'
@@ -172,5 +173,6 @@ CREATE TABLE IF NOT EXISTS thumbfs_tombstone (
 CREATE TABLE IF NOT EXISTS thumbfs_key (
     key    varchar(1024) PRIMARY KEY,
     owner  varchar(400)  NOT NULL DEFAULT '',
-    stamp  timestamptz
+    stamp  timestamptz,
+    writer varchar(1100) NOT NULL DEFAULT ''
 );

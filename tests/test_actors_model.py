@@ -32,7 +32,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
 
 from conftest import BUILD, Mount, photos, wait_for
 

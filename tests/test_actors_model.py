@@ -32,7 +32,6 @@ import time
 import uuid
 from pathlib import Path
 
-
 from conftest import BUILD, Mount, photos, wait_for
 
 ROUNDS = int(os.environ.get("THUMBFS_ACTORS_ROUNDS", "3"))

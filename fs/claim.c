@@ -12,6 +12,7 @@
 #include "fs/claim.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
+#include "s3/s3.h"
 
 /* PostgreSQL cannot be asked: said once, until a claim passes again. */
 static _Atomic bool pg_away;
@@ -47,6 +48,19 @@ static void writer(struct thumbfs *fs, char out[1100])
 	snprintf(out, 1100, "%s:%s", host, fs->cfg.catalog_dir);
 }
 
+/* A store key as thumbfs_key names it: its bucket's, "bucket/key" ("" for
+ * none), as two buckets may share one database. */
+#define CLAIM_KEY_MAX (DB_KEY_MAX + 256)
+static void claim_key(struct thumbfs *fs, const char *key,
+		      char out[CLAIM_KEY_MAX])
+{
+	if (key[0])
+		snprintf(out, CLAIM_KEY_MAX, "%s/%s", s3_bucket(fs->store),
+			 key);
+	else
+		out[0] = '\0';
+}
+
 void fs_claim_owner(char out[400], const struct db_image *img)
 {
 	snprintf(out, 400, "%s/%s/%s", img->patient_id, img->batch_date,
@@ -60,8 +74,9 @@ int fs_claim_name(struct thumbfs *fs, const char *key, const char *owner,
 	struct db_pg *pg = conn(fs, &ret);
 	if (!pg)
 		return ret;
-	char who[400] = "";
-	ret = db_pg_key_claim(pg, key, owner, who, sizeof(who), err, errlen);
+	char who[400] = "", k[CLAIM_KEY_MAX];
+	claim_key(fs, key, k);
+	ret = db_pg_key_claim(pg, k, owner, who, sizeof(who), err, errlen);
 	if (ret == -EEXIST)
 		snprintf(err, errlen, "'%s' is held by '%s'", key, who);
 	else if (ret == 0)
@@ -78,13 +93,16 @@ bool fs_claim_write(struct thumbfs *fs, const struct db_job *job,
 	struct db_pg *pg = conn(fs, &ret);
 	if (!pg && !ret)
 		return true;
-	const char *const keys[] = {key, key2};
+	char k1[CLAIM_KEY_MAX], k2[CLAIM_KEY_MAX];
+	claim_key(fs, key, k1);
+	claim_key(fs, key2, k2);
+	const char *const keys[] = {k1, k2};
 	if (ret == 0)
 		ret = db_pg_keys_lock(pg, keys, 2, err, sizeof(err));
 	if (ret == 0) {
 		char me[1100];
 		writer(fs, me);
-		ret = db_pg_key_write(pg, key, key2, owner, me, stamp, who,
+		ret = db_pg_key_write(pg, k1, k2, owner, me, stamp, who,
 				      sizeof(who), err, sizeof(err));
 		if (ret)
 			db_pg_keys_unlock(pg);
@@ -134,12 +152,14 @@ int fs_claim_delete(struct thumbfs *fs, const struct db_job *job,
 			snprintf(err, errlen, "%s", strerror(-ret));
 		return ret;
 	}
-	const char *const keys[] = {key};
+	char k[CLAIM_KEY_MAX];
+	claim_key(fs, key, k);
+	const char *const keys[] = {k};
 	ret = db_pg_keys_lock(pg, keys, 1, err, errlen);
 	if (ret == 0) {
 		char me[1100];
 		writer(fs, me);
-		ret = db_pg_key_free(pg, key, job->stamp, me, err, errlen);
+		ret = db_pg_key_free(pg, k, job->stamp, me, err, errlen);
 		if (ret)
 			db_pg_keys_unlock(pg);
 	}

@@ -171,7 +171,7 @@ CREATE TABLE IF NOT EXISTS thumbfs_tombstone (
 -- those of the row with the latest updated_at, whatever the mounts'
 -- clocks say. A delete of a key goes only if no later write stamped it.
 CREATE TABLE IF NOT EXISTS thumbfs_key (
-    key    varchar(1024) PRIMARY KEY,
+    key    text          PRIMARY KEY, -- bucket/key
     owner  varchar(400)  NOT NULL DEFAULT '',
     stamp  timestamptz,
     writer varchar(1100) NOT NULL DEFAULT ''

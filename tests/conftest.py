@@ -234,7 +234,7 @@ def postgres(thumbfs_bin):
 @pytest.fixture
 def clean_postgres(postgres):
     postgres.psql("DELETE FROM images_image; DELETE FROM images_batch; "
-                  "DELETE FROM thumbfs_tombstone")
+                  "DELETE FROM thumbfs_tombstone; DELETE FROM thumbfs_key")
     return postgres
 
 

@@ -400,5 +400,6 @@ def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3store,
         d = tmp_path / f"seed{k}"
         d.mkdir()
         clean_postgres.psql("DELETE FROM images_image; DELETE FROM"
-                            " images_batch; DELETE FROM thumbfs_tombstone")
+                            " images_batch; DELETE FROM thumbfs_tombstone;"
+                            " DELETE FROM thumbfs_key")
         run_seed(seed + k, thumbfs_bin, d, s3store, clean_postgres, datas)

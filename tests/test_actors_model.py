@@ -93,6 +93,7 @@ class World:
         self.log = []
         self.locks = {}
         self.either = {}  # path -> the contents two mounts wrote at once
+        self.proxy = None
 
     def lock_key(self, path):
         d, n = path.rsplit("/", 1)
@@ -117,8 +118,9 @@ class World:
     def step(self):
         r = self.rng
         kind = r.choices(["write", "rename", "unlink", "rename_dir",
-                          "app_insert", "app_delete", "collide"],
-                         [10, 4, 3, 1, 2, 1, 2])[0]
+                          "app_insert", "app_delete", "collide",
+                          "store_fault"],
+                         [10, 4, 3, 1, 2, 1, 2, 2])[0]
         actor = r.randrange(len(self.mounts))
         m = self.mounts[actor]
         files = self.files()
@@ -169,6 +171,21 @@ class World:
             os.rename(self.ref / src, self.ref / dst)
         elif kind == "collide" and len(self.mounts) > 1:
             self.collide()
+        elif kind == "store_fault":
+            # the store misbehaves for mount a's next requests: errors
+            # it retries, a slow answer, a connection dropped mid-body
+            method = r.choice(["PUT", "GET", "DELETE"])
+            fault = r.choice(["fail", "stall", "drop"])
+            if fault == "fail":
+                n = r.randint(1, 3)
+                self.proxy.fail(n, 503, "SlowDown", method)
+            elif fault == "stall":
+                n = 1
+                self.proxy.stall(1, r.choice([1, 2]), method)
+            else:
+                n, method = 1, "PUT"
+                self.proxy.drop(1, method)
+            self.log.append(f"store: {fault} the next {n} {method} of a")
         elif kind == "app_insert":
             path = f"{r.choice(self.dirs())}/app{r.randrange(100)}.jpg"
             if (self.ref / path).exists() or not self.free("app", path):
@@ -350,7 +367,7 @@ class World:
         return "\n".join(lines)
 
 
-def run_seed(seed, thumbfs_bin, tmp_path, s3store, pg, datas):
+def run_seed(seed, thumbfs_bin, tmp_path, s3store, proxy, pg, datas):
     print(f"THUMBFS_SEED={seed}")
     rng = random.Random(seed)
     ref = tmp_path / "ref"
@@ -362,9 +379,12 @@ def run_seed(seed, thumbfs_bin, tmp_path, s3store, pg, datas):
         if mounts:
             m.bucket = mounts[0].bucket
             m.config["store"]["url"] = f"s3://{m.bucket}"
+        else:  # mount a reaches the store through the fault proxy
+            m.config["store"]["endpoint"] = proxy.endpoint
         m.config["postgres"] = {"dsn": pg.dsn}
         mounts.append(m.start())
     w = World(rng, mounts, ref, pg, s3store, mounts[0].bucket, datas)
+    w.proxy = proxy
     try:
         for p in PATIENTS:
             for d in DATES[:2]:
@@ -390,8 +410,10 @@ def run_seed(seed, thumbfs_bin, tmp_path, s3store, pg, datas):
                 m.stop()
 
 
-def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3store,
+def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3server, proxy,
                                    clean_postgres):
+    """On s3rver, as mount a goes through the suite's fault proxy (a real
+    server's signature checks would refuse what the proxy forwards)."""
     seed = int(os.environ.get("THUMBFS_SEED", random.randrange(2**31)))
     work = tmp_path / "pool"
     work.mkdir()
@@ -402,4 +424,5 @@ def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3store,
         clean_postgres.psql("DELETE FROM images_image; DELETE FROM"
                             " images_batch; DELETE FROM thumbfs_tombstone;"
                             " DELETE FROM thumbfs_key")
-        run_seed(seed + k, thumbfs_bin, d, s3store, clean_postgres, datas)
+        run_seed(seed + k, thumbfs_bin, d, s3server, proxy, clean_postgres,
+                 datas)

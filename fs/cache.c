@@ -16,7 +16,7 @@
 #include "db/evict.h"
 #include "fs/cache.h"
 #include "fs/log.h"
-#include "fs/remote.h"
+#include "fs/request.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"

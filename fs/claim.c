@@ -10,7 +10,7 @@
 #include "db/gate.h"
 #include "db/pgkey.h"
 #include "fs/claim.h"
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/log.h"
 #include "s3/s3.h"
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/path.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;

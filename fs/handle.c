@@ -17,7 +17,7 @@
 #include "fs/audit.h"
 #include "fs/cache.h"
 #include "fs/deferred.h"
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/log.h"
 #include "fs/remote.h"
 #include "fs/spool.h"
@@ -187,7 +187,7 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	/* if so, the caller marked it before the change */
 	atomic_init(&h->dirty, dirty);
 	pthread_mutex_init(&h->lock, NULL);
-	pthread_mutex_init(&h->win_lock, NULL);
+	pthread_mutex_init(&h->win.lock, NULL);
 	struct stat st;
 	if (fd >= 0 && fstat(fd, &st) == 0) {
 		h->ino = st.st_ino;
@@ -206,8 +206,8 @@ static void release(struct fs_cache *cache, struct handle *h)
 	if (h->fd >= 0)
 		close(h->fd);
 	pthread_mutex_destroy(&h->lock);
-	pthread_mutex_destroy(&h->win_lock);
-	free(h->win);
+	pthread_mutex_destroy(&h->win.lock);
+	free(h->win.buf);
 	free(h->status);
 	free(h);
 }
@@ -266,8 +266,9 @@ static int remote_handle(struct fuse_file_info *fi, int fd,
 	struct handle *h = fs_handle(fi);
 	struct stat st;
 	h->remote = true;
-	snprintf(h->key, sizeof(h->key), "%s", img->s3_key);
-	h->size = fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : img->file_size;
+	snprintf(h->win.key, sizeof(h->win.key), "%s", img->s3_key);
+	h->win.size =
+	    fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : img->file_size;
 	fi->keep_cache = 0;
 	return 0;
 }
@@ -370,7 +371,7 @@ static int open_status(struct thumbfs *fs, struct fuse_file_info *fi)
 	h->fd = -1;
 	h->status_len = strlen(h->status);
 	pthread_mutex_init(&h->lock, NULL);
-	pthread_mutex_init(&h->win_lock, NULL);
+	pthread_mutex_init(&h->win.lock, NULL);
 	track(h);
 	fi->fh = (uint64_t)(uintptr_t)h;
 	fi->direct_io = 1;
@@ -446,8 +447,8 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 	if (db_image_get(fs->db, p.patient, p.date, p.name, &img))
 		return drop_handle(fi, -EIO);
 	h->remote = true;
-	snprintf(h->key, sizeof(h->key), "%s", img.s3_key);
-	h->size = fstat(fd, &st) ? img.file_size : st.st_size;
+	snprintf(h->win.key, sizeof(h->win.key), "%s", img.s3_key);
+	h->win.size = fstat(fd, &st) ? img.file_size : st.st_size;
 	return 0;
 }
 
@@ -465,7 +466,7 @@ int fs_op_read(const char *path, char *buf, size_t size, off_t off,
 		return (int)size;
 	}
 	if (h->remote)
-		return fs_remote_read(fs_get(), h, buf, size, off);
+		return fs_remote_read(fs_get(), &h->win, buf, size, off);
 	ssize_t n = pread(h->fd, buf, size, off);
 	return n < 0 ? -errno : (int)n;
 }
@@ -541,4 +542,11 @@ int fs_op_flush(const char *path, struct fuse_file_info *fi)
 {
 	struct handle *h = fs_handle(fi);
 	return h->status ? 0 : end_write(fs_get(), h, path);
+}
+
+/* A request that came with an open handle of a spool file. */
+struct handle *fs_file_handle(struct fuse_file_info *fi)
+{
+	struct handle *h = fs_handle(fi);
+	return h && !h->status && h->fd >= 0 ? h : NULL;
 }

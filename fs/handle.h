@@ -6,7 +6,7 @@
 #ifndef FS_HANDLE_H
 #define FS_HANDLE_H
 
-#include "fs/ops.h"
+#include "fs/request.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +16,7 @@
 
 #include "db/catalog.h"
 #include "fs/path.h"
+#include "fs/remote.h"
 
 /* An open file: the status file's text, or a spool file (fd), or an
  * image in the store only (remote). Fields other than dirty, path and
@@ -45,12 +46,7 @@ struct handle {
 	 * by another mount), opened to read: read by ranged GETs of a
 	 * window around the offset asked for (remote.c) */
 	bool remote;
-	char key[DB_KEY_MAX];
-	int64_t size;
-	pthread_mutex_t win_lock; /* guards win, win_off, win_len */
-	unsigned char *win;
-	uint64_t win_off;
-	size_t win_len;
+	struct fs_window win;
 	struct handle *prev, *next; /* the open ones (handle.c's lock) */
 };
 
@@ -93,5 +89,9 @@ int fs_op_write(const char *path, const char *buf, size_t size, off_t off,
 int fs_op_flush(const char *path, struct fuse_file_info *fi);
 int fs_op_fsync(const char *path, int datasync, struct fuse_file_info *fi);
 int fs_op_release(const char *path, struct fuse_file_info *fi);
+
+/* The handle of a spool file a request came with, or NULL (none, the
+ * status file's, or one with no file). */
+struct handle *fs_file_handle(struct fuse_file_info *fi);
 
 #endif

@@ -19,7 +19,7 @@
 #include "fs/cache.h"
 #include "fs/claim.h"
 #include "fs/ingest.h"
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/log.h"
 #include "fs/reload.h"
 #include "fs/path.h"

@@ -1,6 +1,7 @@
 /* jobs.c - the job runners: threads that claim store jobs and do them,
- * back off on failure, hold the uploads while the store refuses, re-read
- * the credentials on SIGHUP; and the catalog's checkpointer. */
+ * hold the uploads while the store refuses, probe a store that failed,
+ * re-read the credentials on SIGHUP; the catalog's checkpointer; the
+ * drain after an unmount. What a job's end records is job.c's. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "fs/cache.h"
 #include "fs/ingest.h"
 #include "fs/claim.h"
+#include "fs/job.h"
 #include "fs/jobs.h"
 #include "fs/log.h"
 #include "fs/reload.h"
@@ -34,115 +36,6 @@
 
 atomic_int fs_reload_pending;
 atomic_int fs_drain_stop;
-
-/* The delay before try number attempts+2: exponential up to max_s, with
- * full jitter. */
-static int backoff(int attempts, int max_s)
-{
-	unsigned r = 0;
-	int cap = attempts >= 20 ? max_s : 1 << (attempts + 1);
-	if (cap > max_s)
-		cap = max_s;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (unsigned)time(NULL);
-	return 1 + (int)(r % (unsigned)cap);
-}
-
-void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
-		  const char *what, const char *err)
-{
-	int delay = backoff(job->attempts, fs_live(fs).retry_max_s);
-	log_error("%s failed: %s, retry in %d s", what, err, delay);
-	FS_SETTLE(fs, what, db_job_retry(fs->db, job->id, delay, err));
-}
-
-bool fs_settle_wait(struct thumbfs *fs, const char *what, int err, int tries)
-{
-	if (tries == 0)
-		log_error("catalog: cannot record %s: %s; trying again", what,
-			  strerror(-err));
-	int ms = tries < 6 ? 50 << tries : 2000;
-	struct timespec nap = {ms / 1000, (ms % 1000) * 1000000L};
-	nanosleep(&nap, NULL);
-	return !fs_jobs_stopping(fs);
-}
-
-void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
-		    const char *err)
-{
-	pthread_mutex_lock(&fs->lock);
-	bool first = !fs->store_refused[0];
-	snprintf(fs->store_refused, sizeof(fs->store_refused), "%s", err);
-	pthread_mutex_unlock(&fs->lock);
-	if (first)
-		log_error("the store refused: %s; uploads wait until the "
-			  "credentials are fixed (edit %s and send SIGHUP, or "
-			  "remount)",
-			  err,
-			  fs->config_path ? fs->config_path : "the config");
-	FS_SETTLE(fs, "a held job", db_job_release(fs->db, job->id));
-}
-
-/* The store failed a request in a way that may pass (-EAGAIN): the next
- * success lets the jobs waiting out their backoff go at once. */
-static _Atomic bool store_failing;
-
-void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
-		   const char *what, const char *err)
-{
-	bool for_good = ret == -EINVAL || ret == -EPROTO || ret == -ENOENT ||
-			ret == -EFBIG || ret == -ENAMETOOLONG ||
-			(ret == -EBADMSG && job->wrong + 1 >= FS_TRIES_MAX);
-	if (ret == -EACCES) {
-		fs_job_refused(fs, job, err);
-	} else if (for_good) {
-		log_error("%s failed for good: %s; it waits (SIGHUP, the next "
-			  "mount or thumbfs retry try it again), the others "
-			  "go on",
-			  what, err);
-		FS_SETTLE(fs, what, db_job_park(fs->db, job->id, err));
-	} else if (ret == -EBADMSG) {
-		int delay = backoff(job->attempts, fs_live(fs).retry_max_s);
-		log_error("%s failed: %s, sent again in %d s", what, err,
-			  delay);
-		FS_SETTLE(fs, what, db_job_wrong(fs->db, job->id, delay, err));
-	} else {
-		if (ret == -EAGAIN)
-			store_failing = true;
-		fs_job_retry(fs, job, what, err);
-	}
-}
-
-bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
-		 const char *key2, const char *what)
-{
-	char who[400], err[sizeof(who) + 64];
-	int ret = db_gate_put(fs->db, job, key, key2, who, sizeof(who));
-	if (ret == 0)
-		return true;
-	if (ret == -EBUSY) {
-		FS_SETTLE(fs, what, db_job_wait(fs->db, job->id, 1));
-	} else if (ret == -EEXIST) {
-		snprintf(err, sizeof(err),
-			 "its store key is held by another image, '%s'", who);
-		fs_job_failed(fs, job, -EPROTO, what, err);
-	} else {
-		fs_job_retry(fs, job, what, strerror(-ret));
-	}
-	return false;
-}
-
-void fs_job_succeeded(struct thumbfs *fs)
-{
-	if (!store_failing || !atomic_exchange(&store_failing, false))
-		return;
-	int n = db_jobs_go(fs->db);
-	if (n > 0) {
-		log_info("the store answers again: %d waiting job(s) go now",
-			 n);
-		fs_jobs_kick(fs);
-	}
-}
 
 /* Ask the store whether it answers again, once a second at most (a HEAD
  * of the bucket): so what waits out a backoff goes as soon as it does. */
@@ -166,25 +59,6 @@ static bool store_held(struct thumbfs *fs)
 	bool held = fs->store_refused[0] != '\0';
 	pthread_mutex_unlock(&fs->lock);
 	return held;
-}
-
-void fs_jobs_nap(struct thumbfs *fs)
-{
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 1;
-	pthread_mutex_lock(&fs->lock);
-	if (!fs->stop)
-		pthread_cond_timedwait(&fs->cond, &fs->lock, &until);
-	pthread_mutex_unlock(&fs->lock);
-}
-
-bool fs_jobs_stopping(struct thumbfs *fs)
-{
-	pthread_mutex_lock(&fs->lock);
-	bool stop = fs->stop;
-	pthread_mutex_unlock(&fs->lock);
-	return stop;
 }
 
 /* The catalog's log into the catalog, here rather than in a commit that
@@ -221,7 +95,7 @@ static void *worker_main(void *arg)
 		else if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
-		else if (store_failing)
+		else if (fs_store_failing())
 			probe(fs); /* nothing due, as the store was failing */
 		fs_cache_trim(fs);
 		checkpoint(fs); /* the checkpointer may be behind */
@@ -230,13 +104,6 @@ static void *worker_main(void *arg)
 	}
 	fs_claim_close();
 	return NULL;
-}
-
-void fs_jobs_kick(struct thumbfs *fs)
-{
-	pthread_mutex_lock(&fs->lock);
-	pthread_cond_broadcast(&fs->cond);
-	pthread_mutex_unlock(&fs->lock);
 }
 
 /* The catalog's checkpointer: its own thread at the daemon's priority

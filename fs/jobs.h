@@ -1,7 +1,7 @@
 /*
  * jobs.h - the job runners: [fs] workers threads that claim the catalog's
  * store jobs (ingest.c) one image at a time, and the sync runner (sync.c)
- * when PostgreSQL is configured; and what a job does when it fails.
+ * when PostgreSQL is configured. What a job's end records is job.h's.
  */
 #ifndef FS_JOBS_H
 #define FS_JOBS_H
@@ -24,68 +24,10 @@ void fs_jobs_drain(struct thumbfs *fs, int seconds);
 /* Stop the runners (each finishes its job under way) and join them. */
 void fs_jobs_stop(struct thumbfs *fs);
 
-/* Wake the runners: a job was queued. */
-void fs_jobs_kick(struct thumbfs *fs);
-
 /* SIGHUP: set from the signal handler; a job runner re-reads the config's
  * [store] credentials and lets held uploads go. */
 extern atomic_int fs_reload_pending;
 /* Set by a signal during the drain after an unmount: stop it. */
 extern atomic_int fs_drain_stop;
-
-/* A job failed with err: logged as "WHAT failed: ERR, retry in N s", and
- * given back to be tried again after an exponential backoff with full
- * jitter, capped at [fs] retry_max_s. */
-void fs_job_retry(struct thumbfs *fs, const struct db_job *job,
-		  const char *what, const char *err);
-
-/* The store refused a request (403): said once, shown in the status
- * file, and the job given back untried; every store job waits until
- * SIGHUP or the next mount. */
-void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
-		    const char *err);
-
-/* A store job failed with ret (s3.h's mapping) and err: a refusal (403)
- * holds every store job (fs_job_refused); what no retry can fix (a 4xx,
- * the store not encrypting as asked, content stored wrong FS_TRIES_MAX
- * times) parks the job with the reason, and the others go on; anything
- * else is retried (fs_job_retry). */
-#define FS_TRIES_MAX 5
-void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
-		   const char *what, const char *err);
-
-/* The gate (db/gate.h) before job writes key and key2 ("": none): true
- * if it may go on; false when it may not now (the job waits a second,
- * untried), or must not (another image holds the key: parked with the
- * reason), or the catalog failed (retried). what names the job's work. */
-bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
-		 const char *key2, const char *what);
-
-/* A store job succeeded: if the store had been failing, the jobs waiting
- * out their backoff go now. */
-void fs_job_succeeded(struct thumbfs *fs);
-
-/* A job's bookkeeping in the catalog (done, retried, released, parked,
- * its result recorded): call is tried again, waiting longer each time (to
- * 2 s), until the catalog takes it (after a full disk or an I/O error
- * passes) or the mount stops, so that no job stays claimed, its image
- * stuck, while the mount runs. The first failure is logged. */
-#define FS_SETTLE(fs, what, call)                                              \
-	do {                                                                   \
-		int settle_tries_ = 0, settle_ret_;                            \
-		while ((settle_ret_ = (call)) < 0 &&                           \
-		       fs_settle_wait((fs), (what), settle_ret_,               \
-				      settle_tries_++))                        \
-			;                                                      \
-	} while (0)
-
-/* FS_SETTLE's wait: false once the mount stops. */
-bool fs_settle_wait(struct thumbfs *fs, const char *what, int err, int tries);
-
-/* Sleep until kicked, stopped, or a second has passed. */
-void fs_jobs_nap(struct thumbfs *fs);
-
-/* The runners are being stopped. */
-bool fs_jobs_stopping(struct thumbfs *fs);
 
 #endif

@@ -11,10 +11,10 @@
 
 #include "db/catalog.h"
 #include "db/move.h"
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/log.h"
 #include "fs/move.h"
-#include "fs/ops.h"
+#include "fs/request.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 

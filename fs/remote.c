@@ -11,9 +11,9 @@
 
 #include "db/catalog.h"
 #include "fs/cache.h"
-#include "fs/handle.h"
 #include "fs/log.h"
 #include "fs/remote.h"
+#include "fs/request.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
@@ -21,22 +21,6 @@
 /* The window a remote read fetches: partial reads cost one small GET, a
  * whole read one GET per MiB. */
 #define WINDOW (1u << 20)
-
-int fs_store_errno(int ret)
-{
-	switch (ret) {
-	case 0:
-	case -ENOMEM:
-		return ret;
-	case -EACCES: /* the store refused us, not the file's mode */
-		return -EREMOTEIO;
-	case -EAGAIN: /* the store is away or slow: not "try again now" */
-		return -ETIMEDOUT;
-	case -ENOENT: /* the catalog has the file; the store lacks it */
-	default:
-		return -EIO;
-	}
-}
 
 /* Bring key from the store to dest, whole or not at all (through tmp/). */
 static int fetch(struct thumbfs *fs, const char *key, const char *dest)
@@ -106,44 +90,43 @@ int fs_whole_image(struct thumbfs *fs, const struct fs_path *p,
 	return ret;
 }
 
-int fs_remote_read(struct thumbfs *fs, struct handle *h, char *buf, size_t size,
-		   off_t off)
+int fs_remote_read(struct thumbfs *fs, struct fs_window *w, char *buf,
+		   size_t size, off_t off)
 {
 	char err[512];
 	size_t done = 0;
 	int ret = 0;
-	pthread_mutex_lock(&h->win_lock);
-	while (done < size && off + (int64_t)done < h->size) {
+	pthread_mutex_lock(&w->lock);
+	while (done < size && off + (int64_t)done < w->size) {
 		uint64_t at = (uint64_t)off + done;
-		if (!h->win || at < h->win_off ||
-		    at >= h->win_off + h->win_len) {
+		if (!w->buf || at < w->off || at >= w->off + w->len) {
 			size_t got = 0;
 			uint64_t start = at - at % WINDOW;
-			if (!h->win && !(h->win = malloc(WINDOW))) {
+			if (!w->buf && !(w->buf = malloc(WINDOW))) {
 				ret = -ENOMEM;
 				break;
 			}
-			h->win_len = 0;
-			ret = s3_get_range(fs->store, h->key, start, WINDOW,
-					   h->win, &got, err, sizeof(err));
+			w->len = 0;
+			ret = s3_get_range(fs->store, w->key, start, WINDOW,
+					   w->buf, &got, err, sizeof(err));
 			if (ret) {
 				log_error("read of '%s' from the store failed: "
 					  "%s",
-					  h->key, err);
+					  w->key, err);
 				ret = fs_store_errno(ret);
 				break;
 			}
-			h->win_off = start;
-			h->win_len = got;
+			w->off = start;
+			w->len = got;
 			if (at >= start + got)
 				break; /* the object is shorter than its row */
 		}
-		size_t take = (size_t)(h->win_off + h->win_len - at);
+		size_t take = (size_t)(w->off + w->len - at);
 		if (take > size - done)
 			take = size - done;
-		memcpy(buf + done, h->win + (at - h->win_off), take);
+		memcpy(buf + done, w->buf + (at - w->off), take);
 		done += take;
 	}
-	pthread_mutex_unlock(&h->win_lock);
+	pthread_mutex_unlock(&w->lock);
 	return ret ? ret : (int)done;
 }

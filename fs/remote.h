@@ -2,25 +2,33 @@
  * remote.h - content the mount's disk does not hold: fetched from the
  * store whole (a thumbnail, an image about to change), restored (an
  * evicted spool file), or read by ranges (an image opened to read). Store
- * errors become what a FUSE request returns here, in fs_store_errno().
+ * errors become what a FUSE request returns by request.h's
+ * fs_store_errno().
  */
 #ifndef FS_REMOTE_H
 #define FS_REMOTE_H
 
+#include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include "db/catalog.h"
 
 struct thumbfs;
 struct fs_path;
-struct handle;
 
-/* The errno a FUSE request returns for a store failure (s3.h's mapping):
- *   -EACCES (the store refused the credentials)   -> -EREMOTEIO
- *   -ENOENT (the object is missing)               -> -EIO
- *   -EAGAIN (timeout, unreachable, 5xx, SlowDown)  -> -ETIMEDOUT
- *   -ENOMEM                                        -> -ENOMEM
- *   anything else (a corrupt or refused answer)    -> -EIO */
-int fs_store_errno(int ret);
+/* An image read from the store by ranges (opened to read while its
+ * content is in the store only): a window around the offset asked for,
+ * fetched by a ranged GET. */
+struct fs_window {
+	char key[DB_KEY_MAX];
+	int64_t size;
+	pthread_mutex_t lock; /* guards buf, off, len */
+	unsigned char *buf;
+	uint64_t off;
+	size_t len;
+};
 
 /* The cached thumbnail p into tp, fetched from the store if it is not
  * cached. 0, -ENOENT (no such thumbnail), or a store failure. */
@@ -37,7 +45,7 @@ int fs_whole_image(struct thumbfs *fs, const struct fs_path *p,
 
 /* Read up to size bytes at off of the remote handle h (ranged GETs of a
  * 1 MiB window): how many, or -errno. */
-int fs_remote_read(struct thumbfs *fs, struct handle *h, char *buf, size_t size,
-		   off_t off);
+int fs_remote_read(struct thumbfs *fs, struct fs_window *w, char *buf,
+		   size_t size, off_t off);
 
 #endif

@@ -16,7 +16,7 @@
 #include "db/pg.h"
 #include "fs/deferred.h"
 #include "fs/handle.h"
-#include "fs/jobs.h"
+#include "fs/job.h"
 #include "fs/log.h"
 #include "fs/spool.h"
 #include "fs/sync.h"

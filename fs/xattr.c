@@ -10,8 +10,8 @@
 
 #include "db/catalog.h"
 #include "db/queue.h"
-#include "fs/jobs.h"
-#include "fs/ops.h"
+#include "fs/job.h"
+#include "fs/request.h"
 #include "fs/path.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"

@@ -76,3 +76,31 @@ def test_sources_are_clang_formatted():
         ["clang-format", str(ROOT / f)], capture_output=True, text=True,
         check=True).stdout != (ROOT / f).read_text()]
     assert not bad, f"run clang-format -i on: {bad}"
+
+
+def test_no_circle_between_modules():
+    """Within fs/ and within db/, a file that includes another's header
+    uses that file; no two files of a folder use each other, directly or
+    around a circle (#26: a change has one place to go). thumbfs.h and
+    internal.h, the folders' shared structs with no file of their own,
+    do not count."""
+    import re
+    for folder in ("fs", "db"):
+        d = ROOT / folder
+        uses = {}
+        for c in d.glob("*.c"):
+            inc = set(re.findall(rf'#include "{folder}/(\w+)\.h"',
+                                 c.read_text()))
+            uses[c.stem] = {i for i in inc
+                            if i != c.stem and (d / f"{i}.c").exists()}
+        # a circle is a path back to where it started
+        for start in uses:
+            seen, todo = set(), [(start, [start])]
+            while todo:
+                at, path = todo.pop()
+                for nxt in uses[at]:
+                    assert nxt != start, \
+                        f"{folder}/: a circle: {' -> '.join(path + [nxt])}"
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        todo.append((nxt, path + [nxt]))

@@ -1,0 +1,161 @@
+/* request.c - what every FUSE operation needs first: the mount it is for,
+ * its path classified, a refusal said once, whether a file may be made
+ * there, its owner and mode, and the open handle it came with. */
+#include "fs/request.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db/catalog.h"
+#include "fs/log.h"
+#include "fs/spool.h"
+#include "fs/thumbfs.h"
+
+struct thumbfs *fs_get(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
+{
+	fs_path_parse(&fs->rules, path, p);
+}
+
+int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
+{
+	char why[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warn("refused %s '%s': %s", op, path, why);
+	return err;
+}
+
+/* Whether the store can hold image p and every thumbnail it may get:
+ * its name at most FS_IMAGE_NAME_MAX bytes, its key short enough for a
+ * thumbnail's beside it (hidden and ignored names stay local). */
+static int storable(struct thumbfs *fs, const char *op, const char *path,
+		    const struct fs_path *p)
+{
+	char key[DB_KEY_MAX - 13];
+	if (p->local)
+		return 0;
+	if (strlen(p->name) > FS_IMAGE_NAME_MAX)
+		return fs_refused(-ENAMETOOLONG, op, path,
+				  "an image's name has at most %d bytes, this "
+				  "one %zu (its thumbnail's name must fit in "
+				  "255)",
+				  FS_IMAGE_NAME_MAX, strlen(p->name));
+	if (fs_image_key(fs, p->patient, p->date, p->name, key, sizeof(key)))
+		return fs_refused(-ENAMETOOLONG, op, path,
+				  "its store key would be over %d bytes",
+				  (int)sizeof(key) - 1);
+	return 0;
+}
+
+int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
+		  const struct fs_path *p)
+{
+	if (p->kind == FS_FILE && !p->thumb)
+		return storable(fs, op, path, p);
+	if (p->kind == FS_FILE)
+		return fs_refused(-EPERM, op, path,
+				  "'*_thumb.*' names are made by thumbfs");
+	/* in a date directory, the rule the path broke; above it, where
+	 * files go (not why the name is no patient id or date) */
+	if (p->kind == FS_INVALID && p->depth >= 4)
+		return fs_refused(p->err, op, path, "%s", p->why);
+	return fs_refused(-EPERM, op, path,
+			  "files belong in patients/<id>/<YYYY-MM-DD>/");
+}
+
+/* Whether the requester is in group gid (its own or a supplementary). */
+static bool in_group(gid_t gid)
+{
+	const struct fuse_context *ctx = fuse_get_context();
+	gid_t list[64];
+	if (gid == ctx->gid)
+		return true;
+	int n = fuse_getgroups(64, list);
+	for (int i = 0; i < n && i < 64; i++)
+		if (list[i] == gid)
+			return true;
+	return false;
+}
+
+int fs_take_owner(int fd, const char *sp, mode_t mode)
+{
+	const struct fuse_context *ctx = fuse_get_context();
+	struct stat st, dir;
+	char parent[PATH_MAX];
+	gid_t gid = ctx->gid;
+	mode &= 07777;
+	if (geteuid() == 0) {
+		/* in a setgid directory what is made takes the directory's
+		 * group, and a directory the setgid bit too */
+		snprintf(parent, sizeof(parent), "%s", sp);
+		char *slash = strrchr(parent, '/');
+		if (slash)
+			*slash = '\0';
+		if (fd >= 0 ? fstat(fd, &st) : lstat(sp, &st))
+			return -errno;
+		if (slash && stat(parent, &dir) == 0 &&
+		    (dir.st_mode & S_ISGID)) {
+			gid = dir.st_gid;
+			if (S_ISDIR(st.st_mode))
+				mode |= S_ISGID;
+		}
+		/* the owner first: a chown drops the setuid and setgid bits
+		 * the mode then sets */
+		if (fd >= 0 ? fchown(fd, ctx->uid, gid)
+			    : lchown(sp, ctx->uid, gid))
+			return -errno;
+		/* as the kernel does: a file's setgid bit needs its group */
+		if (!S_ISDIR(st.st_mode) && ctx->uid != 0 && !in_group(gid))
+			mode &= ~(mode_t)S_ISGID;
+	}
+	if (fd >= 0 ? fchmod(fd, mode) : chmod(sp, mode))
+		return -errno;
+	return 0;
+}
+
+/* Files and directories of the spool may change their metadata; the
+ * thumbnails and the status file may not. The root may take times and
+ * xattrs (rsync -a sets them on "."), but not a mode or an owner: it is
+ * the spool itself, which stays 0700 (the mount shows 0755). */
+int fs_meta_path(const char *path, char *sp, size_t n, bool owner)
+{
+	struct thumbfs *fs = fs_get();
+	struct fs_path p;
+	fs_parse(fs, path, &p);
+	if (p.kind == FS_INVALID)
+		return -ENOENT;
+	if ((owner && p.kind == FS_ROOT) || p.kind == FS_STATUS ||
+	    p.kind == FS_META || (p.kind == FS_FILE && p.thumb))
+		return -EPERM;
+	return fs_spool_path(fs, path, sp, n);
+}
+
+int fs_store_errno(int ret)
+{
+	switch (ret) {
+	case 0:
+	case -ENOMEM:
+		return ret;
+	case -EACCES: /* the store refused us, not the file's mode */
+		return -EREMOTEIO;
+	case -EAGAIN: /* the store is away or slow: not "try again now" */
+		return -ETIMEDOUT;
+	case -ENOENT: /* the catalog has the file; the store lacks it */
+	default:
+		return -EIO;
+	}
+}

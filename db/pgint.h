@@ -26,6 +26,16 @@ int db_pg_run(struct db_pg *pg, const char *sql, int n,
 	      const char *const *params, PGresult **out, char *err,
 	      size_t errlen);
 
+/* Close the connection (the next db_pg_connect opens it again). */
+void db_pg_disconnect(struct db_pg *pg);
+
+/* libpq's message msg on one line, into err. */
+void db_pg_one_line(const char *msg, char *err, size_t errlen);
+
+/* The one place a PostgreSQL error (res, or the connection's state)
+ * becomes an errno, as pg.h lists them. */
+int db_pg_errno(struct db_pg *pg, const PGresult *res);
+
 /* Times as the catalog writes them (db_now), so that they compare as
  * strings: the SQL expression for column c. */
 #define DB_PG_STAMP(c)                                                         \

@@ -14,6 +14,7 @@
 #include "db/queue.h"
 #include "db/remote.h"
 #include "db/pg.h"
+#include "db/pgread.h"
 #include "fs/deferred.h"
 #include "fs/handle.h"
 #include "fs/job.h"

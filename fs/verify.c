@@ -13,6 +13,7 @@
 #include "db/catalog.h"
 #include "db/evict.h"
 #include "db/pg.h"
+#include "db/pgread.h"
 #include "db/scratch.h"
 #include "fs/audit.h"
 #include "fs/jobs.h"

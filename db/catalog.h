@@ -243,4 +243,9 @@ int db_image_meta(struct db *db, const char *patient, const char *date,
  * out[32]. */
 void db_now(char out[32]);
 
+/* An image's name as a job and a key's owner give it: "patient/date/name"
+ * (the SQL of queue.c and move.c writes the same), into out[400]. */
+void db_image_name(char out[400], const char *patient, const char *date,
+		   const char *name);
+
 #endif

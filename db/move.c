@@ -54,6 +54,11 @@ DB_SQL(SQL_KEYS,
        " updated_at = CASE WHEN :stamp = '' THEN updated_at ELSE :stamp END"
        " WHERE id = :id");
 DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
+/* any job of the image but its moves */
+DB_SQL(SQL_OTHER_JOBS, "SELECT 1 FROM jobs WHERE image_id = :id AND kind != 6"
+		       " LIMIT 1");
+DB_SQL(SQL_MOVES_DROP, "DELETE FROM jobs WHERE image_id = :id AND kind = 6");
+DB_SQL(SQL_ROW_DROP, "DELETE FROM images WHERE id = :id");
 
 /* sql with the move's four places bound. */
 static sqlite3_stmt *use_move(struct db *db, const char *sql,
@@ -191,5 +196,37 @@ int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
 		db_bind_int64(s, ":job", job->id);
 		ret = db_run(s);
 	}
+	return db_tx_end(db, ret);
+}
+
+int db_move_vanished(struct db *db, const struct db_job *job, const char *key,
+		     const char *thumb_key, const char *stamp,
+		     struct db_image *out)
+{
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	ret = db_get_by_id_locked(db, job->image_id, out);
+	sqlite3_stmt *s;
+	if (ret == 0) {
+		s = db_use(db, SQL_OTHER_JOBS);
+		db_bind_text(s, ":id", out->id);
+		int64_t other = db_int(s);
+		ret = other == -ENOENT ? 0 : other < 0 ? (int)other : -EBUSY;
+	}
+	if (ret == 0) {
+		s = db_use(db, SQL_ROW_DROP);
+		db_bind_text(s, ":id", out->id);
+		ret = db_run(s);
+	}
+	if (ret == 0) {
+		s = db_use(db, SQL_MOVES_DROP);
+		db_bind_text(s, ":id", out->id);
+		ret = db_run(s);
+	}
+	if (ret == 0)
+		ret = drop_key(db, job, key, false, stamp);
+	if (ret == 0)
+		ret = drop_key(db, job, thumb_key, false, stamp);
 	return db_tx_end(db, ret);
 }

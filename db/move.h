@@ -47,4 +47,14 @@ int db_move_done(struct db *db, const struct db_job *job, const char *from_key,
 		 const char *from_thumb, const char *key, const char *thumb_key,
 		 const char *stamp);
 
+/* The image job moves was removed elsewhere while it moved (PostgreSQL
+ * has it no more, and its objects are gone: nothing to copy): its row and
+ * its moves go, and what the move copied already (key, thumb_key, NULL
+ * for none, stamped stamp) goes once no row holds it. The row as it was
+ * into out. -EBUSY, nothing changed, when the image has other jobs (a
+ * write here: it goes to PostgreSQL in turn). */
+int db_move_vanished(struct db *db, const struct db_job *job, const char *key,
+		     const char *thumb_key, const char *stamp,
+		     struct db_image *out);
+
 #endif

@@ -386,3 +386,18 @@ int db_pg_changes(struct db_pg *pg, int64_t from, int64_t to,
 	} while (ret == 0 && rows == CHANGES_PAGE);
 	return ret ? ret : count;
 }
+
+int db_pg_has_image(struct db_pg *pg, const char *id, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	const char *const p[] = {id};
+	int ret = db_pg_connect(pg, err, errlen);
+	if (ret == 0)
+		ret = db_pg_run(pg, "SELECT 1 FROM images_image WHERE id = $1",
+				1, p, &res, err, errlen);
+	if (ret)
+		return ret;
+	ret = PQntuples(res) > 0;
+	PQclear(res);
+	return ret;
+}

@@ -82,4 +82,7 @@ int db_pg_scan(struct db_pg *pg,
 	       int (*fn)(const struct db_image *img, void *arg), void *arg,
 	       int64_t *bound, char *err, size_t errlen);
 
+/* Whether PostgreSQL has the image id: 1, 0, or -errno. */
+int db_pg_has_image(struct db_pg *pg, const char *id, char *err, size_t errlen);
+
 #endif

@@ -108,13 +108,19 @@ static int insert_job(struct db *db, enum db_job_kind kind,
 	return db_run(s);
 }
 
+void db_image_name(char out[400], const char *patient, const char *date,
+		   const char *name)
+{
+	snprintf(out, 400, "%s/%s/%s", patient, date, name);
+}
+
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
 		    const char *key, const char *key2, const char *stamp,
 		    const char *patient, const char *date, const char *name)
 {
 	char who[400] = "";
 	if (patient)
-		snprintf(who, sizeof(who), "%s/%s/%s", patient, date, name);
+		db_image_name(who, patient, date, name);
 	return insert_job(db, DB_JOB_DELETE, image_id, gen, key, key2, who,
 			  stamp);
 }

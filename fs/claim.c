@@ -9,6 +9,7 @@
 
 #include "db/gate.h"
 #include "db/pgkey.h"
+#include "db/pgread.h"
 #include "fs/claim.h"
 #include "fs/job.h"
 #include "fs/log.h"
@@ -63,8 +64,7 @@ static void claim_key(struct thumbfs *fs, const char *key,
 
 void fs_claim_owner(char out[400], const struct db_image *img)
 {
-	snprintf(out, 400, "%s/%s/%s", img->patient_id, img->batch_date,
-		 img->name);
+	db_image_name(out, img->patient_id, img->batch_date, img->name);
 }
 
 int fs_claim_name(struct thumbfs *fs, const char *key, const char *owner,
@@ -180,4 +180,14 @@ void fs_claim_close(void)
 {
 	db_pg_free(runner_pg);
 	runner_pg = NULL;
+}
+
+int fs_claim_has_image(struct thumbfs *fs, const char *id)
+{
+	char err[512];
+	int ret;
+	struct db_pg *pg = conn(fs, &ret);
+	if (!pg)
+		return ret ? ret : -ENOSYS;
+	return db_pg_has_image(pg, id, err, sizeof(err));
 }

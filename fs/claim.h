@@ -52,6 +52,10 @@ void fs_claim_wait(struct thumbfs *fs, const struct db_job *job, int ret,
 /* The keys' locks go (after the store's request). */
 void fs_claim_end(struct thumbfs *fs);
 
+/* Whether PostgreSQL still has image id (asked on the runner's own
+ * connection): 1, 0, -ENOSYS with no dsn, or -errno. */
+int fs_claim_has_image(struct thumbfs *fs, const char *id);
+
 /* The runner's connection closes (at its thread's end). */
 void fs_claim_close(void);
 

@@ -444,6 +444,34 @@ static void run_delete(struct thumbfs *fs, const struct db_job *job)
 	FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
 }
 
+/* A move found its image's objects gone from the store: if PostgreSQL has
+ * its row no more either, it was removed elsewhere (the web app, another
+ * mount) while this mount renamed its folder, and it goes here too, with
+ * what the move copied. true if so; false when that cannot be said (the
+ * move fails for good then, with the store's reason). */
+static bool vanished(struct thumbfs *fs, const struct db_job *job,
+		     const struct db_image *img, const char *what,
+		     const char *key, const char *thumb, const char *stamp)
+{
+	struct db_image gone;
+	if (fs_claim_has_image(fs, img->id) != 0)
+		return false;
+	int ret;
+	FS_SETTLE(fs, "a move of a removed image",
+		  (ret = db_move_vanished(fs->db, job, key, thumb, stamp,
+					  &gone)) == -EBUSY
+		      ? 0
+		      : ret);
+	if (ret)
+		return false;
+	fs_spool_drop(fs, &gone);
+	log_info("'%s' was removed elsewhere while its folder was renamed "
+		 "here: it goes here too",
+		 what);
+	fs_jobs_kick(fs);
+	return true;
+}
+
 /* The image's directory was renamed (once or more since the job was
  * queued): its objects are copied from the keys it has now to those of
  * the place it has now, through the gate, and it takes them; the keys it
@@ -498,6 +526,9 @@ static void run_move(struct thumbfs *fs, const struct db_job *job)
 		ret = s3_copy(fs->store, img.s3_thumbnail_key, thumb, err,
 			      sizeof(err));
 	fs_claim_end(fs);
+	if (ret == -ENOENT && vanished(fs, job, &img, what, copy ? key : NULL,
+				       copy_thumb ? thumb : NULL, stamp))
+		return;
 	if (ret) {
 		fs_job_failed(fs, job, ret, w, err);
 		return;

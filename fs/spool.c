@@ -62,6 +62,17 @@ int fs_image_key(const struct thumbfs *fs, const char *patient,
 	return cfg_key(&fs->cfg, patient, date, name, out, n);
 }
 
+void fs_key_prefix(const struct thumbfs *fs, const char *patient,
+		   const char *date, const char *name, char *out, size_t n)
+{
+	char key[2048];
+	cfg_expand(fs->cfg.key_template, patient ? patient : "\001",
+		   date ? date : "\001", name ? name : "\001", key,
+		   sizeof(key));
+	key[strcspn(key, "\001")] = '\0';
+	snprintf(out, n, "%s", key);
+}
+
 int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
 		 size_t n)
 {
@@ -222,4 +233,18 @@ int fs_each_file(const char *top,
 {
 	struct tree_walk t = {.fn = fn, .arg = arg};
 	return each_entry(top, walk_entry, &t);
+}
+
+/* Drop the local copies of img (its spool file and cached thumbnail): the
+ * store has other content under its name now, or none. */
+void fs_spool_drop(struct thumbfs *fs, const struct db_image *img)
+{
+	char path[PATH_MAX];
+	if (!fs_spool_file(fs, img->patient_id, img->batch_date, img->name,
+			   path, sizeof(path)))
+		unlink(path);
+	if (img->thumbnail_name[0] &&
+	    !fs_thumb_path(fs, img->patient_id, img->batch_date,
+			   img->thumbnail_name, path, sizeof(path)))
+		unlink(path);
 }

@@ -44,6 +44,12 @@ int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 int fs_image_key(const struct thumbfs *fs, const char *patient,
 		 const char *date, const char *name, char *out, size_t n);
 
+/* The prefix every key of a scope falls under (patient, date and name
+ * NULL when not given): the key template up to its first placeholder not
+ * given. */
+void fs_key_prefix(const struct thumbfs *fs, const char *patient,
+		   const char *date, const char *name, char *out, size_t n);
+
 /* The store key of the thumbnail thumb_name of the image stored under
  * image_key: beside it. */
 int fs_thumb_key(const char *image_key, const char *thumb_name, char *out,
@@ -73,5 +79,9 @@ int fs_each_file(const char *top,
 		 int (*fn)(const char *path, const char *patient,
 			   const char *date, const char *name, void *arg),
 		 void *arg);
+
+/* Drop the local copies of img (its spool file and cached thumbnail): the
+ * store has other content under its name now, or none. */
+void fs_spool_drop(struct thumbfs *fs, const struct db_image *img);
 
 #endif

@@ -130,20 +130,6 @@ static bool defer(const char *patient, const char *date, const char *name)
 	return false;
 }
 
-/* Drop the local copies of img (its spool file and cached thumbnail): the
- * store has other content under its name now, or none. */
-static void drop_local(struct thumbfs *fs, const struct db_image *img)
-{
-	char path[PATH_MAX];
-	if (!fs_spool_file(fs, img->patient_id, img->batch_date, img->name,
-			   path, sizeof(path)))
-		unlink(path);
-	if (img->thumbnail_name[0] &&
-	    !fs_thumb_path(fs, img->patient_id, img->batch_date,
-			   img->thumbnail_name, path, sizeof(path)))
-		unlink(path);
-}
-
 /* A row from PostgreSQL (another mount, the web app) made ready for the
  * catalog: false if its path is not one the mount could have made. */
 static bool prepare_remote(struct thumbfs *fs, struct db_image *r)
@@ -216,7 +202,7 @@ static int flush(struct batch *b)
 					   NULL, path, sizeof(path)))
 				make_dir_once(b, 1, path);
 		} else if (b->results[i] == DB_REMOTE_REPLACED) {
-			drop_local(fs, &b->olds[i]);
+			fs_spool_drop(fs, &b->olds[i]);
 		}
 	}
 	b->n = 0;
@@ -271,7 +257,7 @@ static int full_read(struct thumbfs *fs, int64_t *bound, char *err,
 	if (ret < 0)
 		return ret;
 	while ((ret = db_remote_gone_next(fs->db, &gone)) == 0)
-		drop_local(fs, &gone);
+		fs_spool_drop(fs, &gone);
 	if (ret != -ENOENT)
 		return ret;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -304,7 +290,7 @@ static int vacate(struct batch *b, const char *patient, const char *date,
 		return ret;
 	if (had &&
 	    db_remote_forget_path(fs->db, patient, date, name, &here) == 0)
-		drop_local(fs, &here);
+		fs_spool_drop(fs, &here);
 	return 0;
 }
 
@@ -358,7 +344,7 @@ static int apply_change(const struct db_pg_change *c, void *arg)
 		    db_remote_forget(fs->db, c->id, now ? now->patient_id : "",
 				     now ? now->batch_date : "",
 				     now ? now->name : "", &gone) == 0)
-			drop_local(fs, &gone);
+			fs_spool_drop(fs, &gone);
 		ret = vacate(b, c->old_patient, c->old_date, c->old_name, false,
 			     b->err, sizeof(b->err));
 		if (ret)

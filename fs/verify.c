@@ -463,17 +463,11 @@ static int on_orphan(void *arg, const char *key, int64_t size)
 	return 0;
 }
 
-/* The store's prefix the archive (or the part asked for) lives under:
- * the key template up to its first placeholder not given. */
+/* The store's prefix the archive (or the part asked for) lives under. */
 static void store_prefix(struct run *r, char *out, size_t n)
 {
 	const struct verify_opts *o = r->o;
-	char key[2048];
-	cfg_expand(r->fs->cfg.key_template, o->patient ? o->patient : "\001",
-		   o->date ? o->date : "\001", o->name ? o->name : "\001", key,
-		   sizeof(key));
-	key[strcspn(key, "\001")] = '\0';
-	snprintf(out, n, "%s", key);
+	fs_key_prefix(r->fs, o->patient, o->date, o->name, out, n);
 }
 
 /* One pass over the archive; with repair, what to fix is gathered into

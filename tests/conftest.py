@@ -233,8 +233,12 @@ def postgres(thumbfs_bin):
 
 @pytest.fixture
 def clean_postgres(postgres):
+    # (thumbfs_key is not there when an older build's schema was applied,
+    # as when a test is shown to fail on the code before a fix)
     postgres.psql("DELETE FROM images_image; DELETE FROM images_batch; "
-                  "DELETE FROM thumbfs_tombstone; DELETE FROM thumbfs_key")
+                  "DELETE FROM thumbfs_tombstone; DO $$ BEGIN IF"
+                  " to_regclass('thumbfs_key') IS NOT NULL THEN DELETE FROM"
+                  " thumbfs_key; END IF; END $$")
     return postgres
 
 

@@ -588,3 +588,59 @@ def test_two_folder_renames_seen_from_another_mount(thumbfs_bin, tmp_path,
     finally:
         a.stop()
         b.stop()
+
+
+def test_removed_by_the_app_while_another_mount_renames_its_folder(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """The many-actors model test's find (#32, seed 7027): the web app
+    deleted an image (its row and objects) while mount B, not knowing yet,
+    renamed the image's folder: B's move found nothing to copy, failed for
+    good, and its parked job kept the row on B for ever (a row PostgreSQL
+    no longer has goes only when it has no job). A move that finds its
+    objects gone asks PostgreSQL: a row gone there goes here too."""
+    import psycopg2
+    pg = clean_postgres
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, pg)
+    try:
+        c = s3store.client()
+        iid, batch = str(uuid.uuid4()), str(uuid.uuid4())
+        data = photos()[0].read_bytes()
+        c.put_object(Bucket=a.bucket, Key="web/x.jpg", Body=data)
+        c.put_object(Bucket=a.bucket, Key="web/x_thumb.jpg", Body=data)
+        pg.psql(
+            "INSERT INTO images_batch (id, patient_id, batch_date)"
+            f" VALUES ('{batch}', 'P1', '2025-11-11');"
+            "INSERT INTO images_image (id, batch_id, s3_key,"
+            " s3_thumbnail_key, s3_bucket, original_filename, file_size,"
+            " thumbnail_size, mime_type, width, height) VALUES ("
+            f"'{iid}', '{batch}', 'web/x.jpg', 'web/x_thumb.jpg',"
+            f" '{a.bucket}', 'x.jpg', {len(data)}, {len(data)},"
+            " 'image/jpeg', 64, 48)")
+        old = b.mnt / "patients/P1/2025-11-11"
+        wait_for(lambda: (old / "x.jpg").exists(), 60, "x.jpg on B")
+        # B applies no change while this transaction is open: the app's
+        # delete reaches it only after B has renamed the folder
+        hold = psycopg2.connect(pg.dsn, application_name="held")
+        try:
+            hold.cursor().execute("SELECT pg_current_xact_id()")
+            pg.psql(f"DELETE FROM images_image WHERE id = '{iid}';"
+                    f"DELETE FROM images_batch WHERE id = '{batch}'")
+            for k in ("web/x.jpg", "web/x_thumb.jpg"):
+                c.delete_object(Bucket=a.bucket, Key=k)
+            os.rename(old, b.mnt / "patients/P1/2025-11-13")
+            wait_for(lambda: settled(b), 60, "B's move to end")
+            assert "was removed elsewhere while its folder was renamed" \
+                in b.log_text()
+        finally:
+            hold.close()
+        for m in (a, b):
+            wait_for(lambda: settled(m) and m.rows() == [], 60,
+                     f"no row on {m.base.name}")
+        # (the kernel may show the name for its entry_timeout, 1 s)
+        wait_for(lambda: not (b.mnt / "patients/P1/2025-11-13/x.jpg")
+                 .exists(), 10, "x.jpg gone from B's tree")
+        assert pg.rows("SELECT count(*) FROM images_image") == [["0"]]
+        assert b.object_keys() == []
+    finally:
+        a.stop()
+        b.stop()

@@ -129,8 +129,7 @@ static int64_t id_int(struct db *db, const char *sql, const char *id)
 	return db_int(s);
 }
 
-/* Queue an ingest of image id at gen: reuse its waiting job if it has one. */
-static int queue_ingest(struct db *db, const char *id, int64_t gen)
+int db_queue_ingest_locked(struct db *db, const char *id, int64_t gen)
 {
 	int64_t job = id_int(db, SQL_JOB_FIND_INGEST, id);
 	sqlite3_stmt *s;
@@ -178,7 +177,7 @@ static int written_locked(struct db *db, const char *patient, const char *date,
 		ret = db_run(s);
 	}
 	if (ret == 0)
-		ret = queue_ingest(db, img.id, img.gen);
+		ret = db_queue_ingest_locked(db, img.id, img.gen);
 	if (ret == 0) /* the writer is told it is saved */
 		ret = db_path_stmt(db, SQL_WRITING_DEL, patient, date, name);
 	return ret;
@@ -211,72 +210,19 @@ int db_writing_undo(struct db *db, const char *patient, const char *date,
 	if (ret == 0)
 		ret = db_get_locked(db, patient, date, name, &img);
 	if (ret == 0 && !strcmp(img.state, "spooled"))
-		ret = queue_ingest(db, img.id, img.gen); /* still due */
+		ret =
+		    db_queue_ingest_locked(db, img.id, img.gen); /* still due */
 	if (ret == 0 && evicted)
 		ret = db_path_stmt(db, SQL_EVICTED_AGAIN, patient, date, name);
 	return db_tx_end(db, ret == -ENOENT ? 0 : ret);
 }
 
-DB_SQL(SQL_BACKFILL_ONE,
-       "INSERT INTO jobs (kind, image_id, gen) VALUES (5, :id, :gen)");
-DB_SQL(SQL_MOVE_ONE,
-       "INSERT INTO jobs (kind, image_id, gen, key, key2, name) VALUES (6,"
-       " :id, :gen, :s3_key, :s3_thumbnail_key, :patient_id || '/' ||"
-       " :batch_date || '/' || :name)");
-DB_SQL(SQL_THUMB_FORGET,
-       "UPDATE images SET s3_thumbnail_key = '', thumbnail_name = '',"
-       " thumbnail_size = 0, width = 0, height = 0, error = '' WHERE id = :id");
-
-int db_repair(struct db *db, const char *id, enum db_repair what)
+int db_tomb_insert_locked(struct db *db, const struct db_tombstone *t)
 {
-	struct db_image img;
-	sqlite3_stmt *s;
-	int ret = db_tx_begin(db);
-	if (ret)
-		return ret;
-	ret = db_get_by_id_locked(db, id, &img);
-	if (ret == 0 && what == DB_REPAIR_UPLOAD) {
-		ret = queue_ingest(db, img.id, img.gen);
-	} else if (ret == 0 && what == DB_REPAIR_THUMBNAIL) {
-		s = db_use(db, SQL_THUMB_FORGET);
-		db_bind_text(s, ":id", img.id);
-		ret = db_run(s);
-		if (ret == 0) {
-			s = db_use(db, SQL_BACKFILL_ONE);
-			db_bind_text(s, ":id", img.id);
-			db_bind_int64(s, ":gen", img.gen);
-			ret = db_run(s);
-		}
-	} else if (ret == 0 && what == DB_REPAIR_MOVE) {
-		s = db_use(db, SQL_MOVE_ONE);
-		db_bind_image(s, &img);
-		ret = db_run(s);
-	} else if (ret == 0) {
-		ret = db_queue_sync(db, DB_JOB_PG_UPSERT, img.id,
-				    img.patient_id, img.batch_date, img.name);
-	}
-	return db_tx_end(db, ret);
-}
-
-int db_tombstone_orphan(struct db *db, const char *bucket, const char *key,
-			int64_t size, const char *who)
-{
-	struct db_tombstone t;
-	memset(&t, 0, sizeof(t));
-	db_uuid(t.id);
-	snprintf(t.s3_bucket, sizeof(t.s3_bucket), "%s", bucket);
-	snprintf(t.s3_key, sizeof(t.s3_key), "%s", key);
-	const char *base = strrchr(key, '/');
-	snprintf(t.name, sizeof(t.name), "%s", base ? base + 1 : key);
-	t.file_size = size;
-	snprintf(t.deleted_by, sizeof(t.deleted_by), "%s", who);
-	db_now(t.deleted_at);
-	db_lock(db);
+	DB_ASSERT_LOCKED(db);
 	sqlite3_stmt *s = db_use(db, SQL_TOMB_INSERT);
-	db_bind_tomb(s, &t);
-	int ret = db_run(s);
-	db_unlock(db);
-	return ret;
+	db_bind_tomb(s, t);
+	return db_run(s);
 }
 
 int db_image_written(struct db *db, const char *patient, const char *date,
@@ -333,9 +279,7 @@ int db_removed_locked(struct db *db, const char *patient, const char *date,
 			 who ? who : "thumbfs");
 		db_now(t.deleted_at);
 		t.objects_kept = db->keep_objects;
-		s = db_use(db, SQL_TOMB_INSERT);
-		db_bind_tomb(s, &t);
-		ret = db_run(s);
+		ret = db_tomb_insert_locked(db, &t);
 	}
 	if (ret == 0 && stored && !db->keep_objects && !db->pg_sync)
 		ret = db_queue_delete(db, img.id, img.gen, img.s3_key,

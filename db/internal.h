@@ -220,6 +220,8 @@ int db_path_stmt(struct db *db, const char *sql, const char *patient,
 int db_queue_delete(struct db *db, const char *image_id, int64_t gen,
 		    const char *key, const char *key2, const char *stamp,
 		    const char *patient, const char *date, const char *name);
+/* Queue an ingest of image id at gen: its waiting job if it has one. */
+int db_queue_ingest_locked(struct db *db, const char *id, int64_t gen);
 /* With sync on, queue a PostgreSQL job of kind for the image. */
 int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 		  const char *patient, const char *date, const char *name);
@@ -227,6 +229,8 @@ int db_queue_sync(struct db *db, enum db_job_kind kind, const char *id,
 int db_removed_locked(struct db *db, const char *patient, const char *date,
 		      const char *name, const char *who);
 int db_tomb_get_locked(struct db *db, const char *id, struct db_tombstone *out);
+/* Record tombstone t. */
+int db_tomb_insert_locked(struct db *db, const struct db_tombstone *t);
 
 /* Create or bring the schema forward (schema.c): 0, or -errno with err. */
 int db_migrate(sqlite3 *conn, char *err, size_t errlen);

@@ -13,6 +13,7 @@
 
 #include "fs/audit.h"
 #include "fs/config.h"
+#include "fs/users.h"
 #include "fs/log.h"
 #include "fs/path.h"
 

@@ -18,6 +18,8 @@
 #include <ini.h>
 
 #include "config.h"
+#include "size.h"
+#include "template.h"
 
 enum kind { K_STR, K_BOOL, K_INT, K_U64, K_SIZE };
 
@@ -294,60 +296,6 @@ static bool known_section(struct parse *p, const char *section)
 	return false;
 }
 
-/* A size: a whole number of bytes, or with K, M, G or T (powers of 1024;
- * "KB", "KiB" and lower case too). */
-static int parse_size(const char *text, long long *out)
-{
-	char *end = NULL;
-	errno = 0;
-	long long v = strtoll(text, &end, 10);
-	if (errno || end == text || v < 0)
-		return -1;
-	int shift = 0;
-	switch (tolower((unsigned char)*end)) {
-	case 'k':
-		shift = 10;
-		break;
-	case 'm':
-		shift = 20;
-		break;
-	case 'g':
-		shift = 30;
-		break;
-	case 't':
-		shift = 40;
-		break;
-	case '\0':
-		break;
-	default:
-		return -1;
-	}
-	if (shift) {
-		end++;
-		if (!strcasecmp(end, "b") || !strcasecmp(end, "ib"))
-			end += strlen(end);
-	} else if (!strcasecmp(end, "b")) {
-		end++;
-	}
-	if (*end || v > (LLONG_MAX >> shift))
-		return -1;
-	*out = v << shift;
-	return 0;
-}
-
-/* A size as people write it: the largest unit that divides it. */
-static void show_size(long long v, char *out, size_t n)
-{
-	static const char units[] = "KMGT";
-	int u = -1;
-	while (u < 3 && v >= 1024 && v % 1024 == 0)
-		v /= 1024, u++;
-	if (u < 0)
-		snprintf(out, n, "%lld", v);
-	else
-		snprintf(out, n, "%lld%c", v, units[u]);
-}
-
 static void set_value(struct parse *p, const struct key *k, const char *value)
 {
 	char *base = (char *)p->cfg + k->offset;
@@ -381,9 +329,9 @@ static void set_value(struct parse *p, const struct key *k, const char *value)
 		return;
 	case K_SIZE: {
 		char lo[32], hi[32];
-		if (parse_size(value, &v) || v < k->min || v > k->max) {
-			show_size(k->min, lo, sizeof(lo));
-			show_size(k->max, hi, sizeof(hi));
+		if (cfg_parse_size(value, &v) || v < k->min || v > k->max) {
+			cfg_show_size(k->min, lo, sizeof(lo));
+			cfg_show_size(k->max, hi, sizeof(hi));
 			add_error(p, p->line,
 				  "'%s' in [%s] must be a size from %s to %s "
 				  "(bytes, or with K, M, G or T), not '%s'",
@@ -481,29 +429,6 @@ static int line_of(const struct parse *p, const char *section, const char *name)
 	return p->key_line[key_index(section, name)];
 }
 
-/* The template's placeholders are {patient}, {date} and {name}; it must
- * name the file, and must not climb out of its prefix. */
-static const char *template_error(const char *t)
-{
-	const char *name = strstr(t, "{name}");
-	/* the thumbnail's key is the image's folder with its own name */
-	if (!name || strcmp(name, "{name}") || (name != t && name[-1] != '/'))
-		return "must end with /{name} (and name it once)";
-	if (*t == '/' || strstr(t, "..") || strstr(t, "//"))
-		return "must be a relative key without '..' or '//'";
-	for (const char *p = strchr(t, '{'); p; p = strchr(p + 1, '{')) {
-		if (strncmp(p, "{patient}", 9) && strncmp(p, "{date}", 6) &&
-		    strncmp(p, "{name}", 6))
-			return "knows only {patient}, {date} and {name}";
-	}
-	/* two images of one name in two dates or patients would share
-	 * a key, and one's upload would replace the other's picture */
-	if (!strstr(t, "{patient}") || !strstr(t, "{date}"))
-		return "must name {patient} and {date}, so that each image "
-		       "has a key of its own";
-	return NULL;
-}
-
 /* A user or group by name or number into *id; -1 if there is none. */
 static int owner_id(const char *text, bool group, long long *id)
 {
@@ -598,7 +523,7 @@ static void check(struct parse *p)
 		add_error(p, line_of(p, "log", "file"),
 			  "'file' in [log] must be an absolute path, not '%s'",
 			  cfg->log_file);
-	if ((why = template_error(cfg->key_template)))
+	if ((why = cfg_template_error(cfg->key_template)))
 		add_error(p, line_of(p, "store", "key_template"),
 			  "'key_template' in [store] %s", why);
 	if (regcomp(&re, cfg->patient_id_pattern, REG_EXTENDED | REG_NOSUB))
@@ -672,121 +597,4 @@ void cfg_changes(const struct cfg *old, const struct cfg *now,
 		if (!same)
 			fn(k->section, k->name, arg);
 	}
-}
-
-int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
-	    const char *name, char *out, size_t n)
-{
-	return cfg_expand(cfg->key_template, patient, date, name, out, n);
-}
-
-/* The placeholder template starts with: its length, or 0. */
-static size_t placeholder(const char *t)
-{
-	static const char *const names[] = {"{patient}", "{date}", "{name}"};
-	for (int i = 0; i < 3; i++)
-		if (!strncmp(t, names[i], strlen(names[i])))
-			return strlen(names[i]);
-	return 0;
-}
-
-bool cfg_key_matches(const char *template, const char *key)
-{
-	size_t p = placeholder(template);
-	if (!*template)
-		return !*key;
-	if (!p)
-		return *template == *key &&
-		       cfg_key_matches(template + 1, key + 1);
-	/* a placeholder takes one or more characters of one segment */
-	for (size_t n = 1; key[n - 1] && key[n - 1] != '/'; n++)
-		if (cfg_key_matches(template + p, key + n))
-			return true;
-	return false;
-}
-
-int cfg_expand(const char *template, const char *patient, const char *date,
-	       const char *name, char *out, size_t n)
-{
-	size_t len = 0;
-	for (const char *t = template; *t;) {
-		const char *part = NULL;
-		size_t skip = 1, plen = 1;
-		if (!strncmp(t, "{patient}", 9))
-			part = patient, skip = 9;
-		else if (!strncmp(t, "{date}", 6))
-			part = date, skip = 6;
-		else if (!strncmp(t, "{name}", 6))
-			part = name, skip = 6;
-		if (part)
-			plen = strlen(part);
-		else
-			part = t;
-		if (len + plen >= n)
-			return -ENAMETOOLONG;
-		memcpy(out + len, part, plen);
-		len += plen;
-		t += skip;
-	}
-	out[len] = '\0';
-	return 0;
-}
-
-/* [fs] uploaded_by for the writer uid: "%u" is the user's name (the uid
- * itself when it has none), "%%" a percent sign. */
-/* The names last looked up, for a minute: getpwuid_r() may ask NSS (LDAP,
- * sssd) over the network, and every close() of a written file wants one. */
-#define NAMES_KEPT 16
-static struct {
-	uid_t uid;
-	time_t at; /* 0: empty */
-	char name[64];
-} names[NAMES_KEPT];
-static unsigned names_next;
-static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
-
-void cfg_user_name(uid_t uid, char *out, size_t n)
-{
-	char buf[1024], name[64];
-	struct passwd pw, *res = NULL;
-	time_t now = time(NULL);
-	pthread_mutex_lock(&names_lock);
-	for (int i = 0; i < NAMES_KEPT; i++)
-		if (names[i].at && names[i].uid == uid &&
-		    now - names[i].at < 60) {
-			snprintf(out, n, "%s", names[i].name);
-			pthread_mutex_unlock(&names_lock);
-			return;
-		}
-	pthread_mutex_unlock(&names_lock);
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) == 0 && res)
-		snprintf(name, sizeof(name), "%s", pw.pw_name);
-	else
-		snprintf(name, sizeof(name), "%u", (unsigned)uid);
-	pthread_mutex_lock(&names_lock);
-	unsigned i = names_next++ % NAMES_KEPT;
-	names[i].uid = uid;
-	names[i].at = now;
-	snprintf(names[i].name, sizeof(names[i].name), "%s", name);
-	pthread_mutex_unlock(&names_lock);
-	snprintf(out, n, "%s", name);
-}
-
-void cfg_uploaded_by(const struct cfg *cfg, uid_t uid, char *out, size_t n)
-{
-	char name[64];
-	size_t len = 0;
-	cfg_user_name(uid, name, sizeof(name));
-	for (const char *t = cfg->uploaded_by; *t && len + 1 < n; t++) {
-		if (t[0] == '%' && (t[1] == 'u' || t[1] == '%')) {
-			const char *s = t[1] == 'u' ? name : "%";
-			len += (size_t)snprintf(out + len, n - len, "%s", s);
-			if (len >= n)
-				len = n - 1;
-			t++;
-		} else {
-			out[len++] = *t;
-		}
-	}
-	out[len] = '\0';
 }

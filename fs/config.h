@@ -88,25 +88,4 @@ void cfg_changes(const struct cfg *old, const struct cfg *now,
 		 void (*fn)(const char *section, const char *name, void *arg),
 		 void *arg);
 
-/* Expand template into out: {patient}, {date} and {name} are replaced.
- * -ENAMETOOLONG if it does not fit in n bytes. */
-/* Whether key has the shape template gives a key: its text where the
- * template has text, and one or more characters other than '/' for each
- * of {patient}, {date} and {name}. */
-bool cfg_key_matches(const char *template, const char *key);
-
-int cfg_expand(const char *template, const char *patient, const char *date,
-	       const char *name, char *out, size_t n);
-
-/* The name of user uid into out, or the number when it has none. */
-void cfg_user_name(uid_t uid, char *out, size_t n);
-
-/* [fs] uploaded_by for the writer uid into out: "%u" is the user's name
- * (the number when the uid has none), "%%" a percent sign. */
-void cfg_uploaded_by(const struct cfg *cfg, uid_t uid, char *out, size_t n);
-
-/* The store key for (patient, date, name) by cfg->key_template. */
-int cfg_key(const struct cfg *cfg, const char *patient, const char *date,
-	    const char *name, char *out, size_t n);
-
 #endif

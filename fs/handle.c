@@ -23,6 +23,7 @@
 #include "fs/spool.h"
 #include "fs/status.h"
 #include "fs/thumbfs.h"
+#include "fs/users.h"
 
 struct handle *fs_handle(struct fuse_file_info *fi)
 {

@@ -31,6 +31,7 @@
 #include "fs/spool.h"
 #include "fs/status.h"
 #include "fs/thumbfs.h"
+#include "fs/users.h"
 #include "fs/xattr.h"
 
 /* The image p left the mount: forget its row and its cached thumbnail. */

@@ -13,6 +13,7 @@
 #include "fs/reconcile.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
+#include "fs/users.h"
 
 struct walk {
 	struct thumbfs *fs;

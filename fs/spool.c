@@ -14,6 +14,7 @@
 #include "db/catalog.h"
 #include "db/move.h"
 #include "fs/spool.h"
+#include "fs/template.h"
 #include "fs/thumbfs.h"
 
 /* snprintf's result as 0 or -ENAMETOOLONG. */
@@ -59,7 +60,7 @@ int fs_thumb_path(const struct thumbfs *fs, const char *patient,
 int fs_image_key(const struct thumbfs *fs, const char *patient,
 		 const char *date, const char *name, char *out, size_t n)
 {
-	return cfg_key(&fs->cfg, patient, date, name, out, n);
+	return cfg_expand(fs->cfg.key_template, patient, date, name, out, n);
 }
 
 void fs_key_prefix(const struct thumbfs *fs, const char *patient,

@@ -21,6 +21,7 @@
 #include "fs/log.h"
 #include "fs/spool.h"
 #include "fs/sync.h"
+#include "fs/template.h"
 #include "fs/thumbfs.h"
 
 /* PostgreSQL jobs applied in one transaction, at most. */

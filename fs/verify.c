@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/repair.h"
 #include "db/evict.h"
 #include "db/pg.h"
 #include "db/pgread.h"
@@ -18,6 +19,7 @@
 #include "fs/audit.h"
 #include "fs/jobs.h"
 #include "fs/spool.h"
+#include "fs/template.h"
 #include "fs/thumbfs.h"
 #include "fs/verify.h"
 #include "s3/s3.h"
@@ -463,13 +465,6 @@ static int on_orphan(void *arg, const char *key, int64_t size)
 	return 0;
 }
 
-/* The store's prefix the archive (or the part asked for) lives under. */
-static void store_prefix(struct run *r, char *out, size_t n)
-{
-	const struct verify_opts *o = r->o;
-	fs_key_prefix(r->fs, o->patient, o->date, o->name, out, n);
-}
-
 /* One pass over the archive; with repair, what to fix is gathered into
  * rp. Returns the exit status. */
 static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
@@ -480,7 +475,9 @@ static int pass(struct thumbfs *fs, const struct verify_opts *o, struct run *rp)
 			.scope = {o->patient, o->date, o->name}};
 	char err[1024], *prefix = r.prefix;
 	int ret, status = 2;
-	store_prefix(&r, prefix, sizeof(r.prefix));
+	/* the store's prefix the archive (or the part asked for) is under */
+	fs_key_prefix(fs, o->patient, o->date, o->name, prefix,
+		      sizeof(r.prefix));
 	r.scratch =
 	    db_scratch_open(fs->cfg.catalog_dir, fs->tmp, err, sizeof(err));
 	if (!r.scratch) {

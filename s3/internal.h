@@ -172,4 +172,10 @@ int s3_put_multipart(struct s3_store *st, const char *key, int fd,
 		     const unsigned char *buf, const struct s3_digest *d,
 		     const char *content_type, char *err, size_t errlen);
 
+/* The S3 store's listing (list.c): each key under prefix, to fn, a page
+ * of up to 1,000 at a time; a non-zero return from fn stops it. */
+int s3_bucket_list(struct s3_store *st, const char *prefix,
+		   int (*fn)(const struct s3_object *obj, void *arg), void *arg,
+		   char *err, size_t errlen);
+
 #endif

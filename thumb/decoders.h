@@ -1,10 +1,12 @@
 /*
- * decoders.h - inside thumb/ only: the decoders of the formats beyond JPEG
- * and PNG, each as thumb_decode() describes (img filled, or left empty
+ * decoders.h - inside thumb/ only: the decoders of the formats beyond JPEG,
+ * each as thumb_decode() describes (img filled, or left empty
  * with err set and -errno returned), and the size check they share.
  */
 #ifndef THUMB_DECODERS_H
 #define THUMB_DECODERS_H
+
+#include <stdio.h>
 
 #include "thumb/thumb.h"
 
@@ -31,6 +33,16 @@ void thumb_scaler_row(struct thumb_scaler *s, const unsigned char *row);
 int thumb_scaler_finish(struct thumb_scaler *s, struct thumb_image *dst);
 void thumb_scaler_free(struct thumb_scaler *s);
 
+/* What a decoder reads: a buffer, or (fp set) a file read as it comes. */
+struct thumb_src {
+	const unsigned char *buf;
+	size_t len;
+	FILE *fp;
+};
+
+int thumb_decode_png(const struct thumb_src *in, int box_w, int box_h,
+		     uint64_t max_pixels, struct thumb_image *img, int *orig_w,
+		     int *orig_h, char *err, size_t errlen);
 int thumb_decode_webp(const unsigned char *buf, size_t len, uint64_t max_pixels,
 		      struct thumb_image *img, int *w, int *h, char *err,
 		      size_t errlen);

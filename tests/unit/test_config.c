@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "fs/config.h"
+#include "fs/users.h"
+#include "fs/template.h"
 #include "tests/unit/check.h"
 
 static char path[64];
@@ -42,12 +44,14 @@ int main(void)
 	CHECK_INT(cfg.jpeg_quality, 90);
 	CHECK_INT(cfg.workers, 4);
 	CHECK_INT(cfg.max_width, 300);
-	CHECK_INT(cfg_key(&cfg, "P1", "2025-11-10", "a.jpg", key, sizeof(key)),
+	CHECK_INT(cfg_expand(cfg.key_template, "P1", "2025-11-10", "a.jpg", key,
+			     sizeof(key)),
 		  0);
 	CHECK(!strcmp(key, "patients/filemaker-import/images/P1/2025-11-10/"
 			   "a.jpg"));
-	CHECK_INT(cfg_key(&cfg, "P1", "2025-11-10", "a.jpg", key, 10),
-		  -ENAMETOOLONG);
+	CHECK_INT(
+	    cfg_expand(cfg.key_template, "P1", "2025-11-10", "a.jpg", key, 10),
+	    -ENAMETOOLONG);
 	/* uploaded_by: %u is the writer's user name, or its uid */
 	snprintf(cfg.uploaded_by, sizeof(cfg.uploaded_by), "%%u via thumbfs");
 	cfg_uploaded_by(&cfg, 0, key, sizeof(key));

@@ -55,8 +55,8 @@ DB_SQL(SQL_KEYS,
        " WHERE id = :id");
 DB_SQL(SQL_DONE, "DELETE FROM jobs WHERE id = :job");
 /* any job of the image but its moves */
-DB_SQL(SQL_OTHER_JOBS, "SELECT 1 FROM jobs WHERE image_id = :id AND kind != 6"
-		       " LIMIT 1");
+DB_SQL(SQL_OTHER_JOBS, "SELECT 1 FROM jobs WHERE image_id = :id AND kind NOT"
+		       " IN (2, 4, 6) LIMIT 1");
 DB_SQL(SQL_MOVES_DROP, "DELETE FROM jobs WHERE image_id = :id AND kind = 6");
 DB_SQL(SQL_ROW_DROP, "DELETE FROM images WHERE id = :id");
 

@@ -303,13 +303,9 @@ static int thumb_held(struct db *db, const char *id, const char *patient,
  * format changed): what an ingest it could not record stored under the
  * old name's key (beside key, the new one) goes, unless a row holds it. */
 static int drop_old_claim(struct db *db, const struct db_image *img,
-			  const char *key)
+			  const char *old)
 {
-	char old[DB_KEY_MAX];
-	const char *slash = strrchr(key, '/');
-	int dir = slash ? (int)(slash - key + 1) : 0;
-	if (snprintf(old, sizeof(old), "%.*s%s", dir, key, img->thumb_claim) >=
-	    (int)sizeof(old))
+	if (!old || !old[0])
 		return 0;
 	int held = db_key_held_locked(db, old);
 	if (held)
@@ -319,15 +315,16 @@ static int drop_old_claim(struct db *db, const struct db_image *img,
 }
 
 int db_thumb_claim(struct db *db, const char *id, const char *name,
-		   const char *key)
+		   const char *key, const char *held, const char *held_key)
 {
 	struct db_image img;
 	int ret = db_tx_begin(db);
 	if (ret)
 		return ret;
 	ret = db_get_by_id_locked(db, id, &img);
-	if (ret == 0 && strcmp(img.thumb_claim, name) && img.thumb_claim[0])
-		ret = drop_old_claim(db, &img, key);
+	if (ret == 0 && strcmp(img.thumb_claim, name) && img.thumb_claim[0] &&
+	    held && !strcmp(img.thumb_claim, held))
+		ret = drop_old_claim(db, &img, held_key);
 	if (ret == 0 && strcmp(img.thumb_claim, name)) {
 		sqlite3_stmt *s = db_use(db, SQL_KEY_DYING);
 		db_bind_text(s, ":key", key);

@@ -47,9 +47,12 @@ int db_ingest_done(struct db *db, const struct db_job *job,
 /* Claim the thumbnail name for image id, to be stored under key: 0 when
  * it is the image's now, -EEXIST when another image of its date holds it
  * or an object under key waits to be deleted, -ENOENT when the image is
- * gone. A claim is the image's until it claims another or is removed. */
+ * gone. A claim is the image's until it claims another or is removed.
+ * held, held_key: the name the image held as the caller read it, and that
+ * name's key (NULL: none); when it still holds it, what an ingest could
+ * not record under held_key goes, unless a row holds it. */
 int db_thumb_claim(struct db *db, const char *id, const char *name,
-		   const char *key);
+		   const char *key, const char *held, const char *held_key);
 
 /* A job failed for a reason no retry can fix (the store refuses the
  * request for good; content stored wrong too often): parked with why,

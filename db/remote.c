@@ -35,11 +35,16 @@ DB_SQL(SQL_CLAIM, "UPDATE OR IGNORE images SET"
 		  " thumb_claim = thumbnail_name WHERE id = :id");
 DB_SQL_WHOLE(SQL_SCAN_BEGIN, "a full read of PostgreSQL marks every row",
 	     "UPDATE images SET seen = 0 WHERE seen != 0");
-DB_SQL_WHOLE(
-    SQL_SCAN_GONE, "after a full read of PostgreSQL, the rows it did not have",
-    "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE in_pg = 1 AND"
-    " seen = 0 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-    " jobs) LIMIT 1");
+/* no job of the row's own is waiting: a write, a sync, a thumbnail, a
+ * move (a delete named by it is of keys it no longer holds, and does not
+ * count) */
+#define NO_OWN_JOB                                                             \
+	" NOT EXISTS (SELECT 1 FROM jobs j WHERE j.image_id = images.id AND"   \
+	" j.kind NOT IN (2, 4))"
+DB_SQL_WHOLE(SQL_SCAN_GONE,
+	     "after a full read of PostgreSQL, the rows it did not have",
+	     "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE in_pg = 1 AND"
+	     " seen = 0 AND state = 'uploaded' AND" NO_OWN_JOB " LIMIT 1");
 DB_SQL(SQL_DELETE, "DELETE FROM images WHERE id = :id");
 /* a row PostgreSQL no longer has goes, unless a write of the mount is
  * pending for it (it is synced again then), or under way */
@@ -49,14 +54,13 @@ DB_SQL(SQL_DELETE, "DELETE FROM images WHERE id = :id");
 	" images.batch_date AND w.name = images.name)"
 DB_SQL(SQL_GONE_ID,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id AND"
-       " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-       " jobs) AND NOT (patient_id = :patient_id AND batch_date = :batch_date"
-       " AND name = :name)" NOT_WRITING);
+       " in_pg = 1 AND state = 'uploaded' AND" NO_OWN_JOB " AND NOT"
+       " (patient_id = :patient_id AND batch_date = :batch_date AND name ="
+       " :name)" NOT_WRITING);
 DB_SQL(SQL_GONE_PATH,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE patient_id ="
        " :patient_id AND batch_date = :batch_date AND name = :name AND"
-       " in_pg = 1 AND state = 'uploaded' AND id NOT IN (SELECT image_id FROM"
-       " jobs)" NOT_WRITING);
+       " in_pg = 1 AND state = 'uploaded' AND" NO_OWN_JOB NOT_WRITING);
 DB_SQL(SQL_CURSOR, "SELECT pg_bound FROM sync_state WHERE dsn = :dsn");
 DB_SQL(SQL_CURSOR_SET,
        "INSERT OR REPLACE INTO sync_state (one, dsn, pg_bound) VALUES (1,"

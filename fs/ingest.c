@@ -56,9 +56,12 @@ static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
 		       struct db_image *done, char *err, size_t errlen)
 {
 	size_t n = strlen(img->thumb_claim), e = strlen(ext);
-	char owner[400];
+	char owner[400], held_key[DB_KEY_MAX] = "";
 	int ret = -EEXIST;
 	fs_claim_owner(owner, img);
+	if (img->thumb_claim[0] && fs_thumb_key(image_key, img->thumb_claim,
+						held_key, sizeof(held_key)))
+		held_key[0] = '\0';
 	err[0] = '\0';
 	if (n > e && !strcmp(img->thumb_claim + n - e, ext)) {
 		snprintf(done->thumbnail_name, sizeof(done->thumbnail_name),
@@ -82,9 +85,10 @@ static int claim_thumb(struct thumbfs *fs, const struct db_image *img,
 			ret = fs_claim_name(fs, done->s3_thumbnail_key, owner,
 					    err, errlen);
 		if (ret == 0)
-			ret = db_thumb_claim(fs->db, img->id,
-					     done->thumbnail_name,
-					     done->s3_thumbnail_key);
+			ret = db_thumb_claim(
+			    fs->db, img->id, done->thumbnail_name,
+			    done->s3_thumbnail_key,
+			    held_key[0] ? img->thumb_claim : NULL, held_key);
 	}
 	if (ret == -EEXIST)
 		snprintf(err, errlen,

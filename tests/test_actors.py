@@ -644,3 +644,63 @@ def test_removed_by_the_app_while_another_mount_renames_its_folder(
     finally:
         a.stop()
         b.stop()
+
+
+def test_renamed_away_while_another_mount_deletes_its_old_thumbnail(
+        thumbfs_bin, tmp_path, s3server, proxy, clean_postgres):
+    """The many-actors model test's find (#32, seed 7037): x.jpg written
+    again on mount A in another format; mount B took A's row and queued
+    the delete of the thumbnail it had (x_thumb.jpg), named by the image;
+    A renamed x.jpg before that delete was done, and B kept x.jpg for ever:
+    a row PostgreSQL no longer has went only with no job of its image, and
+    that delete counted as one. A delete of keys the row no longer holds
+    does not hold the row."""
+    import io
+    from PIL import Image
+    from conftest import proxied_mount
+    pg = clean_postgres
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    b = proxied_mount(thumbfs_bin, tmp_path / "b", s3server, proxy)
+    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3server)
+    a.bucket = b.bucket
+    a.config["store"]["url"] = f"s3://{b.bucket}"
+    for m in (a, b):
+        m.config["postgres"] = {"dsn": pg.dsn}
+    b.start()
+    a.start()
+    try:
+        d = a.batch()
+        (d / "x.jpg").write_bytes(photos()[0].read_bytes())
+        wait_for(lambda: settled(a) and [r["thumbnail_name"] for r in
+                                         b.rows()] == ["x_thumb.jpg"], 60,
+                 "x.jpg and its JPEG thumbnail on B")
+        png = io.BytesIO()
+        Image.open(photos()[1]).convert("RGB").resize((320, 240)).save(
+            png, "PNG")
+        proxy.stall(1, 8, "DELETE")  # B's delete of x_thumb.jpg waits
+        (d / "x.jpg").write_bytes(png.getvalue())
+        wait_for(lambda: [r["thumbnail_name"] for r in b.rows()] ==
+                 ["x_thumb.png"], 60, "A's row, with a PNG thumbnail, on B")
+        import sqlite3
+
+        def deleting():
+            db = sqlite3.connect(b.data / "catalog.db", timeout=10)
+            try:
+                return db.execute("SELECT count(*) FROM jobs WHERE kind = 2"
+                                  " AND key LIKE '%x_thumb.jpg'"
+                                  ).fetchone()[0] > 0
+            finally:
+                db.close()
+        wait_for(deleting, 30, "B's delete of x_thumb.jpg waiting")
+        os.rename(d / "x.jpg", d / "y.jpg")
+        for m in (a, b):
+            wait_for(lambda: settled(m) and [r["name"] for r in m.rows()]
+                     == ["y.jpg"], 60, f"only y.jpg on {m.base.name}")
+        wait_for(lambda: sorted(os.listdir(b.mnt / "patients/P1/2025-11-10"))
+                 == ["y.jpg", "y_thumb.png"], 10, "B's tree")
+        assert [k.rsplit("/", 1)[1] for k in b.object_keys()] == [
+            "y.jpg", "y_thumb.png"]
+    finally:
+        a.stop()
+        b.stop()

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import RGW, RGW_TOOL, Mount, S3Server, wait_for  # noqa
 
 COPIES = 5  # patients; the corpus once per patient
-BINARY = ROOT / "build/thumbfs"
+BINARY = Path(os.environ.get("THUMBFS_BIN", ROOT / "build/thumbfs"))
 
 SEED = r'''
 import io, sys, boto3

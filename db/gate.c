@@ -38,6 +38,7 @@ DB_SQL(SQL_HELD,
 DB_SQL(SQL_PUTS, "UPDATE jobs SET put_key = :key, put_key2 = :key2,"
 		 " stamp = '' WHERE id = :job");
 DB_SQL(SQL_STAMP, "UPDATE jobs SET stamp = :stamp WHERE id = :job");
+DB_SQL(SQL_JOB_GONE, "DELETE FROM jobs WHERE id = :job");
 DB_SQL(SQL_WAIT, "UPDATE jobs SET claimed = 0, not_before = :not_before"
 		 " WHERE id = :job");
 DB_SQL(SQL_PUT_BEFORE,
@@ -207,4 +208,18 @@ int db_job_stamp(struct db *db, int64_t job_id, const char *stamp)
 	int ret = db_run(s);
 	db_unlock(db);
 	return ret;
+}
+
+int db_job_drop(struct db *db, const struct db_job *job)
+{
+	int ret = db_tx_begin(db);
+	if (ret)
+		return ret;
+	ret = drop_before(db, job, "", "");
+	if (ret == 0) {
+		sqlite3_stmt *s = db_use(db, SQL_JOB_GONE);
+		db_bind_int64(s, ":job", job->id);
+		ret = db_run(s);
+	}
+	return db_tx_end(db, ret);
 }

@@ -43,6 +43,11 @@ int db_gate_delete(struct db *db, const struct db_job *job, const char *key);
  * (and the gate again when the delete runs). */
 int db_key_held_locked(struct db *db, const char *key);
 
+/* The job ends with nothing to record (its image removed, or written
+ * again and its newer job queued): what it stored before and could not
+ * record (its put keys) goes, if nobody holds it, and the job goes. */
+int db_job_drop(struct db *db, const struct db_job *job);
+
 /* The job stamped what it writes so (db/pgkey.h, db_pg_key_write): a
  * delete of what it could not record means that version. */
 int db_job_stamp(struct db *db, int64_t job_id, const char *stamp);

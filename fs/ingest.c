@@ -120,7 +120,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	 * a stamp past that one's would outlive its row's). */
 	if (db_image_get_by_id(fs->db, job->image_id, &img) ||
 	    img.gen > job->gen) {
-		FS_SETTLE(fs, "a finished job", db_job_done(fs->db, job->id));
+		FS_SETTLE(fs, "a finished job", db_job_drop(fs->db, job));
 		return;
 	}
 	fs_tree_path(what, sizeof(what), NULL, img.patient_id, img.batch_date,
@@ -134,9 +134,8 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	ret = fd < 0 ? -errno : s3_digest_fd(fs->store, fd, &dg);
 	if (ret == -ENOENT) {
-		FS_SETTLE(
-		    fs, "a finished job",
-		    db_job_done(fs->db, job->id)); /* renamed or removed */
+		FS_SETTLE(fs, "a finished job",
+			  db_job_drop(fs->db, job)); /* renamed or removed */
 		goto out_free;
 	}
 	if (ret) {

@@ -119,8 +119,8 @@ class World:
         r = self.rng
         kind = r.choices(["write", "rename", "unlink", "rename_dir",
                           "app_insert", "app_delete", "collide",
-                          "store_fault"],
-                         [10, 4, 3, 1, 2, 1, 2, 2])[0]
+                          "store_fault", "app_update", "app_batch_delete"],
+                         [10, 4, 3, 1, 2, 1, 2, 2, 1, 1])[0]
         actor = r.randrange(len(self.mounts))
         m = self.mounts[actor]
         files = self.files()
@@ -197,6 +197,38 @@ class World:
             if not self.free("app", path):
                 return
             self.app_delete(path)
+        elif kind == "app_update" and self.app_rows:
+            # the app saves a row again (Django's save(): every column,
+            # updated_at now): the content stays
+            path = r.choice(sorted(self.app_rows))
+            if not self.free("app", path):
+                return
+            iid = self.app_rows[path][0]
+            self.pg.psql("UPDATE images_image SET category = 'wound',"
+                         f" updated_at = now() WHERE id = '{iid}'")
+            self.log.append(f"app: update {path}")
+        elif kind == "app_batch_delete":
+            # the app deletes a date whose images are all its own, the
+            # batch's row with them (ON DELETE CASCADE), and their objects
+            dates = sorted({p.rsplit("/", 1)[0] for p in self.app_rows})
+            if not dates:
+                return
+            d = r.choice(dates)
+            inside = [f for f in files if f.startswith(d + "/")]
+            if any(f not in self.app_rows for f in inside) or \
+                    not self.free("app", *inside,
+                                  *(f"{d}/{n}" for n in NAMES)):
+                return
+            _, p, day = d.split("/")
+            self.pg.psql("DELETE FROM images_batch WHERE patient_id ="
+                         f" '{p}' AND batch_date = '{day}'")
+            c = self.s3.client()
+            for f in inside:
+                _, key, tkey = self.app_rows.pop(f)
+                for k in (key, tkey):
+                    c.delete_object(Bucket=self.bucket, Key=k)
+                os.unlink(self.ref / f)
+            self.log.append(f"app: delete the batch {d}")
 
     def collide(self):
         """Two mounts write, at one moment, one name (#32, 7: the write
@@ -404,6 +436,7 @@ def run_seed(seed, thumbfs_bin, tmp_path, s3store, proxy, pg, datas):
                     v.start()
                 w.step()
             w.settle()
+        print("\n".join(w.log))  # (shown with -s)
     finally:
         for m in mounts:
             if m.proc:

@@ -156,6 +156,8 @@ class World:
         elif kind == "rename_dir":
             src = r.choice(self.dirs())
             p = src.split("/")[1]
+            if not (m.mnt / src).is_dir():
+                return  # empty, and made on the other mount only
             free = [d for d in DATES
                     if not (self.ref / "patients" / p / d).exists()]
             if not free:

@@ -5,6 +5,7 @@ mid-body, a stall past the client's timeout)."""
 import http.client
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -27,6 +28,26 @@ class Proxy:
 
             def log_message(self, *args):
                 pass
+
+            def held(self, seconds):
+                """Hold the request this long; False if its client went
+                away meanwhile (timed out, or killed): then it is not
+                forwarded at all, as nginx drops a request whose client
+                closed before it was sent on."""
+                import select
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    r, _, _ = select.select([self.connection], [], [], 0.1)
+                    if r:
+                        try:
+                            if self.connection.recv(
+                                    1, socket.MSG_PEEK) == b"":
+                                self.close_connection = True
+                                return False
+                        except OSError:
+                            self.close_connection = True
+                            return False
+                return True
 
             def handle_one(self):
                 n = int(self.headers.get("Content-Length") or 0)
@@ -57,8 +78,9 @@ class Proxy:
                     self.end_headers()
                     self.wfile.write(xml)
                     return
-                if fault and fault[0] == "stall":
-                    threading.Event().wait(fault[1])
+                if fault and fault[0] == "stall" and \
+                        not self.held(fault[1]):
+                    return
                 if fault and fault[0] == "trickle":
                     # an answer that never ends: a byte of its body each
                     # half second (more than curl's low-speed limit asks)

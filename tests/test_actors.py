@@ -711,19 +711,20 @@ def test_a_stale_upload_drops_what_it_stored(thumbfs_bin, tmp_path, s3server,
     """The many-actors model test's find (seed 7038): an upload stored the
     original, failed on the thumbnail and waited to try again; meanwhile
     its folder was renamed and the image written again there. The waiting
-    job was stale (its newer one stores the new content) and ended without
-    a word, and the original it had stored under the old place's key was
-    left with no row. A job that ends with nothing to record drops what it
-    stored before."""
+    job was stale (its newer one stores the new content) and, as this
+    session first made it, ended without a word: the original it had
+    stored under the old place's key was left with no row. A job that
+    ends with nothing to record drops what it stored before."""
     from conftest import proxied_mount
     m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy, timeout_s="2")
     m.start()
     try:
         d = m.batch("P1", "2025-11-10")
-        # the thumbnail's PUT hangs until the store's timeout: the job is
-        # under way while the folder is renamed and the image written
-        # again, then fails and waits to try again
-        proxy.stall(1, 5, "PUT", "_thumb")
+        # the thumbnail's PUT is answered at a trickle until the store's
+        # deadline (and never reaches the store): the job is under way
+        # while the folder is renamed and the image written again, then
+        # fails and waits to try again
+        proxy.trickle(1, 8, "PUT", "_thumb")
         (d / "a.jpg").write_bytes(photos()[0].read_bytes())
         wait_for(lambda: any("2025-11-10/a_thumb" in r[1]
                              for r in proxy.seen("PUT")), 30,

@@ -380,6 +380,12 @@ class World:
                      " i.s3_key, i.s3_thumbnail_key, i.updated_at FROM"
                      " images_image i JOIN images_batch b ON"
                      " b.id = i.batch_id ORDER BY 1, 2, 3"),
+                 "claims:", self.pg.psql(
+                     "SELECT key, owner, stamp, writer FROM thumbfs_key"
+                     " ORDER BY key"),
+                 "tombstones:", self.pg.psql(
+                     "SELECT patient_id, batch_date, original_filename,"
+                     " s3_key, deleted_at FROM thumbfs_tombstone"),
                  "changes:", self.pg.psql(
                      "SELECT xid, id, image_id, patient_id, batch_date,"
                      " original_filename, at FROM thumbfs_change ORDER BY"

@@ -142,9 +142,17 @@ class World:
                     a.rsplit(".", 1)[-1] != b.rsplit(".", 1)[-1] or \
                     not self.free(actor, a, b):
                 return
-            self.log.append(f"{m.base.name}: rename {a} -> {b}")
             (m.mnt / b).parent.mkdir(exist_ok=True)
-            os.rename(m.mnt / a, m.mnt / b)
+            try:
+                os.rename(m.mnt / a, m.mnt / b)
+            except OSError as e:
+                # a file in the store only is fetched first: a store that
+                # fails (the proxy's faults) fails the rename, and nothing
+                # changes
+                self.log.append(f"{m.base.name}: rename {a} -> {b} "
+                                f"failed: {e.strerror}")
+                return
+            self.log.append(f"{m.base.name}: rename {a} -> {b}")
             os.rename(self.ref / a, self.ref / b)
         elif kind == "unlink" and files:
             a = r.choice(files)

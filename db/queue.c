@@ -383,10 +383,10 @@ static int orphan_locked(struct db *db, const struct db_job *job,
 		return ret; /* rewritten: its next ingest stores there again
 			     * (a thumbnail in another format: db_thumb_claim
 			     * drops the old one), or a failure */
-	ret = db_get_locked(db, img->patient_id, img->batch_date, img->name,
-			    &other);
-	if (ret != -ENOENT)
-		return ret;
+	int again = db_get_locked(db, img->patient_id, img->batch_date,
+				  img->name, &other);
+	if (again != -ENOENT && again != 0)
+		return again;
 	ret = img->s3_thumbnail_key[0]
 		  ? thumb_held(db, job->image_id, img->patient_id,
 			       img->batch_date, img->thumbnail_name,
@@ -394,6 +394,14 @@ static int orphan_locked(struct db *db, const struct db_job *job,
 		  : 0;
 	if (ret < 0)
 		return ret;
+	if (again == 0) /* removed and written again: the new image stores
+			 * under the original's key; the thumbnail goes unless
+			 * it holds or claims its name (another format) */
+		return ret || !img->s3_thumbnail_key[0]
+			   ? 0
+			   : db_queue_delete(db, job->image_id, job->gen,
+					     img->s3_thumbnail_key, "",
+					     img->updated_at, NULL, NULL, NULL);
 	return db_queue_delete(db, job->image_id, job->gen, img->s3_key,
 			       ret ? "" : img->s3_thumbnail_key,
 			       img->updated_at, img->patient_id,

@@ -737,3 +737,36 @@ def test_a_stale_upload_drops_what_it_stored(thumbfs_bin, tmp_path, s3server,
         check_keys_follow_paths(m, {("P1", "2025-11-12", "a.jpg"): new})
     finally:
         m.stop()
+
+
+def test_removed_and_written_again_while_its_upload_runs(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """The many-actors model test's find (seeds 9017, 8032 and the
+    previous session's 1295656933): a.png-like content written as c d.jpg
+    (a PNG thumbnail), then removed and written again as a JPEG while its
+    upload was under way: the upload ended with its row gone and a new
+    image at its path, left the original's key to the new one, and its PNG
+    thumbnail stayed in the store with no row. The thumbnail goes unless
+    the new image holds its name."""
+    import io
+    from PIL import Image
+    from conftest import proxied_mount
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy).start()
+    try:
+        d = m.batch("P1", "2025-11-10")
+        png = io.BytesIO()
+        Image.open(photos()[0]).convert("RGB").resize((400, 300)).save(
+            png, "PNG")
+        jpeg = photos()[1].read_bytes()
+        proxy.stall(1, 3, "PUT", "_thumb.png")  # the upload under way
+        (d / "c d.jpg").write_bytes(png.getvalue())
+        wait_for(lambda: any("_thumb.png" in r[1]
+                             for r in proxy.seen("PUT")), 30,
+                 "the PNG thumbnail's PUT under way")
+        os.unlink(d / "c d.jpg")
+        (d / "c d.jpg").write_bytes(jpeg)
+        wait_for(lambda: settled(m) and m.rows("state = 'uploaded'"), 60,
+                 "the jobs")
+        check_keys_follow_paths(m, {("P1", "2025-11-10", "c d.jpg"): jpeg})
+    finally:
+        m.stop()

@@ -536,6 +536,27 @@ def test_one_name_written_on_two_mounts_with_clocks_apart(
         b.stop()
 
 
+def proxied_pair(thumbfs_bin, tmp_path, s3server, proxy, pg, through):
+    """Mounts a and b on one bucket of s3rver and one PostgreSQL, the one
+    named through reaching the store through the fault proxy; started,
+    that one first."""
+    from conftest import proxied_mount
+    ms = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        ms[name] = proxied_mount(thumbfs_bin, tmp_path / name, s3server,
+                                 proxy) if name == through else \
+            Mount(thumbfs_bin, tmp_path / name, "s3", s3server)
+    other = ms["b" if through == "a" else "a"]
+    other.bucket = ms[through].bucket
+    other.config["store"]["url"] = f"s3://{other.bucket}"
+    for m in ms.values():
+        m.config["postgres"] = {"dsn": pg.dsn}
+    ms[through].start()
+    other.start()
+    return ms["a"], ms["b"]
+
+
 def test_two_folder_renames_seen_from_another_mount(thumbfs_bin, tmp_path,
                                                     s3server, proxy,
                                                     clean_postgres):
@@ -545,18 +566,8 @@ def test_two_folder_renames_seen_from_another_mount(thumbfs_bin, tmp_path,
     the keys of 11 at the same updated_at (a move keeps it), and mount B
     kept the first (a row is taken only when it is newer): B's row named
     objects its path no longer has, which go once the move is done."""
-    from conftest import proxied_mount
     pg = clean_postgres
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    a = proxied_mount(thumbfs_bin, tmp_path / "a", s3server, proxy)
-    b = Mount(thumbfs_bin, tmp_path / "b", "s3", s3server)
-    b.bucket = a.bucket
-    b.config["store"]["url"] = f"s3://{a.bucket}"
-    for m in (a, b):
-        m.config["postgres"] = {"dsn": pg.dsn}
-    a.start()
-    b.start()
+    a, b = proxied_pair(thumbfs_bin, tmp_path, s3server, proxy, pg, "a")
     try:
         data = photos()[0].read_bytes()
         (a.batch("N1", "2025-11-10") / "p0.jpg").write_bytes(data)
@@ -657,18 +668,8 @@ def test_renamed_away_while_another_mount_deletes_its_old_thumbnail(
     does not hold the row."""
     import io
     from PIL import Image
-    from conftest import proxied_mount
     pg = clean_postgres
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    b = proxied_mount(thumbfs_bin, tmp_path / "b", s3server, proxy)
-    a = Mount(thumbfs_bin, tmp_path / "a", "s3", s3server)
-    a.bucket = b.bucket
-    a.config["store"]["url"] = f"s3://{b.bucket}"
-    for m in (a, b):
-        m.config["postgres"] = {"dsn": pg.dsn}
-    b.start()
-    a.start()
+    a, b = proxied_pair(thumbfs_bin, tmp_path, s3server, proxy, pg, "b")
     try:
         d = a.batch()
         (d / "x.jpg").write_bytes(photos()[0].read_bytes())

@@ -10,7 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-THUMB = ROOT / "build/thumbfs-thumb"
+# THUMBFS_THUMB: another build's thumbnailer (a before/after figure)
+THUMB = Path(os.environ.get("THUMBFS_THUMB", ROOT / "build/thumbfs-thumb"))
 PILLOW = r'''
 import io, sys
 from PIL import Image

@@ -17,6 +17,11 @@ DB_SQL(SQL_GET_THUMB,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE"
        " patient_id = :patient_id AND batch_date = :batch_date AND"
        " thumbnail_name = :name ORDER BY updated_at DESC LIMIT 1");
+DB_SQL(SQL_DATE_USED,
+       "SELECT EXISTS (SELECT 1 FROM images WHERE"
+       " patient_id = :patient_id AND batch_date = :batch_date)");
+DB_SQL(SQL_PATIENT_USED, "SELECT EXISTS (SELECT 1 FROM images WHERE"
+			 " patient_id = :patient_id)");
 /* :in_pg: a row PostgreSQL already has (read from it) */
 DB_SQL(SQL_INSERT, "INSERT INTO images (in_pg, seen" DB_IMAGE_SELECT
 		   ") VALUES (:in_pg, :in_pg" DB_IMAGE_PARAMS ")");
@@ -389,6 +394,15 @@ int db_image_get(struct db *db, const char *patient, const char *date,
 	int ret = db_get_locked(db, patient, date, name, out);
 	db_unlock(db);
 	return ret;
+}
+
+int db_folder_used(struct db *db, const char *patient, const char *date)
+{
+	db_lock(db);
+	int64_t v = db_int(db_use_path(
+	    db, date ? SQL_DATE_USED : SQL_PATIENT_USED, patient, date, NULL));
+	db_unlock(db);
+	return v < 0 ? (int)v : v != 0;
 }
 
 int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)

@@ -176,6 +176,9 @@ int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out);
 int db_image_get(struct db *db, const char *patient, const char *date,
 		 const char *name, struct db_image *out);
 int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
+/* Whether the catalog has an image in the patient's folder (date NULL), or
+ * in its date's: 1, 0, or -errno. */
+int db_folder_used(struct db *db, const char *patient, const char *date);
 int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
 			  const char *thumb_name, struct db_image *out);
 

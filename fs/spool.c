@@ -236,8 +236,26 @@ int fs_each_file(const char *top,
 	return each_entry(top, walk_entry, &t);
 }
 
+/* The folder (spool and thumbnail cache) of the patient's date, or of the
+ * patient (date NULL), removed if nothing is left in it: no row and no
+ * local file (rmdir refuses a folder that is not empty). */
+static void prune_folder(struct thumbfs *fs, const char *patient,
+			 const char *date)
+{
+	char path[PATH_MAX];
+	if (db_folder_used(fs->db, patient, date) != 0)
+		return; /* (or unknown: it stays) */
+	if (!fs_spool_file(fs, patient, date, NULL, path, sizeof(path)) &&
+	    rmdir(path) && errno != ENOENT)
+		return;
+	if (!fs_thumb_path(fs, patient, date, NULL, path, sizeof(path)))
+		rmdir(path);
+}
+
 /* Drop the local copies of img (its spool file and cached thumbnail): the
- * store has other content under its name now, or none. */
+ * store has other content under its name now, or none. Its date's and
+ * patient's folders go with it if it was the last there: another mount
+ * removed or moved it, and the folders it leaves are not shown there. */
 void fs_spool_drop(struct thumbfs *fs, const struct db_image *img)
 {
 	char path[PATH_MAX];
@@ -248,4 +266,6 @@ void fs_spool_drop(struct thumbfs *fs, const struct db_image *img)
 	    !fs_thumb_path(fs, img->patient_id, img->batch_date,
 			   img->thumbnail_name, path, sizeof(path)))
 		unlink(path);
+	prune_folder(fs, img->patient_id, img->batch_date);
+	prune_folder(fs, img->patient_id, NULL);
 }

@@ -81,7 +81,8 @@ int fs_each_file(const char *top,
 		 void *arg);
 
 /* Drop the local copies of img (its spool file and cached thumbnail): the
- * store has other content under its name now, or none. */
+ * store has other content under its name now, or none. The folders of its
+ * date and patient go too if nothing is left in them. */
 void fs_spool_drop(struct thumbfs *fs, const struct db_image *img);
 
 #endif

@@ -193,18 +193,21 @@ static int flush(struct batch *b)
 		return 0;
 	int ret =
 	    db_remote_apply_many(fs->db, b->rows, b->n, b->olds, b->results);
+	/* a folder made by an earlier flush may have gone since with its
+	 * last row (fs_spool_drop) */
+	b->made[0][0] = b->made[1][0] = '\0';
 	for (int i = 0; ret == 0 && i < b->n; i++) {
 		const struct db_image *r = &b->rows[i];
-		if (b->results[i] == DB_REMOTE_NEW) {
-			if (!fs_spool_file(fs, r->patient_id, NULL, NULL, path,
-					   sizeof(path)))
-				make_dir_once(b, 0, path);
-			if (!fs_spool_file(fs, r->patient_id, r->batch_date,
-					   NULL, path, sizeof(path)))
-				make_dir_once(b, 1, path);
-		} else if (b->results[i] == DB_REMOTE_REPLACED) {
+		if (b->results[i] == DB_REMOTE_KEPT)
+			continue;
+		if (b->results[i] == DB_REMOTE_REPLACED)
 			fs_spool_drop(fs, &b->olds[i]);
-		}
+		if (!fs_spool_file(fs, r->patient_id, NULL, NULL, path,
+				   sizeof(path)))
+			make_dir_once(b, 0, path);
+		if (!fs_spool_file(fs, r->patient_id, r->batch_date, NULL, path,
+				   sizeof(path)))
+			make_dir_once(b, 1, path);
 	}
 	b->n = 0;
 	return ret;

@@ -771,3 +771,43 @@ def test_removed_and_written_again_while_its_upload_runs(
         check_keys_follow_paths(m, {("P1", "2025-11-10", "c d.jpg"): jpeg})
     finally:
         m.stop()
+
+
+def test_a_folder_left_by_its_images_on_another_mount_goes(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """A date renamed on mount A, and a patient's last image removed by the
+    web app: mount B showed the old date and patient as empty folders for
+    ever (a folder seen from elsewhere was made for its rows, and nothing
+    took it away with them), so the two mounts listed different trees. A
+    folder left empty by rows that went elsewhere goes; one that still has
+    a row, or a file of this mount's, stays."""
+    pg = clean_postgres
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, pg)
+    try:
+        data = photos()[0].read_bytes()
+        (a.batch("N1", "2025-11-10") / "p0.jpg").write_bytes(data)
+        (a.batch("N1", "2025-11-10") / "p1.jpg").write_bytes(data)
+        (a.batch("N2", "2025-11-10") / "p2.jpg").write_bytes(data)
+        (b.batch("N2", "2025-11-11") / "mine.txt").write_bytes(b"x")
+        for n in ("p0.jpg", "p1.jpg", "p2.jpg"):
+            a.wait_uploaded(n)
+        wait_for(lambda: len(b.rows("state = 'uploaded' AND name LIKE"
+                                    " 'p_.jpg'")) == 3, 60,
+                 "A's three images in B")
+        assert sorted(os.listdir(b.mnt / "patients/N1")) == ["2025-11-10"]
+        os.rename(a.mnt / "patients/N1/2025-11-10",
+                  a.mnt / "patients/N1/2025-11-12")
+        pg.psql("DELETE FROM images_image WHERE original_filename ="
+                " 'p2.jpg'")
+        wait_for(lambda: sorted(os.listdir(b.mnt / "patients/N1")) ==
+                 ["2025-11-12"], 60, "B's N1 as A's")
+        assert sorted(os.listdir(b.mnt / "patients/N1/2025-11-12")) == [
+            "p0.jpg", "p0_thumb.jpg", "p1.jpg", "p1_thumb.jpg"]
+        wait_for(lambda: sorted(os.listdir(b.mnt / "patients/N2")) ==
+                 ["2025-11-11"], 60, "N2's emptied date gone from B")
+        assert os.listdir(b.mnt / "patients/N2/2025-11-11") == ["mine.txt"]
+        # A did the rename itself: its tree is the same
+        assert sorted(os.listdir(a.mnt / "patients/N1")) == ["2025-11-12"]
+    finally:
+        a.stop()
+        b.stop()

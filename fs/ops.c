@@ -114,6 +114,11 @@ static int fs_op_rmdir(const char *path)
 		return p.kind == FS_FILE ? -ENOTDIR : -EPERM;
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
+	/* images in the store only have no file in the spool's folder */
+	int used = db_folder_used(fs->db, p.patient,
+				  p.kind == FS_BATCH ? p.date : NULL);
+	if (used)
+		return used < 0 ? used : -ENOTEMPTY;
 	if (rmdir(sp))
 		return -errno;
 	/* the thumbnail cache's directory of the batch, or of the patient */
@@ -171,10 +176,15 @@ static int fs_op_unlink(const char *path)
 				  "the status file is thumbfs's own");
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
-	if (p.thumb)
-		return fs_refused(-EPERM, "unlink of", path,
-				  "a thumbnail goes with its image: remove "
-				  "the image");
+	if (p.thumb) {
+		/* A thumbnail goes with its image, and stays while it is
+		 * there. Its unlink succeeds all the same, so that a folder or
+		 * a selection deleted with its thumbnails (rm -r, Explorer,
+		 * Finder, smbclient deltree) does not stop at one, whichever
+		 * of the two it meets first; if the image is gone (the kernel
+		 * still had the name) there is nothing left to do. */
+		return 0;
+	}
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
 		return -ENAMETOOLONG;
 	if (unlink(sp)) {

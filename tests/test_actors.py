@@ -2,8 +2,10 @@
 the same moment must not break. Each test holds one actor at the point
 where the other's step used to do harm (a lock held in PostgreSQL, a
 statement waiting on it) so that the interleaving happens every run."""
+import errno
 import hashlib
 import os
+import subprocess
 import uuid
 
 import pytest
@@ -808,6 +810,37 @@ def test_a_folder_left_by_its_images_on_another_mount_goes(
         assert os.listdir(b.mnt / "patients/N2/2025-11-11") == ["mine.txt"]
         # A did the rename itself: its tree is the same
         assert sorted(os.listdir(a.mnt / "patients/N1")) == ["2025-11-12"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_folder_of_another_mounts_images_is_not_empty(
+        thumbfs_bin, tmp_path, s3store, clean_postgres):
+    """rmdir on mount B of a date whose images mount A wrote (B has their
+    rows, and no local file) removed B's folder: the images were no
+    longer listed on B, while their rows stayed. It is ENOTEMPTY, as the
+    listing says; rm -r on B removes them everywhere."""
+    pg = clean_postgres
+    a, b = two_mounts(thumbfs_bin, tmp_path, s3store, pg)
+    try:
+        data = photos()[0].read_bytes()
+        (a.batch("N1", "2025-11-10") / "p0.jpg").write_bytes(data)
+        a.wait_uploaded("p0.jpg")
+        wait_for(lambda: b.rows("state = 'uploaded'"), 60, "p0.jpg in B")
+        d = b.mnt / "patients/N1/2025-11-10"
+        for x in (d, d.parent):
+            with pytest.raises(OSError) as e:
+                os.rmdir(x)
+            assert e.value.errno == errno.ENOTEMPTY, x
+        assert sorted(os.listdir(d)) == ["p0.jpg", "p0_thumb.jpg"]
+        r = subprocess.run(["rm", "-r", str(d.parent)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not a.rows() and not b.rows() and not pg.rows(
+            "SELECT 1 FROM images_image"), 60, "the image gone everywhere")
+        wait_for(lambda: not [k for k in a.object_keys() if "N1" in k], 60,
+                 "its objects gone")
     finally:
         a.stop()
         b.stop()

@@ -2,11 +2,14 @@
 content the store has gives its data back to the disk and is read from the
 store by ranges; content not yet uploaded is never evicted. Against s3rver
 through the suite's proxy, which records every request."""
+import errno
 import io
 import os
+import subprocess
 import threading
 import time
 
+import pytest
 from PIL import Image
 
 from conftest import proxied_mount, wait_for
@@ -238,5 +241,34 @@ def test_a_slow_restore_does_not_hold_another(thumbfs_bin, tmp_path,
         t.join(60)
         assert (d / "s1.jpg").read_bytes() == files["s1.jpg"] + b"tail"
         assert (d / "s0.jpg").read_bytes() == files["s0.jpg"]
+    finally:
+        m.stop()
+
+
+def test_a_folder_whose_images_are_in_the_store_only_is_not_empty(
+        thumbfs_bin, tmp_path, s3server, proxy):
+    """rmdir of a date whose images were all evicted (their data given
+    back to the disk) is ENOTEMPTY, as the listing says; rm -r removes the
+    images, then the folders, and the objects go."""
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        big = os.urandom(3 << 20)
+        d = m.batch()
+        (d / "scan.tif").write_bytes(big)  # not an image: one file alone
+        m.wait_uploaded("scan.tif")
+        wait_for(lambda: evicted(m) == ["scan.tif"], 30, "the eviction")
+        with pytest.raises(OSError) as e:
+            os.rmdir(d)
+        assert e.value.errno == errno.ENOTEMPTY
+        with pytest.raises(OSError) as e:
+            os.rmdir(d.parent)
+        assert e.value.errno == errno.ENOTEMPTY
+        assert os.listdir(d) == ["scan.tif"]
+        r = subprocess.run(["rm", "-r", str(d.parent)], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(m.mnt / "patients") == []
+        assert m.rows() == []
+        wait_for(lambda: m.object_keys() == [], 30, "the objects to go")
     finally:
         m.stop()

@@ -133,7 +133,10 @@ def test_invalid_paths_refused(file_mount):
     assert err(lambda: open(d / "x_thumb.jpg", "w")) == errno.EPERM
     shutil.copy(a_photo(), d / "x.jpg")
     file_mount.wait_uploaded("x.jpg")
-    assert err(lambda: os.unlink(d / "x_thumb.jpg")) == errno.EPERM
+    # a thumbnail goes with its image: its unlink alone succeeds (so that
+    # a selection deleted with it does not stop there) and it stays
+    os.unlink(d / "x_thumb.jpg")
+    assert sorted(os.listdir(d)) == ["x.jpg", "x_thumb.jpg"]
     assert err(lambda: os.rename(d / "x.jpg", m / "patients/P1/x.jpg")) == \
         errno.EPERM
     log = file_mount.log_text()
@@ -154,9 +157,7 @@ def test_invalid_paths_refused(file_mount):
         "refused create of '/patients/P1/2025-11-10/x_thumb.jpg': "
         "'*_thumb.*' names are made by thumbfs",
         "refused rename of '/patients/P1/2025-11-10/x.jpg' to "
-        "'/patients/P1/x.jpg': files belong in patients/<id>/<YYYY-MM-DD>/",
-        "refused unlink of '/patients/P1/2025-11-10/x_thumb.jpg': a "
-        "thumbnail goes with its image: remove the image"]
+        "'/patients/P1/x.jpg': files belong in patients/<id>/<YYYY-MM-DD>/"]
     for w in want:
         assert w in log, (w, log)
     # a file at the wrong level is not said to be a bad patient id
@@ -229,6 +230,32 @@ def test_unlink_removes_everywhere(mount):
         os.unlink(d / "gone_thumb.jpg")
     assert e.value.errno == errno.ENOENT
     os.rmdir(d)
+
+
+def test_rm_r_of_a_folder_with_its_thumbnails(mount):
+    """rm -r of a patient's folder printed 'Operation not permitted' for
+    each thumbnail and left the folders (a thumbnail's unlink was refused);
+    a selection that names the thumbnail before its image (as Explorer's
+    and Finder's may) failed the same way. Both go, and nothing is left
+    in the store."""
+    d = mount.batch()
+    e = mount.batch(date="2025-11-11")
+    for n in ("a.jpg", "b.jpg"):
+        shutil.copy(a_photo(), d / n)
+    shutil.copy(a_photo(), e / "c.jpg")
+    for n in ("a.jpg", "b.jpg", "c.jpg"):
+        mount.wait_uploaded(n)
+    # a selection, thumbnail first
+    r = subprocess.run(["rm", str(d / "b_thumb.jpg"), str(d / "b.jpg")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(d)) == ["a.jpg", "a_thumb.jpg"]
+    r = subprocess.run(["rm", "-r", str(mount.mnt / "patients/P1")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(mount.mnt / "patients") == []
+    assert mount.rows() == []
+    wait_for(lambda: mount.object_keys() == [], 30, "the objects to go")
 
 
 def test_config_errors_stop_before_mounting(thumbfs_bin, tmp_path):

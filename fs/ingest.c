@@ -182,6 +182,11 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (!terr && (ret = claim_thumb(fs, &img, done.s3_key, res.thumb_ext,
 					&done, err, sizeof(err)))) {
 		char w[PATH_MAX + 32];
+		if (ret == -ENOENT) { /* renamed over another, or removed */
+			FS_SETTLE(fs, "a finished job",
+				  db_job_drop(fs->db, job));
+			goto out_free;
+		}
 		snprintf(w, sizeof(w), "thumbnail name of '%s'", what);
 		if (ret == -EAGAIN)
 			fs_claim_wait(fs, job, ret, w, err);
@@ -339,6 +344,10 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	/* beside the original, as the app names it: {stem}_thumb{ext} */
 	ret = claim_thumb(fs, &img, img.s3_key, res.thumb_ext, &done, err,
 			  sizeof(err));
+	if (ret == -ENOENT) { /* removed meanwhile */
+		FS_SETTLE(fs, "a finished job", db_job_drop(fs->db, job));
+		goto out_free;
+	}
 	if (ret == -ENAMETOOLONG) {
 		FS_SETTLE(fs, "a failed backfill",
 			  db_backfill_failed(fs->db, job, err));

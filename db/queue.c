@@ -216,8 +216,22 @@ static int tombstone_synced(struct db *db, const struct db_job *job)
 		return at;
 	const char *base = strrchr(t.s3_thumbnail_key, '/');
 	base = base ? base + 1 : t.s3_thumbnail_key;
-	bool again[2] = {at == 0, at == 0 && (!now.thumb_claim[0] ||
-					      !strcmp(now.thumb_claim, base))};
+	if (at == 0 && !now.thumb_claim[0] && base[0]) {
+		/* The new image has not chosen its thumbnail's name yet: it
+		 * claims the old one now, so that the key is its to keep, or
+		 * to drop if it takes another name (db_thumb_claim), and
+		 * never left to nobody. (Ignored if another image of the
+		 * date holds the name.) */
+		sqlite3_stmt *s = db_use(db, SQL_CLAIM);
+		db_bind_text(s, ":name", base);
+		db_bind_text(s, ":id", now.id);
+		if ((ret = db_run(s)))
+			return ret;
+		if (sqlite3_changes(db->conn) == 1)
+			snprintf(now.thumb_claim, sizeof(now.thumb_claim), "%s",
+				 base);
+	}
+	bool again[2] = {at == 0, at == 0 && !strcmp(now.thumb_claim, base)};
 	char *const keys[] = {t.s3_key, t.s3_thumbnail_key};
 	for (int i = 0; i < 2; i++) {
 		int held = keys[i][0] && !again[i]
@@ -322,6 +336,12 @@ int db_thumb_claim(struct db *db, const char *id, const char *name,
 	if (ret)
 		return ret;
 	ret = db_get_by_id_locked(db, id, &img);
+	/* a name claimed for it since the caller read the row (at its
+	 * tombstone's sync, the name a former image of its name left): the
+	 * caller reads it again, to drop it if it takes another */
+	if (ret == 0 && img.thumb_claim[0] && strcmp(img.thumb_claim, name) &&
+	    (!held || strcmp(img.thumb_claim, held)))
+		ret = -EBUSY;
 	if (ret == 0 && strcmp(img.thumb_claim, name) && img.thumb_claim[0] &&
 	    held && !strcmp(img.thumb_claim, held))
 		ret = drop_old_claim(db, &img, held_key);

@@ -50,7 +50,8 @@ int db_ingest_done(struct db *db, const struct db_job *job,
  * gone. A claim is the image's until it claims another or is removed.
  * held, held_key: the name the image held as the caller read it, and that
  * name's key (NULL: none); when it still holds it, what an ingest could
- * not record under held_key goes, unless a row holds it. */
+ * not record under held_key goes, unless a row holds it. -EBUSY: the image
+ * holds another name than held now (claimed for it since): read it again. */
 int db_thumb_claim(struct db *db, const char *id, const char *name,
 		   const char *key, const char *held, const char *held_key);
 

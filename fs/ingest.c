@@ -139,8 +139,10 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		goto out_free;
 	}
 	if (ret) {
+		char w[PATH_MAX + 32];
+		snprintf(w, sizeof(w), "reading the spool file of '%s'", what);
 		snprintf(err, sizeof(err), "%s", strerror(-ret));
-		fs_job_retry(fs, job, "reading the spool file", err);
+		fs_job_retry(fs, job, w, err);
 		goto out_free;
 	}
 
@@ -188,7 +190,7 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 			goto out_free;
 		}
 		snprintf(w, sizeof(w), "thumbnail name of '%s'", what);
-		if (ret == -EAGAIN)
+		if (ret == -EAGAIN || ret == -EBUSY)
 			fs_claim_wait(fs, job, ret, w, err);
 		else
 			fs_job_retry(fs, job, w, err);
@@ -353,7 +355,7 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 			  db_backfill_failed(fs->db, job, err));
 		goto out_free;
 	}
-	if (ret == -EAGAIN) {
+	if (ret == -EAGAIN || ret == -EBUSY) {
 		fs_claim_wait(fs, job, ret, "thumbnail name of a backfill",
 			      err);
 		goto out_free;

@@ -164,6 +164,15 @@ static void stop_signals(sigset_t *blocked, void (*fn)(int))
 	sigaction(SIGTERM, &sa, NULL);
 }
 
+/* Whether -o allow_other came on the command line. */
+static bool allow_other_given(const struct fuse_args *args)
+{
+	for (int i = 0; i < args->argc; i++)
+		if (strstr(args->argv[i], "allow_other"))
+			return true;
+	return false;
+}
+
 int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -332,6 +341,11 @@ int main(int argc, char *argv[])
 	}
 	log_info("mounted %s on %s (store %s)", a.config, opts.mountpoint,
 		 s3_bucket(fs.store));
+	if (!fs.cfg.allow_other && !allow_other_given(&args))
+		log_info("only uid %u may use the mount: [fs] allow_other = "
+			 "true lets other users in (Samba needs it: it acts as "
+			 "each user)",
+			 (unsigned)getuid());
 	if (fs.cfg.insecure_skip_verify)
 		log_warn("%s", INSECURE_WARNING);
 	int ret;

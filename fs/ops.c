@@ -86,8 +86,9 @@ static int fs_op_mkdir(const char *path, mode_t mode)
 	case FS_BATCH:
 		break;
 	case FS_INVALID:
-		return fs_refused(p.depth >= 4 || p.depth <= 1 ? -EPERM : p.err,
-				  "mkdir of", path, "%s", p.why);
+		return fs_refused_path(p.depth >= 4 || p.depth <= 1 ? -EPERM
+								    : p.err,
+				       "mkdir of", path, &p);
 	case FS_FILE:
 		return fs_refused(-EPERM, "mkdir of", path,
 				  "nothing may be below a date directory");

@@ -103,6 +103,11 @@ static bool ignored(const struct fs_rules *r, const char *name)
 	return false;
 }
 
+bool fs_name_local(const struct fs_rules *r, const char *name)
+{
+	return name[0] == '.' || ignored(r, name);
+}
+
 bool fs_is_thumb_name(const char *name)
 {
 	const char *dot = strrchr(name, '.');
@@ -188,6 +193,7 @@ static void invalid(struct fs_path *out, int err, const char *fmt, ...)
 	va_list ap;
 	out->kind = FS_INVALID;
 	out->err = err;
+	out->rule = fmt;
 	va_start(ap, fmt);
 	vsnprintf(out->why, sizeof(out->why), fmt, ap);
 	va_end(ap);
@@ -278,6 +284,6 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 			: "a file name may not hold control characters");
 	out->kind = FS_FILE;
 	snprintf(out->name, sizeof(out->name), "%s", comp[3]);
-	out->local = comp[3][0] == '.' || ignored(r, comp[3]);
+	out->local = fs_name_local(r, comp[3]);
 	out->thumb = !out->local && fs_is_thumb_name(comp[3]);
 }

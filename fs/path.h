@@ -32,6 +32,7 @@ struct fs_path {
 	int err;       /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
 			* place for files), -ENAMETOOLONG, -ENOENT */
 	char why[512]; /* FS_INVALID: the rule that failed, with the values */
+	const char *rule; /* FS_INVALID: the rule broken (why's format) */
 };
 
 struct fs_rules {
@@ -67,6 +68,11 @@ int fs_scope_parse(const char *path, struct fs_scope *out, char *err, size_t n);
  * the locale, and this must not: RFC 3629, no overlong forms, no
  * surrogates, nothing above U+10FFFF. */
 size_t fs_utf8_char(const char *s);
+
+/* A name that stays local wherever it is: hidden ('.' first: .DS_Store,
+ * Finder's ._NAME, rsync's temporaries) or on [fs] ignore (Thumbs.db,
+ * desktop.ini, ~$NAME). */
+bool fs_name_local(const struct fs_rules *r, const char *name);
 
 /* A real calendar date written YYYY-MM-DD. */
 bool fs_valid_date(const char *s);

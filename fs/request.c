@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db/catalog.h"
@@ -28,6 +30,65 @@ void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
 	fs_path_parse(&fs->rules, path, p);
 }
 
+/* The refusals said in the last minute, one slot a kind: the operation
+ * and the rule (its format, which is a literal). */
+static struct said {
+	const char *op, *rule;
+	time_t at;
+	unsigned more; /* refused like it since, not said */
+} said[32];
+static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether a refusal of this kind is said now; *more: how many were not
+ * since the last that was. */
+static bool say_now(const char *op, const char *rule, unsigned *more)
+{
+	time_t now = time(NULL);
+	struct said *slot = &said[0];
+	bool found = false, say = true;
+	pthread_mutex_lock(&said_lock);
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++) {
+		struct said *s = &said[i];
+		if (s->rule == rule && s->op && !strcmp(s->op, op)) {
+			slot = s;
+			found = true;
+			break;
+		}
+		if (s->at < slot->at)
+			slot = s; /* the oldest, if the kind has none */
+	}
+	if (found && now - slot->at < 60) {
+		slot->more++;
+		say = false;
+	} else {
+		*more = found ? slot->more : 0;
+		*slot = (struct said){.op = op, .rule = rule, .at = now};
+	}
+	pthread_mutex_unlock(&said_lock);
+	return say;
+}
+
+/* A refusal of kind rule (a literal: the rule's format), why it was. */
+static int refuse(int err, const char *op, const char *path, const char *rule,
+		  const char *why)
+{
+	unsigned more = 0;
+	const char *leaf = strrchr(path, '/');
+	struct thumbfs *fs = fs_get();
+	/* what Finder, Explorer and rsync write everywhere is no news */
+	if (leaf && fs->rules_ready && fs_name_local(&fs->rules, leaf + 1))
+		return err;
+	if (!say_now(op, rule, &more))
+		return err;
+	if (more)
+		log_warn("refused %s '%s': %s (and %u more like it in the "
+			 "minute before, not said)",
+			 op, path, why, more);
+	else
+		log_warn("refused %s '%s': %s", op, path, why);
+	return err;
+}
+
 int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
 {
 	char why[600];
@@ -35,8 +96,13 @@ int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_warn("refused %s '%s': %s", op, path, why);
-	return err;
+	return refuse(err, op, path, fmt, why);
+}
+
+int fs_refused_path(int err, const char *op, const char *path,
+		    const struct fs_path *p)
+{
+	return refuse(err, op, path, p->rule ? p->rule : p->why, p->why);
 }
 
 /* Whether the store can hold image p and every thumbnail it may get:
@@ -72,7 +138,7 @@ int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
 	/* in a date directory, the rule the path broke; above it, where
 	 * files go (not why the name is no patient id or date) */
 	if (p->kind == FS_INVALID && p->depth >= 4)
-		return fs_refused(p->err, op, path, "%s", p->why);
+		return fs_refused_path(p->err, op, path, p);
 	return fs_refused(-EPERM, op, path,
 			  "files belong in patients/<id>/<YYYY-MM-DD>/");
 }

@@ -26,9 +26,15 @@ void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p);
 
 /* A refused operation, in one log line with the rule and its values
  * (the errno alone does not say which): "refused OP 'PATH': WHY", op
- * being "mkdir of", "rename of '/FROM' to" and the like. Returns err. */
+ * being "mkdir of", "rename of '/FROM' to" and the like. Returns err.
+ * Said at most once a minute for each kind (op and fmt), the next line
+ * counting those not said; never for a name that stays local anyway
+ * (.DS_Store, desktop.ini, ._NAME: fs_name_local). */
 int fs_refused(int err, const char *op, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same for the rule p broke (FS_INVALID), with p->err or another. */
+int fs_refused_path(int err, const char *op, const char *path,
+		    const struct fs_path *p);
 
 /* The spool path of path whose metadata may change (owner: its mode or
  * owner), or -errno: the thumbnails, the status file and the root's mode

@@ -844,3 +844,53 @@ def test_a_folder_of_another_mounts_images_is_not_empty(
     finally:
         a.stop()
         b.stop()
+
+
+def test_removed_and_written_again_in_another_format(thumbfs_bin, tmp_path,
+                                                     s3server, proxy,
+                                                     clean_postgres):
+    """The many-actors model test's find (seed 31021): 'c d.jpg' (a JPEG)
+    removed, and written again at once with PNG bytes. Its tombstone
+    reached PostgreSQL while the new image's ingest waited for a runner,
+    and the old thumbnail's key was kept for the new image of the name (it
+    had not chosen a thumbnail name yet, and the same format would take
+    it); the new one took 'c d_thumb.png', and 'c d_thumb.jpg' stayed in
+    the store, named by nothing."""
+    import io
+    from PIL import Image
+    from conftest import proxied_mount
+    pg = clean_postgres
+    img = Image.open(photos()[0]).convert("RGB")
+    img.thumbnail((400, 300))
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    img.save(png, "PNG")
+    img.save(jpeg, "JPEG")
+    m = proxied_mount(thumbfs_bin, tmp_path, s3server, proxy)
+    m.config["postgres"] = {"dsn": pg.dsn}
+    m.start()
+    try:
+        d = m.batch("P5", "2025-11-10")
+        (d / "c d.jpg").write_bytes(jpeg.getvalue())
+        m.wait_uploaded("c d.jpg")
+        wait_for(lambda: settled(m) and pg.rows(
+            "SELECT 1 FROM images_image"), 60, "the row in PostgreSQL")
+        # both runners busy with uploads that stall
+        proxy.stall(2, 4, "PUT", "busy")
+        for n in ("busy1.jpg", "busy2.jpg"):
+            (d / n).write_bytes(jpeg.getvalue())
+        wait_for(lambda: len(proxy.seen("PUT")) >= 2 + 2, 10,
+                 "the runners busy")
+        os.unlink(d / "c d.jpg")
+        (d / "c d.jpg").write_bytes(png.getvalue())
+        wait_for(lambda: pg.rows("SELECT 1 FROM thumbfs_tombstone"), 10,
+                 "the tombstone, while the new ingest waits")
+        want = {("P5", "2025-11-10", n): jpeg.getvalue()
+                for n in ("busy1.jpg", "busy2.jpg")}
+        want[("P5", "2025-11-10", "c d.jpg")] = png.getvalue()
+        wait_for(lambda: settled(m) and len(m.rows(
+            "state = 'uploaded'")) == 3, 60, "all stored")
+        assert m.rows("name = 'c d.jpg'")[0]["thumbnail_name"] == \
+            "c d_thumb.png"
+        check_keys_follow_paths(m, want)
+    finally:
+        m.stop()

@@ -198,3 +198,23 @@ def test_save_through_a_temporary_name(shared, tmp_path):
         60, "scan.jpg's new content uploaded")
     assert sorted(os.listdir(d)) == ["scan.jpg", "scan_thumb.jpg"]
     assert "~WRL0001" not in (m.mnt / ".thumbfs/status").read_text()
+
+
+def test_a_mount_without_allow_other_says_what_to_set(thumbfs_bin, tmp_path):
+    """Behind Samba, a mount without allow_other refuses every client
+    (smbd acts as each user, and the kernel lets in only the mount's
+    owner) and thumbfs never sees a request: its log says so at mount."""
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        wait_for(lambda: "only uid 0 may use the mount: [fs] allow_other"
+                 " = true" in m.log_text(), 30, "the line")
+    finally:
+        m.stop()
+    m.config["fs"]["allow_other"] = "true"
+    m.start()
+    try:
+        wait_for(lambda: m.log_text().count(": mounted ") == 2, 30,
+                 "the second mount's line")
+        assert m.log_text().count("only uid 0 may use the mount") == 1
+    finally:
+        m.stop()

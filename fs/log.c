@@ -175,3 +175,40 @@ size_t log_last_errors(char *out, size_t n)
 	pthread_mutex_unlock(&lock);
 	return len;
 }
+
+/* The kinds said in the last minute, one slot each (the oldest goes when
+ * all are taken). */
+static struct said {
+	const char *op;
+	const void *kind;
+	time_t at;
+	unsigned more; /* of the kind since, not said */
+} said[32];
+static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool log_say_now(const char *op, const void *kind, time_t now, unsigned *more)
+{
+	struct said *slot = &said[0];
+	bool found = false, say = true;
+	*more = 0;
+	pthread_mutex_lock(&said_lock);
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++) {
+		struct said *s = &said[i];
+		if (s->kind == kind && s->op && !strcmp(s->op, op)) {
+			slot = s;
+			found = true;
+			break;
+		}
+		if (s->at < slot->at)
+			slot = s;
+	}
+	if (found && now - slot->at < 60) {
+		slot->more++;
+		say = false;
+	} else {
+		*more = found ? slot->more : 0;
+		*slot = (struct said){.op = op, .kind = kind, .at = now};
+	}
+	pthread_mutex_unlock(&said_lock);
+	return say;
+}

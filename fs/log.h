@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define LOG_KEEP 10 /* errors kept for the status file */
 
@@ -34,6 +35,12 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* An error: also kept among the last LOG_KEEP for the status file. */
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Whether a line of this kind (op, a string, and kind, whose address
+ * tells kinds apart: a rule's format) is said at time now: at most once a
+ * minute for each kind. When it is, *more says how many of the kind were
+ * not since the last that was. */
+bool log_say_now(const char *op, const void *kind, time_t now, unsigned *more);
 
 /* A size as people read it, in the powers of 1024 the config's K, M, G
  * and T are, three significant digits: "512 bytes", "1.21 MiB", "540 MiB",

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,44 +29,6 @@ void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
 	fs_path_parse(&fs->rules, path, p);
 }
 
-/* The refusals said in the last minute, one slot a kind: the operation
- * and the rule (its format, which is a literal). */
-static struct said {
-	const char *op, *rule;
-	time_t at;
-	unsigned more; /* refused like it since, not said */
-} said[32];
-static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Whether a refusal of this kind is said now; *more: how many were not
- * since the last that was. */
-static bool say_now(const char *op, const char *rule, unsigned *more)
-{
-	time_t now = time(NULL);
-	struct said *slot = &said[0];
-	bool found = false, say = true;
-	pthread_mutex_lock(&said_lock);
-	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]); i++) {
-		struct said *s = &said[i];
-		if (s->rule == rule && s->op && !strcmp(s->op, op)) {
-			slot = s;
-			found = true;
-			break;
-		}
-		if (s->at < slot->at)
-			slot = s; /* the oldest, if the kind has none */
-	}
-	if (found && now - slot->at < 60) {
-		slot->more++;
-		say = false;
-	} else {
-		*more = found ? slot->more : 0;
-		*slot = (struct said){.op = op, .rule = rule, .at = now};
-	}
-	pthread_mutex_unlock(&said_lock);
-	return say;
-}
-
 /* A refusal of kind rule (a literal: the rule's format), why it was. */
 static int refuse(int err, const char *op, const char *path, const char *rule,
 		  const char *why)
@@ -78,7 +39,7 @@ static int refuse(int err, const char *op, const char *path, const char *rule,
 	/* what Finder, Explorer and rsync write everywhere is no news */
 	if (leaf && fs->rules_ready && fs_name_local(&fs->rules, leaf + 1))
 		return err;
-	if (!say_now(op, rule, &more))
+	if (!log_say_now(op, rule, time(NULL), &more))
 		return err;
 	if (more)
 		log_warn("refused %s '%s': %s (and %u more like it in the "

@@ -22,13 +22,29 @@
  * whole read one GET per MiB. */
 #define WINDOW (1u << 20)
 
+/* A GET the store answered as transient (-EAGAIN: a 5xx, SlowDown, a
+ * dropped connection) is tried again, 0.1 s and then 0.4 s later, before
+ * the request that needs it fails, as the S3 SDKs do: one 503 would
+ * otherwise fail a read or a rename. true: try again. */
+#define GET_TRIES 3
+static bool again(int ret, int *tries)
+{
+	if (ret != -EAGAIN || ++*tries >= GET_TRIES)
+		return false;
+	usleep(100000u << (2 * (*tries - 1)));
+	return true;
+}
+
 /* Bring key from the store to dest, whole or not at all (through tmp/). */
 static int fetch(struct thumbfs *fs, const char *key, const char *dest)
 {
 	char tmp[PATH_MAX], err[512];
+	int ret, tries = 0;
 	snprintf(tmp, sizeof(tmp), "%s/fetch.%lx.%lx", fs->tmp,
 		 (unsigned long)getpid(), (unsigned long)pthread_self());
-	int ret = s3_get_file(fs->store, key, tmp, err, sizeof(err));
+	do
+		ret = s3_get_file(fs->store, key, tmp, err, sizeof(err));
+	while (again(ret, &tries));
 	if (!ret && rename(tmp, dest)) {
 		ret = -errno;
 		snprintf(err, sizeof(err), "%s", strerror(errno));
@@ -107,8 +123,12 @@ int fs_remote_read(struct thumbfs *fs, struct fs_window *w, char *buf,
 				break;
 			}
 			w->len = 0;
-			ret = s3_get_range(fs->store, w->key, start, WINDOW,
-					   w->buf, &got, err, sizeof(err));
+			int tries = 0;
+			do
+				ret = s3_get_range(fs->store, w->key, start,
+						   WINDOW, w->buf, &got, err,
+						   sizeof(err));
+			while (again(ret, &tries));
 			if (ret) {
 				log_error("read of '%s' from the store failed: "
 					  "%s",

@@ -272,3 +272,31 @@ def test_a_folder_whose_images_are_in_the_store_only_is_not_empty(
         wait_for(lambda: m.object_keys() == [], 30, "the objects to go")
     finally:
         m.stop()
+
+
+def test_a_read_from_the_store_survives_one_503(thumbfs_bin, tmp_path,
+                                                s3server, proxy):
+    """A file whose data is in the store only, read while the store
+    answers one GET with 503 SlowDown: the read failed with EIO (so did a
+    rename of such a file). The GET is tried again, twice at most."""
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        big = os.urandom(3 << 20)
+        d = m.batch()
+        (d / "scan.tif").write_bytes(big)
+        m.wait_uploaded("scan.tif")
+        wait_for(lambda: evicted(m) == ["scan.tif"], 30, "the eviction")
+        proxy.fail(1, method="GET")
+        with open(d / "scan.tif", "rb") as f:
+            assert os.pread(f.fileno(), 4096, 1 << 20) == \
+                big[1 << 20:(1 << 20) + 4096]
+        # a store that keeps failing still fails the read, and not
+        # forever (the kernel may ask twice: each asks three times)
+        proxy.fail(30, method="GET")
+        t0 = time.monotonic()
+        with open(d / "scan.tif", "rb") as f:
+            with pytest.raises(OSError):
+                os.pread(f.fileno(), 4096, 2 << 20)
+        assert time.monotonic() - t0 < 20
+    finally:
+        m.stop()

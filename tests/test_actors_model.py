@@ -138,7 +138,16 @@ class World:
                             f"({len(data)} bytes)")
             # a folder this mount has no row in yet is made here
             (m.mnt / path).parent.mkdir(exist_ok=True)
-            (m.mnt / path).write_bytes(data)
+            try:
+                (m.mnt / path).write_bytes(data)
+            except FileNotFoundError:
+                # another mount emptied the folder just now, and it went
+                # here too (as a folder another user removes on a local
+                # disk): made again, as a person would
+                self.log.append(f"{m.base.name}: (its folder went; made "
+                                "again)")
+                (m.mnt / path).parent.mkdir(parents=True, exist_ok=True)
+                (m.mnt / path).write_bytes(data)
             (self.ref / path).write_bytes(data)
         elif kind == "rename" and files:
             a = r.choice(files)

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
-from conftest import Mount, Postgres, photos, wait_for  # noqa: E402
+from conftest import Postgres, file_pair, photos, wait_for  # noqa: E402
 
 BURST = 200
 BIN = Path(os.environ.get("THUMBFS_BIN", ROOT / "build/thumbfs"))
@@ -50,15 +50,7 @@ def load(pg, n):
 def burst(tmp, pg, files):
     """Two mounts on pg, one store; the burst into A. (rate, B's p50,
     p99, max)"""
-    store = tmp / "store"
-    store.mkdir()
-    mounts = []
-    for name in ("a", "b"):
-        (tmp / name).mkdir()
-        m = Mount(BIN, tmp / name, "file")
-        m.config["store"]["url"] = f"file://{store}"
-        m.config["postgres"] = {"dsn": pg.dsn}
-        mounts.append(m.start())
+    mounts = file_pair(BIN, tmp, pg.dsn)
     a, b = mounts
     try:
         for m in mounts:

@@ -376,6 +376,30 @@ def pg_mount(binary, base, s3server, pg, **postgres):
     return m
 
 
+def file_pair(binary, base, dsn):
+    """Two started mounts, base/a and base/b, on one file:// store
+    (base/store) and one PostgreSQL (dsn)."""
+    store = Path(base) / "store"
+    store.mkdir()
+    mounts = []
+    for name in ("a", "b"):
+        (Path(base) / name).mkdir()
+        m = Mount(binary, Path(base) / name, "file")
+        m.config["store"]["url"] = f"file://{store}"
+        m.config["postgres"] = {"dsn": dsn}
+        mounts.append(m.start())
+    return mounts
+
+
+def settled(m):
+    """No job left in the mount's queue."""
+    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
+    try:
+        return db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
+    finally:
+        db.close()
+
+
 @pytest.fixture(params=["file", "s3"])
 def mount(request, thumbfs_bin, tmp_path):
     s3 = request.getfixturevalue("s3store") if request.param == "s3" else None

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import test_shared
 
-from conftest import Mount, pg_mount, photos, wait_for
+from conftest import Mount, pg_mount, photos, settled, wait_for
 
 
 def waiting_on_lock(pg, like):
@@ -127,16 +127,6 @@ def test_a_transaction_left_open_is_named(thumbfs_bin, tmp_path, s3store,
 
 
 KEYS = "patients/filemaker-import/images/"
-
-
-def settled(m):
-    """No job left in the mount's queue."""
-    import sqlite3
-    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
-    try:
-        return db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
-    finally:
-        db.close()
 
 
 def check_keys_follow_paths(m, want):

@@ -19,7 +19,7 @@ import tempfile
 
 import pytest
 
-from conftest import Mount, Postgres, photos, wait_for
+from conftest import Postgres, file_pair, photos, settled, wait_for
 
 # The tables that grow with the archive; a scan of any other (the horizon's
 # one row, the catalogs) is no scan of the archive.
@@ -90,15 +90,6 @@ def load(pg):
     pg.psql("VACUUM ANALYZE")
 
 
-def queue_empty(m):
-    """No job left in the mount's queue."""
-    db = sqlite3.connect(m.data / "catalog.db", timeout=10)
-    try:
-        return db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0
-    finally:
-        db.close()
-
-
 def jobs(m):
     db = sqlite3.connect(m.data / "catalog.db", timeout=10)
     try:
@@ -135,15 +126,7 @@ def test_each_statement_per_image_uses_an_index(thumbfs_bin, tmp_path,
     pg = explained
     load(pg)
     dsn = pg.dsn + f" application_name={APP}"
-    store = tmp_path / "store"
-    store.mkdir()
-    mounts = []
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        m = Mount(thumbfs_bin, tmp_path / name, "file")
-        m.config["store"]["url"] = f"file://{store}"
-        m.config["postgres"] = {"dsn": dsn}
-        mounts.append(m.start())
+    mounts = file_pair(thumbfs_bin, tmp_path, dsn)
     a, b = mounts
     try:
         for m in mounts:
@@ -180,7 +163,7 @@ def test_each_statement_per_image_uses_an_index(thumbfs_bin, tmp_path,
                 names = sorted(os.listdir(m.mnt / "patients/N1"))
                 if names != ["2025-11-11", "2025-11-12"]:
                     return False
-                if not queue_empty(m):
+                if not settled(m):
                     return False
             return True
         try:

@@ -71,8 +71,10 @@ class S3Server:
                 "-p", str(self.port), "--silent"]
         for b in buckets:
             args += ["--configure-bucket", b]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        # what it says if it dies (kept beside its directory)
+        self.log = Path(f"{self.dir}.log")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
 
         def up():
             try:
@@ -81,6 +83,13 @@ class S3Server:
             except OSError:
                 return False
         wait_for(up, 30, "s3rver to listen")
+
+    def died(self):
+        """'' while it runs, else its exit status and last words."""
+        if not self.proc or self.proc.poll() is None:
+            return ""
+        return (f"s3rver exited with {self.proc.returncode}: "
+                f"{self.log.read_bytes()[-2000:].decode(errors='replace')}")
 
     def stop(self):
         if self.proc:
@@ -152,6 +161,7 @@ def rgw():
     yield srv
     srv.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+    srv.log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,9 @@ class Proxy:
     def __init__(self, upstream_port):
         self.upstream = upstream_port
         self.requests = []  # (method, path, {header: value}), in order
+        # (start, end (time.time()), method, path, what happened), as each
+        # ends
+        self.done = []
         self.lock = threading.Lock()
         self.faults = []  # callables(method, path, headers) -> fault
         self.aliases = {}  # access key id -> the one upstream knows
@@ -50,6 +53,16 @@ class Proxy:
                 return True
 
             def handle_one(self):
+                outcome, start = ["gone"], time.time()
+                try:
+                    self.handle_faults(outcome)
+                finally:
+                    with proxy.lock:
+                        proxy.done.append((start, time.time(),
+                                           self.command, self.path,
+                                           outcome[0]))
+
+            def handle_faults(self, outcome):
                 n = int(self.headers.get("Content-Length") or 0)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with proxy.lock:
@@ -59,6 +72,8 @@ class Proxy:
                         fault = f(self.command, self.path, headers)
                         if fault:
                             break
+                if fault:
+                    outcome[0] = fault[0]
                 if fault and fault[0] == "drop":
                     self.rfile.read(n // 2)  # half the body, then gone
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -69,6 +84,7 @@ class Proxy:
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
                 if fault and fault[0] == "status":
                     status, code = fault[1], fault[2]
+                    outcome[0] = f"injected {status}"
                     msg = fault[3] if len(fault) > 3 else "injected"
                     xml = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code>"
                            f"<Message>{msg}</Message></Error>").encode()
@@ -109,6 +125,8 @@ class Proxy:
                                  headers=fwd)
                     res = conn.getresponse()
                     data = res.read()
+                    outcome[0] = f"{fault[0]}, {res.status}" if fault \
+                        else str(res.status)
                 finally:
                     conn.close()
                 self.send_response(res.status)

@@ -25,6 +25,7 @@ once in 20 seeds before the last fix (orphan thumbnails of an image
 removed and written again while its upload ran), and a fixed seed keeps
 a find of a new kind from failing CI at random; THUMBFS_SEED=random draws
 one."""
+import glob
 import hashlib
 import json
 import os
@@ -33,10 +34,12 @@ import shutil
 import sqlite3
 import subprocess
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
 from conftest import BUILD, Mount, photos, wait_for
+from proxy import Proxy
 
 ROUNDS = int(os.environ.get("THUMBFS_ACTORS_ROUNDS", "3"))
 OPS = int(os.environ.get("THUMBFS_ACTORS_OPS", "12"))
@@ -396,10 +399,45 @@ class World:
                       for line in r.stdout.splitlines() if '"kind"' in line]
             if r.returncode and not found:
                 found.append(f"{m.base.name}: verify: {r.stderr[-2000:]}")
-        assert not found, self.report(want, "\n".join(found))
+        assert not found, self.report(want, "\n".join(found + [
+            self.requests(line) for line in found]))
+
+    def requests(self, line):
+        """What both mounts asked the store of the key a verify line
+        names, and when (seconds since the first request)."""
+        key = json.loads(line.split("verify: ", 1)[1]).get("key", "")
+        if not key:
+            return ""
+        path = "/" + urllib.parse.quote(f"{self.bucket}/{key}")
+        start = min(p.done[0][0] for p in self.proxies if p.done)
+        rows = []
+        for m, p in zip(self.mounts, self.proxies):
+            with p.lock:
+                rows += [(s - start, e - start, m.base.name, meth, outcome)
+                         for s, e, meth, q, outcome in p.done
+                         if q.split("?")[0] == path]
+        # what s3rver holds of it: each file's birth, change and size
+        files = sorted(glob.glob(glob.escape(
+            str(Path(self.s3.dir) / self.bucket / key)) + "._S3rver_*"))
+        born = subprocess.run(["stat", "-c", "%.6W %.6Z %s %n", *files],
+                              capture_output=True, text=True).stdout
+        rows += [(float(b) - start, float(c) - start, "s3rver",
+                  f"file {n.rsplit('._S3rver_', 1)[1]} born, changed;"
+                  f" {size} bytes", "")
+                 for b, c, size, n in (line.split(" ", 3)
+                                       for line in born.splitlines())]
+        folder = Path(self.s3.dir) / self.bucket / key.rsplit("/", 1)[0]
+        ls = subprocess.run(["ls", "-la", "--time-style=+%s.%N", folder],
+                            capture_output=True, text=True)
+        return "\n".join([f"requests for {key} (s from the first, at"
+                          f" {start:.3f}):"] + [
+            f"  {s:8.3f} to {e:8.3f} {who} {meth} {outcome}"
+            for s, e, who, meth, outcome in sorted(rows)] + [
+            f"s3rver's {folder} now ({time.time():.3f}):",
+            ls.stdout + ls.stderr])
 
     def report(self, want, what=""):
-        lines = [what, "operations:", *self.log, "reference:",
+        lines = [what, self.s3.died(), "operations:", *self.log, "reference:",
                  *sorted(want), "PostgreSQL:", self.pg.psql(
                      "SELECT b.patient_id, b.batch_date, i.original_filename,"
                      " i.s3_key, i.s3_thumbnail_key, i.updated_at FROM"
@@ -435,6 +473,7 @@ class World:
 def run_seed(seed, thumbfs_bin, tmp_path, s3store, proxy, pg, datas):
     print(f"THUMBFS_SEED={seed}")
     rng = random.Random(seed)
+    proxies = [proxy, Proxy(s3store.port)]
     ref = tmp_path / "ref"
     (ref / "patients").mkdir(parents=True)
     mounts = []
@@ -444,12 +483,13 @@ def run_seed(seed, thumbfs_bin, tmp_path, s3store, proxy, pg, datas):
         if mounts:
             m.bucket = mounts[0].bucket
             m.config["store"]["url"] = f"s3://{m.bucket}"
-        else:  # mount a reaches the store through the fault proxy
-            m.config["store"]["endpoint"] = proxy.endpoint
+        # mount a reaches the store through the fault proxy, b through
+        # one that only records (both shown in a failure's report)
+        m.config["store"]["endpoint"] = proxies[len(mounts)].endpoint
         m.config["postgres"] = {"dsn": pg.dsn}
         mounts.append(m.start())
     w = World(rng, mounts, ref, pg, s3store, mounts[0].bucket, datas)
-    w.proxy = proxy
+    w.proxy, w.proxies = proxy, proxies
     try:
         for p in PATIENTS:
             for d in DATES[:2]:
@@ -474,6 +514,7 @@ def run_seed(seed, thumbfs_bin, tmp_path, s3store, proxy, pg, datas):
         for m in mounts:
             if m.proc:
                 m.stop()
+        proxies[1].close()
 
 
 def test_many_actors_keep_the_rule(thumbfs_bin, tmp_path, s3server, proxy,

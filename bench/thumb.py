@@ -3,6 +3,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,10 @@ for p in sys.argv[1:]:
     t = img.copy()
     t.thumbnail((300, 300), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    t.save(buf, format=img.format or "JPEG", quality=85)
+    if img.format in ("JPEG", "PNG"):
+        t.save(buf, format=img.format, quality=85)
+    else:  # what thumbfs writes for the other formats
+        t.convert("RGB").save(buf, format="JPEG", quality=85)
 '''
 
 
@@ -63,7 +67,9 @@ def peak_rss_kb(args):
     return int(r.stderr.strip().splitlines()[-1])
 
 
-def bench(name, files, out):
+def bench(name, files, out, floor=True, pillow=True):
+    """Each tool over files on one core (djpeg's floor for JPEGs; Pillow
+    where it reads the format), thumbfs on two, and peak memory."""
     n = len(files)
     out.mkdir(parents=True, exist_ok=True)
     fs = list(map(str, files))
@@ -71,10 +77,17 @@ def bench(name, files, out):
         "thumbfs-thumb": one_core([str(THUMB), "-d", str(out), *fs]),
         "vipsthumbnail": one_core(["vipsthumbnail", "-s", "300x300", "-o",
                                    f"{out}/%s_v.jpg[Q=85]", *fs]),
-        "Pillow (the app's code)": one_core(["/usr/bin/python3", "-c",
-                                             PILLOW, *fs]),
     }
+    if pillow:
+        tools["Pillow (the app's code)"] = one_core(
+            ["/usr/bin/python3", "-c", PILLOW, *fs])
     res = {k: timed(v) * 1000 / n for k, v in tools.items()}
+    if floor:
+        jpeg_floor(files, out, res)
+    report(name, files, out, res, pillow)
+
+
+def jpeg_floor(files, out, res):
     # the floor: libjpeg-turbo's own scaled decode at thumbfs's scale
     t = 0.0
     for f in files:
@@ -88,7 +101,11 @@ def bench(name, files, out):
     Image.new("RGB", (8, 8)).save(tiny)
     start = min(timed(one_core(["djpeg", "-outfile", "/dev/null",
                                 str(tiny)])) for _ in range(20))
-    res["djpeg -scale 1/d (floor)"] = (t / n - start) * 1000
+    res["djpeg -scale 1/d (floor)"] = (t / len(files) - start) * 1000
+
+
+def report(name, files, out, res, pillow):
+    n, fs = len(files), list(map(str, files))
     base = res["thumbfs-thumb"]
     print(f"{name}: {n} images, one core, ms per image")
     for k, v in res.items():
@@ -106,13 +123,78 @@ def bench(name, files, out):
     print(f"  two cores, two images at once: {two:.1f} ms per image, "
           f"throughput {base / two:.2f}x of one core")
     big = max(files, key=lambda f: f.stat().st_size)
-    w, h = Image.open(big).size
-    print(f"  peak RSS on the largest ({big.name}, {w}x{h}): "
-          f"thumbfs {peak_rss_kb([str(THUMB), str(big), f'{out}/b.jpg']) // 1024}"
-          f" MiB, vipsthumbnail "
-          f"{peak_rss_kb(['vipsthumbnail', '-s', '300x300', '-o', f'{out}/%s_b.jpg', str(big)]) // 1024}"
-          f" MiB, Pillow "
-          f"{peak_rss_kb(['/usr/bin/python3', '-c', PILLOW, str(big)]) // 1024} MiB")
+    peak(f"the largest ({big.name})", big, out, pillow)
+
+
+def peak(what, path, out, pillow=True):
+    line = (f"  peak RSS on {what}: thumbfs "
+            f"{peak_rss_kb([str(THUMB), str(path), f'{out}/b.jpg']) // 1024}"
+            f" MiB, vipsthumbnail "
+            f"{peak_rss_kb(['vipsthumbnail', '-s', '300x300', '-o', f'{out}/%s_b.jpg', str(path)]) // 1024}"
+            " MiB")
+    if pillow:
+        line += (", Pillow " + str(peak_rss_kb(
+            ["/usr/bin/python3", "-c", PILLOW, str(path)]) // 1024) + " MiB")
+    print(line)
+
+
+def encode(img, path, heif_args=()):
+    """img saved as path's format; HEIC through heif-enc (Pillow has no
+    HEIF writer: pillow-heif is not packaged in Debian 12, and only
+    Debian's registry is reachable here), a TIFF pyramid through vips."""
+    if path.suffix == ".heic":
+        png = path.with_suffix(".src.png")
+        img.save(png, compress_level=1)
+        subprocess.run(["heif-enc", "-q", "85", *heif_args, str(png), "-o",
+                        str(path)], check=True, capture_output=True)
+        png.unlink()
+    elif path.name.endswith(".pyramid.tif"):
+        png = path.with_suffix(".src.png")
+        img.save(png, compress_level=1)
+        subprocess.run(["vips", "tiffsave", str(png), str(path),
+                        "--compression", "lzw", "--tile", "--pyramid"],
+                       check=True, capture_output=True)
+        png.unlink()
+    elif path.suffix == ".webp":
+        img.save(path, quality=90)
+    elif path.suffix == ".tif":
+        img.save(path, compression="tiff_lzw")
+    else:
+        img.save(path)
+
+
+FORMATS = [  # (row, file name ending, heif-enc's extra arguments)
+    ("WebP q90", ".webp", ()), ("TIFF (LZW)", ".tif", ()),
+    ("TIFF pyramid (LZW, tiled)", ".pyramid.tif", ()), ("PNG", ".png", ()),
+    ("HEIC without a thumbnail item", ".heic", ()),
+    ("HEIC with a 320x240 thumbnail item", ".thumb.heic", ("-t", "320")),
+]
+
+
+def formats(shipped, tmp):
+    """The formats beyond JPEG: 8 shipped photographs at 4000x3000 each."""
+    srcs = [Image.open(f).convert("RGB").resize((4000, 3000),
+                                                Image.Resampling.BICUBIC)
+            for f in shipped[:8]]
+    big = Image.open(shipped[0]).convert("RGB").resize(
+        (11520, 8640), Image.Resampling.BICUBIC)  # 99.5 megapixels
+    for row, end, heif in FORMATS:
+        d = tmp / f"fmt{end}"
+        d.mkdir()
+        files = []
+        for i, img in enumerate(srcs):
+            files.append(d / f"p{i}{end}")
+            encode(img, files[-1], heif)
+        pillow = not end.endswith(".heic")
+        bench(f"{row}, 4000x3000", files, d / "out", floor=False,
+              pillow=pillow)
+        if end == ".webp" and max(big.size) > 16383:
+            continue
+        b = d / f"big{end}"
+        encode(big, b, heif)
+        peak("a 100-megapixel one (11520x8640, under max_pixels)", b,
+             d / "out", pillow)
+        b.unlink()
 
 
 def main():
@@ -128,9 +210,12 @@ def main():
             p = tmp / f"cam{i:02}.jpg"
             img.save(p, quality=92, subsampling=2, progressive=False)
             camera.append(p)
-        bench("shipped photographs (mostly progressive)", shipped,
-              tmp / "a")
-        bench("camera-style 12 MP baseline 4:2:0 q92", camera, tmp / "b")
+        if "formats" not in sys.argv[1:]:  # bench/thumb formats: only those
+            bench("shipped photographs (mostly progressive)", shipped,
+                  tmp / "a")
+            bench("camera-style 12 MP baseline 4:2:0 q92", camera,
+                  tmp / "b")
+        formats(shipped, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -332,17 +332,19 @@ static int decode(const struct thumb_src *in, enum thumb_format fmt, int box_w,
 		return thumb_decode_png(in, box_w, box_h, max_pixels, img,
 					orig_w, orig_h, err, errlen);
 	case THUMB_FMT_WEBP:
-		return thumb_decode_webp(in->buf, in->len, max_pixels, img,
-					 orig_w, orig_h, err, errlen);
+		return thumb_decode_webp(in->buf, in->len, box_w, box_h,
+					 max_pixels, img, orig_w, orig_h, err,
+					 errlen);
 	case THUMB_FMT_TIFF:
-		return thumb_decode_tiff(in->buf, in->len, max_pixels, img,
+		return thumb_decode_tiff(in, box_w, box_h, max_pixels, img,
 					 orig_w, orig_h, err, errlen);
 	case THUMB_FMT_GIF:
 		return thumb_decode_gif(in->buf, in->len, max_pixels, img,
 					orig_w, orig_h, err, errlen);
 	case THUMB_FMT_HEIF:
-		return thumb_decode_heif(in->buf, in->len, max_pixels, img,
-					 orig_w, orig_h, err, errlen);
+		return thumb_decode_heif(in->buf, in->len, box_w, box_h,
+					 max_pixels, img, orig_w, orig_h, err,
+					 errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
@@ -374,7 +376,8 @@ int thumb_decode_fd(int fd, uint64_t len, int box_w, int box_h,
 	int dfd = -1;
 	if (len == 0 || fmt == THUMB_FMT_UNKNOWN) {
 		in.buf = head; /* said so by decode() */
-	} else if (fmt == THUMB_FMT_JPEG || fmt == THUMB_FMT_PNG) {
+	} else if (fmt == THUMB_FMT_JPEG || fmt == THUMB_FMT_PNG ||
+		   fmt == THUMB_FMT_TIFF) {
 		/* read as decoded, on a descriptor of its own */
 		dfd = dup(fd);
 		if (dfd < 0 || lseek(dfd, 0, SEEK_SET) < 0 ||

@@ -20,6 +20,14 @@ int thumb_check_size(int w, int h, uint64_t max_pixels, char *err,
 void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h, int *w,
 		  int *h);
 
+/* The size a decoder that can shrink by any factor loads an image of
+ * orig_w x orig_h (orientation o) at, for box_w x box_h (0, 0: full
+ * size): each axis reduced by Pillow's thumbnail() factor, int(size /
+ * target / 2) when over 1, rounded up as its reduce() does, so that
+ * at least twice the thumbnail is left for the Lanczos pass. */
+void thumb_load_size(int orig_w, int orig_h, int o, int box_w, int box_h,
+		     int *w, int *h);
+
 /* A resampler fed one row at a time (resample.c): new, in_h rows of
  * in_w x ch bytes in order, then finish into dst (which fails with -EINVAL
  * if rows are missing). NULL from new: bad sizes or out of memory. */
@@ -43,17 +51,18 @@ struct thumb_src {
 int thumb_decode_png(const struct thumb_src *in, int box_w, int box_h,
 		     uint64_t max_pixels, struct thumb_image *img, int *orig_w,
 		     int *orig_h, char *err, size_t errlen);
-int thumb_decode_webp(const unsigned char *buf, size_t len, uint64_t max_pixels,
-		      struct thumb_image *img, int *w, int *h, char *err,
-		      size_t errlen);
-int thumb_decode_tiff(const unsigned char *buf, size_t len, uint64_t max_pixels,
-		      struct thumb_image *img, int *w, int *h, char *err,
-		      size_t errlen);
+/* WebP and HEIF load shrunk for box_w x box_h (0, 0: full size). */
+int thumb_decode_webp(const unsigned char *buf, size_t len, int box_w,
+		      int box_h, uint64_t max_pixels, struct thumb_image *img,
+		      int *w, int *h, char *err, size_t errlen);
+int thumb_decode_tiff(const struct thumb_src *in, int box_w, int box_h,
+		      uint64_t max_pixels, struct thumb_image *img, int *w,
+		      int *h, char *err, size_t errlen);
 int thumb_decode_gif(const unsigned char *buf, size_t len, uint64_t max_pixels,
 		     struct thumb_image *img, int *w, int *h, char *err,
 		     size_t errlen);
-int thumb_decode_heif(const unsigned char *buf, size_t len, uint64_t max_pixels,
-		      struct thumb_image *img, int *w, int *h, char *err,
-		      size_t errlen);
+int thumb_decode_heif(const unsigned char *buf, size_t len, int box_w,
+		      int box_h, uint64_t max_pixels, struct thumb_image *img,
+		      int *w, int *h, char *err, size_t errlen);
 
 #endif

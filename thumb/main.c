@@ -28,52 +28,21 @@ static int usage(void)
 	return 2;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-	struct stat st;
-	unsigned char *buf = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
-	*len = 0;
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) || !(buf = malloc(st.st_size ? st.st_size : 1))) {
-		e = errno ? errno : ENOMEM;
-		goto out_close;
-	}
-	while (*len < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + *len, (size_t)st.st_size - *len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			e = n < 0 ? errno : 0;
-			break;
-		}
-		*len += (size_t)n;
-	}
-	if (e) {
-		free(buf);
-		buf = NULL;
-	}
-out_close:
-	close(fd);
-	errno = e;
-	return buf;
-}
-
 static int one(const struct thumb_opts *opts, const char *in, const char *out,
 	       const char *dir)
 {
 	struct thumb_result res;
 	char err[512], path[4096];
-	size_t len;
-	unsigned char *buf = slurp(in, &len);
-	if (!buf) {
+	/* read from the file as the mount reads a spool file: JPEG, PNG
+	 * and TIFF as they decode, the others mapped */
+	int fd = open(in, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		fprintf(stderr, "thumbfs-thumb: cannot read '%s': %s\n", in,
 			strerror(errno));
 		return 1;
 	}
-	int ret = thumb_make(buf, len, opts, &res, err, sizeof(err));
-	free(buf);
+	int ret = thumb_make_fd(fd, opts, &res, err, sizeof(err));
+	close(fd);
 	if (ret) {
 		fprintf(stderr, "thumbfs-thumb: '%s': %s\n", in, err);
 		return 1;

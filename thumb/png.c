@@ -85,6 +85,15 @@ int thumb_decode_png(const struct thumb_src *in, int box_w, int box_h,
 	/* Pillow checks no CRCs of ancillary chunks either; critical ones
 	 * still fail. */
 	png_set_crc_action(png, PNG_CRC_DEFAULT, PNG_CRC_WARN_USE);
+	/* Text and the other chunks a thumbnail has no use for are skipped
+	 * as they are read, never held: one that says it is 2 GB long in a
+	 * 300-byte file (tests/fuzz/run found it) would have libpng ask for
+	 * all of it first. What is kept (a profile) is capped at 8 MiB. */
+	static const png_byte skip[] = "tEXt\0zTXt\0iTXt\0eXIf\0sPLT\0"
+				       "hIST\0tIME\0pCAL\0sCAL\0sTER";
+	png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, 10);
+	png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
+	png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
 	png_read_info(png, info);
 
 	png_uint_32 w = png_get_image_width(png, info);

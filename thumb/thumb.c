@@ -71,6 +71,22 @@ void thumb_target(int orig_w, int orig_h, int o, int box_w, int box_h, int *w,
 	*h = swap ? tw : th;
 }
 
+void thumb_load_size(int orig_w, int orig_h, int o, int box_w, int box_h,
+		     int *w, int *h)
+{
+	*w = orig_w;
+	*h = orig_h;
+	if (box_w <= 0 || box_h <= 0)
+		return;
+	int tw, th;
+	thumb_target(orig_w, orig_h, o, box_w, box_h, &tw, &th);
+	int fx = orig_w / tw / 2, fy = orig_h / th / 2;
+	if (fx > 1)
+		*w = (orig_w + fx - 1) / fx;
+	if (fy > 1)
+		*h = (orig_h + fy - 1) / fy;
+}
+
 void thumb_result_release(struct thumb_result *res)
 {
 	free(res->data);

@@ -161,7 +161,6 @@ def rgw():
     yield srv
     srv.stop()
     shutil.rmtree(tmp, ignore_errors=True)
-    srv.log.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +181,7 @@ def s3server():
     yield srv
     srv.stop()
     shutil.rmtree(tmp, ignore_errors=True)
+    srv.log.unlink(missing_ok=True)
 
 
 class Postgres:

@@ -47,9 +47,9 @@ static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
 		       img->updated_at, thumb, st);
 }
 
-static void status_stat(struct thumbfs *fs, struct stat *st)
+static void status_stat(struct thumbfs *fs, bool json, struct stat *st)
 {
-	char *text = fs_status_text(fs);
+	char *text = fs_status_render(fs, json);
 	memset(st, 0, sizeof(*st));
 	st->st_mode = S_IFREG | 0444;
 	st->st_nlink = 1;
@@ -125,7 +125,7 @@ static int getattr(struct thumbfs *fs, const char *path, struct stat *st,
 		st->st_nlink = 2;
 		return 0;
 	case FS_STATUS:
-		status_stat(fs, st);
+		status_stat(fs, p.json, st);
 		return 0;
 	case FS_FILE:
 		return file_stat(fs, path, &p, st);

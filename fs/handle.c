@@ -360,12 +360,12 @@ int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	return 0;
 }
 
-static int open_status(struct thumbfs *fs, struct fuse_file_info *fi)
+static int open_status(struct thumbfs *fs, bool json, struct fuse_file_info *fi)
 {
 	if ((fi->flags & O_ACCMODE) != O_RDONLY)
 		return -EACCES;
 	struct handle *h = calloc(1, sizeof(*h));
-	if (!h || !(h->status = fs_status_text(fs))) {
+	if (!h || !(h->status = fs_status_render(fs, json))) {
 		free(h);
 		return -ENOMEM;
 	}
@@ -411,7 +411,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 	int acc = fi->flags & O_ACCMODE, ret, fd;
 	fs_parse(fs, path, &p);
 	if (p.kind == FS_STATUS)
-		return open_status(fs, fi);
+		return open_status(fs, p.json, fi);
 	if (p.kind != FS_FILE)
 		return p.kind == FS_INVALID ? -ENOENT : -EISDIR;
 	bool trunc = (fi->flags & O_TRUNC) && acc != O_RDONLY;

@@ -223,7 +223,9 @@ static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l,
 		 * rsync --delete of the whole mount never meets it */
 		return add_entry(l, "patients", S_IFDIR, 0);
 	case FS_META:
-		return add_entry(l, "status", S_IFREG, 0);
+		if ((ret = add_entry(l, "status", S_IFREG, 0)))
+			return ret;
+		return add_entry(l, "status.json", S_IFREG, 0);
 	case FS_PATIENTS:
 	case FS_PATIENT:
 	case FS_BATCH:

@@ -238,9 +238,11 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 	if (!strcmp(comp[0], ".thumbfs")) {
 		if (n == 1)
 			out->kind = FS_META;
-		else if (n == 2 && !strcmp(comp[1], "status"))
+		else if (n == 2 && (!strcmp(comp[1], "status") ||
+				    !strcmp(comp[1], "status.json"))) {
 			out->kind = FS_STATUS;
-		else
+			out->json = comp[1][6] != '\0';
+		} else
 			invalid(out, -ENOENT, "not a thumbfs status file");
 		return;
 	}

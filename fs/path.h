@@ -17,7 +17,7 @@ enum fs_kind {
 	FS_BATCH,    /* "/patients/<id>/<date>" */
 	FS_FILE,     /* "/patients/<id>/<date>/<name>" */
 	FS_META,     /* "/.thumbfs" */
-	FS_STATUS,   /* "/.thumbfs/status" */
+	FS_STATUS,   /* "/.thumbfs/status" and "/.thumbfs/status.json" */
 	FS_INVALID,  /* see err and why */
 };
 
@@ -29,6 +29,7 @@ struct fs_path {
 	char name[256];
 	bool local;    /* FS_FILE: hidden or ignored, never uploaded */
 	bool thumb;    /* FS_FILE: a reserved "*_thumb.*" name */
+	bool json;     /* FS_STATUS: status.json */
 	int err;       /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
 			* place for files), -ENAMETOOLONG, -ENOENT */
 	char why[512]; /* FS_INVALID: the rule that failed, with the values */

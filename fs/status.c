@@ -1,4 +1,5 @@
-/* status.c - the text of .thumbfs/status. */
+/* status.c - .thumbfs/status and .thumbfs/status.json: one set of numbers
+ * gathered once, as text for people and as JSON for scripts. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,76 +13,167 @@
 
 #define PROBLEMS_SHOWN 10 /* of each kind the catalog keeps */
 
-struct text {
-	char buf[PROBLEMS_SHOWN * 2 * 600];
-	size_t len;
+/* What both forms say. */
+struct status {
+	int counts_ret;
+	struct db_counts c;
+	int problems_ret;
+	int n_problems;
+	char problems[PROBLEMS_SHOWN * 2][2][420]; /* path, what */
+	char errors[LOG_KEEP * 520];
+	char bucket[256], refused[512], pg[600], held[600], cache[160];
 };
 
 static void add_problem(void *arg, const char *path, const char *what)
 {
-	struct text *t = arg;
-	if (t->len + 1 >= sizeof(t->buf))
+	struct status *st = arg;
+	if (st->n_problems >= PROBLEMS_SHOWN * 2)
 		return;
-	int n = snprintf(t->buf + t->len, sizeof(t->buf) - t->len,
-			 "  patients/%s: %.400s\n", path, what);
-	if (n > 0)
-		t->len += (size_t)n < sizeof(t->buf) - t->len
-			      ? (size_t)n
-			      : sizeof(t->buf) - t->len - 1;
+	snprintf(st->problems[st->n_problems][0], 420, "patients/%.400s", path);
+	snprintf(st->problems[st->n_problems][1], 420, "%.400s", what);
+	st->n_problems++;
 }
 
-char *fs_status_text(struct thumbfs *fs)
+static struct status *gather(struct thumbfs *fs)
 {
-	struct db_counts c;
-	struct text problems = {.len = 0};
-	char errors[LOG_KEEP * 520];
-	char *out = NULL, pg[600], held[600], store[600], cache[160];
-	int ret = db_counts(fs->db, &c);
-	problems.buf[0] = '\0';
-	if (db_problems(fs->db, PROBLEMS_SHOWN, add_problem, &problems))
-		snprintf(problems.buf, sizeof(problems.buf),
-			 "  (the catalog cannot be read)\n");
-	log_last_errors(errors, sizeof(errors));
-	fs_cache_describe(fs->cache, cache, sizeof(cache));
+	struct status *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->counts_ret = db_counts(fs->db, &st->c);
+	st->problems_ret = db_problems(fs->db, PROBLEMS_SHOWN, add_problem, st);
+	log_last_errors(st->errors, sizeof(st->errors));
+	fs_cache_describe(fs->cache, st->cache, sizeof(st->cache));
+	snprintf(st->bucket, sizeof(st->bucket), "%s", s3_bucket(fs->store));
 	pthread_mutex_lock(&fs->lock);
-	snprintf(store, sizeof(store), "%s%s%s", s3_bucket(fs->store),
-		 fs->store_refused[0] ? " refused: " : " ok",
-		 fs->store_refused);
-	snprintf(pg, sizeof(pg), "%s",
+	snprintf(st->refused, sizeof(st->refused), "%s", fs->store_refused);
+	snprintf(st->pg, sizeof(st->pg), "%s",
 		 !fs->pg	   ? "off (no dsn)"
 		 : fs->pg_state[0] ? fs->pg_state
 				   : "ok");
-	snprintf(held, sizeof(held), "%s", fs->pg_held[0] ? fs->pg_held : "no");
+	snprintf(st->held, sizeof(st->held), "%s",
+		 fs->pg_held[0] ? fs->pg_held : "no");
 	pthread_mutex_unlock(&fs->lock);
-	if (asprintf(&out,
-		     "catalog: %s\n"
-		     "store: %s\n"
-		     "postgres: %s\n"
-		     "postgres held back: %s\n"
-		     "images spooled: %lld\n"
-		     "images uploaded: %lld\n"
-		     "other files uploaded: %lld\n"
-		     "thumbnail errors: %lld\n"
-		     "queue ingest: %lld\n"
-		     "queue delete: %lld\n"
-		     "queue postgres: %lld\n"
-		     "queue backfill: %lld\n"
-		     "queue move: %lld\n"
-		     "failed for good (thumbfs retry): %lld\n"
-		     "queue retrying: %lld\n"
-		     "cache: %s\n"
-		     "problems (kept in the catalog until the file is fixed or "
-		     "gone):\n%s"
-		     "errors logged since this mount:\n%s",
-		     ret ? "unreadable" : "ok", store, pg, held,
-		     (long long)c.spooled, (long long)c.uploaded,
-		     (long long)c.uploaded_other, (long long)c.thumb_errors,
-		     (long long)c.jobs_ingest, (long long)c.jobs_delete,
-		     (long long)c.jobs_sync, (long long)c.jobs_backfill,
-		     (long long)c.jobs_move, (long long)c.jobs_parked,
-		     (long long)c.jobs_retrying, cache,
-		     problems.buf[0] ? problems.buf : "  none\n",
-		     errors[0] ? errors : "") < 0)
-		out = NULL;
+	return st;
+}
+
+/* The counts, in the order both forms give them: (text label, JSON
+ * name, value). */
+#define COUNTS(st)                                                             \
+	{"images spooled", "images_spooled", (st)->c.spooled},                 \
+	    {"images uploaded", "images_uploaded", (st)->c.uploaded},          \
+	    {"other files uploaded", "other_files_uploaded",                   \
+	     (st)->c.uploaded_other},                                          \
+	    {"thumbnail errors", "thumbnail_errors", (st)->c.thumb_errors},    \
+	    {"queue ingest", "queue_ingest", (st)->c.jobs_ingest},             \
+	    {"queue delete", "queue_delete", (st)->c.jobs_delete},             \
+	    {"queue postgres", "queue_postgres", (st)->c.jobs_sync},           \
+	    {"queue backfill", "queue_backfill", (st)->c.jobs_backfill},       \
+	    {"queue move", "queue_move", (st)->c.jobs_move},                   \
+	    {"failed for good (thumbfs retry)", "failed_for_good",             \
+	     (st)->c.jobs_parked},                                             \
+	{                                                                      \
+		"queue retrying", "queue_retrying", (st)->c.jobs_retrying      \
+	}
+
+struct count {
+	const char *label, *name;
+	long long value;
+};
+
+static void text_to(FILE *f, const struct status *st)
+{
+	fprintf(f, "catalog: %s\nstore: %s%s%s\npostgres: %s\n",
+		st->counts_ret ? "unreadable" : "ok", st->bucket,
+		st->refused[0] ? " refused: " : " ok", st->refused, st->pg);
+	fprintf(f, "postgres held back: %s\n", st->held);
+	const struct count counts[] = {COUNTS(st)};
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+		fprintf(f, "%s: %lld\n", counts[i].label, counts[i].value);
+	fprintf(f,
+		"cache: %s\nproblems (kept in the catalog until the file "
+		"is fixed or gone):\n",
+		st->cache);
+	if (st->problems_ret)
+		fputs("  (the catalog cannot be read)\n", f);
+	else if (!st->n_problems)
+		fputs("  none\n", f);
+	for (int i = 0; !st->problems_ret && i < st->n_problems; i++)
+		fprintf(f, "  %s: %s\n", st->problems[i][0],
+			st->problems[i][1]);
+	fprintf(f, "errors logged since this mount:\n%s", st->errors);
+}
+
+/* s as a JSON string: quotes, backslashes and control characters
+ * escaped (the rest is UTF-8 as the names are). */
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_to(FILE *f, const struct status *st)
+{
+	fprintf(f, "{\"catalog\": \"%s\", \"store\": {\"bucket\": ",
+		st->counts_ret ? "unreadable" : "ok");
+	json_str(f, st->bucket);
+	fprintf(f, ", \"state\": \"%s\", \"refused\": ",
+		st->refused[0] ? "refused" : "ok");
+	json_str(f, st->refused);
+	fputs("}, \"postgres\": {\"state\": ", f);
+	json_str(f, st->pg);
+	fputs(", \"held_back\": ", f);
+	json_str(f, st->held);
+	fputs("}", f);
+	const struct count counts[] = {COUNTS(st)};
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+		fprintf(f, ", \"%s\": %lld", counts[i].name, counts[i].value);
+	fputs(", \"cache\": ", f);
+	json_str(f, st->cache);
+	fputs(", \"problems\": [", f);
+	for (int i = 0; !st->problems_ret && i < st->n_problems; i++) {
+		fputs(i ? ", {\"path\": " : "{\"path\": ", f);
+		json_str(f, st->problems[i][0]);
+		fputs(", \"what\": ", f);
+		json_str(f, st->problems[i][1]);
+		fputc('}', f);
+	}
+	fprintf(f, "], \"problems_readable\": %s, \"errors\": [",
+		st->problems_ret ? "false" : "true");
+	const char *e = st->errors;
+	for (int i = 0; *e; i++) {
+		const char *nl = strchr(e, '\n');
+		size_t n = nl ? (size_t)(nl - e) : strlen(e);
+		char line[520];
+		snprintf(line, sizeof(line), "%.*s", (int)n, e);
+		if (i)
+			fputs(", ", f);
+		json_str(f, line);
+		e += n + (nl != NULL);
+	}
+	fputs("]}\n", f);
+}
+
+char *fs_status_render(struct thumbfs *fs, bool json)
+{
+	struct status *st = gather(fs);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = st ? open_memstream(&out, &len) : NULL;
+	if (f) {
+		(json ? json_to : text_to)(f, st);
+		if (fclose(f)) {
+			free(out);
+			out = NULL;
+		}
+	}
+	free(st);
 	return out;
 }

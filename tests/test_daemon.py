@@ -320,3 +320,43 @@ def test_files_open_at_unmount_are_let_go(thumbfs_bin, tmp_path):
     subprocess.run(["fusermount3", "-u", "-z", str(m.mnt)],
                    capture_output=True)
     clean(m.log_text())
+
+
+def status_counts(text):
+    """The 'label: N' lines of the text status, as status.json names
+    them."""
+    out = {}
+    for line in text.split("cache: ")[0].splitlines():
+        label, _, value = line.rpartition(": ")
+        if value.isdigit():
+            name = label.split(" (")[0].replace(" ", "_")
+            out[name] = int(value)
+    return out
+
+
+def test_status_json_has_the_texts_numbers(thumbfs_bin, tmp_path):
+    """.thumbfs/status.json, for scripts: one JSON object with the same
+    numbers, states and problems as .thumbfs/status, listed beside it."""
+    import json
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        d = m.batch()
+        (d / "ok.jpg").write_bytes(photos()[0].read_bytes())
+        (d / "broken.jpg").write_bytes(b"\xff\xd8\xff not a JPEG \"quoted\"")
+        wait_for(lambda: len(m.rows("state = 'uploaded'")) == 2, 60,
+                 "both stored")
+        assert sorted(os.listdir(m.mnt / ".thumbfs")) == ["status",
+                                                           "status.json"]
+        text = (m.mnt / ".thumbfs/status").read_text()
+        got = json.loads((m.mnt / ".thumbfs/status.json").read_text())
+        counts = status_counts(text)
+        assert counts["images_uploaded"] == 2 and \
+            counts["thumbnail_errors"] == 1, text
+        assert {k: got[k] for k in counts} == counts
+        assert got["catalog"] == "ok" and got["store"]["state"] == "ok"
+        assert got["postgres"]["state"] == "off (no dsn)"
+        assert [p["path"] for p in got["problems"]] == \
+            [str((d / "broken.jpg").relative_to(m.mnt))], got
+        assert got["problems"][0]["what"] in text
+    finally:
+        m.stop()

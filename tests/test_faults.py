@@ -6,6 +6,7 @@ uploaded - with no remount."""
 import base64
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -181,6 +182,10 @@ def test_refused_credentials_wait_for_sighup(thumbfs_bin, tmp_path,
         assert "InvalidAccessKeyId" in log and "SIGHUP" in log
         status = (m.mnt / ".thumbfs/status").read_text()
         assert "refused: " in status and "InvalidAccessKeyId" in status
+        got = json.loads((m.mnt / ".thumbfs/status.json").read_text())
+        assert got["store"]["state"] == "refused"
+        assert "InvalidAccessKeyId" in got["store"]["refused"]
+        assert got["queue_ingest"] == 3
         assert len(m.rows("state = 'spooled'")) == 3
         for text in (log, status):
             assert S3_SECRET not in text

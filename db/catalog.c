@@ -59,7 +59,7 @@ DB_SQL_WHOLE(
     "SELECT sum(kind = 1 AND NOT parked), sum(kind = 2 AND NOT parked),"
     " sum(attempts > 0 AND NOT parked), sum(kind IN (3, 4)),"
     " sum(kind = 5 AND NOT parked), sum(kind = 6 AND NOT parked),"
-    " sum(parked) FROM jobs");
+    " sum(parked), min(CASE WHEN NOT parked THEN queued END) FROM jobs");
 DB_SQL(SQL_JOB_HAS, "SELECT 1 FROM jobs WHERE image_id = :id"
 		    " LIMIT 1");
 DB_SQL(SQL_JOB_FIND_INGEST,
@@ -565,6 +565,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_backfill = sqlite3_column_int64(s, 4);
 		out->jobs_move = sqlite3_column_int64(s, 5);
 		out->jobs_parked = sqlite3_column_int64(s, 6);
+		out->oldest_queued = sqlite3_column_int64(s, 7);
 	} else {
 		ret = -EIO;
 	}

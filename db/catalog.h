@@ -120,6 +120,8 @@ struct db_counts {
 	int64_t jobs_backfill; /* thumbnails to make for stored rows */
 	int64_t jobs_move;     /* stored images to copy to their new keys */
 	int64_t jobs_parked;   /* failed for good, until retried */
+	int64_t oldest_queued; /* unix seconds the oldest waiting job was
+				* queued at, 0 when none waits */
 };
 
 /* Whether the last mount of this catalog ended cleanly (its loop over,

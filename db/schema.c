@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 12
+#define SCHEMA_VERSION 13
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -182,6 +182,15 @@ static const char schema_v12[] =
     "ALTER TABLE jobs ADD COLUMN stamp TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE tombstones ADD COLUMN stamp TEXT NOT NULL DEFAULT '';";
 
+/* Version 13: when each job was queued (unix seconds), for the age of
+ * the oldest waiting one that the status file and thumbfs check give;
+ * set by a trigger, so that no statement that queues needs to. */
+static const char schema_v13[] =
+    "ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE jobs SET queued = unixepoch();"
+    "CREATE TRIGGER jobs_queued AFTER INSERT ON jobs BEGIN UPDATE jobs SET"
+    " queued = unixepoch() WHERE id = new.id; END;";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -204,7 +213,8 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	/* each version's step, in order, in one transaction */
 	const char *steps[] = {schema_v1, schema_v2,  schema_v3,  schema_v4,
 			       schema_v5, schema_v6,  schema_v7,  schema_v8,
-			       schema_v9, schema_v10, schema_v11, schema_v12};
+			       schema_v9, schema_v10, schema_v11, schema_v12,
+			       schema_v13};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

@@ -1,4 +1,4 @@
-/* commands.c - the subcommands: schema, presign, backfill, retry and
+/* commands.c - the subcommands: schema, presign, backfill, retry, check and
  * verify, each with its own arguments, checked before it runs. */
 #include "fs/commands.h"
 
@@ -15,6 +15,7 @@
 #include "db/queue.h"
 #include "fs/audit.h"
 #include "fs/backfill.h"
+#include "fs/check.h"
 #include "fs/owner.h"
 #include "fs/path.h"
 #include "fs/setup.h"
@@ -250,6 +251,13 @@ static const struct subcommand subcommands[] = {
      "and\nthat no object is left unnamed; exit 0 only when clean. "
      "--repair fixes\nwhat it safely can; --delete-orphans deletes "
      "unnamed objects."},
+    {"check", 1, 7, " CONFIG [--queue-age W,C] [--failed W,C] [--sync-lag W,C]",
+     "The running mount's state in one line, exit 0 OK, 1 WARNING, 2\n"
+     "CRITICAL, 3 UNKNOWN (the monitoring-plugins conventions). WARNING "
+     "and\nCRITICAL at W and C: the oldest waiting job's age (seconds, "
+     "3600,14400),\nimages failed for good (1,50), the sync from "
+     "PostgreSQL held back (seconds,\n300,1800). CRITICAL too when no "
+     "mount runs on CONFIG, the store refuses\nor PostgreSQL is away."},
 };
 
 static const struct subcommand *find_subcommand(const char *name)
@@ -277,7 +285,7 @@ int fs_command(int argc, char **argv)
 			n < sub->min ? "missing arguments"
 				     : "too many arguments",
 			argv[0], sub->name, sub->args);
-		return 2;
+		return strcmp(sub->name, "check") ? 2 : 3; /* UNKNOWN */
 	}
 	if (!strcmp(sub->name, "schema")) {
 		fputs(db_pg_schema, stdout); /* | psql DSN */
@@ -289,5 +297,7 @@ int fs_command(int argc, char **argv)
 		return retry_command(argv[2], n == 2 ? argv[3] : NULL);
 	if (!strcmp(sub->name, "verify"))
 		return verify_command(n, argv + 2);
+	if (!strcmp(sub->name, "check"))
+		return fs_check_command(n, argv + 2);
 	return presign(argv[2], argv[3], n == 3 ? argv[4] : "3600");
 }

@@ -1,6 +1,6 @@
 /*
  * commands.h - the subcommands (commands.c): thumbfs schema, presign,
- * backfill, retry and verify.
+ * backfill, retry, verify and check (check.c).
  */
 #ifndef FS_COMMANDS_H
 #define FS_COMMANDS_H

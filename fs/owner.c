@@ -74,6 +74,18 @@ int fs_owner_take(const char *dir, bool wait, const atomic_int *stop,
 	return fd;
 }
 
+int fs_owner_peek(const char *dir, long *pid, char *what, size_t n)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/owner", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	read_holder(fd, pid, what, n);
+	close(fd);
+	return 0;
+}
+
 void fs_owner_say(int fd, const char *fmt, ...)
 {
 	char line[600];

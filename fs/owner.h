@@ -27,4 +27,10 @@ int fs_owner_take(const char *dir, bool wait, const atomic_int *stop,
 void fs_owner_say(int fd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Who holds (or last held) the catalog of dir, read without taking its
+ * lock (so that a mount starting meanwhile is never refused): *pid and
+ * what it said; 0, or -errno (-ENOENT: never owned). The process may be
+ * gone: see whether *pid lives. */
+int fs_owner_peek(const char *dir, long *pid, char *what, size_t n);
+
 #endif

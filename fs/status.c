@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db/catalog.h"
 #include "fs/cache.h"
+#include "fs/json.h"
 #include "fs/log.h"
 #include "fs/status.h"
 #include "fs/thumbfs.h"
@@ -22,6 +24,7 @@ struct status {
 	char problems[PROBLEMS_SHOWN * 2][2][420]; /* path, what */
 	char errors[LOG_KEEP * 520];
 	char bucket[256], refused[512], pg[600], held[600], cache[160];
+	long long held_s, oldest_s; /* the sync held back; the oldest job */
 };
 
 static void add_problem(void *arg, const char *path, const char *what)
@@ -52,7 +55,12 @@ static struct status *gather(struct thumbfs *fs)
 				   : "ok");
 	snprintf(st->held, sizeof(st->held), "%s",
 		 fs->pg_held[0] ? fs->pg_held : "no");
+	st->held_s = fs->pg_held_s;
 	pthread_mutex_unlock(&fs->lock);
+	time_t now = time(NULL);
+	st->oldest_s = st->c.oldest_queued > 0 && now > st->c.oldest_queued
+			   ? (long long)(now - st->c.oldest_queued)
+			   : 0;
 	return st;
 }
 
@@ -71,8 +79,12 @@ static struct status *gather(struct thumbfs *fs)
 	    {"queue move", "queue_move", (st)->c.jobs_move},                   \
 	    {"failed for good (thumbfs retry)", "failed_for_good",             \
 	     (st)->c.jobs_parked},                                             \
+	    {"queue retrying", "queue_retrying", (st)->c.jobs_retrying},       \
+	    {"oldest job waiting (seconds)", "oldest_job_waiting_seconds",     \
+	     (st)->oldest_s},                                                  \
 	{                                                                      \
-		"queue retrying", "queue_retrying", (st)->c.jobs_retrying      \
+		"postgres held back (seconds)", "postgres_held_back_seconds",  \
+		    (st)->held_s                                               \
 	}
 
 struct count {
@@ -103,46 +115,30 @@ static void text_to(FILE *f, const struct status *st)
 	fprintf(f, "errors logged since this mount:\n%s", st->errors);
 }
 
-/* s as a JSON string: quotes, backslashes and control characters
- * escaped (the rest is UTF-8 as the names are). */
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
 static void json_to(FILE *f, const struct status *st)
 {
 	fprintf(f, "{\"catalog\": \"%s\", \"store\": {\"bucket\": ",
 		st->counts_ret ? "unreadable" : "ok");
-	json_str(f, st->bucket);
+	fs_json_str(f, st->bucket);
 	fprintf(f, ", \"state\": \"%s\", \"refused\": ",
 		st->refused[0] ? "refused" : "ok");
-	json_str(f, st->refused);
+	fs_json_str(f, st->refused);
 	fputs("}, \"postgres\": {\"state\": ", f);
-	json_str(f, st->pg);
+	fs_json_str(f, st->pg);
 	fputs(", \"held_back\": ", f);
-	json_str(f, st->held);
+	fs_json_str(f, st->held);
 	fputs("}", f);
 	const struct count counts[] = {COUNTS(st)};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
 		fprintf(f, ", \"%s\": %lld", counts[i].name, counts[i].value);
 	fputs(", \"cache\": ", f);
-	json_str(f, st->cache);
+	fs_json_str(f, st->cache);
 	fputs(", \"problems\": [", f);
 	for (int i = 0; !st->problems_ret && i < st->n_problems; i++) {
 		fputs(i ? ", {\"path\": " : "{\"path\": ", f);
-		json_str(f, st->problems[i][0]);
+		fs_json_str(f, st->problems[i][0]);
 		fputs(", \"what\": ", f);
-		json_str(f, st->problems[i][1]);
+		fs_json_str(f, st->problems[i][1]);
 		fputc('}', f);
 	}
 	fprintf(f, "], \"problems_readable\": %s, \"errors\": [",
@@ -155,7 +151,7 @@ static void json_to(FILE *f, const struct status *st)
 		snprintf(line, sizeof(line), "%.*s", (int)n, e);
 		if (i)
 			fputs(", ", f);
-		json_str(f, line);
+		fs_json_str(f, line);
 		e += n + (nl != NULL);
 	}
 	fputs("]}\n", f);

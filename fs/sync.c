@@ -409,6 +409,7 @@ static void watch_bound(struct thumbfs *fs, bool held)
 	}
 	pthread_mutex_lock(&fs->lock);
 	snprintf(fs->pg_held, sizeof(fs->pg_held), "%s", line);
+	fs->pg_held_s = held && since ? (long long)(now - since) : 0;
 	pthread_mutex_unlock(&fs->lock);
 }
 

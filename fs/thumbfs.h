@@ -73,6 +73,7 @@ struct thumbfs {
 	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
 	char pg_held[512];	 /* guarded by lock: "", or how long and by
 				  * what the sync bound is held back */
+	long long pg_held_s;	 /* guarded by lock: for how long, 0 */
 	bool pg_caught_up;	 /* the sync runner's: said it had */
 	atomic_bool walk_spool;	 /* a file the catalog missed is in it */
 	char store_refused[512]; /* guarded by lock: "", or the store's

@@ -18,6 +18,7 @@
 #include "db/scratch.h"
 #include "fs/audit.h"
 #include "fs/jobs.h"
+#include "fs/json.h"
 #include "fs/spool.h"
 #include "fs/template.h"
 #include "fs/thumbfs.h"
@@ -72,21 +73,6 @@ static void finding(struct run *r, enum kind k, const char *path,
 		    const char *key, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
 static void finding(struct run *r, enum kind k, const char *path,
 		    const char *key, const char *fmt, ...)
 {
@@ -100,13 +86,13 @@ static void finding(struct run *r, enum kind k, const char *path,
 		fputs("\r\033[K", stderr);
 	if (r->o->json) {
 		printf("{\"kind\": ");
-		json_str(kind_names[k]);
+		fs_json_str(stdout, kind_names[k]);
 		printf(", \"path\": ");
-		json_str(path);
+		fs_json_str(stdout, path);
 		printf(", \"key\": ");
-		json_str(key ? key : "");
+		fs_json_str(stdout, key ? key : "");
 		printf(", \"what\": ");
-		json_str(what);
+		fs_json_str(stdout, what);
 		printf("}\n");
 	} else {
 		printf("%-18s %s%s%s: %s\n", kind_names[k], path,

@@ -329,7 +329,8 @@ def status_counts(text):
     for line in text.split("cache: ")[0].splitlines():
         label, _, value = line.rpartition(": ")
         if value.isdigit():
-            name = label.split(" (")[0].replace(" ", "_")
+            name = label.replace(" (seconds)", " seconds").split(
+                " (")[0].replace(" ", "_")
             out[name] = int(value)
     return out
 

@@ -104,3 +104,23 @@ def test_check_is_critical_when_the_mount_hangs(thumbfs_bin, tmp_path):
     finally:
         m.proc.send_signal(signal.SIGCONT)
         m.stop()
+
+
+def test_check_is_critical_when_postgresql_is_away(thumbfs_bin, tmp_path):
+    """A dsn nobody answers on (PostgreSQL down): images cannot reach the
+    web app's tables, and check says so."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    m = Mount(thumbfs_bin, tmp_path, "file")
+    m.config["postgres"] = {"dsn": f"host=127.0.0.1 port={port} "
+                                   "dbname=none connect_timeout=2"}
+    m.start()
+    try:
+        wait_for(lambda: check(m)[0] == 2, 60, "check to say CRITICAL")
+        rc, out = check(m)
+        assert "PostgreSQL" in out, out
+    finally:
+        m.stop()

@@ -55,11 +55,13 @@ DB_SQL(SQL_PROBLEMS,
        " FROM jobs j LEFT JOIN images i ON i.id = j.image_id WHERE j.parked"
        " ORDER BY j.id DESC LIMIT :n)");
 DB_SQL_WHOLE(
-    SQL_COUNT_JOBS, "the queue's counts, once per read of the status file",
+    SQL_COUNT_JOBS,
+    "the queue's counts, once per status read or metrics scrape",
     "SELECT sum(kind = 1 AND NOT parked), sum(kind = 2 AND NOT parked),"
     " sum(attempts > 0 AND NOT parked), sum(kind IN (3, 4)),"
     " sum(kind = 5 AND NOT parked), sum(kind = 6 AND NOT parked),"
-    " sum(parked), min(CASE WHEN NOT parked THEN queued END) FROM jobs");
+    " sum(parked), min(CASE WHEN NOT parked THEN queued END),"
+    " min(CASE WHEN kind IN (3, 4) AND NOT parked THEN queued END) FROM jobs");
 DB_SQL(SQL_JOB_HAS, "SELECT 1 FROM jobs WHERE image_id = :id"
 		    " LIMIT 1");
 DB_SQL(SQL_JOB_FIND_INGEST,
@@ -566,6 +568,7 @@ int db_counts(struct db *db, struct db_counts *out)
 		out->jobs_move = sqlite3_column_int64(s, 5);
 		out->jobs_parked = sqlite3_column_int64(s, 6);
 		out->oldest_queued = sqlite3_column_int64(s, 7);
+		out->oldest_sync = sqlite3_column_int64(s, 8);
 	} else {
 		ret = -EIO;
 	}

@@ -122,6 +122,7 @@ struct db_counts {
 	int64_t jobs_parked;   /* failed for good, until retried */
 	int64_t oldest_queued; /* unix seconds the oldest waiting job was
 				* queued at, 0 when none waits */
+	int64_t oldest_sync;   /* the same of the PostgreSQL jobs */
 };
 
 /* Whether the last mount of this catalog ended cleanly (its loop over,

@@ -140,13 +140,21 @@ void fs_cache_added(struct fs_cache *c, uint64_t bytes)
 	pthread_mutex_unlock(&c->lock);
 }
 
+bool fs_cache_figures(struct fs_cache *c, uint64_t *used, uint64_t *max)
+{
+	pthread_mutex_lock(&c->lock);
+	*used = c->measured + c->added;
+	*max = c->max_bytes;
+	bool walked = c->walked;
+	pthread_mutex_unlock(&c->lock);
+	return walked;
+}
+
 void fs_cache_describe(struct fs_cache *c, char *out, size_t n)
 {
 	char used[32], bound[32];
-	pthread_mutex_lock(&c->lock);
-	uint64_t now = c->measured + c->added, max = c->max_bytes;
-	bool walked = c->walked;
-	pthread_mutex_unlock(&c->lock);
+	uint64_t now, max;
+	bool walked = fs_cache_figures(c, &now, &max);
 	log_size(max, bound, sizeof(bound));
 	if (!walked)
 		snprintf(out, n, "being measured; bound %s",

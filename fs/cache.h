@@ -14,6 +14,7 @@
 #ifndef FS_CACHE_H
 #define FS_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -51,6 +52,10 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
  * its data, and puts them back; none of that shows. 0 or -errno. */
 struct stat;
 int fs_cache_stat(struct fs_cache *c, const char *sp, int fd, struct stat *st);
+
+/* The bytes on disk (as last measured, and added since) into used and
+ * the bound (0: none) into max; false while the first walk measures. */
+bool fs_cache_figures(struct fs_cache *c, uint64_t *used, uint64_t *max);
 
 /* "N of M bytes" (as last measured) into out, for the status file. */
 void fs_cache_describe(struct fs_cache *c, char *out, size_t n);

@@ -22,10 +22,11 @@ enum { OK, WARNING, CRITICAL, UNKNOWN };
 static const char *const state_names[] = {"OK", "WARNING", "CRITICAL",
 					  "UNKNOWN"};
 
-/* A threshold pair on one number of the status file: at or over warn is
- * WARNING, at or over crit CRITICAL. */
+/* A threshold pair on one number of the status file (the larger of two
+ * when label2 is given): at or over warn is WARNING, at or over crit
+ * CRITICAL. */
 struct limit {
-	const char *flag, *label, *perf, *unit;
+	const char *flag, *label, *label2, *perf, *unit;
 	long long warn, crit;
 	long long value;
 };
@@ -35,12 +36,14 @@ struct limit {
  * or PostgreSQL is away), and wake someone when images stop reaching the
  * web app for hours. */
 static struct limit limits[] = {
-    {"--queue-age", "oldest job waiting (seconds)", "oldest_job_age", "s", 3600,
-     4 * 3600, 0},
-    {"--failed", "failed for good (thumbfs retry)", "failed_for_good", "", 1,
-     50, 0},
-    {"--sync-lag", "postgres held back (seconds)", "sync_held_back", "s", 300,
-     1800, 0},
+    {"--queue-age", "oldest job waiting (seconds)", NULL, "oldest_job_age", "s",
+     3600, 4 * 3600, 0},
+    {"--failed", "failed for good (thumbfs retry)", NULL, "failed_for_good", "",
+     1, 50, 0},
+    /* rows waiting for PostgreSQL (away, or refusing), or its changes
+     * held back from this mount by a long transaction */
+    {"--sync-lag", "postgres waiting (seconds)", "postgres held back (seconds)",
+     "sync_lag", "s", 300, 1800, 0},
 };
 #define N_LIMITS (sizeof(limits) / sizeof(limits[0]))
 
@@ -220,13 +223,23 @@ int fs_check_command(int argc, char **argv)
 	}
 	for (size_t k = 0; k < N_LIMITS; k++) {
 		struct limit *l = &limits[k];
-		if (!field(text, l->label, v, sizeof(v))) {
+		const char *lack =
+		    !field(text, l->label, v, sizeof(v)) ? l->label : NULL;
+		l->value = lack ? 0 : strtoll(v, NULL, 10);
+		if (!lack && l->label2) {
+			if (field(text, l->label2, v, sizeof(v))) {
+				long long v2 = strtoll(v, NULL, 10);
+				l->value = v2 > l->value ? v2 : l->value;
+			} else {
+				lack = l->label2;
+			}
+		}
+		if (lack) {
 			free(text);
 			snprintf(what, sizeof(what),
-				 "the status file has no '%s'", l->label);
+				 "the status file has no '%s'", lack);
 			return say(UNKNOWN, what, "");
 		}
-		l->value = strtoll(v, NULL, 10);
 		int s = l->value >= l->crit   ? CRITICAL
 			: l->value >= l->warn ? WARNING
 					      : OK;

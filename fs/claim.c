@@ -120,7 +120,7 @@ bool fs_claim_write(struct thumbfs *fs, const struct db_job *job,
 			 "its store key is held by another image, '%s' (on "
 			 "another mount)",
 			 who);
-		fs_job_failed(fs, job, -EPROTO, what, err);
+		fs_job_key_held(fs, job, what, err);
 	} else {
 		fs_claim_wait(fs, job, ret, what, err);
 	}

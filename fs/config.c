@@ -85,6 +85,7 @@ static const struct key keys[] = {
     STR("audit", "file", audit_file, false),
     NUM("audit", "max_bytes", K_SIZE, audit_max_bytes, 4096, 1LL << 40),
     NUM("audit", "keep", K_INT, audit_keep, 0, 1000),
+    STR("metrics", "listen", metrics_listen, false),
     STR("log", "file", log_file, false),
 };
 
@@ -127,8 +128,9 @@ void cfg_init(struct cfg *cfg)
 }
 
 /* Sections, in the order a config file has them. */
-static const char *const sections[] = {
-    "store", "catalog", "postgres", "thumbnail", "fs", "cache", "audit", "log"};
+static const char *const sections[] = {"store",	    "catalog", "postgres",
+				       "thumbnail", "fs",      "cache",
+				       "audit",	    "metrics", "log"};
 
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 
@@ -289,8 +291,8 @@ static bool known_section(struct parse *p, const char *section)
 			add_error(p, p->section_line,
 				  "unknown section [%s] (the sections are "
 				  "[store], [catalog], [postgres], "
-				  "[thumbnail], [fs], [cache], [audit] and "
-				  "[log])",
+				  "[thumbnail], [fs], [cache], [audit], "
+				  "[metrics] and [log])",
 				  section);
 	}
 	return false;

@@ -63,6 +63,8 @@ struct cfg {
 	char audit_file[CFG_STR]; /* "": no audit log */
 	uint64_t audit_max_bytes;
 	int audit_keep;
+	/* [metrics] */
+	char metrics_listen[256]; /* "": no metrics served; else HOST:PORT */
 
 	/* [log] */
 	char log_file[CFG_STR]; /* "": syslog when daemonised, else stderr */

@@ -21,6 +21,7 @@
 #include "fs/ingest.h"
 #include "fs/job.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/reload.h"
 #include "fs/path.h"
 #include "fs/spool.h"
@@ -244,6 +245,9 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (fs->pg)
 		fs_jobs_kick(fs); /* the sync runner has a row to send */
 	fs_cache_added(fs->cache, dg.size + res.size);
+	fs_metrics_stored(img.id, img.updated_at, dg.size + res.size, !terr);
+	if (terr && !empty)
+		fs_metrics_failed(FS_FAIL_THUMBNAIL);
 	if (empty)
 		log_info("stored %s (an empty file: no thumbnail)", what);
 	else if (terr)
@@ -337,6 +341,7 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 	if (ret) {
 		/* the row stays as the app has it; the reason is kept so
 		 * that it is not tried at every listing */
+		fs_metrics_failed(FS_FAIL_THUMBNAIL);
 		log_error("thumbnail of '%s' cannot be made: %s", what, err);
 		FS_SETTLE(fs, "a failed backfill",
 			  db_backfill_failed(fs->db, job, err));
@@ -403,6 +408,8 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 		log_error("catalog update of '%s' failed: %s", what,
 			  strerror(-ret));
 	else if (current)
+		fs_metrics_thumbnail_made(res.size);
+	if (ret == 0 && current)
 		log_info("backfilled the thumbnail of %s (%dx%d, thumb %dx%d)",
 			 what, res.width, res.height, res.thumb_width,
 			 res.thumb_height);

@@ -13,6 +13,7 @@
 #include "db/queue.h"
 #include "fs/job.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/reload.h"
 #include "fs/thumbfs.h"
 
@@ -66,15 +67,30 @@ void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 
 /* The store failed a request in a way that may pass (-EAGAIN): the next
  * success lets the jobs waiting out their backoff go at once. */
-static _Atomic bool store_failing;
-
-bool fs_store_failing(void)
+bool fs_store_failing(struct thumbfs *fs)
 {
-	return store_failing;
+	return atomic_load(&fs->store_failing);
 }
+
+static void job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
+		       const char *what, const char *err);
 
 void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 		   const char *what, const char *err)
+{
+	fs_metrics_failed(FS_FAIL_STORE);
+	job_failed(fs, job, ret, what, err);
+}
+
+void fs_job_key_held(struct thumbfs *fs, const struct db_job *job,
+		     const char *what, const char *err)
+{
+	fs_metrics_failed(FS_FAIL_KEY_HELD);
+	job_failed(fs, job, -EPROTO, what, err);
+}
+
+static void job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
+		       const char *what, const char *err)
 {
 	bool for_good = ret == -EINVAL || ret == -EPROTO || ret == -ENOENT ||
 			ret == -EFBIG || ret == -ENAMETOOLONG ||
@@ -94,7 +110,7 @@ void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 		FS_SETTLE(fs, what, db_job_wrong(fs->db, job->id, delay, err));
 	} else {
 		if (ret == -EAGAIN)
-			store_failing = true;
+			atomic_store(&fs->store_failing, true);
 		fs_job_retry(fs, job, what, err);
 	}
 }
@@ -111,7 +127,7 @@ bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
 	} else if (ret == -EEXIST) {
 		snprintf(err, sizeof(err),
 			 "its store key is held by another image, '%s'", who);
-		fs_job_failed(fs, job, -EPROTO, what, err);
+		fs_job_key_held(fs, job, what, err);
 	} else {
 		fs_job_retry(fs, job, what, strerror(-ret));
 	}
@@ -120,7 +136,9 @@ bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
 
 void fs_job_succeeded(struct thumbfs *fs)
 {
-	if (!store_failing || !atomic_exchange(&store_failing, false))
+	fs_metrics_store_ok();
+	if (!atomic_load(&fs->store_failing) ||
+	    !atomic_exchange(&fs->store_failing, false))
 		return;
 	int n = db_jobs_go(fs->db);
 	if (n > 0) {

@@ -35,6 +35,11 @@ void fs_job_refused(struct thumbfs *fs, const struct db_job *job,
 void fs_job_failed(struct thumbfs *fs, const struct db_job *job, int ret,
 		   const char *what, const char *err);
 
+/* Another image holds a key job is to write: parked with err, the
+ * others go on. */
+void fs_job_key_held(struct thumbfs *fs, const struct db_job *job,
+		     const char *what, const char *err);
+
 /* The gate (db/gate.h) before job writes key and key2 ("": none): true
  * if it may go on; false when it may not now (the job waits a second,
  * untried), or must not (another image holds the key: parked with the
@@ -71,6 +76,6 @@ bool fs_jobs_stopping(struct thumbfs *fs);
 
 /* A store request failed in a way that may pass, and none has succeeded
  * since: the runners probe the store when nothing is due. */
-bool fs_store_failing(void);
+bool fs_store_failing(struct thumbfs *fs);
 
 #endif

@@ -95,7 +95,7 @@ static void *worker_main(void *arg)
 		else if (ret != -ENOENT)
 			log_error("cannot read the job queue: %s",
 				  strerror(-ret));
-		else if (fs_store_failing())
+		else if (fs_store_failing(fs))
 			probe(fs); /* nothing due, as the store was failing */
 		fs_cache_trim(fs);
 		checkpoint(fs); /* the checkpointer may be behind */

@@ -28,6 +28,7 @@
 #include "fs/owner.h"
 #include "fs/reload.h"
 #include "fs/verify.h"
+#include "fs/metrics_http.h"
 #include "fs/ops.h"
 #include "fs/reconcile.h"
 #include "fs/setup.h"
@@ -41,12 +42,14 @@
 struct args {
 	char *config;
 	char *log_file; /* -o log=FILE: over [log] file */
+	char *metrics;	/* -o metrics=HOST:PORT: over [metrics] listen */
 	int show_help;
 	int show_version;
 };
 
 static const struct fuse_opt spec[] = {
     {"log=%s", offsetof(struct args, log_file), 0},
+    {"metrics=%s", offsetof(struct args, metrics), 0},
     {"-h", offsetof(struct args, show_help), 1},
     {"--help", offsetof(struct args, show_help), 1},
     {"-V", offsetof(struct args, show_version), 1},
@@ -85,6 +88,9 @@ static void usage(const char *prog)
 	       "    -d             FUSE debug output (implies -f)\n"
 	       "    -s             one thread for FUSE requests\n"
 	       "    -o log=FILE    log to FILE (over [log] file in CONFIG)\n"
+	       "    -o metrics=HOST:PORT  serve Prometheus metrics there "
+	       "(over\n"
+	       "                   [metrics] listen in CONFIG)\n"
 	       "    -o opt[,opt]   FUSE mount options (allow_other, ...)\n"
 	       "    -h, --help     this text\n"
 	       "    -V, --version  the version\n",
@@ -182,7 +188,7 @@ int main(int argc, char *argv[])
 	struct fuse *fuse = NULL;
 	struct fuse_loop_config *loop = NULL;
 	char err[1024];
-	int status = 1, owner = -1;
+	int status = 1, owner = -1, metrics = -1;
 	bool mounted = false;
 
 	int cmd = fs_command(argc, argv);
@@ -258,6 +264,15 @@ int main(int argc, char *argv[])
 		goto out_store;
 	}
 
+	/* the metrics' port is taken now, so that a port in use or a bad
+	 * address stops the mount at the terminal */
+	const char *listen_on = a.metrics ? a.metrics : fs.cfg.metrics_listen;
+	if (*listen_on &&
+	    (metrics = fs_metrics_listen(listen_on, err, sizeof(err))) < 0) {
+		fprintf(stderr, "thumbfs: %s\n", err);
+		goto out_audit;
+	}
+
 	fuse_opt_add_arg(&args, "-osubtype=thumbfs");
 	/* mount and df show the config as the source (sshfs shows
 	 * user@host:path), commas and backslashes escaped for FUSE */
@@ -279,7 +294,7 @@ int main(int argc, char *argv[])
 	fuse = fuse_new(&args, fs_audited(fs_operations()),
 			sizeof(struct fuse_operations), &fs);
 	if (!fuse)
-		goto out_store;
+		goto out_audit;
 	if (fuse_mount(fuse, opts.mountpoint))
 		goto out_destroy;
 	mounted = true;
@@ -339,6 +354,14 @@ int main(int argc, char *argv[])
 		log_error("cannot start the workers");
 		goto out_signals;
 	}
+	if (metrics >= 0) {
+		int fd = metrics;
+		metrics = -1; /* the server's now, working or not */
+		if (fs_metrics_serve(&fs, fd, err, sizeof(err)))
+			log_error("%s", err);
+		else
+			log_info("metrics at http://%s/metrics", listen_on);
+	}
 	log_info("mounted %s on %s (store %s)", a.config, opts.mountpoint,
 		 s3_bucket(fs.store));
 	if (!fs.cfg.allow_other && !allow_other_given(&args))
@@ -384,6 +407,7 @@ int main(int argc, char *argv[])
 out_signals:
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
 out_db:
+	fs_metrics_stop(); /* it reads the catalog */
 	db_pg_free(fs.pg);
 	db_free(fs.db);
 out_unmount:
@@ -391,8 +415,11 @@ out_unmount:
 		fuse_unmount(fuse);
 out_destroy:
 	fuse_destroy(fuse);
-out_store:
+out_audit:
+	if (metrics >= 0)
+		close(metrics);
 	audit_close(fs.audit);
+out_store:
 	s3_free(fs.store);
 out_rules:
 	fs_cache_free(fs.cache);
@@ -403,6 +430,7 @@ out_args:
 	free((char *)fs.config_path);
 	free(a.config);
 	free(a.log_file);
+	free(a.metrics);
 	if (owner >= 0)
 		close(owner);
 	fuse_opt_free_args(&args);

@@ -1,5 +1,6 @@
 /* status.c - .thumbfs/status and .thumbfs/status.json: one set of numbers
  * gathered once, as text for people and as JSON for scripts. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,12 @@
 
 /* What both forms say. */
 struct status {
-	int counts_ret;
-	struct db_counts c;
+	struct fs_figures f;
 	int problems_ret;
 	int n_problems;
 	char problems[PROBLEMS_SHOWN * 2][2][420]; /* path, what */
 	char errors[LOG_KEEP * 520];
-	char bucket[256], refused[512], pg[600], held[600], cache[160];
-	long long held_s, oldest_s; /* the sync held back; the oldest job */
+	char bucket[256], cache[160];
 };
 
 static void add_problem(void *arg, const char *path, const char *what)
@@ -37,54 +36,72 @@ static void add_problem(void *arg, const char *path, const char *what)
 	st->n_problems++;
 }
 
+static long long age(int64_t since, time_t now)
+{
+	return since > 0 && now > since ? (long long)(now - since) : 0;
+}
+
+void fs_figures_read(struct thumbfs *fs, struct fs_figures *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->counts_ret = db_counts(fs->db, &f->c);
+	f->cache_measured =
+	    fs_cache_figures(fs->cache, &f->cache_used, &f->cache_max);
+	pthread_mutex_lock(&fs->lock);
+	snprintf(f->refused, sizeof(f->refused), "%s", fs->store_refused);
+	f->pg_on = fs->pg != NULL;
+	/* "" until the sync runner's first look */
+	f->pg_up = f->pg_on && strncmp(fs->pg_state, "waiting", 7) != 0;
+	snprintf(f->pg, sizeof(f->pg), "%s",
+		 !fs->pg	   ? "off (no dsn)"
+		 : fs->pg_state[0] ? fs->pg_state
+				   : "ok");
+	snprintf(f->held, sizeof(f->held), "%s",
+		 fs->pg_held[0] ? fs->pg_held : "no");
+	f->held_s = fs->pg_held_s;
+	pthread_mutex_unlock(&fs->lock);
+	f->store_up = !f->refused[0] && !atomic_load(&fs->store_failing);
+	time_t now = time(NULL);
+	f->oldest_s = age(f->c.oldest_queued, now);
+	f->sync_s = age(f->c.oldest_sync, now);
+}
+
 static struct status *gather(struct thumbfs *fs)
 {
 	struct status *st = calloc(1, sizeof(*st));
 	if (!st)
 		return NULL;
-	st->counts_ret = db_counts(fs->db, &st->c);
+	fs_figures_read(fs, &st->f);
 	st->problems_ret = db_problems(fs->db, PROBLEMS_SHOWN, add_problem, st);
 	log_last_errors(st->errors, sizeof(st->errors));
 	fs_cache_describe(fs->cache, st->cache, sizeof(st->cache));
 	snprintf(st->bucket, sizeof(st->bucket), "%s", s3_bucket(fs->store));
-	pthread_mutex_lock(&fs->lock);
-	snprintf(st->refused, sizeof(st->refused), "%s", fs->store_refused);
-	snprintf(st->pg, sizeof(st->pg), "%s",
-		 !fs->pg	   ? "off (no dsn)"
-		 : fs->pg_state[0] ? fs->pg_state
-				   : "ok");
-	snprintf(st->held, sizeof(st->held), "%s",
-		 fs->pg_held[0] ? fs->pg_held : "no");
-	st->held_s = fs->pg_held_s;
-	pthread_mutex_unlock(&fs->lock);
-	time_t now = time(NULL);
-	st->oldest_s = st->c.oldest_queued > 0 && now > st->c.oldest_queued
-			   ? (long long)(now - st->c.oldest_queued)
-			   : 0;
 	return st;
 }
 
 /* The counts, in the order both forms give them: (text label, JSON
  * name, value). */
 #define COUNTS(st)                                                             \
-	{"images spooled", "images_spooled", (st)->c.spooled},                 \
-	    {"images uploaded", "images_uploaded", (st)->c.uploaded},          \
+	{"images spooled", "images_spooled", (st)->f.c.spooled},               \
+	    {"images uploaded", "images_uploaded", (st)->f.c.uploaded},        \
 	    {"other files uploaded", "other_files_uploaded",                   \
-	     (st)->c.uploaded_other},                                          \
-	    {"thumbnail errors", "thumbnail_errors", (st)->c.thumb_errors},    \
-	    {"queue ingest", "queue_ingest", (st)->c.jobs_ingest},             \
-	    {"queue delete", "queue_delete", (st)->c.jobs_delete},             \
-	    {"queue postgres", "queue_postgres", (st)->c.jobs_sync},           \
-	    {"queue backfill", "queue_backfill", (st)->c.jobs_backfill},       \
-	    {"queue move", "queue_move", (st)->c.jobs_move},                   \
+	     (st)->f.c.uploaded_other},                                        \
+	    {"thumbnail errors", "thumbnail_errors", (st)->f.c.thumb_errors},  \
+	    {"queue ingest", "queue_ingest", (st)->f.c.jobs_ingest},           \
+	    {"queue delete", "queue_delete", (st)->f.c.jobs_delete},           \
+	    {"queue postgres", "queue_postgres", (st)->f.c.jobs_sync},         \
+	    {"queue backfill", "queue_backfill", (st)->f.c.jobs_backfill},     \
+	    {"queue move", "queue_move", (st)->f.c.jobs_move},                 \
 	    {"failed for good (thumbfs retry)", "failed_for_good",             \
-	     (st)->c.jobs_parked},                                             \
-	    {"queue retrying", "queue_retrying", (st)->c.jobs_retrying},       \
+	     (st)->f.c.jobs_parked},                                           \
+	    {"queue retrying", "queue_retrying", (st)->f.c.jobs_retrying},     \
 	    {"oldest job waiting (seconds)", "oldest_job_waiting_seconds",     \
-	     (st)->oldest_s},                                                  \
+	     (st)->f.oldest_s},                                                \
+	    {"postgres waiting (seconds)", "postgres_waiting_seconds",         \
+	     (st)->f.sync_s},                                                  \
 	{                                                                      \
 		"postgres held back (seconds)", "postgres_held_back_seconds",  \
-		    (st)->held_s                                               \
+		    (st)->f.held_s                                             \
 	}
 
 struct count {
@@ -95,9 +112,10 @@ struct count {
 static void text_to(FILE *f, const struct status *st)
 {
 	fprintf(f, "catalog: %s\nstore: %s%s%s\npostgres: %s\n",
-		st->counts_ret ? "unreadable" : "ok", st->bucket,
-		st->refused[0] ? " refused: " : " ok", st->refused, st->pg);
-	fprintf(f, "postgres held back: %s\n", st->held);
+		st->f.counts_ret ? "unreadable" : "ok", st->bucket,
+		st->f.refused[0] ? " refused: " : " ok", st->f.refused,
+		st->f.pg);
+	fprintf(f, "postgres held back: %s\n", st->f.held);
 	const struct count counts[] = {COUNTS(st)};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
 		fprintf(f, "%s: %lld\n", counts[i].label, counts[i].value);
@@ -118,15 +136,15 @@ static void text_to(FILE *f, const struct status *st)
 static void json_to(FILE *f, const struct status *st)
 {
 	fprintf(f, "{\"catalog\": \"%s\", \"store\": {\"bucket\": ",
-		st->counts_ret ? "unreadable" : "ok");
+		st->f.counts_ret ? "unreadable" : "ok");
 	fs_json_str(f, st->bucket);
 	fprintf(f, ", \"state\": \"%s\", \"refused\": ",
-		st->refused[0] ? "refused" : "ok");
-	fs_json_str(f, st->refused);
+		st->f.refused[0] ? "refused" : "ok");
+	fs_json_str(f, st->f.refused);
 	fputs("}, \"postgres\": {\"state\": ", f);
-	fs_json_str(f, st->pg);
+	fs_json_str(f, st->f.pg);
 	fputs(", \"held_back\": ", f);
-	fs_json_str(f, st->held);
+	fs_json_str(f, st->f.held);
 	fputs("}", f);
 	const struct count counts[] = {COUNTS(st)};
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)

@@ -19,6 +19,7 @@
 #include "fs/handle.h"
 #include "fs/job.h"
 #include "fs/log.h"
+#include "fs/metrics.h"
 #include "fs/spool.h"
 #include "fs/sync.h"
 #include "fs/template.h"
@@ -88,9 +89,14 @@ static void run_sync(struct thumbfs *fs, struct db_job *jobs, int n)
 		db_pg_rollback(fs->pg);
 	if (ret == 0) {
 		set_pg_state(fs, "ok");
+		fs_metrics_pg_ok();
 		FS_SETTLE(fs, "a sync done", db_sync_done(fs->db, jobs, n));
+		for (i = 0; i < n; i++)
+			if (jobs[i].kind == DB_JOB_PG_UPSERT)
+				fs_metrics_synced(jobs[i].image_id);
 		return;
 	}
+	fs_metrics_failed(FS_FAIL_POSTGRES);
 	/* The job that failed (the first, if it was the connection) waits;
 	 * the others go back to the queue behind it, untried. */
 	int bad = i > 0 ? i - 1 : 0;
@@ -523,6 +529,7 @@ void *fs_sync_main(void *arg)
 		if (ret == -EINTR)
 			break; /* the unmount came during a read */
 		if (ret) {
+			fs_metrics_failed(FS_FAIL_POSTGRES);
 			snprintf(state, sizeof(state), "waiting: %s", err);
 			pthread_mutex_lock(&fs->lock);
 			bool changed = strcmp(fs->pg_state, state) != 0;
@@ -537,6 +544,7 @@ void *fs_sync_main(void *arg)
 			continue;
 		}
 		set_pg_state(fs, "ok");
+		fs_metrics_pg_ok();
 		prune_changes(fs, &pruned);
 		ret = db_sync_claim(fs->db, jobs, SYNC_BATCH);
 		if (ret > 0) {

@@ -69,15 +69,17 @@ struct thumbfs {
 
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop;		 /* guarded by lock */
-	char pg_state[512];	 /* guarded by lock: "ok", or why it waits */
-	char pg_held[512];	 /* guarded by lock: "", or how long and by
-				  * what the sync bound is held back */
-	long long pg_held_s;	 /* guarded by lock: for how long, 0 */
-	bool pg_caught_up;	 /* the sync runner's: said it had */
-	atomic_bool walk_spool;	 /* a file the catalog missed is in it */
-	char store_refused[512]; /* guarded by lock: "", or the store's
-				  * refusal (403) that holds the uploads */
+	bool stop;		   /* guarded by lock */
+	char pg_state[512];	   /* guarded by lock: "ok", or why it waits */
+	char pg_held[512];	   /* guarded by lock: "", or how long and by
+				    * what the sync bound is held back */
+	long long pg_held_s;	   /* guarded by lock: for how long, 0 */
+	bool pg_caught_up;	   /* the sync runner's: said it had */
+	atomic_bool walk_spool;	   /* a file the catalog missed is in it */
+	char store_refused[512];   /* guarded by lock: "", or the store's
+				    * refusal (403) that holds the uploads */
+	atomic_bool store_failing; /* a store request failed in a way that
+				    * may pass, and none succeeded since */
 	/* the runners (jobs.c), started and joined by one thread */
 	int n_threads;
 	pthread_t *threads;

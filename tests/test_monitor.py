@@ -28,7 +28,7 @@ def test_check_says_ok_on_a_healthy_mount(thumbfs_bin, tmp_path):
         # perfdata: value, warn and crit of each threshold, and the rest
         assert "oldest_job_age=0s;3600;14400;0;" in out
         assert "failed_for_good=0;1;50;0;" in out
-        assert "sync_held_back=0s;300;1800;0;" in out
+        assert "sync_lag=0s;300;1800;0;" in out
         assert " images=1;;;0;" in out
     finally:
         m.stop()
@@ -115,6 +115,7 @@ def test_check_is_critical_when_postgresql_is_away(thumbfs_bin, tmp_path):
     port = s.getsockname()[1]
     s.close()  # nothing listens there now
     m = Mount(thumbfs_bin, tmp_path, "file")
+    m.config["fs"]["unmount_drain_s"] = "0"
     m.config["postgres"] = {"dsn": f"host=127.0.0.1 port={port} "
                                    "dbname=none connect_timeout=2"}
     m.start()
@@ -122,5 +123,11 @@ def test_check_is_critical_when_postgresql_is_away(thumbfs_bin, tmp_path):
         wait_for(lambda: check(m)[0] == 2, 60, "check to say CRITICAL")
         rc, out = check(m)
         assert "PostgreSQL" in out, out
+        # uploads wait too: their keys are claimed in PostgreSQL
+        (m.batch() / "a.jpg").write_bytes(photos()[0].read_bytes())
+
+        def age():
+            return int(re.search(r"oldest_job_age=(\d+)s", check(m)[1])[1])
+        wait_for(lambda: age() >= 3, 30, "the waiting upload to age")
     finally:
         m.stop()

@@ -75,6 +75,9 @@ def bench(name, files, out, floor=True, pillow=True):
     fs = list(map(str, files))
     tools = {
         "thumbfs-thumb": one_core([str(THUMB), "-d", str(out), *fs]),
+        # as the mount makes them: in a worker process (thumb/worker.h)
+        "isolated (the mount's worker)": one_core(
+            [str(THUMB), "--isolated", "-d", str(out), *fs]),
         "vipsthumbnail": one_core(["vipsthumbnail", "-s", "300x300", "-o",
                                    f"{out}/%s_v.jpg[Q=85]", *fs]),
     }
@@ -195,6 +198,16 @@ def formats(shipped, tmp):
         peak("a 100-megapixel one (11520x8640, under max_pixels)", b,
              d / "out", pillow)
         b.unlink()
+    # PDF: scanned pages (A4 at 150 dpi, as a referral letter is scanned);
+    # poppler draws them for both, at the thumbnail's size
+    d = tmp / "fmtpdf"
+    d.mkdir()
+    pdfs = []
+    for i, img in enumerate(srcs):
+        pdfs.append(d / f"p{i}.pdf")
+        img.resize((1240, 1754)).save(pdfs[-1], resolution=150)
+    bench("PDF, scanned A4 pages at 150 dpi", pdfs, d / "out", floor=False,
+          pillow=False)
 
 
 def main():

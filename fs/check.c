@@ -217,7 +217,8 @@ int fs_check_command(int argc, char **argv)
 		ADD(what, wl, "store %s; ", v);
 	}
 	bool pg = field(text, "postgres", v, sizeof(v)) && strncmp(v, "off", 3);
-	if (pg && strcmp(v, "ok")) {
+	/* (not "reading every row of PostgreSQL": a first sync, working) */
+	if (pg && !strncmp(v, "waiting", 7)) {
 		state = CRITICAL;
 		ADD(what, wl, "PostgreSQL %s; ", v);
 	}

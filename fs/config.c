@@ -71,6 +71,8 @@ static const struct key keys[] = {
     NUM("thumbnail", "jpeg_quality", K_INT, jpeg_quality, 1, 100),
     NUM("thumbnail", "max_pixels", K_U64, max_pixels, 1, 1000000000000LL),
     NUM("thumbnail", "max_bytes", K_SIZE, max_bytes, 1, 1LL << 50),
+    NUM("thumbnail", "worker_memory", K_SIZE, worker_memory, 0, 1LL << 40),
+    NUM("thumbnail", "worker_cpu_s", K_INT, worker_cpu_s, 1, 3600),
     STR("fs", "patient_id_pattern", patient_id_pattern, false),
     STR("fs", "uploaded_by", uploaded_by, false),
     NUM("fs", "workers", K_INT, workers, 1, 64),
@@ -108,6 +110,8 @@ void cfg_init(struct cfg *cfg)
 	cfg->jpeg_quality = 85;
 	cfg->max_pixels = 100000000ULL;
 	cfg->max_bytes = 256ULL << 20;
+	cfg->worker_memory = 2ULL << 30;
+	cfg->worker_cpu_s = 60;
 	snprintf(cfg->patient_id_pattern, sizeof(cfg->patient_id_pattern),
 		 "^[A-Za-z0-9_-]{1,64}$");
 	snprintf(cfg->uploaded_by, sizeof(cfg->uploaded_by), "thumbfs");

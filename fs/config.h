@@ -42,6 +42,8 @@ struct cfg {
 	int jpeg_quality;
 	uint64_t max_pixels;
 	uint64_t max_bytes;
+	uint64_t worker_memory; /* a thumbnail worker's bound, 0: none */
+	int worker_cpu_s;	/* its CPU seconds per file */
 	/* [fs] */
 	char patient_id_pattern[256];
 	char uploaded_by[256];

@@ -27,6 +27,7 @@
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
+#include "thumb/worker.h"
 #include "thumb/thumb.h"
 
 /* The audit log's line for what the store now has, by its hash. */
@@ -158,9 +159,13 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	/* an empty file (a touch, a copy not written yet) is stored, and
 	 * is no image: no thumbnail, and no error either */
 	bool empty = dg.size == 0;
-	int terr = empty
-		       ? -ENODATA
-		       : thumb_make_fd(fd, &live.thumb, &res, err, sizeof(err));
+	int terr =
+	    empty ? -ENODATA
+		  : thumb_worker_make(fd, &live.thumb, &res, err, sizeof(err));
+	if (terr == -ECHILD) { /* no worker: not the file's doing */
+		fs_job_retry(fs, job, what, err);
+		goto out_free;
+	}
 	if (empty)
 		res.mime_type = "application/octet-stream";
 	snprintf(done.mime_type, sizeof(done.mime_type), "%s", res.mime_type);
@@ -218,6 +223,8 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 		goto out_free;
 	}
 	fs_job_succeeded(fs);
+	/* (before its sync job is queued: that one takes the sample) */
+	fs_metrics_stored(img.id, img.updated_at, dg.size + res.size, !terr);
 	if (!terr &&
 	    !fs_thumb_path(fs, img.patient_id, img.batch_date,
 			   done.thumbnail_name, thumb_path,
@@ -245,7 +252,6 @@ static void run_ingest(struct thumbfs *fs, const struct db_job *job)
 	if (fs->pg)
 		fs_jobs_kick(fs); /* the sync runner has a row to send */
 	fs_cache_added(fs->cache, dg.size + res.size);
-	fs_metrics_stored(img.id, img.updated_at, dg.size + res.size, !terr);
 	if (terr && !empty)
 		fs_metrics_failed(FS_FAIL_THUMBNAIL);
 	if (empty)
@@ -337,7 +343,12 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 		return;
 	}
 	if (ret == 0)
-		ret = thumb_make_fd(fd, &live.thumb, &res, err, sizeof(err));
+		ret =
+		    thumb_worker_make(fd, &live.thumb, &res, err, sizeof(err));
+	if (ret == -ECHILD) { /* no worker: not the file's doing */
+		fs_job_retry(fs, job, what, err);
+		goto out_free;
+	}
 	if (ret) {
 		/* the row stays as the app has it; the reason is kept so
 		 * that it is not tried at every listing */

@@ -34,6 +34,7 @@
 #include "fs/setup.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
+#include "thumb/worker.h"
 
 #ifndef THUMBFS_VERSION
 #define THUMBFS_VERSION "0"
@@ -191,6 +192,9 @@ int main(int argc, char *argv[])
 	int status = 1, owner = -1, metrics = -1;
 	bool mounted = false;
 
+	/* a thumbnail worker (thumb/worker.h): nothing else of the mount */
+	if (argc > 1 && !strcmp(argv[1], THUMB_WORKER_ARG))
+		return thumb_worker_main(argc, argv);
 	int cmd = fs_command(argc, argv);
 	if (cmd >= 0)
 		return cmd;

@@ -13,6 +13,7 @@
 #include "fs/reload.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
+#include "thumb/worker.h"
 
 /* The keys applied while mounted; any other change waits for a remount. */
 static const char *const live_keys[] = {"store.access_key_id",
@@ -22,6 +23,8 @@ static const char *const live_keys[] = {"store.access_key_id",
 					"thumbnail.jpeg_quality",
 					"thumbnail.max_pixels",
 					"thumbnail.max_bytes",
+					"thumbnail.worker_memory",
+					"thumbnail.worker_cpu_s",
 					"fs.retry_max_s",
 					"fs.unmount_drain_s",
 					"cache.max_bytes",
@@ -118,6 +121,9 @@ static void reload(struct thumbfs *fs)
 	pthread_cond_broadcast(&fs->cond);
 	pthread_mutex_unlock(&fs->lock);
 	fs_cache_set_bound(fs->cache, now->cache_max_bytes);
+	/* (for the workers spawned from now on) */
+	thumb_worker_setup("/proc/self/exe", now->worker_memory,
+			   now->worker_cpu_s);
 	OPENSSL_cleanse(now, sizeof(*now));
 	free(now);
 	log_info("reloaded %s (%d change(s) applied, %d for the next mount); "

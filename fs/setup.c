@@ -19,6 +19,7 @@
 #include "fs/cache.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
+#include "thumb/worker.h"
 
 /* A directory for thumbfs alone: created 0700 if missing. */
 static int make_dir(const char *path)
@@ -158,6 +159,8 @@ int fs_prepare(struct thumbfs *fs, const char *config)
 	fs->thumb.max_width = fs->cfg.max_width;
 	fs->thumb.max_height = fs->cfg.max_height;
 	fs->thumb.jpeg_quality = fs->cfg.jpeg_quality;
+	thumb_worker_setup("/proc/self/exe", fs->cfg.worker_memory,
+			   fs->cfg.worker_cpu_s);
 	fs->thumb.max_pixels = fs->cfg.max_pixels;
 	fs->thumb.max_bytes = fs->cfg.max_bytes;
 	if (fs_rules_init(&fs->rules, fs->cfg.patient_id_pattern,

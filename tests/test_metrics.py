@@ -168,8 +168,9 @@ def test_metrics_show_a_store_that_refuses(thumbfs_bin, tmp_path, s3server,
         assert s['thumbfs_failures_total{kind="store"}'] >= 1
         assert s['thumbfs_queue_jobs{kind="ingest"}'] == 1
         assert s["thumbfs_images_stored_total"] == 0
+        # (ages are whole seconds apart: 3 is over 2 s)
         wait_for(lambda: scrape(m)[
-            "thumbfs_queue_oldest_job_age_seconds"] >= 2, 30,
+            "thumbfs_queue_oldest_job_age_seconds"] >= 3, 30,
             "the waiting job to age")
         proxy.faults.clear()
         m.proc.send_signal(1)  # SIGHUP: credentials read again

@@ -37,6 +37,10 @@ enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
 			if (!memcmp(buf + 8, brands[i], 4))
 				return THUMB_FMT_HEIF;
 	}
+	/* PDF readers take the header anywhere in the first 1024 bytes;
+	 * what is read of them here is the head */
+	if (len >= 5 && memmem(buf, len, "%PDF-", 5))
+		return THUMB_FMT_PDF;
 	return THUMB_FMT_UNKNOWN;
 }
 
@@ -55,6 +59,8 @@ const char *thumb_mime_type(enum thumb_format fmt)
 		return "image/gif";
 	case THUMB_FMT_HEIF:
 		return "image/heic";
+	case THUMB_FMT_PDF:
+		return "application/pdf";
 	default:
 		return "application/octet-stream";
 	}
@@ -345,10 +351,14 @@ static int decode(const struct thumb_src *in, enum thumb_format fmt, int box_w,
 		return thumb_decode_heif(in->buf, in->len, box_w, box_h,
 					 max_pixels, img, orig_w, orig_h, err,
 					 errlen);
+	case THUMB_FMT_PDF:
+		return thumb_decode_pdf(in->buf, in->len, box_w, box_h,
+					max_pixels, img, orig_w, orig_h, err,
+					errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
-			 "GIF, HEIC)");
+			 "GIF, HEIC, PDF)");
 		return -ENOTSUP;
 	}
 }

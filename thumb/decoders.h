@@ -65,4 +65,10 @@ int thumb_decode_heif(const unsigned char *buf, size_t len, int box_w,
 		      int box_h, uint64_t max_pixels, struct thumb_image *img,
 		      int *w, int *h, char *err, size_t errlen);
 
+/* PDF: the first page drawn at the size box_w x box_h fits it to (0, 0:
+ * 72 dpi); *w x *h its size in points. */
+int thumb_decode_pdf(const unsigned char *buf, size_t len, int box_w, int box_h,
+		     uint64_t max_pixels, struct thumb_image *img, int *w,
+		     int *h, char *err, size_t errlen);
+
 #endif

@@ -1,12 +1,13 @@
 /* main.c - thumbfs-thumb: the thumbnail engine as a command, for users and
  * for bench/thumb, without a mount.
  *
- *   thumbfs-thumb [-s WxH] [-q Q] [--png] IN OUT
- *   thumbfs-thumb [-s WxH] [-q Q] [--png] -d DIR IN...
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] IN OUT
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] -d DIR IN...
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +15,25 @@
 #include <unistd.h>
 
 #include "thumb/thumb.h"
+#include "thumb/worker.h"
 
 static int usage(void)
 {
 	fprintf(
 	    stderr,
-	    "usage: thumbfs-thumb [-s WxH] [-q QUALITY] [--png] IN OUT\n"
-	    "       thumbfs-thumb [-s WxH] [-q QUALITY] [--png] -d DIR IN...\n"
+	    "usage: thumbfs-thumb [-s WxH] [-q QUALITY] [--png] [--isolated] "
+	    "IN OUT\n"
+	    "       thumbfs-thumb [-s WxH] [-q QUALITY] [--png] [--isolated] "
+	    "-d DIR IN...\n"
 	    "Fit IN in WxH (default 300x300) with Lanczos, as the web "
 	    "app's Pillow code,\nand write it as JPEG (quality 85) or PNG "
 	    "as the original is; --png: always\nlossless PNG. With -d, "
-	    "each IN becomes DIR/STEM_thumb.EXT.\n");
+	    "each IN becomes DIR/STEM_thumb.EXT. --isolated: decoded in a "
+	    "worker process,\nas the mount does.\n");
 	return 2;
 }
+
+static bool isolated;
 
 static int one(const struct thumb_opts *opts, const char *in, const char *out,
 	       const char *dir)
@@ -41,7 +48,8 @@ static int one(const struct thumb_opts *opts, const char *in, const char *out,
 			strerror(errno));
 		return 1;
 	}
-	int ret = thumb_make_fd(fd, opts, &res, err, sizeof(err));
+	int ret = isolated ? thumb_worker_make(fd, opts, &res, err, sizeof(err))
+			   : thumb_make_fd(fd, opts, &res, err, sizeof(err));
 	close(fd);
 	if (ret) {
 		fprintf(stderr, "thumbfs-thumb: '%s': %s\n", in, err);
@@ -73,6 +81,8 @@ int main(int argc, char **argv)
 	struct thumb_opts opts;
 	const char *dir = NULL;
 	int i = 1, failed = 0;
+	if (argc > 1 && !strcmp(argv[1], THUMB_WORKER_ARG))
+		return thumb_worker_main(argc, argv);
 	thumb_opts_init(&opts);
 	/* Keep freed image buffers in the heap: each image otherwise maps
 	 * fresh pages and faults them in again. */
@@ -81,6 +91,8 @@ int main(int argc, char **argv)
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (!strcmp(argv[i], "--png")) {
 			opts.out_format = THUMB_FMT_PNG;
+		} else if (!strcmp(argv[i], "--isolated")) {
+			isolated = true;
 		} else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
 			if (sscanf(argv[++i], "%dx%d", &opts.max_width,
 				   &opts.max_height) != 2 ||

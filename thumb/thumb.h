@@ -24,6 +24,7 @@ enum thumb_format {
 	THUMB_FMT_TIFF,
 	THUMB_FMT_GIF,
 	THUMB_FMT_HEIF, /* HEIC, HEIF and AVIF */
+	THUMB_FMT_PDF,	/* its first page */
 };
 
 /* An 8-bit image, rows packed without padding. channels is 1 (gray),

@@ -398,7 +398,10 @@ int thumb_worker_main(int argc, char **argv)
 		return 2;
 	unsigned long long mem = strtoull(argv[2], NULL, 10);
 	int cpu_s = atoi(argv[3]);
-	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	/* freed image buffers stay in the heap rather than being given back
+	 * and faulted in again for the next file (as thumbfs-thumb) */
+	mallopt(M_MMAP_THRESHOLD, 256 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	if (mem && !SANITIZED) {
 		struct rlimit rl = {(rlim_t)mem, (rlim_t)mem};
 		setrlimit(RLIMIT_DATA, &rl);

@@ -210,25 +210,75 @@ def formats(shipped, tmp):
           pillow=False)
 
 
+def videos(shipped, tmp):
+    """Video: 8 phone-style clips (1920x1080 H.264, 30 frames a second,
+    6 s, a photograph panned), each opening with half a second of black
+    as a recording often does; thumbfs looks past it. Beside ffmpeg's
+    first frame (what a script would run) and ffmpegthumbnailer (what a
+    Linux desktop runs; it seeks to 10% of the video). One process per
+    video for these two, so thumbfs-thumb is run so too."""
+    d = tmp / "fmtvideo"
+    (d / "out").mkdir(parents=True)
+    files = []
+    for i, f in enumerate(shipped[:8]):
+        files.append(d / f"v{i}.mp4")
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-t", "6", "-i",
+             str(f), "-vf", "scale=2400:1350,crop=1920:1080:t*40:t*20,"
+             "fade=in:st=0.5:d=0.2,format=yuv420p", "-r", "30", "-c:v",
+             "libx264", "-preset", "veryfast", str(files[-1])], check=True)
+    tools = {
+        "thumbfs-thumb": lambda f, o: [str(THUMB), str(f), f"{o}/t.jpg"],
+        "isolated (the mount's worker)": lambda f, o: [
+            str(THUMB), "--isolated", str(f), f"{o}/i.jpg"],
+        "ffmpeg -frames:v 1 (first frame)": lambda f, o: [
+            "ffmpeg", "-v", "error", "-y", "-threads", "1", "-i", str(f),
+            "-frames:v", "1", "-vf", "scale=300:300:force_original_aspect_"
+            "ratio=decrease:flags=lanczos", "-q:v", "3", f"{o}/f.jpg"],
+        "ffmpegthumbnailer -s 300": lambda f, o: [
+            "ffmpegthumbnailer", "-i", str(f), "-o", f"{o}/g.jpg", "-s",
+            "300", "-q", "8"],
+    }
+    res = {k: sum(timed(one_core(t(f, d / "out"))) for f in files) * 1000
+           / len(files) for k, t in tools.items()}
+    base = res["thumbfs-thumb"]
+    print(f"video, 1920x1080 H.264 6 s (poster after 0.5 s of black): "
+          f"{len(files)} videos, one core, one process each, ms per video")
+    for k, v in res.items():
+        print(f"  {k:34} {v:7.1f} ms   thumbfs / {k.split()[0]} = "
+              f"{base / v:.2f}x")
+    print("  peak RSS: thumbfs " + str(peak_rss_kb(
+        tools["thumbfs-thumb"](files[0], d / "out")) // 1024) +
+        " MiB, ffmpeg " + str(peak_rss_kb(tools[
+            "ffmpeg -frames:v 1 (first frame)"](files[0], d / "out")) //
+        1024) + " MiB, ffmpegthumbnailer " + str(peak_rss_kb(tools[
+            "ffmpegthumbnailer -s 300"](files[0], d / "out")) // 1024) +
+        " MiB")
+
+
 def main():
     shipped = sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))
     tmp = Path(tempfile.mkdtemp(prefix="thumbfs-bench-"))
     try:
-        camera = []
-        for i, f in enumerate(shipped):
-            img = Image.open(f).convert("RGB")
-            s = math.sqrt(12e6 / (img.size[0] * img.size[1]))
-            img = img.resize((round(img.size[0] * s), round(img.size[1] * s)),
-                             Image.Resampling.BICUBIC)
-            p = tmp / f"cam{i:02}.jpg"
-            img.save(p, quality=92, subsampling=2, progressive=False)
-            camera.append(p)
-        if "formats" not in sys.argv[1:]:  # bench/thumb formats: only those
+        # bench/thumb formats, bench/thumb video: only those
+        if not {"formats", "video"} & set(sys.argv[1:]):
+            camera = []
+            for i, f in enumerate(shipped):
+                img = Image.open(f).convert("RGB")
+                s = math.sqrt(12e6 / (img.size[0] * img.size[1]))
+                img = img.resize((round(img.size[0] * s),
+                                  round(img.size[1] * s)),
+                                 Image.Resampling.BICUBIC)
+                p = tmp / f"cam{i:02}.jpg"
+                img.save(p, quality=92, subsampling=2, progressive=False)
+                camera.append(p)
             bench("shipped photographs (mostly progressive)", shipped,
                   tmp / "a")
             bench("camera-style 12 MP baseline 4:2:0 q92", camera,
                   tmp / "b")
-        formats(shipped, tmp)
+        if "video" not in sys.argv[1:]:  # bench/thumb video: only that
+            formats(shipped, tmp)
+        videos(shipped, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -319,7 +319,9 @@ static void run_backfill(struct thumbfs *fs, const struct db_job *job)
 		     img.name);
 	int ret = 0;
 	struct fs_live live = fs_live(fs);
-	if ((uint64_t)img.file_size > live.thumb.max_bytes) {
+	/* (a video's poster frame is read from its start: any size) */
+	if ((uint64_t)img.file_size > live.thumb.max_bytes &&
+	    strncmp(img.mime_type, "video/", 6)) {
 		snprintf(err, sizeof(err),
 			 "file is %lld bytes, over the limit of %llu "
 			 "(max_bytes)",

@@ -356,6 +356,19 @@ class Mount:
                                   for p in root.rglob("*") if p.is_file())
                       if k.startswith(prefix))
 
+    def copy_checked(self, src, name, mime, size):
+        """src copied into a date folder as name: its row (of mime and
+        size, with a thumbnail and no error) and the date folder; the
+        store holds its bytes."""
+        d = self.batch()
+        shutil.copy(src, d / name)
+        row = self.wait_uploaded(name)
+        assert row["mime_type"] == mime, row
+        assert (row["width"], row["height"]) == size, row
+        assert row["error"] == "" and row["s3_thumbnail_key"], row
+        assert self.object(row["s3_key"]) == Path(src).read_bytes()
+        return row, d
+
     def wait_uploaded(self, name, timeout=60):
         def done():
             r = self.rows("name = ? AND state = 'uploaded'", (name,))
@@ -455,3 +468,24 @@ def psnr(a, b):
     sq = sum(n * (i % 256) ** 2 for i, n in enumerate(hist))
     mse = sq / (a.size[0] * a.size[1] * 3)
     return 99.0 if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def check_broken(thumb_bin, cases, src):
+    """Each case of cases (name: (bytes, what the error says, or None when
+    the decoder makes do)) written to src and given to thumbfs-thumb
+    in-process and isolated: that error and exit 1, or a thumbnail that
+    fits 300x300."""
+    from PIL import Image
+    out = src.with_name("broken_thumb.png")
+    for name, (data, says) in cases.items():
+        src.write_bytes(data)
+        for args in ([], ["--isolated"]):
+            r = subprocess.run([str(thumb_bin), "--png", *args, str(src),
+                                str(out)], capture_output=True, text=True,
+                               timeout=120)
+            if says:
+                assert r.returncode == 1 and says in r.stderr, \
+                    (name, r.returncode, r.stderr)
+            else:
+                assert r.returncode == 0, (name, r.stderr)
+                assert max(Image.open(out).size) <= 300, name

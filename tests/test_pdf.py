@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from conftest import BUILD, Mount, photos, psnr
+from conftest import BUILD, Mount, check_broken, photos, psnr
 
 THUMB = BUILD / "thumbfs-thumb"
 # vipsthumbnail draws with the same poppler and cairo; the bound allows
@@ -102,17 +102,7 @@ def test_broken_and_hostile_pdfs_are_an_error(tmp_path):
         "a page of no size": (minimal_pdf(b"3 0 R", b"1", b"0 0 0 0"),
                               None),
     }
-    for name, (data, says) in cases.items():
-        src = tmp_path / "bad.pdf"
-        src.write_bytes(data)
-        for args in ([str(src)], ["--isolated", str(src)]):
-            r, out = thumb(args, tmp_path)
-            if says:
-                assert r.returncode == 1 and says in r.stderr, \
-                    (name, r.returncode, r.stderr)
-            else:
-                assert r.returncode == 0, (name, r.stderr)
-                assert max(Image.open(out).size) <= 300, name
+    check_broken(THUMB, cases, tmp_path / "bad.pdf")
 
 
 def test_a_blank_page_is_white(tmp_path):
@@ -129,14 +119,8 @@ def test_a_pdf_in_the_mount_gets_its_thumbnail(thumbfs_bin, tmp_path):
     m = Mount(thumbfs_bin, tmp_path, "file").start()
     try:
         pdf = make_pdf(tmp_path, "scan")
-        d = m.batch()
-        shutil.copy(pdf, d / "referral.pdf")
-        row = m.wait_uploaded("referral.pdf")
-        assert row["mime_type"] == "application/pdf"
-        assert (row["width"], row["height"]) == (595, 842), row
-        assert row["error"] == "" and row["s3_thumbnail_key"], row
-        t = d / "referral_thumb.jpg"
-        assert Image.open(t).size == (212, 300)
-        assert m.object(row["s3_key"]) == pdf.read_bytes()
+        _, d = m.copy_checked(pdf, "referral.pdf", "application/pdf",
+                              (595, 842))
+        assert Image.open(d / "referral_thumb.jpg").size == (212, 300)
     finally:
         m.stop()

@@ -36,7 +36,21 @@ enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
 		for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
 			if (!memcmp(buf + 8, brands[i], 4))
 				return THUMB_FMT_HEIF;
+		return !memcmp(buf + 8, "qt  ", 4) ? THUMB_FMT_MOV
+						   : THUMB_FMT_MP4;
 	}
+	/* QuickTime from before ftyp begins with its movie or data atom */
+	if (len >= 8 &&
+	    (!memcmp(buf + 4, "moov", 4) || !memcmp(buf + 4, "mdat", 4) ||
+	     !memcmp(buf + 4, "wide", 4)))
+		return THUMB_FMT_MOV;
+	/* EBML; the DocType is in its header, the first bytes */
+	if (len >= 4 && !memcmp(buf, "\x1a\x45\xdf\xa3", 4))
+		return memmem(buf, len < 64 ? len : 64, "webm", 4)
+			   ? THUMB_FMT_WEBM
+			   : THUMB_FMT_MKV;
+	if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "AVI ", 4))
+		return THUMB_FMT_AVI;
 	/* PDF readers take the header anywhere in the first 1024 bytes;
 	 * what is read of them here is the head */
 	if (len >= 5 && memmem(buf, len, "%PDF-", 5))
@@ -61,9 +75,26 @@ const char *thumb_mime_type(enum thumb_format fmt)
 		return "image/heic";
 	case THUMB_FMT_PDF:
 		return "application/pdf";
+	case THUMB_FMT_MP4:
+		return "video/mp4";
+	case THUMB_FMT_MOV:
+		return "video/quicktime";
+	case THUMB_FMT_WEBM:
+		return "video/webm";
+	case THUMB_FMT_MKV:
+		return "video/x-matroska";
+	case THUMB_FMT_AVI:
+		return "video/x-msvideo";
 	default:
 		return "application/octet-stream";
 	}
+}
+
+bool thumb_is_video(enum thumb_format fmt)
+{
+	return fmt == THUMB_FMT_MP4 || fmt == THUMB_FMT_MOV ||
+	       fmt == THUMB_FMT_WEBM || fmt == THUMB_FMT_MKV ||
+	       fmt == THUMB_FMT_AVI;
 }
 
 void thumb_image_release(struct thumb_image *img)
@@ -355,10 +386,18 @@ static int decode(const struct thumb_src *in, enum thumb_format fmt, int box_w,
 		return thumb_decode_pdf(in->buf, in->len, box_w, box_h,
 					max_pixels, img, orig_w, orig_h, err,
 					errlen);
+	case THUMB_FMT_MP4:
+	case THUMB_FMT_MOV:
+	case THUMB_FMT_WEBM:
+	case THUMB_FMT_MKV:
+	case THUMB_FMT_AVI:
+		return thumb_decode_video(in->buf, in->len, box_w, box_h,
+					  max_pixels, img, orig_w, orig_h, err,
+					  errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
-			 "GIF, HEIC, PDF)");
+			 "GIF, HEIC, PDF, MP4, MOV, WebM, MKV, AVI)");
 		return -ENOTSUP;
 	}
 }

@@ -71,4 +71,13 @@ int thumb_decode_pdf(const unsigned char *buf, size_t len, int box_w, int box_h,
 		     uint64_t max_pixels, struct thumb_image *img, int *w,
 		     int *h, char *err, size_t errlen);
 
+/* Video: a poster frame, the first of the first 10 seconds that is
+ * neither black nor nearly uniform (else the most varied of them), loaded
+ * for box_w x box_h, turned as the container's display matrix says
+ * (img->orientation) and its time in img->frame_ms; *w x *h the video's
+ * size as shown (its sample aspect applied), before turning. */
+int thumb_decode_video(const unsigned char *buf, size_t len, int box_w,
+		       int box_h, uint64_t max_pixels, struct thumb_image *img,
+		       int *w, int *h, char *err, size_t errlen);
+
 #endif

@@ -1,8 +1,8 @@
 /* main.c - thumbfs-thumb: the thumbnail engine as a command, for users and
  * for bench/thumb, without a mount.
  *
- *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] IN OUT
- *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] -d DIR IN...
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] [-v] IN OUT
+ *   thumbfs-thumb [-s WxH] [-q Q] [--png] [--isolated] [-v] -d DIR IN...
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,21 +19,23 @@
 
 static int usage(void)
 {
-	fprintf(
-	    stderr,
-	    "usage: thumbfs-thumb [-s WxH] [-q QUALITY] [--png] [--isolated] "
-	    "IN OUT\n"
-	    "       thumbfs-thumb [-s WxH] [-q QUALITY] [--png] [--isolated] "
-	    "-d DIR IN...\n"
-	    "Fit IN in WxH (default 300x300) with Lanczos, as the web "
-	    "app's Pillow code,\nand write it as JPEG (quality 85) or PNG "
-	    "as the original is; --png: always\nlossless PNG. With -d, "
-	    "each IN becomes DIR/STEM_thumb.EXT. --isolated: decoded in a "
-	    "worker process,\nas the mount does.\n");
+	fprintf(stderr,
+		"usage: thumbfs-thumb [-s WxH] [-q QUALITY] [--png] "
+		"[--isolated] [-v] "
+		"IN OUT\n"
+		"       thumbfs-thumb [-s WxH] [-q QUALITY] [--png] "
+		"[--isolated] [-v] "
+		"-d DIR IN...\n"
+		"Fit IN in WxH (default 300x300) with Lanczos, as the web "
+		"app's Pillow code,\nand write it as JPEG (quality 85) or PNG "
+		"as the original is; --png: always\nlossless PNG. With -d, "
+		"each IN becomes DIR/STEM_thumb.EXT. --isolated: decoded in a "
+		"worker process,\nas the mount does. -v: print each IN's type, "
+		"size, its thumbnail's and a video's\nposter frame's time.\n");
 	return 2;
 }
 
-static bool isolated;
+static bool isolated, verbose;
 
 static int one(const struct thumb_opts *opts, const char *in, const char *out,
 	       const char *dir)
@@ -54,6 +56,15 @@ static int one(const struct thumb_opts *opts, const char *in, const char *out,
 	if (ret) {
 		fprintf(stderr, "thumbfs-thumb: '%s': %s\n", in, err);
 		return 1;
+	}
+	if (verbose) {
+		printf("%s: %s %dx%d, thumbnail %dx%d", in, res.mime_type,
+		       res.width, res.height, res.thumb_width,
+		       res.thumb_height);
+		if (res.frame_ms >= 0)
+			printf(", frame at %lld.%03lld s", res.frame_ms / 1000,
+			       res.frame_ms % 1000);
+		printf("\n");
 	}
 	if (dir) {
 		const char *base = strrchr(in, '/');
@@ -93,6 +104,8 @@ int main(int argc, char **argv)
 			opts.out_format = THUMB_FMT_PNG;
 		} else if (!strcmp(argv[i], "--isolated")) {
 			isolated = true;
+		} else if (!strcmp(argv[i], "-v")) {
+			verbose = true;
 		} else if (!strcmp(argv[i], "-s") && i + 1 < argc) {
 			if (sscanf(argv[++i], "%dx%d", &opts.max_width,
 				   &opts.max_height) != 2 ||

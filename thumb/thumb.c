@@ -106,7 +106,9 @@ static int make(const unsigned char *buf, int fd, uint64_t len,
 	memset(res, 0, sizeof(*res));
 	res->format = thumb_detect(head, head_len);
 	res->mime_type = thumb_mime_type(res->format);
-	if (opts->max_bytes && len > opts->max_bytes) {
+	res->frame_ms = -1;
+	if (opts->max_bytes && len > opts->max_bytes &&
+	    !thumb_is_video(res->format)) {
 		snprintf(
 		    err, errlen,
 		    "file is %llu bytes, over the limit of %llu (max_bytes)",
@@ -176,6 +178,8 @@ static int make(const unsigned char *buf, int fd, uint64_t len,
 		goto out;
 	res->thumb_width = final->width;
 	res->thumb_height = final->height;
+	if (thumb_is_video(res->format))
+		res->frame_ms = img.frame_ms;
 out:
 	thumb_image_release(&img);
 	thumb_image_release(&small);
@@ -185,6 +189,7 @@ out:
 		thumb_result_release(res);
 		res->format = f;
 		res->mime_type = thumb_mime_type(f);
+		res->frame_ms = -1;
 	}
 	return ret;
 }

@@ -25,7 +25,17 @@ enum thumb_format {
 	THUMB_FMT_GIF,
 	THUMB_FMT_HEIF, /* HEIC, HEIF and AVIF */
 	THUMB_FMT_PDF,	/* its first page */
+	/* videos: a poster frame (see thumb_decode_video) */
+	THUMB_FMT_MP4, /* ISO base media: MP4, M4V, 3GP */
+	THUMB_FMT_MOV, /* QuickTime */
+	THUMB_FMT_WEBM,
+	THUMB_FMT_MKV, /* Matroska */
+	THUMB_FMT_AVI,
 };
+
+/* Whether fmt is a video's (whose thumbnail is of one frame, read from
+ * its start: [thumbnail] max_bytes does not bound it). */
+bool thumb_is_video(enum thumb_format fmt);
 
 /* An 8-bit image, rows packed without padding. channels is 1 (gray),
  * 2 (gray+alpha), 3 (RGB) or 4 (RGBA); alpha is straight, not premultiplied.
@@ -46,6 +56,8 @@ struct thumb_image {
 	/* resampled by nearest neighbour, as Pillow resizes its "P" and "1"
 	 * modes (a palette or a 1-bit gray PNG), whatever filter is asked */
 	bool nearest;
+	/* a video's poster frame: its time from the start, in ms */
+	long long frame_ms;
 };
 
 struct thumb_opts {
@@ -73,6 +85,7 @@ struct thumb_result {
 	size_t size;
 	const char *mime_type; /* of the original, e.g. "image/jpeg" */
 	const char *thumb_ext; /* of the thumbnail, e.g. ".jpg" */
+	long long frame_ms;    /* a video's poster frame's time; else -1 */
 };
 
 /* The defaults of the app: 300x300, quality 85, 100 megapixels. */
@@ -82,7 +95,9 @@ void thumb_opts_init(struct thumb_opts *opts);
 enum thumb_format thumb_detect(const unsigned char *buf, size_t len);
 
 /* "image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif",
- * "image/heic", or "application/octet-stream". */
+ * "image/heic", "application/pdf", "video/mp4", "video/quicktime",
+ * "video/webm", "video/x-matroska", "video/x-msvideo", or
+ * "application/octet-stream". */
 const char *thumb_mime_type(enum thumb_format fmt);
 
 /* The size Pillow's Image.thumbnail((max_w, max_h)) gives an image of

@@ -39,6 +39,7 @@ struct reply {
 	int32_t ret;
 	int32_t format, thumb_format;
 	int32_t width, height, thumb_width, thumb_height;
+	int64_t frame_ms;
 	uint64_t size; /* of the thumbnail that follows */
 	char err[512];
 };
@@ -267,6 +268,7 @@ int thumb_worker_make(int fd, const struct thumb_opts *opts,
 	unsigned char head[64];
 	ssize_t hn = pread(fd, head, sizeof(head), 0);
 	memset(res, 0, sizeof(*res));
+	res->frame_ms = -1;
 	res->format = thumb_detect(head, hn > 0 ? (size_t)hn : 0);
 	res->mime_type = thumb_mime_type(res->format);
 	struct worker *w = mine();
@@ -327,6 +329,7 @@ int thumb_worker_make(int fd, const struct thumb_opts *opts,
 	res->height = rp.height;
 	res->thumb_width = rp.thumb_width;
 	res->thumb_height = rp.thumb_height;
+	res->frame_ms = rp.frame_ms;
 	res->size = rp.size;
 	return 0;
 }
@@ -422,6 +425,7 @@ int thumb_worker_main(int argc, char **argv)
 		rp.height = res.height;
 		rp.thumb_width = res.thumb_width;
 		rp.thumb_height = res.thumb_height;
+		rp.frame_ms = res.frame_ms;
 		rp.size = rp.ret ? 0 : res.size;
 		int bad = write_full(&rp, sizeof(rp)) ||
 			  (rp.size && write_full(res.data, res.size));

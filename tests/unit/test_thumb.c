@@ -333,9 +333,33 @@ static void test_detect(void)
 	CHECK(thumb_detect((const unsigned char *)"\0\0\0\x18"
 						  "ftypheic",
 			   12) == THUMB_FMT_HEIF);
-	CHECK(thumb_detect((const unsigned char *)"\0\0\0\x18"
-						  "ftypisom",
-			   12) == THUMB_FMT_UNKNOWN); /* an MP4 video */
+	static const struct {
+		const char *head;
+		size_t len;
+		enum thumb_format fmt;
+	} videos[] = {
+	    {"\0\0\0\x18"
+	     "ftypisom",
+	     12, THUMB_FMT_MP4},
+	    {"\0\0\0\x14"
+	     "ftypqt  ",
+	     12, THUMB_FMT_MOV},
+	    {"\0\0\0\x08"
+	     "wide",
+	     8, THUMB_FMT_MOV},
+	    {"\x1a\x45\xdf\xa3"
+	     "\x42\x82\x84webm",
+	     12, THUMB_FMT_WEBM},
+	    {"\x1a\x45\xdf\xa3"
+	     "\x42\x82\x88matroska",
+	     16, THUMB_FMT_MKV},
+	    {"RIFF\0\0\0\0AVI LIST", 16, THUMB_FMT_AVI},
+	};
+	for (size_t i = 0; i < sizeof(videos) / sizeof(videos[0]); i++)
+		CHECK(thumb_detect((const unsigned char *)videos[i].head,
+				   videos[i].len) == videos[i].fmt);
+	CHECK(thumb_is_video(THUMB_FMT_MKV) && !thumb_is_video(THUMB_FMT_PDF));
+	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_AVI), "video/x-msvideo"));
 	CHECK(thumb_detect((const unsigned char *)"GIF", 3) ==
 	      THUMB_FMT_UNKNOWN);
 	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_HEIF), "image/heic"));

@@ -371,7 +371,8 @@ static int check_row(void *arg, const struct db_image *img, int64_t original,
 	/* a row thumbfs makes a thumbnail of */
 	bool image = !strncmp(img->mime_type, "image/", 6) ||
 		     !strncmp(img->mime_type, "video/", 6) ||
-		     !strcmp(img->mime_type, "application/pdf");
+		     !strcmp(img->mime_type, "application/pdf") ||
+		     !strcmp(img->mime_type, "application/dicom");
 	if (img->s3_thumbnail_key[0] && thumbnail < 0) {
 		finding(r, K_MISSING_THUMBNAIL, path, img->s3_thumbnail_key,
 			"the store has no such object");

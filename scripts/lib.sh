@@ -1,12 +1,12 @@
 # lib.sh - shared by scripts/run and scripts/test: install what is missing,
 # build. Sourced, not run.
 
-BUILD_PKGS="gcc pkg-config meson ninja-build fuse3 libfuse3-dev
+BUILD_PKGS="gcc g++ pkg-config meson ninja-build fuse3 libfuse3-dev
  libjpeg62-turbo-dev libpng-dev libcurl4-openssl-dev libsqlite3-dev
  libssl-dev libinih-dev libpq-dev libexif-dev
  libwebp-dev libtiff-dev libgif-dev libheif-dev libmicrohttpd-dev
  libpoppler-glib-dev libcairo2-dev libavformat-dev libavcodec-dev
- libswscale-dev libavutil-dev"
+ libswscale-dev libavutil-dev libgdcm-dev"
 
 # Install the Debian packages named that are not installed yet.
 install_pkgs() {

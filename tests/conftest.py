@@ -489,3 +489,13 @@ def check_broken(thumb_bin, cases, src):
             else:
                 assert r.returncode == 0, (name, r.stderr)
                 assert max(Image.open(out).size) <= 300, name
+
+
+def thumb_png(tmp_path, src, *args):
+    """thumbfs-thumb -v --png on src (args before it): the finished
+    process (its report on stdout) and the thumbnail's path."""
+    out = tmp_path / "t.png"
+    r = subprocess.run([str(BUILD / "thumbfs-thumb"), "-v", "--png", *args,
+                        str(src), str(out)], capture_output=True, text=True,
+                       timeout=120)
+    return r, out

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from conftest import BUILD, Mount, check_broken, psnr
+from conftest import BUILD, Mount, check_broken, thumb_png, psnr
 
 THUMB = BUILD / "thumbfs-thumb"
 # our frame and ffmpeg's, both fit by Lanczos and kept as PNG: what is
@@ -55,15 +55,6 @@ def make_video(path, sources=OPENING, codec=CODECS["mp4"], more=()):
     return path
 
 
-def thumb(tmp_path, src, *args):
-    """thumbfs-thumb -v on src: its report, and the thumbnail as PNG."""
-    out = tmp_path / "t.png"
-    r = subprocess.run([str(THUMB), "-v", "--png", *args, str(src),
-                        str(out)], capture_output=True, text=True,
-                       timeout=120)
-    return r, out
-
-
 def ffmpeg_frame(tmp_path, src, n):
     """Frame n as ffmpeg decodes it (turned as it turns it), fit in
     300x300 as Pillow's thumbnail() fits it."""
@@ -79,7 +70,7 @@ def ffmpeg_frame(tmp_path, src, n):
 def test_poster_is_the_first_picture(tmp_path, kind):
     src = make_video(tmp_path / f"v.{kind}", codec=CODECS[kind])
     for args in ([], ["--isolated"]):
-        r, out = thumb(tmp_path, src, *args)
+        r, out = thumb_png(tmp_path, src, *args)
         assert r.returncode == 0, r.stderr
         assert r.stdout == (f"{src}: {MIME[kind]} 320x240, thumbnail "
                             "300x225, frame at 1.600 s\n"), r.stdout
@@ -96,7 +87,7 @@ def test_poster_is_turned_as_the_container_says(tmp_path, angle, size):
     # display matrix (ffmpeg writes it from the rotate tag on a copy)
     ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0",
            f"rotate={angle}", str(src))
-    r, out = thumb(tmp_path, src)
+    r, out = thumb_png(tmp_path, src)
     assert r.returncode == 0, r.stderr
     w, h = size
     tw, th = (300, 225) if w > h else (225, 300)
@@ -110,7 +101,7 @@ def test_size_is_as_shown_with_the_sample_aspect(tmp_path):
     src = tmp_path / "wide.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=1", "-vf",
            "setsar=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(src))
-    r, out = thumb(tmp_path, src)
+    r, out = thumb_png(tmp_path, src)
     assert r.returncode == 0, r.stderr
     assert "640x240, thumbnail 300x113, frame at 0.000 s" in r.stdout, \
         r.stdout
@@ -127,7 +118,7 @@ def test_poster_is_looked_for_in_the_first_seconds_only(tmp_path):
     src = make_video(tmp_path / "late.mp4",
                      ("color=black:s=64x48:r=25:d=11",
                       "testsrc=s=64x48:r=25:d=1"))
-    r, out = thumb(tmp_path, src)
+    r, out = thumb_png(tmp_path, src)
     assert r.returncode == 0, r.stderr
     assert "64x48, thumbnail 64x48, frame at 0.000 s" in r.stdout, r.stdout
     assert Image.open(out).convert("L").getextrema()[1] < 40
@@ -184,12 +175,12 @@ def test_a_video_in_the_mount_gets_its_thumbnail(thumbfs_bin, tmp_path):
         assert src.stat().st_size > 4096
         _, d = m.copy_checked(src, "gait.mov", "video/quicktime",
                               (320, 240))
-        t = Image.open(d / "gait_thumb.jpg")
+        with Image.open(d / "gait_thumb.jpg") as t:
+            t = t.convert("RGB")
         assert t.size == (300, 225)
         # against the same frame saved as the web app's Pillow saves it
         ffmpeg_frame(tmp_path, src, 40).save(tmp_path / "ref.jpg",
                                               quality=85)
-        assert psnr(t.convert("RGB"),
-                    Image.open(tmp_path / "ref.jpg").convert("RGB")) >= 38
+        assert psnr(t, Image.open(tmp_path / "ref.jpg").convert("RGB")) >= 38
     finally:
         m.stop()

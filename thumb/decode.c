@@ -51,6 +51,9 @@ enum thumb_format thumb_detect(const unsigned char *buf, size_t len)
 			   : THUMB_FMT_MKV;
 	if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "AVI ", 4))
 		return THUMB_FMT_AVI;
+	/* DICOM Part 10: a 128-byte preamble, then its magic */
+	if (len >= 132 && !memcmp(buf + 128, "DICM", 4))
+		return THUMB_FMT_DICOM;
 	/* PDF readers take the header anywhere in the first 1024 bytes;
 	 * what is read of them here is the head */
 	if (len >= 5 && memmem(buf, len, "%PDF-", 5))
@@ -85,6 +88,8 @@ const char *thumb_mime_type(enum thumb_format fmt)
 		return "video/x-matroska";
 	case THUMB_FMT_AVI:
 		return "video/x-msvideo";
+	case THUMB_FMT_DICOM:
+		return "application/dicom";
 	default:
 		return "application/octet-stream";
 	}
@@ -394,10 +399,13 @@ static int decode(const struct thumb_src *in, enum thumb_format fmt, int box_w,
 		return thumb_decode_video(in->buf, in->len, box_w, box_h,
 					  max_pixels, img, orig_w, orig_h, err,
 					  errlen);
+	case THUMB_FMT_DICOM:
+		return thumb_decode_dicom(in->buf, in->len, max_pixels, img,
+					  orig_w, orig_h, err, errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "
-			 "GIF, HEIC, PDF, MP4, MOV, WebM, MKV, AVI)");
+			 "GIF, HEIC, PDF, MP4, MOV, WebM, MKV, AVI, DICOM)");
 		return -ENOTSUP;
 	}
 }
@@ -415,7 +423,7 @@ int thumb_decode_fd(int fd, uint64_t len, int box_w, int box_h,
 		    uint64_t max_pixels, struct thumb_image *img, int *orig_w,
 		    int *orig_h, char *err, size_t errlen)
 {
-	unsigned char head[64];
+	unsigned char head[THUMB_HEAD];
 	struct thumb_src in = {NULL, (size_t)len, NULL};
 	void *map = MAP_FAILED;
 	unsigned char *whole = NULL;

@@ -204,7 +204,7 @@ int thumb_make(const unsigned char *buf, size_t len,
 int thumb_make_fd(int fd, const struct thumb_opts *opts,
 		  struct thumb_result *res, char *err, size_t errlen)
 {
-	unsigned char head[64];
+	unsigned char head[THUMB_HEAD];
 	struct stat st;
 	if (fstat(fd, &st)) {
 		memset(res, 0, sizeof(*res));

@@ -31,7 +31,12 @@ enum thumb_format {
 	THUMB_FMT_WEBM,
 	THUMB_FMT_MKV, /* Matroska */
 	THUMB_FMT_AVI,
+	THUMB_FMT_DICOM, /* its first frame */
 };
+
+/* How many of a file's first bytes thumb_detect() needs to tell each
+ * format (DICOM's "DICM" is at 128). */
+#define THUMB_HEAD 256
 
 /* Whether fmt is a video's (whose thumbnail is of one frame, read from
  * its start: [thumbnail] max_bytes does not bound it). */
@@ -96,8 +101,8 @@ enum thumb_format thumb_detect(const unsigned char *buf, size_t len);
 
 /* "image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif",
  * "image/heic", "application/pdf", "video/mp4", "video/quicktime",
- * "video/webm", "video/x-matroska", "video/x-msvideo", or
- * "application/octet-stream". */
+ * "video/webm", "video/x-matroska", "video/x-msvideo", "application/dicom"
+ * or "application/octet-stream". */
 const char *thumb_mime_type(enum thumb_format fmt);
 
 /* The size Pillow's Image.thumbnail((max_w, max_h)) gives an image of

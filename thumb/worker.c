@@ -265,7 +265,7 @@ static void describe_end(struct worker *w, bool late, int cpu_s, char *err,
 int thumb_worker_make(int fd, const struct thumb_opts *opts,
 		      struct thumb_result *res, char *err, size_t errlen)
 {
-	unsigned char head[64];
+	unsigned char head[THUMB_HEAD];
 	ssize_t hn = pread(fd, head, sizeof(head), 0);
 	memset(res, 0, sizeof(*res));
 	res->frame_ms = -1;

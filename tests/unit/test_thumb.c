@@ -358,6 +358,11 @@ static void test_detect(void)
 	for (size_t i = 0; i < sizeof(videos) / sizeof(videos[0]); i++)
 		CHECK(thumb_detect((const unsigned char *)videos[i].head,
 				   videos[i].len) == videos[i].fmt);
+	unsigned char dicm[THUMB_HEAD] = {0};
+	memcpy(dicm + 128, "DICM", 4);
+	CHECK(thumb_detect(dicm, sizeof(dicm)) == THUMB_FMT_DICOM);
+	CHECK(thumb_detect(dicm, 131) == THUMB_FMT_UNKNOWN);
+	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_DICOM), "application/dicom"));
 	CHECK(thumb_is_video(THUMB_FMT_MKV) && !thumb_is_video(THUMB_FMT_PDF));
 	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_AVI), "video/x-msvideo"));
 	CHECK(thumb_detect((const unsigned char *)"GIF", 3) ==

@@ -256,12 +256,56 @@ def videos(shipped, tmp):
         " MiB")
 
 
+def dicoms(shipped, tmp):
+    """DICOM: 8 radiographs as a CR or DX device writes them (2048x2500,
+    12 bits in 16, MONOCHROME1 with a window), made from photographs,
+    uncompressed and JPEG lossless; beside DCMTK's dcmj2pnm (what a
+    DICOM user runs: the file's first window, scaled to 300 wide,
+    written as JPEG). One process per file for both."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_dicom import make_dicom  # noqa: E402 (the tests' maker)
+    import numpy as np
+    d = tmp / "fmtdicom"
+    (d / "out").mkdir(parents=True)
+    rows = {"uncompressed": [], "JPEG lossless": []}
+    for i, f in enumerate(shipped[:8]):
+        a = np.asarray(Image.open(f).convert("L").resize((2048, 2500)),
+                       dtype=np.float64) * 16
+        plain = make_dicom(d / f"x{i}.dcm", a[None], bits=12,
+                           photometric="MONOCHROME1", window=(2048, 3500))
+        rows["uncompressed"].append(plain)
+        packed = d / f"x{i}-jpeg.dcm"
+        subprocess.run(["gdcmconv", "--jpeg", str(plain), str(packed)],
+                       check=True)
+        rows["JPEG lossless"].append(packed)
+    tools = {
+        "thumbfs-thumb": lambda f, o: [str(THUMB), str(f), f"{o}/t.jpg"],
+        "dcmj2pnm +Wi 1 +Sxv 300 +oj": lambda f, o: [
+            "dcmj2pnm", "+Wi", "1", "+Sxv", "300", "+oj", "+Jq", "85",
+            str(f), f"{o}/d.jpg"],
+    }
+    for row, files in rows.items():
+        res = {k: sum(timed(one_core(t(f, d / "out"))) for f in files) *
+               1000 / len(files) for k, t in tools.items()}
+        # as the mount makes them: one worker for all (its start and its
+        # libraries' once, its heap kept)
+        res["worker: one for the 8 (as the mount)"] = timed(one_core(
+            [str(THUMB), "--isolated", "-d", str(d / "out"),
+             *map(str, files)])) * 1000 / len(files)
+        base = res["thumbfs-thumb"]
+        print(f"DICOM 2048x2500 12-bit MONOCHROME1, {row}: {len(files)} "
+              "files, one core, one process each, ms per file")
+        for k, v in res.items():
+            print(f"  {k:34} {v:7.1f} ms   thumbfs / {k.split()[0]} = "
+                  f"{base / v:.2f}x")
+
+
 def main():
     shipped = sorted(Path("/usr/share/backgrounds").rglob("*.jpg"))
     tmp = Path(tempfile.mkdtemp(prefix="thumbfs-bench-"))
     try:
-        # bench/thumb formats, bench/thumb video: only those
-        if not {"formats", "video"} & set(sys.argv[1:]):
+        # bench/thumb formats, video, dicom: only those
+        if not {"formats", "video", "dicom"} & set(sys.argv[1:]):
             camera = []
             for i, f in enumerate(shipped):
                 img = Image.open(f).convert("RGB")
@@ -276,9 +320,12 @@ def main():
                   tmp / "a")
             bench("camera-style 12 MP baseline 4:2:0 q92", camera,
                   tmp / "b")
-        if "video" not in sys.argv[1:]:  # bench/thumb video: only that
-            formats(shipped, tmp)
-        videos(shipped, tmp)
+        if not {"video", "dicom"} & set(sys.argv[1:]):
+            formats(shipped, tmp)  # bench/thumb video, dicom: only those
+        if "dicom" not in sys.argv[1:]:
+            videos(shipped, tmp)
+        if "video" not in sys.argv[1:]:
+            dicoms(shipped, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

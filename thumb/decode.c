@@ -400,8 +400,9 @@ static int decode(const struct thumb_src *in, enum thumb_format fmt, int box_w,
 					  max_pixels, img, orig_w, orig_h, err,
 					  errlen);
 	case THUMB_FMT_DICOM:
-		return thumb_decode_dicom(in->buf, in->len, max_pixels, img,
-					  orig_w, orig_h, err, errlen);
+		return thumb_decode_dicom(in->buf, in->len, box_w, box_h,
+					  max_pixels, img, orig_w, orig_h, err,
+					  errlen);
 	default:
 		snprintf(err, errlen,
 			 "not an image thumbfs reads (JPEG, PNG, WebP, TIFF, "

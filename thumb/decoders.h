@@ -82,13 +82,14 @@ int thumb_decode_video(const unsigned char *buf, size_t len, int box_w,
 
 /* DICOM (dicom.cc, GDCM): the first frame, grey through the file's
  * rescale and first window (else the frame's range; 8-bit as it is),
- * MONOCHROME1 inverted, RGB and YBR_FULL as RGB; full size. */
+ * MONOCHROME1 inverted, RGB and YBR_FULL as RGB; reduced by whole
+ * factors for box_w x box_h as Pillow's reduce() (0, 0: full size). */
 #ifdef __cplusplus
 extern "C"
 #endif
     int
-    thumb_decode_dicom(const unsigned char *buf, size_t len,
-		       uint64_t max_pixels, struct thumb_image *img, int *w,
-		       int *h, char *err, size_t errlen);
+    thumb_decode_dicom(const unsigned char *buf, size_t len, int box_w,
+		       int box_h, uint64_t max_pixels, struct thumb_image *img,
+		       int *w, int *h, char *err, size_t errlen);
 
 #endif

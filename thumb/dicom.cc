@@ -11,6 +11,8 @@
 #include <memory>
 #include <streambuf>
 #include <string>
+#include <vector>
+#include <algorithm>
 
 #include <gdcmDataSet.h>
 #include <gdcmImage.h>
@@ -349,17 +351,19 @@ void grey(const gdcm::DataSet &ds, const gdcm::Image &im,
 	if (!window && !as_is) {
 		double lo = std::numeric_limits<double>::max(), hi = -lo;
 		for (size_t i = 0; i < n; i++) {
-			double x =
-			    sample(p, i, bytes, bits, sign) * slope + icpt;
-			lo = x < lo ? x : lo;
-			hi = x > hi ? x : hi;
+			double s = sample(p, i, bytes, bits, sign);
+			lo = s < lo ? s : lo;
+			hi = s > hi ? s : hi;
 		}
+		lo = lo * slope + icpt, hi = hi * slope + icpt;
+		if (lo > hi) /* a negative slope */
+			std::swap(lo, hi);
 		/* the window whose ends are the range's */
 		w = hi - lo + 1;
 		c = lo + 0.5 + (w - 1) / 2;
 	}
-	for (size_t i = 0; i < n; i++) {
-		double x = sample(p, i, bytes, bits, sign) * slope + icpt, y;
+	auto map = [&](double s) {
+		double x = s * slope + icpt, y;
 		if (as_is)
 			y = x;
 		else if (x <= c - 0.5 - (w - 1) / 2)
@@ -370,8 +374,67 @@ void grey(const gdcm::DataSet &ds, const gdcm::Image &im,
 			y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
 		long v = lround(y);
 		v = v < 0 ? 0 : v > 255 ? 255 : v;
-		out[i] = (unsigned char)(mono1 ? 255 - v : v);
+		return (unsigned char)(mono1 ? 255 - v : v);
+	};
+	if (bytes > 2) {
+		for (size_t i = 0; i < n; i++)
+			out[i] = map(sample(p, i, bytes, bits, sign));
+		return;
 	}
+	/* up to 16 bits: a table of every stored value's grey */
+	std::vector<unsigned char> lut(size_t(1) << bits);
+	for (size_t v = 0; v < lut.size(); v++) {
+		unsigned char b[2] = {(unsigned char)v,
+				      (unsigned char)(v >> 8)};
+		lut[v] = map(sample(b, 0, 2, bits, sign));
+	}
+	uint32_t mask = (uint32_t)lut.size() - 1;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = p[bytes * i];
+		if (bytes == 2)
+			v |= (uint32_t)p[2 * i + 1] << 8;
+		out[i] = lut[v & mask];
+	}
+}
+
+/* img reduced by fx x fy, each block of its pixels averaged (those at
+ * the edges of what is left), as Pillow's reduce() does before its
+ * Lanczos pass (thumb_load_size's factors); false when out of memory. */
+bool box_reduce(struct thumb_image *img, int fx, int fy)
+{
+	int ch = img->channels, iw = img->width, ih = img->height;
+	int w = (iw + fx - 1) / fx, h = (ih + fy - 1) / fy;
+	unsigned char *out = (unsigned char *)malloc((size_t)w * h * ch);
+	std::vector<uint32_t> sum((size_t)w * ch);
+	if (!out)
+		return false;
+	for (int oy = 0; oy < h; oy++) {
+		std::fill(sum.begin(), sum.end(), 0);
+		int y0 = oy * fy, y1 = std::min(y0 + fy, ih);
+		for (int y = y0; y < y1; y++) {
+			const unsigned char *row =
+			    img->pixels + (size_t)y * iw * ch;
+			for (int x = 0; x < iw; x++)
+				for (int k = 0; k < ch; k++)
+					sum[(size_t)(x / fx) * ch + k] +=
+					    row[(size_t)x * ch + k];
+		}
+		for (int ox = 0; ox < w; ox++) {
+			uint32_t cnt =
+			    (uint32_t)(std::min((ox + 1) * fx, iw) - ox * fx) *
+			    (uint32_t)(y1 - y0);
+			for (int k = 0; k < ch; k++)
+				out[((size_t)oy * w + ox) * ch + k] =
+				    (unsigned char)((sum[(size_t)ox * ch + k] +
+						     cnt / 2) /
+						    cnt);
+		}
+	}
+	free(img->pixels);
+	img->pixels = out;
+	img->width = w;
+	img->height = h;
+	return true;
 }
 
 unsigned char clamp8(double v)
@@ -420,8 +483,9 @@ extern "C" char *tempnam(const char *dir, const char *pfx) noexcept
 }
 
 extern "C" int thumb_decode_dicom(const unsigned char *buf, size_t len,
-				  uint64_t max_pixels, struct thumb_image *img,
-				  int *w, int *h, char *err, size_t errlen)
+				  int box_w, int box_h, uint64_t max_pixels,
+				  struct thumb_image *img, int *w, int *h,
+				  char *err, size_t errlen)
 {
 	try {
 		/* GDCM's own messages would name tags, never a patient;
@@ -535,8 +599,11 @@ extern "C" int thumb_decode_dicom(const unsigned char *buf, size_t len,
 				 whole);
 			return -EINVAL;
 		}
-		/* zeroed: a decoder that gives fewer bytes leaves black */
-		std::unique_ptr<char[]> px(new (std::nothrow) char[whole]());
+		/* a codec that gives fewer bytes leaves black: zeroed when
+		 * compressed (native data was checked to be whole) */
+		std::unique_ptr<char[]> px(
+		    packed ? new (std::nothrow) char[whole]()
+			   : new (std::nothrow) char[whole]);
 		if (!px) {
 			snprintf(err, errlen, "out of memory for %lu bytes",
 				 whole);
@@ -572,6 +639,17 @@ extern "C" int thumb_decode_dicom(const unsigned char *buf, size_t len,
 		img->height = rows;
 		img->channels = mono ? 1 : 3;
 		img->orientation = 1;
+		int tw = cols, th = rows;
+		if (box_w > 0 && box_h > 0)
+			thumb_target(cols, rows, 1, box_w, box_h, &tw, &th);
+		int fx = std::max(cols / tw / 2, 1),
+		    fy = std::max(rows / th / 2, 1);
+		if ((fx > 1 || fy > 1) && !box_reduce(img, fx, fy)) {
+			thumb_image_release(img);
+			snprintf(err, errlen, "out of memory reducing %dx%d",
+				 cols, rows);
+			return -ENOMEM;
+		}
 		*w = cols;
 		*h = rows;
 		return 0;

@@ -129,3 +129,27 @@ def test_workers_end_with_the_mount(thumbfs_bin, tmp_path):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
              re.search(r"State:\s+Z", open(f"/proc/{pid}/status").read()),
              10, "the worker to end")
+
+
+def test_workers_are_confined(thumbfs_bin, tmp_path):
+    """Each worker runs under its seccomp filter (thumb/confine.c; what it
+    denies is tests/unit/test_thumb.c's test_confined), and says nothing
+    of not being confined in the log."""
+    m = isolated_mount(thumbfs_bin, tmp_path)
+    try:
+        d, pid = one_worker(m)
+        status = open(f"/proc/{pid}/status").read()
+        assert re.search(r"^Seccomp:\s+2$", status, re.M), status
+        assert re.search(r"^NoNewPrivs:\s+1$", status, re.M), status
+        assert "not confined" not in m.log.read_text()
+        # and still makes thumbnails (PDF: fontconfig may not write)
+        subprocess.run(["gs", "-q", "-dSAFER", "-dBATCH", "-dNOPAUSE",
+                        "-sDEVICE=pdfwrite", "-o", str(tmp_path / "a.pdf"),
+                        "-c", "/Helvetica findfont 20 scalefont setfont "
+                        "72 700 moveto (Consent) show showpage"],
+                       check=True, timeout=60)
+        (d / "consent.pdf").write_bytes((tmp_path / "a.pdf").read_bytes())
+        row = m.wait_uploaded("consent.pdf")
+        assert row["error"] == "" and row["s3_thumbnail_key"], row
+    finally:
+        m.stop()

@@ -409,6 +409,14 @@ int thumb_worker_main(int argc, char **argv)
 		struct rlimit rl = {(rlim_t)mem, (rlim_t)mem};
 		setrlimit(RLIMIT_DATA, &rl);
 	}
+	/* without the filter the worker still decodes, bounded as above:
+	 * said on stderr (the mount's log), once a worker */
+	char why[256];
+	if (thumb_worker_confine(why, sizeof(why)))
+		fprintf(stderr,
+			"thumbfs: warning: thumbnail worker not "
+			"confined: %s\n",
+			why);
 	struct request rq;
 	int fd;
 	while (recv_request(&rq, &fd) == 0) {

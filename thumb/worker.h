@@ -42,4 +42,9 @@ void thumb_worker_release(void);
  * closes. The process's exit status. */
 int thumb_worker_main(int argc, char **argv);
 
+/* The calling process confined (confine.c): starting a program, the
+ * network, and making, changing or removing files are EPERM from then
+ * on. 0, or -errno with err (no filter set). */
+int thumb_worker_confine(char *err, size_t errlen);
+
 #endif

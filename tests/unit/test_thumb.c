@@ -6,11 +6,15 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/unit/check.h"
 #include "tests/unit/pngs.h"
 #include "thumb/thumb.h"
+#include "thumb/worker.h"
 
 /* {w, h, Pillow's thumbnail((300, 300)) w, h}, from Debian's Pillow 9.4. */
 static const int fits[][4] = {
@@ -370,8 +374,52 @@ static void test_detect(void)
 	CHECK(!strcmp(thumb_mime_type(THUMB_FMT_HEIF), "image/heic"));
 }
 
+/* A confined process (a worker's filter) may read a file but not write
+ * or make one, start a program or open a socket; checked in a child,
+ * which says by its exit status which of these failed. */
+static void test_confined(void)
+{
+	char path[] = "/tmp/thumbfs-confine-XXXXXX";
+	int tmp = mkstemp(path);
+	CHECK(tmp >= 0);
+	close(tmp);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char err[256];
+		if (thumb_worker_confine(err, sizeof(err)))
+			_exit(10);
+		int rd = open(path, O_RDONLY);
+		if (rd < 0)
+			_exit(11);
+		close(rd);
+		if (open(path, O_WRONLY) >= 0 || errno != EPERM)
+			_exit(12);
+		if (open("/tmp/thumbfs-confine-new", O_RDONLY | O_CREAT,
+			 0600) >= 0 ||
+		    errno != EPERM)
+			_exit(13);
+		char *argv[] = {(char *)"true", NULL};
+		execv("/bin/true", argv);
+		if (errno != EPERM)
+			_exit(14);
+		if (socket(AF_INET, SOCK_STREAM, 0) >= 0 || errno != EPERM)
+			_exit(15);
+		if (unlink(path) == 0 || errno != EPERM)
+			_exit(16);
+		_exit(0);
+	}
+	int status = -1;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fprintf(stderr, "confined child: status %d\n", status);
+	CHECK(access(path, F_OK) == 0); /* not removed */
+	unlink(path);
+}
+
 int main(void)
 {
+	test_confined();
 	test_detect();
 	test_fit();
 	test_flat_stays_flat();

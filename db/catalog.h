@@ -110,8 +110,9 @@ struct db_tombstone {
 
 struct db_counts {
 	int64_t spooled;
-	int64_t uploaded;	/* images (image/ types) */
-	int64_t uploaded_other; /* other files: PDFs, empty files */
+	int64_t uploaded;	/* images: what thumbfs draws (image/ and video/
+				 * types, PDF, DICOM) */
+	int64_t uploaded_other; /* other files: empty or of other types */
 	int64_t thumb_errors;
 	int64_t jobs_ingest;
 	int64_t jobs_delete;

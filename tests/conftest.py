@@ -499,3 +499,10 @@ def thumb_png(tmp_path, src, *args):
                         str(src), str(out)], capture_output=True, text=True,
                        timeout=120)
     return r, out
+
+
+def pictured(mime):
+    """Whether a row of this type is one thumbfs draws a thumbnail of
+    (the status file's images; the others are other files)."""
+    return mime.startswith(("image/", "video/")) or mime in (
+        "application/pdf", "application/dicom")

@@ -134,18 +134,29 @@ bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
 	return false;
 }
 
-void fs_job_succeeded(struct thumbfs *fs)
+/* The jobs waiting out their backoff, let go now. */
+static void let_waiting_go(struct thumbfs *fs)
 {
-	fs_metrics_store_ok();
-	if (!atomic_load(&fs->store_failing) ||
-	    !atomic_exchange(&fs->store_failing, false))
-		return;
 	int n = db_jobs_go(fs->db);
 	if (n > 0) {
 		log_info("the store answers again: %d waiting job(s) go now",
 			 n);
 		fs_jobs_kick(fs);
 	}
+}
+
+void fs_job_succeeded(struct thumbfs *fs)
+{
+	fs_metrics_store_ok();
+	if (atomic_load(&fs->store_failing) &&
+	    atomic_exchange(&fs->store_failing, false))
+		let_waiting_go(fs);
+}
+
+void fs_store_answers(struct thumbfs *fs)
+{
+	if (atomic_load(&fs->store_failing))
+		let_waiting_go(fs);
 }
 
 void fs_jobs_nap(struct thumbfs *fs)

@@ -51,6 +51,12 @@ bool fs_gate_put(struct thumbfs *fs, const struct db_job *job, const char *key,
  * out their backoff go now. */
 void fs_job_succeeded(struct thumbfs *fs);
 
+/* The store answered a probe (a HEAD of the bucket) while failing: what
+ * waits out a backoff goes at once, but the store is up again only when
+ * a write succeeds (fs_job_succeeded): one that answers HEADs may still
+ * refuse every PUT with 503s, and its store_up must stay 0. */
+void fs_store_answers(struct thumbfs *fs);
+
 /* A job's bookkeeping in the catalog (done, retried, released, parked,
  * its result recorded): call is tried again, waiting longer each time (to
  * 2 s), until the catalog takes it (after a full disk or an I/O error

@@ -50,7 +50,7 @@ static void probe(struct thumbfs *fs)
 	    !atomic_compare_exchange_strong(&last, &was, now.tv_sec))
 		return;
 	if (s3_ping(fs->store, err, sizeof(err)) == 0)
-		fs_job_succeeded(fs);
+		fs_store_answers(fs);
 }
 
 static bool store_held(struct thumbfs *fs)

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 14
+#define SCHEMA_VERSION 15
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -245,6 +245,11 @@ static const char schema_v14[] =
     " - (" COUNTED14("OLD") "); END;";
 // clang-format on
 
+/* Version 15: the folders held for their names (db/held.h). */
+static const char schema_v15[] =
+    "CREATE TABLE held (path TEXT PRIMARY KEY, since TEXT NOT NULL)"
+    " WITHOUT ROWID;";
+
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -268,7 +273,7 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	const char *steps[] = {schema_v1,  schema_v2,  schema_v3,  schema_v4,
 			       schema_v5,  schema_v6,  schema_v7,  schema_v8,
 			       schema_v9,  schema_v10, schema_v11, schema_v12,
-			       schema_v13, schema_v14};
+			       schema_v13, schema_v14, schema_v15};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

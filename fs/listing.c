@@ -234,6 +234,10 @@ static int list_path(struct thumbfs *fs, const char *path, struct dir_list *l,
 		if (p.kind == FS_BATCH)
 			return list_batch(fs, l, &p, sp, plus);
 		return list_dir(l, sp, NULL, 0);
+	case FS_HELD:
+		if (fs_spool_path(fs, path, sp, sizeof(sp)))
+			return -ENAMETOOLONG;
+		return list_dir(l, sp, NULL, 0);
 	default:
 		return -ENOTDIR;
 	}

@@ -18,10 +18,12 @@
 
 #include "db/catalog.h"
 #include "db/conn.h"
+#include "db/held.h"
 #include "db/queue.h"
 #include "fs/attr.h"
 #include "fs/cache.h"
 #include "fs/handle.h"
+#include "fs/held.h"
 #include "fs/job.h"
 #include "fs/listing.h"
 #include "fs/log.h"
@@ -85,13 +87,12 @@ static int fs_op_mkdir(const char *path, mode_t mode)
 	case FS_PATIENT:
 	case FS_BATCH:
 		break;
+	case FS_HELD:
+	case FS_FILE: /* a folder below a date is held too */
+		return fs_held_mkdir(fs, path, &p, mode);
 	case FS_INVALID:
-		return fs_refused_path(p.depth >= 4 || p.depth <= 1 ? -EPERM
-								    : p.err,
+		return fs_refused_path(p.depth <= 1 ? -EPERM : p.err,
 				       "mkdir of", path, &p);
-	case FS_FILE:
-		return fs_refused(-EPERM, "mkdir of", path,
-				  "nothing may be below a date directory");
 	default:
 		return -EEXIST;
 	}
@@ -111,6 +112,8 @@ static int fs_op_rmdir(const char *path)
 	struct fs_path p;
 	char sp[PATH_MAX];
 	fs_parse(fs, path, &p);
+	if (p.kind == FS_HELD)
+		return fs_held_rmdir(fs, path);
 	if (p.kind != FS_PATIENT && p.kind != FS_BATCH)
 		return p.kind == FS_FILE ? -ENOTDIR : -EPERM;
 	if (fs_spool_path(fs, path, sp, sizeof(sp)))
@@ -212,8 +215,19 @@ static int fs_op_rename(const char *from, const char *to, unsigned int flags)
 		return -EINVAL;
 	fs_parse(fs, from, &pf);
 	fs_parse(fs, to, &pt);
-	if (pf.kind == FS_PATIENT || pf.kind == FS_BATCH)
-		return fs_rename_dir(fs, from, to, &pf, &pt, flags);
+	bool dir = pf.kind == FS_PATIENT || pf.kind == FS_BATCH;
+	if (pf.kind == FS_HELD || (dir && fs_held_target(&pt)))
+		return fs_held_rename(fs, from, to, &pf, &pt, flags);
+	if (dir) {
+		int ret = fs_rename_dir(fs, from, to, &pf, &pt, flags);
+		/* the folders held below it follow */
+		int e = ret ? 0 : db_held_move(fs->db, from, to);
+		if (e)
+			log_error("the catalog's held folders missed the "
+				  "rename of '%s' to '%s': %s",
+				  from, to, strerror(-e));
+		return ret;
+	}
 	if (pf.kind != FS_FILE)
 		return pf.kind == FS_INVALID ? -ENOENT : -EPERM;
 	if (pf.thumb)

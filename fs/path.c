@@ -199,10 +199,20 @@ static void invalid(struct fs_path *out, int err, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A path inside a held folder (or the folder itself, at held_at): kept in
+ * the spool as a hidden file is, never uploaded. */
+static void held(struct fs_path *out, const char *leaf, int n)
+{
+	out->kind = n == out->held_at ? FS_HELD : FS_FILE;
+	out->held = true;
+	out->local = true;
+	snprintf(out->name, sizeof(out->name), "%s", leaf);
+}
+
 void fs_path_parse(const struct fs_rules *r, const char *path,
 		   struct fs_path *out)
 {
-	char comp[4][256];
+	char comp[4][256], leaf[256];
 	int n = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -217,17 +227,23 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 		if (len > 255)
 			return invalid(out, -ENAMETOOLONG,
 				       "a name is longer than 255 bytes");
-		if (n == 4) {
-			out->depth = 5;
-			return invalid(out, -EPERM,
-				       "nothing may be below a date directory");
-		}
 		out->depth = n + 1;
-		memcpy(comp[n], p, len);
-		comp[n][len] = '\0';
-		if (!strcmp(comp[n], ".") || !strcmp(comp[n], ".."))
+		memcpy(leaf, p, len);
+		leaf[len] = '\0';
+		if (n < 4)
+			memcpy(comp[n], leaf, len + 1);
+		if (!strcmp(leaf, ".") || !strcmp(leaf, ".."))
 			return invalid(out, -EINVAL,
 				       "'.' and '..' are not names");
+		int bad = n >= 1 ? name_error(leaf) : 0;
+		if (bad ==
+		    -EILSEQ) /* (each its own rule, said once a minute) */
+			return invalid(out, bad,
+				       "a file name must be valid UTF-8");
+		if (bad)
+			return invalid(
+			    out, bad,
+			    "a file name may not hold control characters");
 		n++;
 		p += len;
 	}
@@ -256,34 +272,42 @@ void fs_path_parse(const struct fs_rules *r, const char *path,
 		out->kind = FS_PATIENTS;
 		return;
 	}
+	/* A folder named as neither a patient id nor a date where one goes,
+	 * or one below a date, is held (db/held.h): Explorer and Finder make
+	 * "New folder" before the person types its name. */
 	if (regexec(&r->patient_re, comp[1], 0, NULL, 0) ||
-	    strlen(comp[1]) >= sizeof(out->patient))
-		return invalid(out, -EINVAL,
-			       "patient id '%.64s' does not match "
-			       "patient_id_pattern %s",
-			       comp[1], r->pattern);
+	    strlen(comp[1]) >= sizeof(out->patient)) {
+		snprintf(out->why, sizeof(out->why),
+			 "patient id '%.64s' does not match "
+			 "patient_id_pattern %s",
+			 comp[1], r->pattern);
+		out->held_at = 2;
+		return held(out, leaf, n);
+	}
 	snprintf(out->patient, sizeof(out->patient), "%s", comp[1]);
 	if (n == 2) {
 		out->kind = FS_PATIENT;
 		return;
 	}
-	if (!fs_valid_date(comp[2]))
-		return invalid(out, -EINVAL,
-			       "batch directory '%.64s' is not a real date "
-			       "YYYY-MM-DD",
-			       comp[2]);
+	if (!fs_valid_date(comp[2])) {
+		snprintf(out->why, sizeof(out->why),
+			 "batch directory '%.64s' is not a real date "
+			 "YYYY-MM-DD",
+			 comp[2]);
+		out->held_at = 3;
+		return held(out, leaf, n);
+	}
 	memcpy(out->date, comp[2], 11);
 	if (n == 3) {
 		out->kind = FS_BATCH;
 		return;
 	}
-	int bad = name_error(comp[3]);
-	if (bad)
-		return invalid(
-		    out, bad,
-		    bad == -EILSEQ
-			? "a file name must be valid UTF-8"
-			: "a file name may not hold control characters");
+	if (n > 4) {
+		snprintf(out->why, sizeof(out->why),
+			 "'%.64s' is a folder in a date's folder", comp[3]);
+		out->held_at = 4;
+		return held(out, leaf, n);
+	}
 	out->kind = FS_FILE;
 	snprintf(out->name, sizeof(out->name), "%s", comp[3]);
 	out->local = fs_name_local(r, comp[3]);

@@ -18,6 +18,8 @@ enum fs_kind {
 	FS_FILE,     /* "/patients/<id>/<date>/<name>" */
 	FS_META,     /* "/.thumbfs" */
 	FS_STATUS,   /* "/.thumbfs/status" and "/.thumbfs/status.json" */
+	FS_HELD,     /* a folder held for its name (db/held.h), where a
+		      * patient's or a date's goes, or one below a date */
 	FS_INVALID,  /* see err and why */
 };
 
@@ -27,12 +29,15 @@ struct fs_path {
 	char patient[65];
 	char date[11];
 	char name[256];
-	bool local;    /* FS_FILE: hidden or ignored, never uploaded */
-	bool thumb;    /* FS_FILE: a reserved "*_thumb.*" name */
-	bool json;     /* FS_STATUS: status.json */
-	int err;       /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
-			* place for files), -ENAMETOOLONG, -ENOENT */
-	char why[512]; /* FS_INVALID: the rule that failed, with the values */
+	bool local;	  /* FS_FILE: hidden, ignored or held, never uploaded */
+	bool held;	  /* FS_FILE, FS_HELD: in a held folder, or it */
+	int held_at;	  /* with held: the depth of the topmost held folder */
+	bool thumb;	  /* FS_FILE: a reserved "*_thumb.*" name */
+	bool json;	  /* FS_STATUS: status.json */
+	int err;	  /* FS_INVALID: -EINVAL (bad id or date), -EPERM (not a
+			   * place for files), -ENAMETOOLONG, -ENOENT */
+	char why[512];	  /* FS_INVALID: the rule that failed, with the values;
+			   * with held: why the folder is held */
 	const char *rule; /* FS_INVALID: the rule broken (why's format) */
 };
 

@@ -26,7 +26,26 @@ struct thumbfs *fs_get(void)
 
 void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
 {
+	char sp[PATH_MAX];
+	struct stat st;
 	fs_path_parse(&fs->rules, path, p);
+	/* where a held folder or a file may be, the spool says which */
+	if (!(p->held || (p->kind == FS_FILE && p->depth == 4)) ||
+	    fs_spool_path(fs, path, sp, sizeof(sp)) || lstat(sp, &st))
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		if (!p->held) {
+			p->held = p->local = true;
+			p->thumb = false;
+			p->held_at = 4;
+			snprintf(p->why, sizeof(p->why),
+				 "'%.64s' is a folder in a date's folder",
+				 p->name);
+		}
+		p->kind = FS_HELD;
+	} else if (p->kind == FS_HELD) {
+		p->kind = FS_FILE; /* a local file where folders are held */
+	}
 }
 
 /* A refusal of kind rule (a literal: the rule's format), why it was. */

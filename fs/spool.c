@@ -189,8 +189,8 @@ static int each_entry(const char *dir,
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	int ret = 0;
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
+	if (!d) /* (a file where a folder is held: .DS_Store) */
+		return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
 	while (!ret && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;

@@ -1,5 +1,7 @@
 /* status.c - .thumbfs/status and .thumbfs/status.json: one set of numbers
  * gathered once, as text for people and as JSON for scripts. */
+#include <dirent.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +10,8 @@
 
 #include "db/catalog.h"
 #include "fs/cache.h"
+#include "db/held.h"
+#include "fs/spool.h"
 #include "fs/json.h"
 #include "fs/log.h"
 #include "fs/status.h"
@@ -21,6 +25,7 @@ struct status {
 	struct fs_figures f;
 	int problems_ret;
 	int n_problems;
+	long long held; /* folders held for their names, or -errno */
 	char problems[PROBLEMS_SHOWN * 2][2][420]; /* path, what */
 	char errors[LOG_KEEP * 520];
 	char bucket[256], cache[160];
@@ -34,6 +39,54 @@ static void add_problem(void *arg, const char *path, const char *what)
 	snprintf(st->problems[st->n_problems][0], 420, "patients/%.400s", path);
 	snprintf(st->problems[st->n_problems][1], 420, "%.400s", what);
 	st->n_problems++;
+}
+
+/* How many files are below dir (at most cap). */
+static long count_files(const char *dir, long cap)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	long n = 0;
+	while (d && n < cap && (e = readdir(d))) {
+		char p[PATH_MAX];
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (e->d_type == DT_DIR) {
+			if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) <
+			    (int)sizeof(p))
+				n += count_files(p, cap - n);
+		} else {
+			n++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* A folder held for its name (db/held.h), as a problem. */
+static void add_held(struct status *st, const char *path, long files)
+{
+	char what[160];
+	snprintf(what, sizeof(what),
+		 "held for its name: %ld file(s) in it not uploaded until it "
+		 "is renamed to a patient id or a date",
+		 files);
+	add_problem(st, path + strlen("/patients/"), what);
+}
+
+/* The held folders, the first PROBLEMS_SHOWN as problems: how many in
+ * all, or -errno. */
+static int list_held(struct thumbfs *fs, struct status *st)
+{
+	char *v[PROBLEMS_SHOWN], sp[PATH_MAX];
+	int n = db_held_list(fs->db, v, PROBLEMS_SHOWN);
+	for (int i = 0; i < n && i < PROBLEMS_SHOWN; i++) {
+		if (!fs_spool_path(fs, v[i], sp, sizeof(sp)))
+			add_held(st, v[i], count_files(sp, 100000));
+		free(v[i]);
+	}
+	return n;
 }
 
 static long long age(int64_t since, time_t now)
@@ -72,7 +125,10 @@ static struct status *gather(struct thumbfs *fs)
 	if (!st)
 		return NULL;
 	fs_figures_read(fs, &st->f);
+	st->held = list_held(fs, st);
 	st->problems_ret = db_problems(fs->db, PROBLEMS_SHOWN, add_problem, st);
+	if (st->held < 0)
+		st->problems_ret = (int)st->held;
 	log_last_errors(st->errors, sizeof(st->errors));
 	fs_cache_describe(fs->cache, st->cache, sizeof(st->cache));
 	snprintf(st->bucket, sizeof(st->bucket), "%s", s3_bucket(fs->store));
@@ -87,6 +143,7 @@ static struct status *gather(struct thumbfs *fs)
 	    {"other files uploaded", "other_files_uploaded",                   \
 	     (st)->f.c.uploaded_other},                                        \
 	    {"thumbnail errors", "thumbnail_errors", (st)->f.c.thumb_errors},  \
+	    {"folders held for their names", "folders_held", (st)->held},      \
 	    {"queue ingest", "queue_ingest", (st)->f.c.jobs_ingest},           \
 	    {"queue delete", "queue_delete", (st)->f.c.jobs_delete},           \
 	    {"queue postgres", "queue_postgres", (st)->f.c.jobs_sync},         \

@@ -30,9 +30,11 @@ def test_hostile_names_are_refused(file_mount, tmp_path):
         with pytest.raises(OSError) as e:  # nor by a rename onto it
             os.rename(os.fsencode(good), path)
         assert e.value.errno in (err, errno.EXDEV), (name, e.value)
+        if err == errno.EPERM:
+            continue  # a folder of that name is held (test_held.py)
         with pytest.raises(OSError) as e:
             os.mkdir(path)
-        assert e.value.errno in (err, errno.EPERM), (name, e.value)
+        assert e.value.errno == err, (name, e.value)
     # a NUL cannot reach a filesystem at all: the call refuses it first
     with pytest.raises(ValueError):
         os.open(d + b"/a\0b.jpg", os.O_WRONLY | os.O_CREAT)
@@ -42,13 +44,14 @@ def test_hostile_names_are_refused(file_mount, tmp_path):
     assert e.value.errno == errno.EPERM
     # patient ids and dates with the same bytes
     top = os.fsencode(m.mnt / "patients")
-    for bad in (b"P\xff", b"P\n1", b"..x/"[:3] + b"\xc0"):
+    for bad, want in ((b"P\xff", errno.EILSEQ), (b"P\n1", errno.EINVAL),
+                      (b"..x\xc0", errno.EILSEQ)):
         with pytest.raises(OSError) as e:
             os.mkdir(top + b"/" + bad)
-        assert e.value.errno == errno.EINVAL, (bad, e.value)
+        assert e.value.errno == want, (bad, e.value)
     with pytest.raises(OSError) as e:
         os.mkdir(top + b"/P1/2025-11-10\xff")
-    assert e.value.errno == errno.EINVAL
+    assert e.value.errno == errno.EILSEQ
 
     assert os.listdir(d) == []
     assert m.rows() == []

@@ -7,6 +7,7 @@ streams_xattr. The smb.conf here is README's "Sharing with Windows and
 Mac"."""
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -109,14 +110,15 @@ class Smbd:
         return "".join(p.read_text(errors="replace")
                        for p in [self.base / "smbd.out",
                                  *sorted((self.base / "log").glob("*"))]
-                       if p.exists())
+                       if p.is_file())
 
     def stop(self):
-        self.proc.terminate()
+        # its children too (one per client), which outlive it otherwise
+        os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
 
@@ -218,3 +220,34 @@ def test_a_mount_without_allow_other_says_what_to_set(thumbfs_bin, tmp_path):
         assert m.log_text().count("only uid 0 may use the mount") == 1
     finally:
         m.stop()
+
+
+def test_new_folder_then_rename_and_a_dropped_folder_of_folders(shared,
+                                                                tmp_path):
+    """Explorer makes "New folder" (Finder "untitled folder") and the
+    person then types its name; a folder dropped in may hold folders whose
+    names are no date. Held until renamed (test_held.py), never refused."""
+    m, s = shared
+    srcs = photos()[:2]
+    s.run('cd patients; mkdir "New folder"; rename "New folder" P20;'
+          ' cd P20; mkdir "untitled folder";'
+          ' rename "untitled folder" 2025-11-10')
+    s.run(f"lcd {srcs[0].parent}; cd patients/P20/2025-11-10;"
+          f" put {srcs[0].name} a.jpg")
+    m.wait_uploaded("a.jpg")
+    # a patient's folder typed as people write it, with a folder of scans
+    top = tmp_path / "drag" / "Müller Anna"
+    (top / "Scans").mkdir(parents=True)
+    shutil.copy(srcs[1], top / "Scans" / "b.jpg")
+    s.run(f"lcd {top.parent}; cd patients; recurse on; prompt off;"
+          ' mput "Müller Anna"')
+    assert (m.mnt / "patients/Müller Anna/Scans/b.jpg").read_bytes() == \
+        srcs[1].read_bytes()
+    out = s.run('cd "patients/Müller Anna"; ls')
+    assert "Scans" in out, out
+    assert [r["name"] for r in m.rows()] == ["a.jpg"]
+    s.run('cd "patients/Müller Anna"; rename Scans 2025-11-11;'
+          ' cd ..; rename "Müller Anna" P21')
+    m.wait_uploaded("b.jpg")
+    assert sorted(os.listdir(m.mnt / "patients")) == ["P20", "P21"]
+    assert "NT_STATUS" not in s.log()

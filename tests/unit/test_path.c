@@ -65,13 +65,23 @@ int main(void)
 	      !strcmp(p.name, "IMG 1.jpg"));
 	CHECK(parse("/.thumbfs/status").kind == FS_STATUS);
 
+	/* folders named as neither, and what is in them: held */
 	p = parse("/patients/bad!id");
-	CHECK(p.kind == FS_INVALID && p.err == -EINVAL && strstr(p.why, "id"));
+	CHECK(p.kind == FS_HELD && p.held && p.held_at == 2 &&
+	      strstr(p.why, "patient id 'bad!id'"));
+	p = parse("/patients/bad!id/2025-11-10/x.jpg");
+	CHECK(p.kind == FS_FILE && p.held && p.local && p.held_at == 2 &&
+	      !strcmp(p.name, "x.jpg"));
 	p = parse("/patients/P1/2025-02-30");
-	CHECK(p.kind == FS_INVALID && p.err == -EINVAL &&
-	      strstr(p.why, "date"));
+	CHECK(p.kind == FS_HELD && p.held_at == 3 && strstr(p.why, "date"));
+	p = parse("/patients/P1/10.11.2025/a/b/c.jpg");
+	CHECK(p.kind == FS_FILE && p.held && p.held_at == 3 &&
+	      !strcmp(p.name, "c.jpg"));
 	p = parse("/patients/P1/2025-11-10/sub/x.jpg");
-	CHECK(p.kind == FS_INVALID && p.err == -EPERM);
+	CHECK(p.kind == FS_FILE && p.held && p.held_at == 4 && p.local &&
+	      !p.thumb);
+	p = parse("/patients/P1/2025-11-10/sub/\xff.jpg");
+	CHECK(p.kind == FS_INVALID && p.err == -EILSEQ);
 	p = parse("/photo.jpg");
 	CHECK(p.kind == FS_INVALID && p.err == -EPERM);
 	p = parse("/patients/../etc");

@@ -185,7 +185,8 @@ static void check_migration(const char *dir, struct db **db)
 	    "DROP TABLE job_counts; DROP TRIGGER job_counts_insert;"
 	    " DROP TRIGGER job_counts_delete; DROP TRIGGER job_counts_update;"
 	    " DROP INDEX jobs_waiting; DROP INDEX jobs_sync_waiting;"
-	    " UPDATE counts SET n = n + 5; PRAGMA user_version = 13;";
+	    " UPDATE counts SET n = n + 5; DROP TABLE held;"
+	    " PRAGMA user_version = 13;";
 	char *msg = NULL, err[512];
 	CHECK_INT(sqlite3_exec((*db)->conn, BACK, NULL, NULL, &msg), SQLITE_OK);
 	sqlite3_free(msg);

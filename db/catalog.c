@@ -17,6 +17,16 @@ DB_SQL(SQL_GET_THUMB,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE"
        " patient_id = :patient_id AND batch_date = :batch_date AND"
        " thumbnail_name = :name ORDER BY updated_at DESC LIMIT 1");
+/* a thumbnail's name, by record: a row of the date has it as its
+ * thumbnail or claims it, and no image of the date has it as its name */
+DB_SQL(SQL_THUMB_NAMED,
+       "SELECT NOT EXISTS (SELECT 1 FROM images WHERE"
+       " patient_id = :patient_id AND batch_date = :batch_date AND"
+       " name = :name) AND (EXISTS (SELECT 1 FROM images WHERE"
+       " patient_id = :patient_id AND batch_date = :batch_date AND"
+       " thumbnail_name = :name) OR EXISTS (SELECT 1 FROM images WHERE"
+       " patient_id = :patient_id AND batch_date = :batch_date AND"
+       " thumb_claim = :name AND thumb_claim != ''))");
 DB_SQL(SQL_DATE_USED,
        "SELECT EXISTS (SELECT 1 FROM images WHERE"
        " patient_id = :patient_id AND batch_date = :batch_date)");
@@ -198,7 +208,12 @@ int db_image_writing(struct db *db, const char *patient, const char *date,
 	int ret = db_tx_begin(db);
 	if (ret)
 		return ret;
-	ret = db_path_stmt(db, SQL_WRITING_ADD, patient, date, name);
+	/* a thumbnail claimed the name since the writer's path was read */
+	int64_t named =
+	    db_int(db_use_path(db, SQL_THUMB_NAMED, patient, date, name));
+	ret = named < 0 ? (int)named : named ? -EEXIST : 0;
+	if (ret == 0)
+		ret = db_path_stmt(db, SQL_WRITING_ADD, patient, date, name);
 	if (ret == 0) /* an ingest on its way reads a changing file */
 		ret = db_path_stmt(db, SQL_BUMP, patient, date, name);
 	return db_tx_end(db, ret);
@@ -415,6 +430,16 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)
 	int ret = db_get_by_id_locked(db, id, out);
 	db_unlock(db);
 	return ret;
+}
+
+int db_thumb_named(struct db *db, const char *patient, const char *date,
+		   const char *name)
+{
+	db_lock(db);
+	int64_t v =
+	    db_int(db_use_path(db, SQL_THUMB_NAMED, patient, date, name));
+	db_unlock(db);
+	return v < 0 ? (int)v : v != 0;
 }
 
 int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,

@@ -141,7 +141,8 @@ int db_image_written(struct db *db, const char *patient, const char *date,
 /* The image is open for writing and its writer has not been told it is
  * saved: recorded, so that a daemon that dies now leaves it whole or
  * absent (db_writing_abort), and any ingest on its way is discarded.
- * db_image_written (close, fsync) ends it. */
+ * db_image_written (close, fsync) ends it. -EEXIST if the name is a
+ * thumbnail's (db_thumb_named): claimed since the writer looked. */
 int db_image_writing(struct db *db, const char *patient, const char *date,
 		     const char *name);
 
@@ -183,6 +184,11 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
 /* Whether the catalog has an image in the patient's folder (date NULL), or
  * in its date's: 1, 0, or -errno. */
 int db_folder_used(struct db *db, const char *patient, const char *date);
+/* Whether name is a thumbnail's in the patient's date, by record: a row
+ * has it as its thumbnail or claims it, and no image has it as its own
+ * name. 1, 0, or -errno. */
+int db_thumb_named(struct db *db, const char *patient, const char *date,
+		   const char *name);
 int db_image_get_by_thumb(struct db *db, const char *patient, const char *date,
 			  const char *thumb_name, struct db_image *out);
 

@@ -73,11 +73,16 @@ DB_SQL(SQL_BACKFILL_ALL, BACKFILL_SELECT("s3_thumbnail_key"));
 DB_SQL(SQL_BACKFILL_BATCH,
        BACKFILL_SELECT("+s3_thumbnail_key") " AND patient_id = :patient_id"
 					    " AND batch_date = :batch_date");
-/* a thumbnail's object another image holds (by key or by its claim) */
+/* a thumbnail's object another image holds (by key or by its claim), or
+ * its name an image's of the date (right_thumb.jpg, a photo of a right
+ * thumb), stored or being written */
 DB_SQL(SQL_THUMB_HELD,
        "SELECT 1 FROM images WHERE id != :id AND (s3_thumbnail_key = :key OR"
-       " (patient_id = :patient_id AND batch_date = :batch_date AND"
-       " thumb_claim = :name AND thumb_claim != '')) LIMIT 1");
+       " s3_key = :key OR (patient_id = :patient_id AND"
+       " batch_date = :batch_date AND ((thumb_claim = :name AND"
+       " thumb_claim != '') OR name = :name))) UNION ALL SELECT 1 FROM"
+       " writing WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name = :name LIMIT 1");
 /* an object whose delete is queued, or waits for its tombstone to reach
  * PostgreSQL */
 DB_SQL(SQL_KEY_DYING,

@@ -23,13 +23,12 @@
 /* The stat of content that lives in the store only (written by another
  * mount or the web app), from its catalog row. */
 /* What a file that is in the store only shows: its row's size and time. */
-void fs_stored_stat(int64_t size, const char *updated_at, bool thumb,
-		    struct stat *st)
+void fs_stored_stat(int64_t size, const char *updated_at, struct stat *st)
 {
 	struct tm tm;
 	memset(st, 0, sizeof(*st));
 	memset(&tm, 0, sizeof(tm));
-	st->st_mode = S_IFREG | (thumb ? 0444 : 0644);
+	st->st_mode = S_IFREG | 0644;
 	st->st_nlink = 1;
 	st->st_uid = getuid();
 	st->st_gid = getgid();
@@ -44,7 +43,7 @@ void fs_stored_stat(int64_t size, const char *updated_at, bool thumb,
 static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
 {
 	fs_stored_stat(thumb ? img->thumbnail_size : img->file_size,
-		       img->updated_at, thumb, st);
+		       img->updated_at, st);
 }
 
 static void status_stat(struct thumbfs *fs, bool json, struct stat *st)
@@ -69,7 +68,9 @@ static int file_stat(struct thumbfs *fs, const char *path,
 		if (fs_thumb_path(fs, p->patient, p->date, p->name, sp,
 				  sizeof(sp)) == 0 &&
 		    lstat(sp, st) == 0) {
-			st->st_mode = S_IFREG | 0444;
+			/* writable, as a folder copied back in needs
+			 * (handle.c, open_copy); read-only in effect */
+			st->st_mode = S_IFREG | 0644;
 			return 0;
 		}
 		if (db_image_get_by_thumb(fs->db, p->patient, p->date, p->name,

@@ -15,10 +15,8 @@
  * row of what is in the store only, as shown (fs_shown). */
 int fs_op_getattr(const char *path, struct stat *st, struct fuse_file_info *fi);
 
-/* What a file in the store only shows: its row's size and time (a
- * thumbnail read-only). */
-void fs_stored_stat(int64_t size, const char *updated_at, bool thumb,
-		    struct stat *st);
+/* What a file in the store only shows: its row's size and time. */
+void fs_stored_stat(int64_t size, const char *updated_at, struct stat *st);
 
 /* [fs] uid, gid and umask applied to st, and the block size cp uses. */
 void fs_shown(const struct thumbfs *fs, struct stat *st);

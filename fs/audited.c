@@ -45,7 +45,7 @@ static void image_sha(const char *path, char sha[65])
 	if (!fs->audit)
 		return;
 	fs_path_parse(&fs->rules, path, &p);
-	if (p.kind == FS_FILE && !p.local && !p.thumb &&
+	if (p.kind == FS_FILE && !p.local &&
 	    db_image_get(fs->db, p.patient, p.date, p.name, &img) == 0)
 		memcpy(sha, img.sha256, 65);
 }

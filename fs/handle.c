@@ -67,6 +67,10 @@ int fs_mark_writing(struct thumbfs *fs, const struct fs_path *p)
 	if (ret) {
 		fs_tree_path(what, sizeof(what), NULL, p->patient, p->date,
 			     p->name);
+		if (ret == -EEXIST)
+			return fs_refused(ret, "write of", what,
+					  "a thumbnail took the name a moment "
+					  "ago");
 		log_error("catalog write of '%s' failed: %s", what,
 			  strerror(-ret));
 		return ret == -ENOSPC ? ret : -EIO;
@@ -82,7 +86,7 @@ static void follow(struct thumbfs *fs, struct handle *h, const char *path,
 {
 	struct fs_path now;
 	if (path)
-		fs_path_parse(&fs->rules, path, &now);
+		fs_parse_name(fs, path, &now);
 	pthread_mutex_lock(&h->lock);
 	if (path &&
 	    (now.kind != h->path.kind || strcmp(now.name, h->path.name) ||
@@ -113,6 +117,60 @@ static int begin_write(struct thumbfs *fs, struct handle *h, const char *path)
 	return ret;
 }
 
+/* 1 if the file fd holds the bytes of the file at path, 0 if not, or
+ * -errno. */
+static int same_bytes(int fd, const char *path)
+{
+	char a[65536], b[65536];
+	struct stat sa, sb;
+	int other = open(path, O_RDONLY | O_CLOEXEC), ret = -EIO;
+	if (other < 0)
+		return -errno;
+	if (fstat(fd, &sa) || fstat(other, &sb)) {
+		ret = -errno;
+	} else if (sa.st_size != sb.st_size) {
+		ret = 0;
+	} else {
+		off_t off = 0;
+		ssize_t n = 1, m;
+		while (n > 0) {
+			n = pread(fd, a, sizeof(a), off);
+			m = n > 0 ? pread(other, b, (size_t)n, off) : 0;
+			if (n < 0 || m < 0) {
+				ret = -errno;
+				break;
+			}
+			if (m != n || memcmp(a, b, (size_t)n)) {
+				n = -1;
+				ret = 0;
+				break;
+			}
+			off += n;
+		}
+		if (n == 0)
+			ret = 1;
+	}
+	close(other);
+	return ret;
+}
+
+int fs_thumb_copy_check(struct thumbfs *fs, int fd, const struct fs_path *p,
+			const char *op)
+{
+	char tp[PATH_MAX], shown[PATH_MAX];
+	int same = 0;
+	if (p->kind == FS_FILE && p->thumb &&
+	    fs_local_thumb(fs, p, tp, sizeof(tp)) == 0)
+		same = same_bytes(fd, tp);
+	if (same)
+		return same < 0 ? same : 0;
+	fs_tree_path(shown, sizeof(shown), "", p->patient, p->date, p->name);
+	return fs_refused(-EPERM, op, shown,
+			  "the name is a thumbnail's, and only the "
+			  "thumbnail's own bytes may be put there (a folder "
+			  "copied back in); give the file another name");
+}
+
 /* The writer of h is told its data is saved (close, fsync): queue the
  * ingest of what it wrote, under the name it has now. */
 static int end_write(struct thumbfs *fs, struct handle *h, const char *name)
@@ -121,15 +179,21 @@ static int end_write(struct thumbfs *fs, struct handle *h, const char *name)
 	struct fs_path p;
 	char path[PATH_MAX];
 	follow(fs, h, name, &p);
-	if (!is_image(&p) || !atomic_exchange(&h->dirty, false))
+	if (!(is_image(&p) || h->copy) || !atomic_exchange(&h->dirty, false))
 		return 0;
 	int ret = fstat(h->fd, &st) ? -errno : 0;
-	if (ret == 0)
-		ret = fs_queue_ingest(fs, &p, (int64_t)st.st_size, h->uid);
-	if (ret && ret != -ENOSPC)
-		ret = -EIO;
-	if (ret)
-		atomic_store(&h->dirty, true); /* told it failed: still due */
+	if (h->copy) { /* the thumbnail's bytes are saved already, or refused */
+		if (ret == 0)
+			ret = fs_thumb_copy_check(fs, h->fd, &p, "write of");
+	} else {
+		if (ret == 0)
+			ret = fs_queue_ingest(fs, &p, (int64_t)st.st_size,
+					      h->uid);
+		if (ret && ret != -ENOSPC)
+			ret = -EIO;
+		if (ret) /* told it failed: still due */
+			atomic_store(&h->dirty, true);
+	}
 	if (fs->audit &&
 	    !fs_tree_path(path, sizeof(path), "", p.patient, p.date, p.name)) {
 		/* by the writer: release has no caller */
@@ -337,12 +401,53 @@ static int open_fresh(struct thumbfs *fs, struct fuse_file_info *fi,
 	return 0;
 }
 
+/* A thumbnail's name opened to write: a folder downloaded from the
+ * archive, thumbnails and all, copied back in. What is written goes to a
+ * file of its own, never the thumbnail, and is compared with the
+ * thumbnail when it is saved (end_write): its own bytes are saved
+ * already; others are refused there. keep: the thumbnail's bytes first
+ * (opened without O_TRUNC). */
+static int open_copy(struct thumbfs *fs, struct fuse_file_info *fi,
+		     const struct fs_path *p, bool keep)
+{
+	char tmp[PATH_MAX], tp[PATH_MAX], buf[65536];
+	snprintf(tmp, sizeof(tmp), "%s/copy.XXXXXX", fs->tmp);
+	int fd = mkostemp(tmp, O_CLOEXEC), ret = 0;
+	if (fd < 0)
+		return -errno;
+	unlink(tmp);
+	if (keep && (ret = fs_local_thumb(fs, p, tp, sizeof(tp))) == 0) {
+		int in = open(tp, O_RDONLY | O_CLOEXEC);
+		ssize_t n = 0;
+		if (in < 0)
+			ret = -errno;
+		while (in >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+			if (write(fd, buf, (size_t)n) != n) {
+				n = -1;
+				break;
+			}
+		if (n < 0)
+			ret = -EIO;
+		if (in >= 0)
+			close(in);
+	}
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	if ((ret = new_handle(fi, fd, p, !keep)) == 0) /* (fd closed if not) */
+		fs_handle(fi)->copy = true;
+	return ret;
+}
+
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
 	struct thumbfs *fs = fs_get();
 	struct fs_path p;
 	char sp[PATH_MAX];
 	fs_parse(fs, path, &p);
+	if (p.kind == FS_FILE && p.thumb)
+		return open_copy(fs, fi, &p, false); /* (not shown yet) */
 	int ret = fs_may_create(fs, "create of", path, &p);
 	if (ret)
 		return ret;
@@ -418,7 +523,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 	int flags = (fi->flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC;
 	if (p.thumb) {
 		if (acc != O_RDONLY)
-			return -EACCES;
+			return open_copy(fs, fi, &p, !trunc);
 		if ((ret = fs_local_thumb(fs, &p, sp, sizeof(sp))))
 			return ret;
 		fd = open(sp, flags);

@@ -34,6 +34,9 @@ struct handle {
 	 * or queueing twice, is harmless (both are idempotent). */
 	atomic_bool dirty;
 	bool image;    /* a visible image: ingested when it is saved */
+	bool copy;     /* a thumbnail's name opened to write (a folder copied
+			* back in): its bytes kept aside, and compared with
+			* the thumbnail's when it is saved */
 	bool writable; /* opened to write: rows from elsewhere for its name
 			* wait until it is closed (sync.c) */
 	struct fs_path path;
@@ -93,5 +96,10 @@ int fs_op_release(const char *path, struct fuse_file_info *fi);
 /* The handle of a spool file a request came with, or NULL (none, the
  * status file's, or one with no file). */
 struct handle *fs_file_handle(struct fuse_file_info *fi);
+
+/* Whether the file fd holds the bytes of the thumbnail p (a folder copied
+ * back in): 0 if it does, else -EPERM (refused, said with op) or -errno. */
+int fs_thumb_copy_check(struct thumbfs *fs, int fd, const struct fs_path *p,
+			const char *op);
 
 #endif

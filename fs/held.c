@@ -145,7 +145,7 @@ static void enter(struct entering *w, const char *path, const char *sp)
 			(int)sizeof(fp) ||
 		    lstat(fp, &st))
 			continue;
-		fs_path_parse(&w->fs->rules, mp, &p);
+		fs_parse_name(w->fs, mp, &p);
 		if (S_ISDIR(st.st_mode) &&
 		    (p.kind == FS_PATIENT || p.kind == FS_BATCH)) {
 			enter(w, mp, fp);

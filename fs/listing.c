@@ -178,7 +178,7 @@ static int list_batch(struct thumbfs *fs, struct dir_list *l,
 		if (plus && r->uploaded &&
 		    !has_name(spooled, n_spooled, r->name)) {
 			struct dir_entry *e = &l->v[l->n - 1];
-			fs_stored_stat(r->size, r->updated_at, false, &e->st);
+			fs_stored_stat(r->size, r->updated_at, &e->st);
 			fs_shown(fs, &e->st);
 			e->known = true;
 		}
@@ -191,8 +191,7 @@ static int list_batch(struct thumbfs *fs, struct dir_list *l,
 		if (plus && r->thumb_stored &&
 		    !has_name(cached, n_cached, r->thumb)) {
 			struct dir_entry *e = &l->v[l->n - 1];
-			fs_stored_stat(r->thumb_size, r->updated_at, true,
-				       &e->st);
+			fs_stored_stat(r->thumb_size, r->updated_at, &e->st);
 			fs_shown(fs, &e->st);
 			e->known = true;
 		}

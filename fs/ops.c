@@ -195,6 +195,12 @@ static int fs_op_unlink(const char *path)
 		struct db_image img;
 		int e = errno;
 		/* in the store only: removing it is removing its row */
+		if (e == ENOENT && !p.local &&
+		    db_image_get(fs->db, p.patient, p.date, p.name, &img) &&
+		    fs_is_thumb_name(p.name))
+			return 0; /* a thumbnail whose image just went (rm -r
+				   * met the image first; the kernel still had
+				   * the name) */
 		if (e != ENOENT || p.local ||
 		    db_image_get(fs->db, p.patient, p.date, p.name, &img))
 			return -e;
@@ -236,13 +242,29 @@ static int fs_op_rename(const char *from, const char *to, unsigned int flags)
 				  "the image");
 	char op[PATH_MAX + 32];
 	snprintf(op, sizeof(op), "rename of '%s' to", from);
-	int ret = fs_may_create(fs, op, to, &pt);
+	int ret =
+	    pt.kind == FS_FILE && pt.thumb ? 0 : fs_may_create(fs, op, to, &pt);
 	if (ret)
 		return ret;
 	ino_t held;
 	ret = fs_whole_image(fs, &pf, from, sf, sizeof(sf), &held);
 	if (ret)
 		return ret;
+	if (pt.kind == FS_FILE && pt.thumb) {
+		/* onto a thumbnail (rsync's temporary file of a folder copied
+		 * back in): its own bytes are there already, and the file
+		 * renamed goes as the rename would take it; others refused */
+		int fd = open(sf, O_RDONLY | O_CLOEXEC);
+		ret = fd < 0 ? -errno : fs_thumb_copy_check(fs, fd, &pt, op);
+		if (fd >= 0)
+			close(fd);
+		if (ret == 0 && unlink(sf))
+			ret = -errno;
+		if (ret == 0 && !pf.local)
+			forget_image(fs, &pf);
+		fs_cache_put(fs->cache, held);
+		return ret;
+	}
 	if (fs_spool_path(fs, to, st_, sizeof(st_)))
 		ret = -ENAMETOOLONG;
 	else if (renameat2(AT_FDCWD, sf, AT_FDCWD, st_, flags))
@@ -267,7 +289,7 @@ static int fs_op_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 		return fchmod(h->fd, mode) ? -errno : 0;
 	int ret = fs_meta_path(path, sp, sizeof(sp), true);
 	if (ret)
-		return ret;
+		return ret == 1 ? 0 : ret;
 	return chmod(sp, mode) ? -errno : 0;
 }
 
@@ -280,7 +302,7 @@ static int fs_op_chown(const char *path, uid_t uid, gid_t gid,
 		return fchown(h->fd, uid, gid) ? -errno : 0;
 	int ret = fs_meta_path(path, sp, sizeof(sp), true);
 	if (ret)
-		return ret;
+		return ret == 1 ? 0 : ret;
 	return lchown(sp, uid, gid) ? -errno : 0;
 }
 
@@ -293,7 +315,7 @@ static int fs_op_utimens(const char *path, const struct timespec tv[2],
 		return futimens(h->fd, tv) ? -errno : 0;
 	int ret = fs_meta_path(path, sp, sizeof(sp), false);
 	if (ret)
-		return ret;
+		return ret == 1 ? 0 : ret;
 	return utimensat(AT_FDCWD, sp, tv, AT_SYMLINK_NOFOLLOW) ? -errno : 0;
 }
 

@@ -30,7 +30,9 @@ static int reconcile_file(const char *path, const char *patient,
 	if (fs_tree_path(shown, sizeof(shown), "", patient, date, name))
 		return 0;
 	fs_path_parse(&w->fs->rules, shown, &p);
-	if (p.kind != FS_FILE || p.local || p.thumb || lstat(path, &sb) ||
+	/* (a spool file is no thumbnail, whatever its name: those are in
+	 * the cache's own folder) */
+	if (p.kind != FS_FILE || p.local || lstat(path, &sb) ||
 	    !S_ISREG(sb.st_mode))
 		return 0;
 	char who[256]; /* the writer is gone: the file's owner wrote it */

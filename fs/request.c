@@ -24,11 +24,21 @@ struct thumbfs *fs_get(void)
 	return fuse_get_context()->private_data;
 }
 
+void fs_parse_name(struct thumbfs *fs, const char *path, struct fs_path *p)
+{
+	fs_path_parse(&fs->rules, path, p);
+	/* a thumbnail's name is one the catalog says a thumbnail has: a
+	 * photo named right_thumb.jpg is an image */
+	if (p->kind == FS_FILE && p->thumb &&
+	    db_thumb_named(fs->db, p->patient, p->date, p->name) == 0)
+		p->thumb = false;
+}
+
 void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p)
 {
 	char sp[PATH_MAX];
 	struct stat st;
-	fs_path_parse(&fs->rules, path, p);
+	fs_parse_name(fs, path, p);
 	/* where a held folder or a file may be, the spool says which */
 	if (!(p->held || (p->kind == FS_FILE && p->depth == 4)) ||
 	    fs_spool_path(fs, path, sp, sizeof(sp)) || lstat(sp, &st))
@@ -114,7 +124,7 @@ int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
 		return storable(fs, op, path, p);
 	if (p->kind == FS_FILE)
 		return fs_refused(-EPERM, op, path,
-				  "'*_thumb.*' names are made by thumbfs");
+				  "the name is a thumbnail's");
 	/* in a date directory, the rule the path broke; above it, where
 	 * files go (not why the name is no patient id or date) */
 	if (p->kind == FS_INVALID && p->depth >= 4)
@@ -174,9 +184,11 @@ int fs_take_owner(int fd, const char *sp, mode_t mode)
 }
 
 /* Files and directories of the spool may change their metadata; the
- * thumbnails and the status file may not. The root may take times and
- * xattrs (rsync -a sets them on "."), but not a mode or an owner: it is
- * the spool itself, which stays 0700 (the mount shows 0755). */
+ * thumbnails and the status file may not (a thumbnail's is taken and
+ * nothing changes: rsync -a and cp -a of a folder copied back in set it).
+ * The root may take times and xattrs (rsync -a sets them on "."), but not
+ * a mode or an owner: it is the spool itself, which stays 0700 (the mount
+ * shows 0755). */
 int fs_meta_path(const char *path, char *sp, size_t n, bool owner)
 {
 	struct thumbfs *fs = fs_get();
@@ -184,8 +196,10 @@ int fs_meta_path(const char *path, char *sp, size_t n, bool owner)
 	fs_parse(fs, path, &p);
 	if (p.kind == FS_INVALID)
 		return -ENOENT;
+	if (p.kind == FS_FILE && p.thumb)
+		return 1;
 	if ((owner && p.kind == FS_ROOT) || p.kind == FS_STATUS ||
-	    p.kind == FS_META || (p.kind == FS_FILE && p.thumb))
+	    p.kind == FS_META)
 		return -EPERM;
 	return fs_spool_path(fs, path, sp, n);
 }

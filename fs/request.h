@@ -21,8 +21,12 @@ struct handle;
 /* The mount the current request is for. */
 struct thumbfs *fs_get(void);
 
-/* Classify path. */
+/* Classify path: fs_path_parse, with a thumbnail's name by the catalog's
+ * record (db_thumb_named), and where a held folder or a file may be, the
+ * spool's answer. fs_parse_name: without the spool (an open file's
+ * name). */
 void fs_parse(struct thumbfs *fs, const char *path, struct fs_path *p);
+void fs_parse_name(struct thumbfs *fs, const char *path, struct fs_path *p);
 
 /* A refused operation, in one log line with the rule and its values
  * (the errno alone does not say which): "refused OP 'PATH': WHY", op
@@ -37,8 +41,9 @@ int fs_refused_path(int err, const char *op, const char *path,
 		    const struct fs_path *p);
 
 /* The spool path of path whose metadata may change (owner: its mode or
- * owner), or -errno: the thumbnails, the status file and the root's mode
- * and owner may not. */
+ * owner): 0; 1 for a thumbnail, whose mode, owner and times are thumbfs's
+ * (the change is taken, and nothing changes); or -errno: the status file
+ * and the root's mode and owner may not. */
 int fs_meta_path(const char *path, char *sp, size_t n, bool owner);
 
 /* 0 if a file may be made at p (path as FUSE gives it): only a name that

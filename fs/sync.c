@@ -147,7 +147,8 @@ static bool prepare_remote(struct thumbfs *fs, struct db_image *r)
 			 r->name))
 		return false;
 	fs_path_parse(&fs->rules, path, &p);
-	if (p.kind != FS_FILE || p.local || p.thumb || !r->s3_key[0])
+	/* (an image's name is no thumbnail's, whatever its shape) */
+	if (p.kind != FS_FILE || p.local || !r->s3_key[0])
 		return false; /* nothing the tree can show */
 	if (defer(r->patient_id, r->batch_date, r->name))
 		return false; /* a writer here has it open */

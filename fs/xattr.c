@@ -42,7 +42,8 @@ static int xattr_path(const char *path, const char *name, char *sp, size_t n)
 {
 	if (name && strncmp(name, "user.", 5))
 		return -ENOTSUP;
-	return fs_meta_path(path, sp, n, false);
+	int ret = fs_meta_path(path, sp, n, false);
+	return ret == 1 ? -EPERM : ret; /* (a thumbnail's are thumbfs's) */
 }
 
 /* The catalog's row of the image at path: 0, or -ENODATA. */

@@ -251,3 +251,28 @@ def test_new_folder_then_rename_and_a_dropped_folder_of_folders(shared,
     m.wait_uploaded("b.jpg")
     assert sorted(os.listdir(m.mnt / "patients")) == ["P20", "P21"]
     assert "NT_STATUS" not in s.log()
+
+
+def test_a_downloaded_folder_put_back(shared, tmp_path):
+    """A date's folder downloaded with its thumbnails and dragged back
+    (Explorer replaces each file): no error, the archive unchanged; a
+    photo named like a thumbnail goes in as an image (#28)."""
+    m, s = shared
+    srcs = photos()[:2]
+    d = m.batch("P30", "2025-11-10")
+    for x in srcs:
+        shutil.copy(x, d / x.name)
+        m.wait_uploaded(x.name)
+    wait_for(lambda: len(os.listdir(d)) == 4, 30, "the thumbnails")
+    before = sorted((r["name"], r["sha256"]) for r in m.rows())
+    down = tmp_path / "down"
+    down.mkdir()
+    s.run(f"lcd {down}; cd patients/P30; recurse on; prompt off;"
+          " mget 2025-11-10")
+    assert len(os.listdir(down / "2025-11-10")) == 4
+    s.run(f"lcd {down}; cd patients/P30; recurse on; prompt off;"
+          " mput 2025-11-10")
+    assert sorted((r["name"], r["sha256"]) for r in m.rows()) == before
+    s.run(f"lcd {srcs[0].parent}; cd patients/P30/2025-11-10;"
+          f" put {srcs[0].name} right_thumb.jpg")
+    m.wait_uploaded("right_thumb.jpg")

@@ -1,9 +1,11 @@
 /* catalog.c - the images: written, being written, removed (with their
  * tombstones), read, listed and counted (see catalog.h). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uninorm.h>
 
 #include "db/gate.h"
 #include "db/internal.h"
@@ -33,8 +35,13 @@ DB_SQL(SQL_DATE_USED,
 DB_SQL(SQL_PATIENT_USED, "SELECT EXISTS (SELECT 1 FROM images WHERE"
 			 " patient_id = :patient_id)");
 /* :in_pg: a row PostgreSQL already has (read from it) */
-DB_SQL(SQL_INSERT, "INSERT INTO images (in_pg, seen" DB_IMAGE_SELECT
-		   ") VALUES (:in_pg, :in_pg" DB_IMAGE_PARAMS ")");
+DB_SQL(SQL_INSERT, "INSERT INTO images (in_pg, seen, name_key" DB_IMAGE_SELECT
+		   ") VALUES (:in_pg, :in_pg, :name_key" DB_IMAGE_PARAMS ")");
+/* the name of the date spelled as written first, of an NFC key */
+DB_SQL(SQL_SPELLING,
+       "SELECT name FROM images WHERE patient_id = :patient_id AND"
+       " batch_date = :batch_date AND name_key = :name AND name_key != ''"
+       " ORDER BY created_at LIMIT 1");
 DB_SQL(SQL_REWRITE, "UPDATE images SET state = 'spooled', gen = gen + 1,"
 		    " file_size = :file_size, uploaded_by = :uploaded_by,"
 		    " updated_at = :updated_at, evicted = 0 WHERE id = :id");
@@ -134,10 +141,52 @@ int db_insert_image_locked(struct db *db, const struct db_image *img,
 			   bool in_pg)
 {
 	DB_ASSERT_LOCKED(db);
+	char key[1024];
 	sqlite3_stmt *s = db_use(db, SQL_INSERT);
 	db_bind_image(s, img);
 	db_bind_int64(s, ":in_pg", in_pg);
+	db_bind_text(s, ":name_key",
+		     db_name_key(img->name, key, sizeof(key)) == 1 ? key : "");
 	return db_run(s);
+}
+
+int db_name_key(const char *name, char *out, size_t n)
+{
+	const char *p = name;
+	while (*p && (unsigned char)*p < 0x80)
+		p++;
+	if (!*p) /* ASCII: no other spelling (the common case, and cheap) */
+		return 0;
+	size_t len = 0;
+	uint8_t *v = u8_normalize(UNINORM_NFC, (const uint8_t *)name,
+				  strlen(name), NULL, &len);
+	if (!v)
+		return 0; /* no UTF-8: no path of the mount has it */
+	int ret = len < n;
+	if (ret) {
+		memcpy(out, v, len);
+		out[len] = '\0';
+	}
+	free(v);
+	return ret;
+}
+
+int db_name_spelling(struct db *db, const char *patient, const char *date,
+		     const char *key, char *out, size_t n)
+{
+	db_lock(db);
+	sqlite3_stmt *s = db_use_path(db, SQL_SPELLING, patient, date, key);
+	int rc = s ? sqlite3_step(s) : SQLITE_ERROR, ret = -EIO;
+	if (rc == SQLITE_ROW) {
+		snprintf(out, n, "%s", (const char *)sqlite3_column_text(s, 0));
+		ret = 0;
+	} else if (rc == SQLITE_DONE) {
+		ret = -ENOENT;
+	}
+	if (s)
+		sqlite3_reset(s);
+	db_unlock(db);
+	return ret;
 }
 
 /* The first column of the row sql returns with :id bound (db_int). */

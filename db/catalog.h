@@ -184,6 +184,16 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
 /* Whether the catalog has an image in the patient's folder (date NULL), or
  * in its date's: 1, 0, or -errno. */
 int db_folder_used(struct db *db, const char *patient, const char *date);
+/* One name, the spelling first written. db_name_key: the NFC form
+ * (Unicode's composed normalization, libunistring) of a name that is not
+ * ASCII, into out: 1, or 0 for an ASCII name (its own key) or one that
+ * is no UTF-8 or does not fit. db_name_spelling: the name of the
+ * patient's date whose key is key, as its first writer spelled it: 0,
+ * -ENOENT, or -errno. */
+int db_name_key(const char *name, char *out, size_t n);
+int db_name_spelling(struct db *db, const char *patient, const char *date,
+		     const char *key, char *out, size_t n);
+
 /* Whether name is a thumbnail's in the patient's date, by record: a row
  * has it as its thumbnail or claims it, and no image has it as its own
  * name. 1, 0, or -errno. */

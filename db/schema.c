@@ -245,10 +245,28 @@ static const char schema_v14[] =
     " - (" COUNTED14("OLD") "); END;";
 // clang-format on
 
-/* Version 15: the folders held for their names (db/held.h). */
+/* Version 15: the folders held for their names (db/held.h); and each
+ * image's name in NFC (name_key, db_name_key) for a name that is not
+ * ASCII, so that one spelled the other way finds it (fs/nfc.c). */
 static const char schema_v15[] =
     "CREATE TABLE held (path TEXT PRIMARY KEY, since TEXT NOT NULL)"
-    " WITHOUT ROWID;";
+    " WITHOUT ROWID;"
+    "ALTER TABLE images ADD COLUMN name_key TEXT NOT NULL DEFAULT '';"
+    "UPDATE images SET name_key = thumbfs_name_key(name)"
+    " WHERE name GLOB '*[^ -~]*';"
+    "CREATE INDEX images_name_key ON images (patient_id, batch_date,"
+    " name_key) WHERE name_key != '';";
+
+/* thumbfs_name_key(name): db_name_key's, for the step above */
+static void name_key_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	char key[1024];
+	const char *name = (const char *)sqlite3_value_text(argv[0]);
+	(void)argc;
+	if (!name || db_name_key(name, key, sizeof(key)) != 1)
+		key[0] = '\0';
+	sqlite3_result_text(ctx, key, -1, SQLITE_TRANSIENT);
+}
 
 int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 {
@@ -269,6 +287,13 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	}
 	if (version == SCHEMA_VERSION)
 		return 0;
+	if (sqlite3_create_function(conn, "thumbfs_name_key", 1,
+				    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+				    name_key_fn, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot create the catalog schema: %s",
+			 sqlite3_errmsg(conn));
+		return -EIO;
+	}
 	/* each version's step, in order, in one transaction */
 	const char *steps[] = {schema_v1,  schema_v2,  schema_v3,  schema_v4,
 			       schema_v5,  schema_v6,  schema_v7,  schema_v8,

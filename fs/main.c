@@ -19,6 +19,7 @@
 #include "db/pg.h"
 #include "fs/audit.h"
 #include "fs/audited.h"
+#include "fs/nfc.h"
 #include "fs/backfill.h"
 #include "fs/cache.h"
 #include "fs/commands.h"
@@ -295,7 +296,7 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (fs.cfg.allow_other)
 		fuse_opt_add_arg(&args, "-oallow_other");
-	fuse = fuse_new(&args, fs_audited(fs_operations()),
+	fuse = fuse_new(&args, fs_nfc_ops(fs_audited(fs_operations())),
 			sizeof(struct fuse_operations), &fs);
 	if (!fuse)
 		goto out_audit;

@@ -3,7 +3,7 @@
  * ops.c's (what changes the tree), attr.c's (getattr), listing.c's
  * (directories read), handle.c's (open files), xattr.c's (extended
  * attributes); what each needs first is request.h's; audited.c lays the
- * audit log over the table.
+ * audit log over the table, and nfc.c a name's spelling over it.
  *
  * Every operation returns 0 or -errno, and finds the mount's state
  * through fs_get() (fuse_get_context()->private_data), never a global.

@@ -6,7 +6,7 @@ BUILD_PKGS="gcc g++ pkg-config meson ninja-build fuse3 libfuse3-dev
  libssl-dev libinih-dev libpq-dev libexif-dev
  libwebp-dev libtiff-dev libgif-dev libheif-dev libmicrohttpd-dev
  libpoppler-glib-dev libcairo2-dev libavformat-dev libavcodec-dev
- libswscale-dev libavutil-dev libgdcm-dev libseccomp-dev"
+ libswscale-dev libavutil-dev libgdcm-dev libseccomp-dev libunistring-dev"
 
 # Install the Debian packages named that are not installed yet.
 install_pkgs() {

@@ -177,8 +177,9 @@ static void check_counts(struct db *db)
 }
 
 /* A catalog of version 13 (no job_counts, PDFs counted as other files,
- * the counts out of date as v8's triggers left them) opened again: v14's
- * step counts what is there. */
+ * the counts out of date as v8's triggers left them, no name keys)
+ * opened again: v14's step counts what is there, v15's keys the names
+ * that are not ASCII (one of them decomposed, "Ro\u0308ntgen.jpg"). */
 static void check_migration(const char *dir, struct db **db)
 {
 	static const char BACK[] =
@@ -186,6 +187,9 @@ static void check_migration(const char *dir, struct db **db)
 	    " DROP TRIGGER job_counts_delete; DROP TRIGGER job_counts_update;"
 	    " DROP INDEX jobs_waiting; DROP INDEX jobs_sync_waiting;"
 	    " UPDATE counts SET n = n + 5; DROP TABLE held;"
+	    " DROP INDEX images_name_key; ALTER TABLE images DROP name_key;"
+	    " UPDATE images SET name = 'Ro' || char(776) || 'ntgen.jpg'"
+	    " WHERE rowid = (SELECT min(rowid) FROM images);"
 	    " PRAGMA user_version = 13;";
 	char *msg = NULL, err[512];
 	CHECK_INT(sqlite3_exec((*db)->conn, BACK, NULL, NULL, &msg), SQLITE_OK);
@@ -200,6 +204,25 @@ static void check_migration(const char *dir, struct db **db)
 	struct db_counts c; /* (a mount's start frees parked jobs) */
 	compare_counts(*db, &c);
 	CHECK(c.uploaded > 0 && c.uploaded_other > 0 && c.oldest_sync > 0);
+	sqlite3_stmt *s = NULL;
+	char key[64] = "", patient[16] = "", date[16] = "", name[64] = "";
+	CHECK_INT(sqlite3_prepare_v2((*db)->conn,
+				     "SELECT name_key, patient_id, batch_date,"
+				     " (SELECT count(*) FROM images WHERE"
+				     " name_key != '') FROM images WHERE"
+				     " name_key != ''",
+				     -1, &s, NULL),
+		  SQLITE_OK);
+	CHECK_INT(sqlite3_step(s), SQLITE_ROW);
+	snprintf(key, sizeof(key), "%s", sqlite3_column_text(s, 0));
+	snprintf(patient, sizeof(patient), "%s", sqlite3_column_text(s, 1));
+	snprintf(date, sizeof(date), "%s", sqlite3_column_text(s, 2));
+	CHECK_INT(sqlite3_column_int(s, 3), 1);
+	sqlite3_finalize(s);
+	CHECK(!strcmp(key, "R\xc3\xb6ntgen.jpg"));
+	CHECK_INT(db_name_spelling(*db, patient, date, key, name, sizeof(name)),
+		  0);
+	CHECK(!strcmp(name, "Ro\xcc\x88ntgen.jpg"));
 }
 
 static void compare_counts(struct db *db, struct db_counts *out)

@@ -4,10 +4,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "db/held.h"
 #include "db/move.h"
 #include "fs/log.h"
 #include "fs/reconcile.h"
@@ -123,11 +125,30 @@ static int drop_lost(struct thumbfs *fs)
 	return ret == -ENOENT ? 0 : ret;
 }
 
+/* Held folders the catalog lists and the spool has not (a daemon that
+ * died between the catalog's line and the mkdir, or a folder another
+ * mount's rename took with its parent): listed no more. */
+static void drop_unheld(struct thumbfs *fs)
+{
+	char *v[64], sp[PATH_MAX];
+	struct stat sb;
+	int n = db_held_list(fs->db, v, 64);
+	for (int i = 0; i < n && i < 64; i++) {
+		if (!fs_spool_path(fs, v[i], sp, sizeof(sp)) &&
+		    lstat(sp, &sb) && errno == ENOENT &&
+		    db_held_drop(fs->db, v[i]) == 0)
+			log_info("held folder '%s' is gone from the spool",
+				 v[i]);
+		free(v[i]);
+	}
+}
+
 int fs_reconcile(struct thumbfs *fs, bool walk)
 {
 	char path[PATH_MAX];
 	struct walk w = {.fs = fs};
 	int ret = settle_moves(fs);
+	drop_unheld(fs);
 	if (ret == 0)
 		ret = abort_writes(fs);
 	if (ret == 0)

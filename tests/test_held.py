@@ -154,3 +154,18 @@ def test_what_is_in_the_archive_stays_there(file_mount):
         errno.EILSEQ
     assert err(lambda: os.mkdir(m.mnt / "elsewhere")) == errno.EPERM
     assert [r["name"] for r in m.rows()] == ["x.jpg"]
+
+
+def test_a_held_folder_gone_from_the_spool_is_listed_no_more(file_mount):
+    """The catalog's line is written before the folder is made: a daemon
+    that dies between the two leaves a line for nothing, dropped at the
+    next mount."""
+    m = file_mount
+    os.mkdir(m.mnt / "patients" / "New folder")
+    assert status(m)["folders_held"] == 1
+    m.kill9()
+    os.rmdir(m.data / "spool/patients/New folder")
+    m.start()
+    assert status(m)["folders_held"] == 0
+    assert "held folder '/patients/New folder' is gone from the spool" in \
+        m.log_text()

@@ -143,7 +143,7 @@ static struct status *gather(struct thumbfs *fs)
 	    {"other files uploaded", "other_files_uploaded",                   \
 	     (st)->f.c.uploaded_other},                                        \
 	    {"thumbnail errors", "thumbnail_errors", (st)->f.c.thumb_errors},  \
-	    {"folders held for their names", "folders_held", (st)->held},      \
+	    {"folders held (for their names)", "folders_held", (st)->held},    \
 	    {"queue ingest", "queue_ingest", (st)->f.c.jobs_ingest},           \
 	    {"queue delete", "queue_delete", (st)->f.c.jobs_delete},           \
 	    {"queue postgres", "queue_postgres", (st)->f.c.jobs_sync},         \

@@ -97,7 +97,7 @@ int fs_held_rmdir(struct thumbfs *fs, const char *path)
 }
 
 /* A file directly in what becomes a patient's folder: files belong in a
- * date's. Its name, or NULL if there is none. */
+ * date's: 1 with its name in name, 0 if there is none, or -errno. */
 static int stranded(const char *dir, const struct thumbfs *fs, char *name,
 		    size_t n)
 {

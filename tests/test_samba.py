@@ -28,7 +28,7 @@ SHARE = """\
   # thumbfs keeps modes and owners; Samba need not emulate DOS ones
   store dos attributes = no
   map archive = no
-  # thumbnails are read-only files that go with their images
+  # a file a client marked read-only may still be deleted
   delete readonly = yes
   # no ACLs on a FUSE mount
   nt acl support = no

@@ -9,6 +9,7 @@
 #include "db/catalog.h"
 #include "fs/audit.h"
 #include "fs/audited.h"
+#include "fs/context.h"
 #include "fs/path.h"
 #include "fs/thumbfs.h"
 
@@ -20,7 +21,7 @@ static int audited(const char *op, const char *path, const char *to,
 		   const char *sha256, int64_t size, int ret)
 {
 	struct thumbfs *fs = fs_get();
-	const struct fuse_context *c = fuse_get_context();
+	const struct fs_ctx *c = fs_ctx();
 	struct audit_event e = {.op = op,
 				.path = path,
 				.to = to,

@@ -16,6 +16,7 @@
 #include "db/queue.h"
 #include "fs/audit.h"
 #include "fs/cache.h"
+#include "fs/context.h"
 #include "fs/deferred.h"
 #include "fs/job.h"
 #include "fs/log.h"
@@ -247,8 +248,8 @@ static int new_handle(struct fuse_file_info *fi, int fd,
 	h->path = *p;
 	h->image = is_image(p);
 	h->writable = (fi->flags & O_ACCMODE) != O_RDONLY;
-	h->uid = fuse_get_context()->uid;
-	h->pid = fuse_get_context()->pid;
+	h->uid = fs_ctx()->uid;
+	h->pid = fs_ctx()->pid;
 	/* if so, the caller marked it before the change */
 	atomic_init(&h->dirty, dirty);
 	pthread_mutex_init(&h->lock, NULL);

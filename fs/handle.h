@@ -79,10 +79,6 @@ int fs_queue_ingest(struct thumbfs *fs, const struct fs_path *p, int64_t size,
 int fs_handle_truncate(struct thumbfs *fs, struct handle *h, const char *path,
 		       off_t size);
 
-/* The name libfuse gives a file unlinked while it is open (hard_remove
- * off), until it is closed: ".fuse_hidden...". */
-#define FS_HIDDEN_PREFIX ".fuse_hidden"
-
 int fs_op_create(const char *path, mode_t mode, struct fuse_file_info *fi);
 int fs_op_open(const char *path, struct fuse_file_info *fi);
 int fs_op_read(const char *path, char *buf, size_t size, off_t off,

@@ -14,6 +14,7 @@
 
 #include "db/catalog.h"
 #include "db/held.h"
+#include "fs/context.h"
 #include "fs/handle.h"
 #include "fs/log.h"
 #include "fs/request.h"
@@ -230,7 +231,7 @@ int fs_held_rename(struct thumbfs *fs, const char *from, const char *to,
 			  from, to, strerror(-ret));
 	if (!into)
 		return 0;
-	struct entering w = {.fs = fs, .uid = fuse_get_context()->uid};
+	struct entering w = {.fs = fs, .uid = fs_ctx()->uid};
 	enter(&w, to, st_);
 	log_info("'%s' renamed to '%s': %d file(s) go into the archive, %d "
 		 "folder(s) in it stay held",

@@ -30,6 +30,7 @@
 #include "fs/reload.h"
 #include "fs/verify.h"
 #include "fs/metrics_http.h"
+#include "fs/lowlevel.h"
 #include "fs/ops.h"
 #include "fs/reconcile.h"
 #include "fs/setup.h"
@@ -187,7 +188,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts opts = {0};
 	struct args a = {0};
 	struct thumbfs fs;
-	struct fuse *fuse = NULL;
+	struct fuse_session *se = NULL;
 	struct fuse_loop_config *loop = NULL;
 	char err[1024];
 	int status = 1, owner = -1, metrics = -1;
@@ -296,11 +297,10 @@ int main(int argc, char *argv[])
 	fuse_opt_add_arg(&args, "-odefault_permissions");
 	if (fs.cfg.allow_other)
 		fuse_opt_add_arg(&args, "-oallow_other");
-	fuse = fuse_new(&args, fs_nfc_ops(fs_audited(fs_operations())),
-			sizeof(struct fuse_operations), &fs);
-	if (!fuse)
+	se = fs_ll_new(&fs, &args, fs_nfc_ops(fs_audited(fs_operations())));
+	if (!se)
 		goto out_audit;
-	if (fuse_mount(fuse, opts.mountpoint))
+	if (fuse_session_mount(se, opts.mountpoint))
 		goto out_destroy;
 	mounted = true;
 	if (start_log(&fs, a.log_file, opts.foreground))
@@ -326,12 +326,12 @@ int main(int argc, char *argv[])
 	}
 	/* libfuse sets its handlers where they are the default */
 	stop_signals(&blocked, SIG_DFL);
-	if (fuse_set_signal_handlers(fuse_get_session(fuse))) {
+	if (fuse_set_signal_handlers(se)) {
 		pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 		goto out_db;
 	}
 	if (early_stop)
-		fuse_session_exit(fuse_get_session(fuse));
+		fuse_session_exit(se);
 	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
 	/* SIGHUP re-reads the store's credentials (libfuse's handler would
 	 * unmount) */
@@ -378,13 +378,13 @@ int main(int argc, char *argv[])
 		log_warn("%s", INSECURE_WARNING);
 	int ret;
 	if (opts.singlethread) {
-		ret = fuse_loop(fuse);
+		ret = fuse_session_loop(se);
 	} else {
 		loop = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(loop, opts.clone_fd);
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads);
 		fuse_loop_cfg_set_idle_threads(loop, opts.max_threads);
-		ret = fuse_loop_mt(fuse, loop);
+		ret = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
 	/* Ctrl-C and SIGTERM are how a mount is stopped: not a failure */
@@ -393,9 +393,9 @@ int main(int argc, char *argv[])
 	 * worked on here, in the background, and a second Ctrl-C or
 	 * SIGTERM leaves it for the next mount. */
 	stop_signals(&blocked, on_stop);
-	fuse_remove_signal_handlers(fuse_get_session(fuse)); /* (ours stay) */
+	fuse_remove_signal_handlers(se); /* (ours stay) */
 	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
-	fuse_unmount(fuse);
+	fuse_session_unmount(se);
 	mounted = false;
 	log_info("unmounted %s", opts.mountpoint);
 	fs_owner_say(owner, "finishing the uploads of %s", opts.mountpoint);
@@ -410,16 +410,17 @@ int main(int argc, char *argv[])
 			 "the spool");
 	goto out_db;
 out_signals:
-	fuse_remove_signal_handlers(fuse_get_session(fuse));
+	fuse_remove_signal_handlers(se);
 out_db:
 	fs_metrics_stop(); /* it reads the catalog */
 	db_pg_free(fs.pg);
 	db_free(fs.db);
 out_unmount:
 	if (mounted)
-		fuse_unmount(fuse);
+		fuse_session_unmount(se);
 out_destroy:
-	fuse_destroy(fuse);
+	fuse_session_destroy(se);
+	fs_ll_free(&fs);
 out_audit:
 	if (metrics >= 0)
 		close(metrics);

@@ -232,6 +232,10 @@ static void figures_to(FILE *f, const struct fs_figures *g)
 	    {"thumbfs_cache_limit_bytes", "gauge",
 	     "The cache's bound ([cache] max_bytes), 0 when it has none.",
 	     (double)g->cache_max},
+	    {"thumbfs_kernel_inodes", "gauge",
+	     "Node ids the daemon keeps for the kernel: names it has looked "
+	     "up and not forgotten, and files open, the root too.",
+	     (double)g->inodes},
 	    {"thumbfs_store_up", "gauge",
 	     "Whether the store takes requests: 0 while it refuses (403) or "
 	     "its last request failed.",

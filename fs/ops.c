@@ -22,6 +22,7 @@
 #include "db/queue.h"
 #include "fs/attr.h"
 #include "fs/cache.h"
+#include "fs/context.h"
 #include "fs/handle.h"
 #include "fs/held.h"
 #include "fs/job.h"
@@ -47,7 +48,7 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 	    !fs_thumb_path(fs, p->patient, p->date, img.thumbnail_name, tp,
 			   sizeof(tp)))
 		unlink(tp);
-	cfg_user_name(fuse_get_context()->uid, who, sizeof(who));
+	cfg_user_name(fs_ctx()->uid, who, sizeof(who));
 	int ret = db_image_removed(fs->db, p->patient, p->date, p->name, who);
 	if (ret && ret != -ENOENT) {
 		fs_tree_path(tp, sizeof(tp), NULL, p->patient, p->date,
@@ -56,25 +57,6 @@ static void forget_image(struct thumbfs *fs, const struct fs_path *p)
 			  strerror(-ret));
 	}
 	fs_jobs_kick(fs);
-}
-
-static void *fs_op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
-{
-	/* O_TRUNC arrives with open(), so a truncate-and-write is one
-	 * write, not an empty file ingested first. */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
-		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
-	if (conn->max_write > FS_IO_SIZE)
-		conn->max_write = FS_IO_SIZE;
-	cfg->use_ino = 0;
-	cfg->entry_timeout = 1.0;
-	cfg->attr_timeout = 1.0;
-	cfg->negative_timeout = 0.0;
-	/* a file unlinked while open keeps its name, hidden, until it is
-	 * closed: its handle reads, writes and stats it as on a local disk
-	 * (libfuse renames it to .fuse_hidden..., as sshfs does) */
-	cfg->hard_remove = 0;
-	return fuse_get_context()->private_data;
 }
 
 static int fs_op_mkdir(const char *path, mode_t mode)
@@ -160,8 +142,7 @@ static int fs_op_truncate(const char *path, off_t size,
 				  db_writing_undo(fs->db, p.patient, p.date,
 						  p.name, false));
 	} else if (!ret && !p.local) {
-		ret = fs_queue_ingest(fs, &p, (int64_t)size,
-				      fuse_get_context()->uid);
+		ret = fs_queue_ingest(fs, &p, (int64_t)size, fs_ctx()->uid);
 		if (ret && ret != -ENOSPC)
 			ret = -EIO; /* marked: the next mount makes it whole */
 	}
@@ -274,8 +255,7 @@ static int fs_op_rename(const char *from, const char *to, unsigned int flags)
 	/* a catalog that cannot take the new name says so; the spool file
 	 * is there, and the next mount ingests it (fs_reconcile) */
 	if (!ret && !pt.local && lstat(st_, &sb) == 0 &&
-	    fs_queue_ingest(fs, &pt, (int64_t)sb.st_size,
-			    fuse_get_context()->uid))
+	    fs_queue_ingest(fs, &pt, (int64_t)sb.st_size, fs_ctx()->uid))
 		ret = -EIO;
 	fs_cache_put(fs->cache, held); /* after the catalog knows, as above */
 	return ret;
@@ -363,7 +343,6 @@ static int fs_op_refuse_node(const char *path, mode_t mode, dev_t dev)
 }
 
 static const struct fuse_operations ops = {
-    .init = fs_op_init,
     .getattr = fs_op_getattr,
     .opendir = fs_op_opendir,
     .readdir = fs_op_readdir,

@@ -10,6 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The name a file unlinked or replaced while open has until its last
+ * close (lowlevel.c, as libfuse's high-level API names it with
+ * hard_remove off): ".fuse_hidden...". */
+#define FS_HIDDEN_PREFIX ".fuse_hidden"
+
 enum fs_kind {
 	FS_ROOT,     /* "/" */
 	FS_PATIENTS, /* "/patients" */

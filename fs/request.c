@@ -15,13 +15,14 @@
 #include <unistd.h>
 
 #include "db/catalog.h"
+#include "fs/context.h"
 #include "fs/log.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 
 struct thumbfs *fs_get(void)
 {
-	return fuse_get_context()->private_data;
+	return fs_ctx()->fs;
 }
 
 void fs_parse_name(struct thumbfs *fs, const char *path, struct fs_path *p)
@@ -136,11 +137,11 @@ int fs_may_create(struct thumbfs *fs, const char *op, const char *path,
 /* Whether the requester is in group gid (its own or a supplementary). */
 static bool in_group(gid_t gid)
 {
-	const struct fuse_context *ctx = fuse_get_context();
+	const struct fs_ctx *ctx = fs_ctx();
 	gid_t list[64];
 	if (gid == ctx->gid)
 		return true;
-	int n = fuse_getgroups(64, list);
+	int n = fs_ctx_groups(64, list);
 	for (int i = 0; i < n && i < 64; i++)
 		if (list[i] == gid)
 			return true;
@@ -149,7 +150,7 @@ static bool in_group(gid_t gid)
 
 int fs_take_owner(int fd, const char *sp, mode_t mode)
 {
-	const struct fuse_context *ctx = fuse_get_context();
+	const struct fs_ctx *ctx = fs_ctx();
 	struct stat st, dir;
 	char parent[PATH_MAX];
 	gid_t gid = ctx->gid;

@@ -13,6 +13,7 @@
 
 #include "db/catalog.h"
 #include "db/move.h"
+#include "fs/lowlevel.h"
 #include "fs/spool.h"
 #include "fs/template.h"
 #include "fs/thumbfs.h"
@@ -268,4 +269,9 @@ void fs_spool_drop(struct thumbfs *fs, const struct db_image *img)
 		unlink(path);
 	prune_folder(fs, img->patient_id, img->batch_date);
 	prune_folder(fs, img->patient_id, NULL);
+	/* the kernel looks the names up again, not in a second */
+	fs_ll_changed(fs, img->patient_id, img->batch_date, img->name);
+	if (img->thumbnail_name[0])
+		fs_ll_changed(fs, img->patient_id, img->batch_date,
+			      img->thumbnail_name);
 }

@@ -9,11 +9,12 @@
 #include <time.h>
 
 #include "db/catalog.h"
-#include "fs/cache.h"
 #include "db/held.h"
-#include "fs/spool.h"
+#include "fs/cache.h"
 #include "fs/json.h"
 #include "fs/log.h"
+#include "fs/lowlevel.h"
+#include "fs/spool.h"
 #include "fs/status.h"
 #include "fs/thumbfs.h"
 #include "s3/s3.h"
@@ -100,6 +101,7 @@ void fs_figures_read(struct thumbfs *fs, struct fs_figures *f)
 	f->counts_ret = db_counts(fs->db, &f->c);
 	f->cache_measured =
 	    fs_cache_figures(fs->cache, &f->cache_used, &f->cache_max);
+	f->inodes = fs_ll_inodes(fs);
 	pthread_mutex_lock(&fs->lock);
 	snprintf(f->refused, sizeof(f->refused), "%s", fs->store_refused);
 	f->pg_on = fs->pg != NULL;

@@ -40,6 +40,7 @@ struct db_pg;
 struct s3_store;
 struct audit;
 struct fs_cache;
+struct fs_ll;
 
 /* The largest write one FUSE request carries (at most libfuse's own 1 MiB
  * bound), and the st_blksize every file shows, by which cp and the like
@@ -62,6 +63,7 @@ struct thumbfs {
 	struct db_pg *pg;    /* NULL: no [postgres] dsn, no sync */
 	struct audit *audit; /* NULL: no [audit] file */
 	struct fs_cache *cache;
+	struct fs_ll *ll; /* the kernel's requests (lowlevel.h) */
 	char spool[PATH_MAX];
 	char thumbs[PATH_MAX];
 	char tmp[PATH_MAX];

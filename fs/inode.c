@@ -1,0 +1,325 @@
+/* inode.c - the kernel's node ids, each a name in its parent (inode.h):
+ * an array of nodes reused through a free list, and a hash of
+ * (parent, name) chained through the nodes, as libfuse's own table does
+ * for its high-level API, with a node of 32 bytes and its name. */
+#include "fs/inode.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fs_node {
+	uint64_t nlookup;
+	uint32_t parent; /* index + 1 of the parent; 0: no name */
+	uint32_t next;	 /* hash chain, or free list: index + 1, 0 none */
+	uint32_t open;
+	uint32_t gen;
+	char *name;
+};
+
+/* node id <-> index: the root is node id 1 (FUSE_ROOT_ID) at index 0 */
+#define ID(i) ((uint64_t)(i) + 1)
+static struct fs_node *AT(struct fs_inodes *t, uint64_t ino)
+{
+	return ino >= 1 && ino <= t->n ? &t->v[ino - 1] : NULL;
+}
+
+static uint32_t hash(uint32_t parent, const char *name)
+{
+	uint32_t h = 2166136261u ^ parent;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = (h ^ *c) * 16777619u;
+	return h;
+}
+
+int fs_inodes_init(struct fs_inodes *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->cap = 1024;
+	t->nbuckets = 1024;
+	t->v = calloc(t->cap, sizeof(*t->v));
+	t->bucket = calloc(t->nbuckets, sizeof(*t->bucket));
+	if (!t->v || !t->bucket) {
+		free(t->v);
+		free(t->bucket);
+		return -ENOMEM;
+	}
+	t->n = 1;
+	t->live = 1;
+	t->v[0].nlookup = 1; /* the root is never forgotten */
+	pthread_mutex_init(&t->lock, NULL);
+	return 0;
+}
+
+void fs_inodes_free(struct fs_inodes *t)
+{
+	for (uint32_t i = 0; i < t->n; i++)
+		free(t->v[i].name);
+	free(t->v);
+	free(t->bucket);
+	pthread_mutex_destroy(&t->lock);
+}
+
+static uint32_t *chain_of(struct fs_inodes *t, uint32_t parent,
+			  const char *name)
+{
+	return &t->bucket[hash(parent, name) & (t->nbuckets - 1)];
+}
+
+/* index + 1 of name in parent (parent an index + 1), or 0 */
+static uint32_t find(struct fs_inodes *t, uint32_t parent, const char *name)
+{
+	for (uint32_t i = *chain_of(t, parent, name); i; i = t->v[i - 1].next)
+		if (t->v[i - 1].parent == parent &&
+		    !strcmp(t->v[i - 1].name, name))
+			return i;
+	return 0;
+}
+
+static void unhash(struct fs_inodes *t, uint32_t i)
+{
+	struct fs_node *n = &t->v[i - 1];
+	uint32_t *p = chain_of(t, n->parent, n->name);
+	while (*p && *p != i)
+		p = &t->v[*p - 1].next;
+	if (*p)
+		*p = n->next;
+	n->next = 0;
+	n->parent = 0;
+	free(n->name);
+	n->name = NULL;
+}
+
+static void rehash(struct fs_inodes *t, uint32_t i)
+{
+	struct fs_node *n = &t->v[i - 1];
+	uint32_t *p = chain_of(t, n->parent, n->name);
+	n->next = *p;
+	*p = i;
+}
+
+/* twice the buckets when the nodes outnumber them (best effort) */
+static void grow_buckets(struct fs_inodes *t)
+{
+	if (t->live <= t->nbuckets || t->nbuckets >= (1u << 30))
+		return;
+	uint32_t *b = calloc((size_t)t->nbuckets * 2, sizeof(*b));
+	if (!b)
+		return;
+	free(t->bucket);
+	t->bucket = b;
+	t->nbuckets *= 2;
+	for (uint32_t i = 1; i <= t->n; i++)
+		if (t->v[i - 1].parent)
+			rehash(t, i);
+}
+
+/* a node drops when the kernel has forgotten it and nothing is open */
+static void maybe_drop(struct fs_inodes *t, uint32_t i)
+{
+	struct fs_node *n = &t->v[i - 1];
+	if (i == 1 || n->nlookup || n->open)
+		return;
+	if (n->parent)
+		unhash(t, i);
+	n->next = t->free;
+	t->free = i;
+	t->live--;
+}
+
+uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
+		      uint64_t *gen)
+{
+	uint64_t ino = 0;
+	pthread_mutex_lock(&t->lock);
+	struct fs_node *p = AT(t, parent);
+	if (!p || (parent != 1 && !p->parent && !p->nlookup))
+		goto out;
+	uint32_t i = find(t, (uint32_t)parent, name);
+	if (!i) {
+		char *copy = strdup(name);
+		if (!copy)
+			goto out;
+		if (t->free) {
+			i = t->free;
+			t->free = t->v[i - 1].next;
+		} else {
+			if (t->n == t->cap) {
+				if (t->cap >= (1u << 31)) {
+					free(copy);
+					goto out;
+				}
+				struct fs_node *v = realloc(
+				    t->v, (size_t)t->cap * 2 * sizeof(*v));
+				if (!v) {
+					free(copy);
+					goto out;
+				}
+				t->v = v;
+				t->cap *= 2;
+			}
+			i = ++t->n;
+			t->v[i - 1].gen = 0;
+		}
+		struct fs_node *n = &t->v[i - 1];
+		uint32_t g = n->gen + 1;
+		*n = (struct fs_node){
+		    .parent = (uint32_t)parent, .gen = g, .name = copy};
+		rehash(t, i);
+		t->live++;
+		grow_buckets(t);
+	}
+	t->v[i - 1].nlookup++;
+	if (gen)
+		*gen = t->v[i - 1].gen;
+	ino = ID(i - 1);
+out:
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+uint64_t fs_inode_find(struct fs_inodes *t, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	pthread_mutex_unlock(&t->lock);
+	return i;
+}
+
+void fs_inode_forget(struct fs_inodes *t, uint64_t ino, uint64_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	struct fs_node *node = AT(t, ino);
+	if (node && ino != 1) {
+		node->nlookup = n < node->nlookup ? node->nlookup - n : 0;
+		maybe_drop(t, (uint32_t)ino);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int fs_inode_path(struct fs_inodes *t, uint64_t ino, const char *name,
+		  char *buf, size_t size)
+{
+	/* built from the end of buf backwards, then moved to its start */
+	size_t at = size;
+	int ret = 0;
+	if (size < 2)
+		return -ENAMETOOLONG;
+	buf[--at] = '\0';
+	pthread_mutex_lock(&t->lock);
+	const char *part = name;
+	uint32_t i = (uint32_t)ino;
+	if (!AT(t, ino)) {
+		ret = -ESTALE;
+		goto out;
+	}
+	for (;;) {
+		if (part) {
+			size_t len = strlen(part);
+			if (len + 1 > at) {
+				ret = -ENAMETOOLONG;
+				goto out;
+			}
+			at -= len;
+			memcpy(buf + at, part, len);
+			buf[--at] = '/';
+		}
+		if (i == 1)
+			break;
+		struct fs_node *n = &t->v[i - 1];
+		if (!n->parent) {
+			ret = -ESTALE;
+			goto out;
+		}
+		part = n->name;
+		i = n->parent;
+	}
+	if (at == size - 1) /* the root itself */
+		buf[--at] = '/';
+	memmove(buf, buf + at, size - at);
+out:
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+uint32_t fs_inode_open(struct fs_inodes *t, uint64_t ino, int delta)
+{
+	uint32_t open = 0;
+	pthread_mutex_lock(&t->lock);
+	struct fs_node *n = AT(t, ino);
+	if (n) {
+		if (delta > 0)
+			n->open++;
+		else if (delta < 0 && n->open)
+			n->open--;
+		open = n->open;
+		if (!open)
+			maybe_drop(t, (uint32_t)ino);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return open;
+}
+
+uint64_t fs_inode_parent(struct fs_inodes *t, uint64_t ino)
+{
+	pthread_mutex_lock(&t->lock);
+	struct fs_node *n = AT(t, ino);
+	uint64_t parent = n ? n->parent : 0;
+	pthread_mutex_unlock(&t->lock);
+	return parent;
+}
+
+uint32_t fs_inode_opened(struct fs_inodes *t, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	uint32_t open = i ? t->v[i - 1].open : 0;
+	pthread_mutex_unlock(&t->lock);
+	return open;
+}
+
+int fs_inode_move(struct fs_inodes *t, uint64_t parent, const char *name,
+		  uint64_t newparent, const char *newname)
+{
+	int ret = 0;
+	pthread_mutex_lock(&t->lock);
+	if (!AT(t, parent) || !AT(t, newparent))
+		goto out;
+	uint32_t to = find(t, (uint32_t)newparent, newname);
+	uint32_t from = find(t, (uint32_t)parent, name);
+	if (to && to != from)
+		unhash(t, to); /* replaced: kept, nameless, till forgotten */
+	if (from && to != from) {
+		char *copy = strdup(newname);
+		if (!copy) {
+			unhash(t, from); /* looked up anew */
+			ret = -ENOMEM;
+			goto out;
+		}
+		unhash(t, from);
+		t->v[from - 1].parent = (uint32_t)newparent;
+		t->v[from - 1].name = copy;
+		rehash(t, from);
+	}
+out:
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+void fs_inode_unlink(struct fs_inodes *t, uint64_t parent, const char *name)
+{
+	pthread_mutex_lock(&t->lock);
+	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	if (i)
+		unhash(t, i);
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint32_t fs_inodes_count(struct fs_inodes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	uint32_t n = t->live;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}

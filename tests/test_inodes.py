@@ -1,0 +1,86 @@
+"""The mount's inodes (#27): the kernel's node ids are the daemon's own
+(fs/inode.c, fs/lowlevel.c): kept while the kernel holds a name, freed
+when it forgets it, given with a listing's attributes (READDIRPLUS), and
+a file's the same across a rename, as on a local disk."""
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import Mount, settled, wait_for
+from test_metrics import metrics_mount, scrape
+
+
+def drop_caches():
+    """The kernel forgets every name nothing uses (as under memory
+    pressure)."""
+    subprocess.run(["sync"], check=True)
+    Path("/proc/sys/vm/drop_caches").write_text("2")
+
+
+def inodes(m):
+    return scrape(m)["thumbfs_kernel_inodes"]
+
+
+def test_names_the_kernel_forgets_are_freed(thumbfs_bin, tmp_path):
+    """A walk of 300 names makes the daemon keep a node for each; when the
+    kernel forgets them, the daemon lets them go (no node kept for each
+    name ever looked up)."""
+    m = metrics_mount(Mount(thumbfs_bin, tmp_path, "file")).start()
+    try:
+        d = m.batch()
+        names = [f"scan{i}.txt" for i in range(300)]
+        for n in names:
+            (d / n).write_bytes(n.encode())
+        wait_for(lambda: settled(m), 60, "the uploads")
+        drop_caches()
+        wait_for(lambda: inodes(m) < 20, 20, "the kernel's forgets")
+        before = inodes(m)
+        for n in names:
+            assert os.stat(d / n).st_size == len(n)
+        assert inodes(m) >= before + 300
+        drop_caches()
+        wait_for(lambda: inodes(m) <= before + 5, 20,
+                 "the kernel's forgets after the walk")
+    finally:
+        m.stop()
+
+
+def test_a_listing_gives_its_entries_attributes(thumbfs_bin, tmp_path):
+    """Listing a folder the first time gives the kernel each entry with
+    its attributes (READDIRPLUS): it holds every name after the listing
+    alone, and ls -l, find and du look none up again."""
+    m = metrics_mount(Mount(thumbfs_bin, tmp_path, "file")).start()
+    try:
+        d = m.batch()
+        for i in range(100):
+            (d / f"l{i}.txt").write_bytes(b"x" * i)
+        wait_for(lambda: settled(m), 60, "the uploads")
+        drop_caches()
+        wait_for(lambda: inodes(m) < 20, 20, "the kernel's forgets")
+        before = inodes(m)
+        names = os.listdir(d)
+        assert len([n for n in names if n.startswith("l")]) == 100
+        assert inodes(m) >= before + 100
+        sizes = {e.name: e.stat().st_size for e in os.scandir(d)}
+        assert all(sizes[f"l{i}.txt"] == i for i in range(100))
+    finally:
+        m.stop()
+
+
+def test_a_file_keeps_its_inode_across_a_rename(thumbfs_bin, tmp_path):
+    """st_ino is the file's through a rename and while it is open, as
+    rsync and tar's hard-link detection and a file manager expect."""
+    m = Mount(thumbfs_bin, tmp_path, "file").start()
+    try:
+        d = m.batch()
+        (d / "a.txt").write_bytes(b"content")
+        ino = os.stat(d / "a.txt").st_ino
+        with open(d / "a.txt", "rb") as f:
+            os.rename(d / "a.txt", d / "b.txt")
+            assert os.fstat(f.fileno()).st_ino == ino
+            assert os.stat(d / "b.txt").st_ino == ino
+            assert f.read() == b"content"
+        assert not (d / "a.txt").exists()
+        assert os.stat(d / "b.txt").st_ino != os.stat(d / "..").st_ino
+    finally:
+        m.stop()

@@ -22,7 +22,7 @@ N = int(sys.argv[1])
 # SCALE_LOCAL=0: no copy of the tree on local disk (at 10M rows it is 20M
 # files, more than some disks have inodes): the mount's figures alone
 LOCAL = os.environ.get("SCALE_LOCAL", "1") != "0"
-BIN = ROOT / "build/thumbfs"
+BIN = Path(os.environ.get("THUMBFS_BIN", ROOT / "build/thumbfs"))
 WRITE_RATE = 200  # rows a second the app adds while visibility is measured
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -70,6 +70,13 @@ def cpu_s(pid):
     """User and system CPU seconds of pid so far."""
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / TICK
+
+
+def rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def peak_rss_mib(pid):
@@ -285,6 +292,10 @@ def main():
                      "local disk / its row from PostgreSQL",
                      f"{ms(st_m)} / {ms(st_l)} / {ms(st_pg)} ms",
                      ratio(st_m, st_l)))
+        subprocess.run(["sync"])
+        Path("/proc/sys/vm/drop_caches").write_text("3")
+        time.sleep(2)  # the kernel's forgets reach the daemon
+        rss_before = rss_mib(b.proc.pid)
         for what, args in (("find -type f", ["find", "{}", "-type", "f"]),
                            ("du -s", ["du", "-s", "{}"])):
             def run(root):
@@ -299,6 +310,15 @@ def main():
                          f"{tm:.2f} s (-)",
                          f"{tm / tl:.1f}x" if tl else "-"))
 
+        rss_walked = rss_mib(b.proc.pid)
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+        time.sleep(5)
+        rss_forgot = rss_mib(b.proc.pid)
+        rows.append(("daemon RSS over the walks: before / after find and "
+                     "du / after the kernel forgets (drop_caches)",
+                     f"{rss_before:.0f} / {rss_walked:.0f} / "
+                     f"{rss_forgot:.0f} MiB",
+                     f"+{rss_walked - rss_before:.0f} MiB"))
         size = catalog_bytes(a)
         rows.append(("catalog on disk (per row)",
                      f"{size / 2**20:.0f} MiB ({size / N:.0f} bytes)", "-"))

@@ -42,6 +42,10 @@ struct fs_ll {
 	struct fuse_session *se;
 	struct fs_inodes ino;
 	atomic_uint hidden; /* the hidden names' counter */
+	/* notices to the kernel (fs_ll_changed) and the unmount, which
+	 * closes the device they are written to, one at a time */
+	pthread_mutex_t notify_lock;
+	bool unmounted; /* guarded by notify_lock */
 	pthread_rwlock_t stripe[STRIPES];
 };
 
@@ -754,6 +758,7 @@ struct fuse_session *fs_ll_new(struct thumbfs *fs, struct fuse_args *args,
 	l->op = ops;
 	for (int i = 0; i < STRIPES; i++)
 		pthread_rwlock_init(&l->stripe[i], NULL);
+	pthread_mutex_init(&l->notify_lock, NULL);
 	l->se = fuse_session_new(args, &ll_ops, sizeof(ll_ops), l);
 	if (!l->se) {
 		fs_inodes_free(&l->ino);
@@ -772,6 +777,7 @@ void fs_ll_free(struct thumbfs *fs)
 	fs->ll = NULL;
 	for (int i = 0; i < STRIPES; i++)
 		pthread_rwlock_destroy(&l->stripe[i]);
+	pthread_mutex_destroy(&l->notify_lock);
 	fs_inodes_free(&l->ino);
 	free(l);
 }
@@ -792,8 +798,21 @@ void fs_ll_changed(struct thumbfs *fs, const char *patient, const char *date,
 	for (int i = 0; i < last; i++)
 		if (!(dir = fs_inode_find(&l->ino, dir, part[i])))
 			return;
-	fuse_lowlevel_notify_inval_entry(l->se, dir, part[last],
-					 strlen(part[last]));
+	pthread_mutex_lock(&l->notify_lock);
+	if (!l->unmounted)
+		fuse_lowlevel_notify_inval_entry(l->se, dir, part[last],
+						 strlen(part[last]));
+	pthread_mutex_unlock(&l->notify_lock);
+}
+
+void fs_ll_unmount(struct thumbfs *fs)
+{
+	struct fs_ll *l = fs->ll;
+	pthread_mutex_lock(&l->notify_lock);
+	if (!l->unmounted)
+		fuse_session_unmount(l->se);
+	l->unmounted = true;
+	pthread_mutex_unlock(&l->notify_lock);
 }
 
 unsigned fs_ll_inodes(struct thumbfs *fs)

@@ -31,6 +31,10 @@ void fs_ll_free(struct thumbfs *fs);
 void fs_ll_changed(struct thumbfs *fs, const char *patient, const char *date,
 		   const char *name);
 
+/* The mount point given back (fuse_session_unmount), once no notice is
+ * being written to the kernel; none is after. */
+void fs_ll_unmount(struct thumbfs *fs);
+
 /* Node ids the kernel holds now (for the metrics). */
 unsigned fs_ll_inodes(struct thumbfs *fs);
 

@@ -395,7 +395,7 @@ int main(int argc, char *argv[])
 	stop_signals(&blocked, on_stop);
 	fuse_remove_signal_handlers(se); /* (ours stay) */
 	pthread_sigmask(SIG_UNBLOCK, &blocked, NULL);
-	fuse_session_unmount(se);
+	fs_ll_unmount(&fs);
 	mounted = false;
 	log_info("unmounted %s", opts.mountpoint);
 	fs_owner_say(owner, "finishing the uploads of %s", opts.mountpoint);
@@ -417,7 +417,7 @@ out_db:
 	db_free(fs.db);
 out_unmount:
 	if (mounted)
-		fuse_session_unmount(se);
+		fs_ll_unmount(&fs);
 out_destroy:
 	fuse_session_destroy(se);
 	fs_ll_free(&fs);

@@ -1,12 +1,14 @@
 """The mount's inodes (#27): the kernel's node ids are the daemon's own
 (fs/inode.c, fs/lowlevel.c): kept while the kernel holds a name, freed
 when it forgets it, given with a listing's attributes (READDIRPLUS), and
-a file's the same across a rename, as on a local disk."""
+a file's the same across a rename, as on a local disk; a name another
+mount removes is told to the kernel at once."""
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
-from conftest import Mount, settled, wait_for
+from conftest import Mount, photos, settled, wait_for
 from test_metrics import metrics_mount, scrape
 
 
@@ -84,3 +86,44 @@ def test_a_file_keeps_its_inode_across_a_rename(thumbfs_bin, tmp_path):
         assert os.stat(d / "b.txt").st_ino != os.stat(d / "..").st_ino
     finally:
         m.stop()
+
+
+def test_a_name_removed_elsewhere_is_told_to_the_kernel(thumbfs_bin, tmp_path,
+                                                       clean_postgres):
+    """Another mount removes an image whose name and thumbnail this
+    mount's kernel holds: once the sync has applied it, the kernel is told
+    (notify_inval_entry), drops both names and forgets their nodes, rather
+    than keeping them until memory runs short."""
+    store = tmp_path / "store"
+    store.mkdir()
+    mounts = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        m = Mount(thumbfs_bin, tmp_path / name, "file")
+        m.config["store"]["url"] = f"file://{store}"
+        m.config["postgres"] = {"dsn": clean_postgres.dsn}
+        mounts.append(metrics_mount(m) if name == "b" else m)
+    a, b = mounts
+    for m in mounts:
+        m.start()
+    try:
+        src = photos()[0]
+        da = a.batch()
+        shutil.copy(src, da / "gone.jpg")
+        shutil.copy(src, da / "kept.jpg")
+        db = b.mnt / "patients/P1/2025-11-10"
+        wait_for(lambda: db.is_dir() and {"gone_thumb.jpg", "kept_thumb.jpg"}
+                 <= set(os.listdir(db)), 60, "the images in mount b")
+        for n in ("gone.jpg", "gone_thumb.jpg", "kept.jpg"):
+            assert os.stat(db / n).st_size > 0
+        held = inodes(b)
+        os.unlink(da / "gone.jpg")
+        wait_for(lambda: "gone.jpg" not in os.listdir(db), 60,
+                 "the removal in mount b")
+        wait_for(lambda: inodes(b) <= held - 2, 10,
+                 "the kernel told of the removed names")
+        assert os.stat(db / "kept.jpg").st_size > 0
+        assert not (db / "gone.jpg").exists()
+    finally:
+        for m in mounts:
+            m.stop()

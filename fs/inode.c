@@ -5,6 +5,7 @@
 #include "fs/inode.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,36 @@ struct fs_node {
 	char *name;
 };
 
+/* The nodes live in blocks of BLOCK, each allocated when a node is first
+ * needed in it and freed when its last node is: so the memory a walk
+ * took goes back when the kernel forgets (fs_inodes's comment). */
+#define BLOCK_BITS 14
+#define BLOCK	   (1u << BLOCK_BITS)
+#define MAX_BLOCKS (1u << (32 - BLOCK_BITS))
+
+struct fs_block {
+	struct fs_node *v; /* NULL: not allocated */
+	uint32_t live;	   /* nodes in use in it */
+	uint32_t fresh;	   /* slots handed out at least once */
+	uint32_t free;	   /* index + 1 of the first freed slot, 0 none */
+};
+
 /* node id <-> index: the root is node id 1 (FUSE_ROOT_ID) at index 0 */
 #define ID(i) ((uint64_t)(i) + 1)
+
+static struct fs_node *NODE(struct fs_inodes *t, uint32_t i)
+{
+	return &t->b[(i - 1) >> BLOCK_BITS].v[(i - 1) & (BLOCK - 1)];
+}
+
+/* The node ino, or NULL if there is none. */
 static struct fs_node *AT(struct fs_inodes *t, uint64_t ino)
 {
-	return ino >= 1 && ino <= t->n ? &t->v[ino - 1] : NULL;
+	if (ino < 1 || ino > (uint64_t)t->nb * BLOCK)
+		return NULL;
+	struct fs_block *b = &t->b[(ino - 1) >> BLOCK_BITS];
+	struct fs_node *n = b->v ? &b->v[(ino - 1) & (BLOCK - 1)] : NULL;
+	return n && n->gen ? n : NULL; /* (gen 0: a free node) */
 }
 
 static uint32_t hash(uint32_t parent, const char *name)
@@ -33,30 +59,88 @@ static uint32_t hash(uint32_t parent, const char *name)
 	return h;
 }
 
+/* index + 1 of a node taken from the lowest block with room, or 0 */
+static uint32_t take(struct fs_inodes *t)
+{
+	uint32_t k = t->low;
+	for (; k < t->nb; k++)
+		if (t->b[k].live < BLOCK)
+			break;
+	if (k == t->nb) {
+		if (t->nb == MAX_BLOCKS)
+			return 0;
+		uint32_t nb = t->nb ? t->nb * 2 : 4;
+		nb = nb > MAX_BLOCKS ? MAX_BLOCKS : nb;
+		struct fs_block *b = realloc(t->b, nb * sizeof(*b));
+		if (!b)
+			return 0;
+		memset(b + t->nb, 0, (nb - t->nb) * sizeof(*b));
+		t->b = b;
+		t->nb = nb;
+	}
+	struct fs_block *b = &t->b[k];
+	if (!b->v && !(b->v = calloc(BLOCK, sizeof(*b->v))))
+		return 0;
+	t->low = k;
+	uint32_t i;
+	if (b->free) {
+		i = b->free;
+		b->free = NODE(t, i)->next;
+	} else {
+		i = k * BLOCK + b->fresh++ + 1;
+	}
+	b->live++;
+	return i;
+}
+
+/* node i back to its block; the block freed with its last node */
+static void give_back(struct fs_inodes *t, uint32_t i)
+{
+	uint32_t k = (i - 1) >> BLOCK_BITS;
+	struct fs_block *b = &t->b[k];
+	NODE(t, i)->gen = 0;
+	NODE(t, i)->next = b->free;
+	b->free = i;
+	if (--b->live == 0 && k > 0) {
+		free(b->v);
+		*b = (struct fs_block){0};
+		/* a walk's forgets free blocks by the hundred: what they
+		 * held goes back to the system a few blocks at a time */
+		if (++t->freed_blocks >= 8) {
+			t->freed_blocks = 0;
+			malloc_trim(0);
+		}
+	}
+	if (k < t->low)
+		t->low = k;
+}
+
 int fs_inodes_init(struct fs_inodes *t)
 {
 	memset(t, 0, sizeof(*t));
-	t->cap = 1024;
 	t->nbuckets = 1024;
-	t->v = calloc(t->cap, sizeof(*t->v));
 	t->bucket = calloc(t->nbuckets, sizeof(*t->bucket));
-	if (!t->v || !t->bucket) {
-		free(t->v);
+	if (!t->bucket || take(t) != 1) {
 		free(t->bucket);
+		free(t->b ? t->b[0].v : NULL);
+		free(t->b);
 		return -ENOMEM;
 	}
-	t->n = 1;
 	t->live = 1;
-	t->v[0].nlookup = 1; /* the root is never forgotten */
+	NODE(t, 1)->nlookup = 1; /* the root is never forgotten */
+	NODE(t, 1)->gen = ++t->gen;
 	pthread_mutex_init(&t->lock, NULL);
 	return 0;
 }
 
 void fs_inodes_free(struct fs_inodes *t)
 {
-	for (uint32_t i = 0; i < t->n; i++)
-		free(t->v[i].name);
-	free(t->v);
+	for (uint32_t k = 0; k < t->nb; k++) {
+		for (uint32_t j = 0; t->b[k].v && j < t->b[k].fresh; j++)
+			free(t->b[k].v[j].name);
+		free(t->b[k].v);
+	}
+	free(t->b);
 	free(t->bucket);
 	pthread_mutex_destroy(&t->lock);
 }
@@ -70,19 +154,19 @@ static uint32_t *chain_of(struct fs_inodes *t, uint32_t parent,
 /* index + 1 of name in parent (parent an index + 1), or 0 */
 static uint32_t find(struct fs_inodes *t, uint32_t parent, const char *name)
 {
-	for (uint32_t i = *chain_of(t, parent, name); i; i = t->v[i - 1].next)
-		if (t->v[i - 1].parent == parent &&
-		    !strcmp(t->v[i - 1].name, name))
+	for (uint32_t i = *chain_of(t, parent, name); i; i = NODE(t, i)->next)
+		if (NODE(t, i)->parent == parent &&
+		    !strcmp(NODE(t, i)->name, name))
 			return i;
 	return 0;
 }
 
 static void unhash(struct fs_inodes *t, uint32_t i)
 {
-	struct fs_node *n = &t->v[i - 1];
+	struct fs_node *n = NODE(t, i);
 	uint32_t *p = chain_of(t, n->parent, n->name);
 	while (*p && *p != i)
-		p = &t->v[*p - 1].next;
+		p = &NODE(t, *p)->next;
 	if (*p)
 		*p = n->next;
 	n->next = 0;
@@ -93,7 +177,7 @@ static void unhash(struct fs_inodes *t, uint32_t i)
 
 static void rehash(struct fs_inodes *t, uint32_t i)
 {
-	struct fs_node *n = &t->v[i - 1];
+	struct fs_node *n = NODE(t, i);
 	uint32_t *p = chain_of(t, n->parent, n->name);
 	n->next = *p;
 	*p = i;
@@ -110,22 +194,22 @@ static void grow_buckets(struct fs_inodes *t)
 	free(t->bucket);
 	t->bucket = b;
 	t->nbuckets *= 2;
-	for (uint32_t i = 1; i <= t->n; i++)
-		if (t->v[i - 1].parent)
-			rehash(t, i);
+	for (uint32_t k = 0; k < t->nb; k++)
+		for (uint32_t j = 0; t->b[k].v && j < t->b[k].fresh; j++)
+			if (t->b[k].v[j].parent)
+				rehash(t, k * BLOCK + j + 1);
 }
 
 /* a node drops when the kernel has forgotten it and nothing is open */
 static void maybe_drop(struct fs_inodes *t, uint32_t i)
 {
-	struct fs_node *n = &t->v[i - 1];
+	struct fs_node *n = NODE(t, i);
 	if (i == 1 || n->nlookup || n->open)
 		return;
 	if (n->parent)
 		unhash(t, i);
-	n->next = t->free;
-	t->free = i;
 	t->live--;
+	give_back(t, i);
 }
 
 uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
@@ -139,40 +223,21 @@ uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
 	uint32_t i = find(t, (uint32_t)parent, name);
 	if (!i) {
 		char *copy = strdup(name);
-		if (!copy)
+		if (!copy || !(i = take(t))) {
+			free(copy);
 			goto out;
-		if (t->free) {
-			i = t->free;
-			t->free = t->v[i - 1].next;
-		} else {
-			if (t->n == t->cap) {
-				if (t->cap >= (1u << 31)) {
-					free(copy);
-					goto out;
-				}
-				struct fs_node *v = realloc(
-				    t->v, (size_t)t->cap * 2 * sizeof(*v));
-				if (!v) {
-					free(copy);
-					goto out;
-				}
-				t->v = v;
-				t->cap *= 2;
-			}
-			i = ++t->n;
-			t->v[i - 1].gen = 0;
 		}
-		struct fs_node *n = &t->v[i - 1];
-		uint32_t g = n->gen + 1;
-		*n = (struct fs_node){
-		    .parent = (uint32_t)parent, .gen = g, .name = copy};
+		*NODE(t, i) =
+		    (struct fs_node){.parent = (uint32_t)parent,
+				     .gen = ++t->gen ? t->gen : ++t->gen,
+				     .name = copy};
 		rehash(t, i);
 		t->live++;
 		grow_buckets(t);
 	}
-	t->v[i - 1].nlookup++;
+	NODE(t, i)->nlookup++;
 	if (gen)
-		*gen = t->v[i - 1].gen;
+		*gen = NODE(t, i)->gen;
 	ino = ID(i - 1);
 out:
 	pthread_mutex_unlock(&t->lock);
@@ -227,7 +292,7 @@ int fs_inode_path(struct fs_inodes *t, uint64_t ino, const char *name,
 		}
 		if (i == 1)
 			break;
-		struct fs_node *n = &t->v[i - 1];
+		struct fs_node *n = NODE(t, i);
 		if (!n->parent) {
 			ret = -ESTALE;
 			goto out;
@@ -274,7 +339,7 @@ uint32_t fs_inode_opened(struct fs_inodes *t, uint64_t parent, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
 	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
-	uint32_t open = i ? t->v[i - 1].open : 0;
+	uint32_t open = i ? NODE(t, i)->open : 0;
 	pthread_mutex_unlock(&t->lock);
 	return open;
 }
@@ -298,8 +363,8 @@ int fs_inode_move(struct fs_inodes *t, uint64_t parent, const char *name,
 			goto out;
 		}
 		unhash(t, from);
-		t->v[from - 1].parent = (uint32_t)newparent;
-		t->v[from - 1].name = copy;
+		NODE(t, from)->parent = (uint32_t)newparent;
+		NODE(t, from)->name = copy;
 		rehash(t, from);
 	}
 out:

@@ -15,15 +15,18 @@
 #include <stdint.h>
 
 struct fs_node;
+struct fs_block;
 
 struct fs_inodes {
 	pthread_mutex_t lock;
-	struct fs_node *v; /* v[0] is the root, node id 1 */
-	uint32_t n, cap;
-	uint32_t free;	   /* index + 1 of the first free node, 0: none */
-	uint32_t *bucket;  /* by (parent, name): index + 1, 0: none */
-	uint32_t nbuckets; /* a power of two */
-	uint32_t live;	   /* nodes in use, the root too */
+	struct fs_block *b;    /* the nodes, by blocks; the root is node 1 */
+	uint32_t nb;	       /* blocks there is room for */
+	uint32_t low;	       /* no block below it has a free node */
+	uint32_t *bucket;      /* by (parent, name): index + 1, 0: none */
+	uint32_t nbuckets;     /* a power of two */
+	uint32_t live;	       /* nodes in use, the root too */
+	uint32_t freed_blocks; /* since memory was last given back */
+	uint32_t gen;	       /* the last generation given */
 };
 
 int fs_inodes_init(struct fs_inodes *t);

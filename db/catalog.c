@@ -15,6 +15,8 @@ DB_SQL(SQL_GET, "SELECT rowid" DB_IMAGE_SELECT
 		" AND batch_date = :batch_date AND name = :name");
 DB_SQL(SQL_GET_ID,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE id = :id");
+DB_SQL(SQL_GET_ROWID,
+       "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE rowid = :rowid");
 DB_SQL(SQL_GET_THUMB,
        "SELECT rowid" DB_IMAGE_SELECT " FROM images WHERE"
        " patient_id = :patient_id AND batch_date = :batch_date AND"
@@ -35,8 +37,11 @@ DB_SQL(SQL_DATE_USED,
 DB_SQL(SQL_PATIENT_USED, "SELECT EXISTS (SELECT 1 FROM images WHERE"
 			 " patient_id = :patient_id)");
 /* :in_pg: a row PostgreSQL already has (read from it) */
-DB_SQL(SQL_INSERT, "INSERT INTO images (in_pg, seen, name_key" DB_IMAGE_SELECT
-		   ") VALUES (:in_pg, :in_pg, :name_key" DB_IMAGE_PARAMS ")");
+/* its rowid one past the largest ever given (schema v16) */
+DB_SQL(SQL_INSERT,
+       "INSERT INTO images (rowid, in_pg, seen, name_key" DB_IMAGE_SELECT
+       ") VALUES ((SELECT n + 1 FROM rowid_seq WHERE one = 1), :in_pg,"
+       " :in_pg, :name_key" DB_IMAGE_PARAMS ")");
 /* the name of the date spelled as written first, of an NFC key */
 DB_SQL(SQL_SPELLING,
        "SELECT name FROM images WHERE patient_id = :patient_id AND"
@@ -56,7 +61,8 @@ DB_SQL(SQL_META,
 DB_SQL(SQL_LIST,
        "SELECT name, thumbnail_name, state = 'uploaded', s3_thumbnail_key != ''"
        " AND count(*) OVER (PARTITION BY thumbnail_name) = 1, file_size,"
-       " thumbnail_size, updated_at FROM images WHERE patient_id = :patient_id"
+       " thumbnail_size, updated_at, rowid, id FROM images"
+       " WHERE patient_id = :patient_id"
        " AND batch_date = :batch_date ORDER BY name");
 /* kept as rows change (schema v8's triggers): nothing is scanned */
 DB_SQL(SQL_COUNT_STATE,
@@ -481,6 +487,27 @@ int db_image_get_by_id(struct db *db, const char *id, struct db_image *out)
 	return ret;
 }
 
+bool db_key_moved(struct db *db, const char *id, char *key, size_t n)
+{
+	struct db_image img;
+	if (!id[0] || db_image_get_by_id(db, id, &img) || !img.s3_key[0] ||
+	    !strcmp(img.s3_key, key))
+		return false;
+	snprintf(key, n, "%s", img.s3_key);
+	return true;
+}
+
+int db_image_get_by_rowid(struct db *db, int64_t rowid, struct db_image *out)
+{
+	int ret;
+	db_lock(db);
+	sqlite3_stmt *s = db_use(db, SQL_GET_ROWID);
+	sqlite3_bind_int64(s, sqlite3_bind_parameter_index(s, ":rowid"), rowid);
+	ret = db_step_image(s, out);
+	db_unlock(db);
+	return ret;
+}
+
 int db_thumb_named(struct db *db, const char *patient, const char *date,
 		   const char *name)
 {
@@ -588,6 +615,9 @@ int db_list_batch(struct db *db, const char *patient, const char *date,
 		v[n].thumb_size = sqlite3_column_int64(s, 5);
 		snprintf(v[n].updated_at, sizeof(v[n].updated_at), "%s",
 			 (const char *)sqlite3_column_text(s, 6));
+		v[n].rowid = sqlite3_column_int64(s, 7);
+		snprintf(v[n].id, sizeof(v[n].id), "%s",
+			 (const char *)sqlite3_column_text(s, 8));
 		n++;
 		if (!v[n - 1].name || !v[n - 1].thumb)
 			ret = -ENOMEM;

@@ -32,7 +32,8 @@
 struct db;
 
 struct db_image {
-	char id[37]; /* uuid */
+	int64_t rowid; /* the catalog's, never given twice (schema v16) */
+	char id[37];   /* uuid */
 	char patient_id[65];
 	char batch_date[11];
 	char name[256]; /* original_filename */
@@ -181,6 +182,14 @@ int db_tombstone_get(struct db *db, const char *id, struct db_tombstone *out);
 int db_image_get(struct db *db, const char *patient, const char *date,
 		 const char *name, struct db_image *out);
 int db_image_get_by_id(struct db *db, const char *id, struct db_image *out);
+/* An object gone from key while it was read may have moved: its folder
+ * renamed, the move job copies it to its new key, sets the row's key,
+ * then deletes the old one. Row id's s3_key now into key (n bytes): true
+ * when it is another. */
+bool db_key_moved(struct db *db, const char *id, char *key, size_t n);
+
+/* The row of rowid: 0, -ENOENT or -EIO. */
+int db_image_get_by_rowid(struct db *db, int64_t rowid, struct db_image *out);
 /* Whether the catalog has an image in the patient's folder (date NULL), or
  * in its date's: 1, 0, or -errno. */
 int db_folder_used(struct db *db, const char *patient, const char *date);
@@ -223,6 +232,8 @@ int db_problems(struct db *db, int n,
  * its row says of them: a listing gives these as the attributes of an
  * image that has no local file. */
 struct db_name {
+	int64_t rowid;
+	char id[37];
 	char *name;
 	char *thumb;
 	bool uploaded;	   /* state 'uploaded' */

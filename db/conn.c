@@ -164,12 +164,13 @@ static void col_text(sqlite3_stmt *s, int i, char *out, size_t n)
 #define READ(n, t)    READ_##t(n)
 
 /* Step s; on a row, read it with the reader of its struct. */
-#define STEP_ROW(s, row, COLUMNS)                                              \
+#define STEP_ROW(s, row, COLUMNS, FIRST)                                       \
 	do {                                                                   \
 		int rc_ = sqlite3_step(s), i = 1;                              \
 		ret = rc_ == SQLITE_DONE ? -ENOENT : -EIO;                     \
 		if (rc_ == SQLITE_ROW) {                                       \
 			memset(row, 0, sizeof(*row));                          \
+			FIRST;                                                 \
 			COLUMNS(READ)                                          \
 			ret = 0;                                               \
 		}                                                              \
@@ -180,7 +181,8 @@ static void col_text(sqlite3_stmt *s, int i, char *out, size_t n)
 int db_step_image(sqlite3_stmt *s, struct db_image *row)
 {
 	int ret;
-	STEP_ROW(s, row, DB_IMAGE_COLUMNS);
+	STEP_ROW(s, row, DB_IMAGE_COLUMNS,
+		 row->rowid = sqlite3_column_int64(s, 0));
 	return ret;
 }
 
@@ -194,14 +196,14 @@ void db_read_image(sqlite3_stmt *s, int first, struct db_image *row)
 int db_step_tomb(sqlite3_stmt *s, struct db_tombstone *row)
 {
 	int ret;
-	STEP_ROW(s, row, DB_TOMB_COLUMNS);
+	STEP_ROW(s, row, DB_TOMB_COLUMNS, (void)0);
 	return ret;
 }
 
 int db_step_job(sqlite3_stmt *s, struct db_job *row)
 {
 	int ret;
-	STEP_ROW(s, row, DB_JOB_COLUMNS);
+	STEP_ROW(s, row, DB_JOB_COLUMNS, (void)0);
 	return ret;
 }
 

@@ -4,7 +4,7 @@
 
 #include "db/internal.h"
 
-#define SCHEMA_VERSION 15
+#define SCHEMA_VERSION 16
 
 static const char schema_v1[] = "CREATE TABLE images ("
 				" id TEXT PRIMARY KEY,"
@@ -257,6 +257,19 @@ static const char schema_v15[] =
     "CREATE INDEX images_name_key ON images (patient_id, batch_date,"
     " name_key) WHERE name_key != '';";
 
+/* Version 16: a row's rowid is never given again, not even after the
+ * newest row is deleted (SQLite gives the largest again then): the
+ * kernel's id of an image is its rowid (fs/rowino.h), and an id the
+ * kernel still holds must never come to name another patient's image.
+ * The largest ever given is kept here; an insert takes the next. */
+static const char schema_v16[] =
+    "CREATE TABLE rowid_seq (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " n INTEGER NOT NULL);"
+    "INSERT INTO rowid_seq SELECT 1, coalesce(max(rowid), 0) FROM images;"
+    "CREATE TRIGGER rowid_seq_insert AFTER INSERT ON images BEGIN"
+    " UPDATE rowid_seq SET n = NEW.rowid WHERE one = 1 AND n < NEW.rowid;"
+    " END;";
+
 /* thumbfs_name_key(name): db_name_key's, for the step above */
 static void name_key_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -298,7 +311,7 @@ int db_migrate(sqlite3 *conn, char *err, size_t errlen)
 	const char *steps[] = {schema_v1,  schema_v2,  schema_v3,  schema_v4,
 			       schema_v5,  schema_v6,  schema_v7,  schema_v8,
 			       schema_v9,  schema_v10, schema_v11, schema_v12,
-			       schema_v13, schema_v14, schema_v15};
+			       schema_v13, schema_v14, schema_v15, schema_v16};
 	char set[64];
 	snprintf(set, sizeof(set), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	int bad = sqlite3_exec(conn, "BEGIN", NULL, NULL, &msg);

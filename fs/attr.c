@@ -16,12 +16,11 @@
 #include "fs/cache.h"
 #include "fs/handle.h"
 #include "fs/request.h"
+#include "fs/rowino.h"
 #include "fs/spool.h"
 #include "fs/status.h"
 #include "fs/thumbfs.h"
 
-/* The stat of content that lives in the store only (written by another
- * mount or the web app), from its catalog row. */
 /* What a file that is in the store only shows: its row's size and time. */
 void fs_stored_stat(int64_t size, const char *updated_at, struct stat *st)
 {
@@ -44,6 +43,7 @@ static void row_stat(const struct db_image *img, bool thumb, struct stat *st)
 {
 	fs_stored_stat(thumb ? img->thumbnail_size : img->file_size,
 		       img->updated_at, st);
+	st->st_ino = fs_rowino(img->rowid, img->id, thumb);
 }
 
 static void status_stat(struct thumbfs *fs, bool json, struct stat *st)

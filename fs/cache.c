@@ -448,6 +448,13 @@ static int take_slot(struct fs_cache *c, ino_t ino, const struct timespec *tv)
 	}
 }
 
+/* fd as an evicted file is, its size and no data, to be filled again */
+static bool emptied(int fd, off_t size)
+{
+	return ftruncate(fd, 0) == 0 && ftruncate(fd, size) == 0 &&
+	       lseek(fd, 0, SEEK_SET) == 0;
+}
+
 int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 		     const char *sp)
 {
@@ -479,7 +486,15 @@ int fs_cache_restore(struct thumbfs *fs, const struct fs_path *p,
 	else
 		ret = ret == 0 ? 1 : ret;
 	if (!ret) {
-		ret = s3_get_fd(fs->store, img.s3_key, fd, err, sizeof(err));
+		/* (an object moved meanwhile is followed, db_key_moved) */
+		int moves = 0;
+		do
+			ret = s3_get_fd(fs->store, img.s3_key, fd, err,
+					sizeof(err));
+		while (ret == -ENOENT && moves++ < 3 &&
+		       db_key_moved(fs->db, img.id, img.s3_key,
+				    sizeof(img.s3_key)) &&
+		       emptied(fd, st.st_size));
 		if (ret)
 			log_error("restore of '%s' from the store failed: %s",
 				  sp, err);

@@ -333,6 +333,7 @@ static int remote_handle(struct fuse_file_info *fi, int fd,
 	struct stat st;
 	h->remote = true;
 	snprintf(h->win.key, sizeof(h->win.key), "%s", img->s3_key);
+	snprintf(h->win.id, sizeof(h->win.id), "%s", img->id);
 	h->win.size =
 	    fd >= 0 && fstat(fd, &st) == 0 ? st.st_size : img->file_size;
 	fi->keep_cache = 0;
@@ -555,6 +556,7 @@ int fs_op_open(const char *path, struct fuse_file_info *fi)
 		return drop_handle(fi, -EIO);
 	h->remote = true;
 	snprintf(h->win.key, sizeof(h->win.key), "%s", img.s3_key);
+	snprintf(h->win.id, sizeof(h->win.id), "%s", img.id);
 	h->win.size = fstat(fd, &st) ? img.file_size : st.st_size;
 	return 0;
 }

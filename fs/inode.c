@@ -1,8 +1,13 @@
 /* inode.c - the kernel's node ids, each a name in its parent (inode.h):
  * an array of nodes reused through a free list, and a hash of
  * (parent, name) chained through the nodes, as libfuse's own table does
- * for its high-level API, with a node of 32 bytes and its name. */
+ * for its high-level API, with a node of 48 bytes and its name. A node
+ * may stand for the node id of a catalog row (fs/rowino.h), an alias,
+ * while a file is open on it or after its name moved: found by that id
+ * through a second hash. */
 #include "fs/inode.h"
+
+#include "fs/rowino.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -17,6 +22,9 @@ struct fs_node {
 	uint32_t open;
 	uint32_t gen;
 	char *name;
+	uint64_t row;	/* the row's node id it stands for (an alias), or 0 */
+	uint32_t anext; /* the aliases' hash chain: index + 1, 0 none */
+	bool moved;	/* an alias whose name moved: kept till forgotten */
 };
 
 /* The nodes live in blocks of BLOCK, each allocated when a node is first
@@ -32,6 +40,9 @@ struct fs_block {
 	uint32_t fresh;	   /* slots handed out at least once */
 	uint32_t free;	   /* index + 1 of the first freed slot, 0 none */
 };
+
+/* the aliases' hash: as many as files open at once and moved names */
+#define ALIAS_BUCKETS 4096
 
 /* node id <-> index: the root is node id 1 (FUSE_ROOT_ID) at index 0 */
 #define ID(i) ((uint64_t)(i) + 1)
@@ -49,6 +60,28 @@ static struct fs_node *AT(struct fs_inodes *t, uint64_t ino)
 	struct fs_block *b = &t->b[(ino - 1) >> BLOCK_BITS];
 	struct fs_node *n = b->v ? &b->v[(ino - 1) & (BLOCK - 1)] : NULL;
 	return n && n->gen ? n : NULL; /* (gen 0: a free node) */
+}
+
+static uint32_t *alias_chain(struct fs_inodes *t, uint64_t row)
+{
+	return &t->abucket[(row ^ (row >> 29)) & (ALIAS_BUCKETS - 1)];
+}
+
+/* index + 1 of the alias of row, or 0 */
+static uint32_t alias_of(struct fs_inodes *t, uint64_t row)
+{
+	uint32_t i = *alias_chain(t, row);
+	while (i && NODE(t, i)->row != row)
+		i = NODE(t, i)->anext;
+	return i;
+}
+
+/* index + 1 of the node the kernel's id ino names, or 0 */
+static uint32_t resolve(struct fs_inodes *t, uint64_t ino)
+{
+	if (ino & FS_ROWINO_BIT)
+		return alias_of(t, ino);
+	return AT(t, ino) ? (uint32_t)ino : 0;
 }
 
 static uint32_t hash(uint32_t parent, const char *name)
@@ -120,8 +153,10 @@ int fs_inodes_init(struct fs_inodes *t)
 	memset(t, 0, sizeof(*t));
 	t->nbuckets = 1024;
 	t->bucket = calloc(t->nbuckets, sizeof(*t->bucket));
-	if (!t->bucket || take(t) != 1) {
+	t->abucket = calloc(ALIAS_BUCKETS, sizeof(*t->abucket));
+	if (!t->bucket || !t->abucket || take(t) != 1) {
 		free(t->bucket);
+		free(t->abucket);
 		free(t->b ? t->b[0].v : NULL);
 		free(t->b);
 		return -ENOMEM;
@@ -142,6 +177,7 @@ void fs_inodes_free(struct fs_inodes *t)
 	}
 	free(t->b);
 	free(t->bucket);
+	free(t->abucket);
 	pthread_mutex_destroy(&t->lock);
 }
 
@@ -204,7 +240,7 @@ static void grow_buckets(struct fs_inodes *t)
 static void maybe_drop(struct fs_inodes *t, uint32_t i)
 {
 	struct fs_node *n = NODE(t, i);
-	if (i == 1 || n->nlookup || n->open)
+	if (i == 1 || n->nlookup || n->open || n->row)
 		return;
 	if (n->parent)
 		unhash(t, i);
@@ -213,7 +249,7 @@ static void maybe_drop(struct fs_inodes *t, uint32_t i)
 }
 
 uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
-		      uint64_t *gen)
+		      uint64_t row, uint64_t *gen)
 {
 	uint64_t ino = 0;
 	pthread_mutex_lock(&t->lock);
@@ -221,6 +257,18 @@ uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
 	if (!p || (parent != 1 && !p->parent && !p->nlookup))
 		goto out;
 	uint32_t i = find(t, (uint32_t)parent, name);
+	if (i && NODE(t, i)->row) { /* an alias: its row's id */
+		ino = NODE(t, i)->row;
+		if (gen)
+			*gen = 0;
+		goto out;
+	}
+	if (!i && row) { /* a row's: nothing kept */
+		ino = row;
+		if (gen)
+			*gen = 0;
+		goto out;
+	}
 	if (!i) {
 		char *copy = strdup(name);
 		if (!copy || !(i = take(t))) {
@@ -248,13 +296,39 @@ uint64_t fs_inode_find(struct fs_inodes *t, uint64_t parent, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
 	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	uint64_t ino = i && NODE(t, i)->row ? NODE(t, i)->row : i;
 	pthread_mutex_unlock(&t->lock);
-	return i;
+	return ino;
+}
+
+/* the alias of row, node i, goes */
+static void unalias(struct fs_inodes *t, uint32_t i)
+{
+	struct fs_node *n = NODE(t, i);
+	uint32_t *p = alias_chain(t, n->row);
+	while (*p && *p != i)
+		p = &NODE(t, *p)->anext;
+	if (*p)
+		*p = n->anext;
+	n->anext = 0;
+	n->row = 0;
+	n->moved = false;
+	maybe_drop(t, i);
 }
 
 void fs_inode_forget(struct fs_inodes *t, uint64_t ino, uint64_t n)
 {
 	pthread_mutex_lock(&t->lock);
+	t->forgets++;
+	if (ino & FS_ROWINO_BIT) {
+		/* the kernel forgets a node once, when it drops it: no file
+		 * is open on it then */
+		uint32_t i = alias_of(t, ino);
+		if (i && !NODE(t, i)->open)
+			unalias(t, i);
+		pthread_mutex_unlock(&t->lock);
+		return;
+	}
 	struct fs_node *node = AT(t, ino);
 	if (node && ino != 1) {
 		node->nlookup = n < node->nlookup ? node->nlookup - n : 0;
@@ -274,9 +348,9 @@ int fs_inode_path(struct fs_inodes *t, uint64_t ino, const char *name,
 	buf[--at] = '\0';
 	pthread_mutex_lock(&t->lock);
 	const char *part = name;
-	uint32_t i = (uint32_t)ino;
-	if (!AT(t, ino)) {
-		ret = -ESTALE;
+	uint32_t i = resolve(t, ino);
+	if (!i) {
+		ret = (ino & FS_ROWINO_BIT) ? 1 : -ESTALE;
 		goto out;
 	}
 	for (;;) {
@@ -312,15 +386,20 @@ uint32_t fs_inode_open(struct fs_inodes *t, uint64_t ino, int delta)
 {
 	uint32_t open = 0;
 	pthread_mutex_lock(&t->lock);
-	struct fs_node *n = AT(t, ino);
+	uint32_t i = resolve(t, ino);
+	struct fs_node *n = i ? NODE(t, i) : NULL;
 	if (n) {
 		if (delta > 0)
 			n->open++;
 		else if (delta < 0 && n->open)
 			n->open--;
 		open = n->open;
-		if (!open)
-			maybe_drop(t, (uint32_t)ino);
+		/* an alias whose name stayed is not needed once closed: the
+		 * row names the same file */
+		if (!open && delta < 0 && n->row && !n->moved)
+			unalias(t, i);
+		else if (!open)
+			maybe_drop(t, i);
 	}
 	pthread_mutex_unlock(&t->lock);
 	return open;
@@ -329,8 +408,8 @@ uint32_t fs_inode_open(struct fs_inodes *t, uint64_t ino, int delta)
 uint64_t fs_inode_parent(struct fs_inodes *t, uint64_t ino)
 {
 	pthread_mutex_lock(&t->lock);
-	struct fs_node *n = AT(t, ino);
-	uint64_t parent = n ? n->parent : 0;
+	uint32_t i = resolve(t, ino);
+	uint64_t parent = i ? NODE(t, i)->parent : 0;
 	pthread_mutex_unlock(&t->lock);
 	return parent;
 }
@@ -365,6 +444,7 @@ int fs_inode_move(struct fs_inodes *t, uint64_t parent, const char *name,
 		unhash(t, from);
 		NODE(t, from)->parent = (uint32_t)newparent;
 		NODE(t, from)->name = copy;
+		NODE(t, from)->moved = NODE(t, from)->row != 0;
 		rehash(t, from);
 	}
 out:
@@ -385,6 +465,56 @@ uint32_t fs_inodes_count(struct fs_inodes *t)
 {
 	pthread_mutex_lock(&t->lock);
 	uint32_t n = t->live;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+uint64_t fs_inode_alias(struct fs_inodes *t, uint64_t row, uint64_t parent,
+			const char *name, bool moved)
+{
+	uint64_t ino = 0;
+	pthread_mutex_lock(&t->lock);
+	uint32_t i = alias_of(t, row);
+	if (i) {
+		ino = ID(i - 1);
+		goto out;
+	}
+	struct fs_node *p = AT(t, parent);
+	if (!p || (parent != 1 && !p->parent && !p->nlookup))
+		goto out;
+	i = find(t, (uint32_t)parent, name);
+	if (i && NODE(t, i)->row)
+		goto out; /* the name stands for another row still */
+	if (!i) {
+		char *copy = strdup(name);
+		if (!copy || !(i = take(t))) {
+			free(copy);
+			goto out;
+		}
+		*NODE(t, i) =
+		    (struct fs_node){.parent = (uint32_t)parent,
+				     .gen = ++t->gen ? t->gen : ++t->gen,
+				     .name = copy};
+		rehash(t, i);
+		t->live++;
+		grow_buckets(t);
+	}
+	struct fs_node *n = NODE(t, i);
+	n->row = row;
+	n->moved = moved;
+	uint32_t *c = alias_chain(t, row);
+	n->anext = *c;
+	*c = i;
+	ino = ID(i - 1);
+out:
+	pthread_mutex_unlock(&t->lock);
+	return ino;
+}
+
+uint64_t fs_inodes_forgets(struct fs_inodes *t)
+{
+	pthread_mutex_lock(&t->lock);
+	uint64_t n = t->forgets;
 	pthread_mutex_unlock(&t->lock);
 	return n;
 }

@@ -19,6 +19,7 @@
 #include "fs/handle.h"
 #include "fs/job.h"
 #include "fs/request.h"
+#include "fs/rowino.h"
 #include "fs/spool.h"
 #include "fs/thumbfs.h"
 
@@ -179,6 +180,7 @@ static int list_batch(struct thumbfs *fs, struct dir_list *l,
 		    !has_name(spooled, n_spooled, r->name)) {
 			struct dir_entry *e = &l->v[l->n - 1];
 			fs_stored_stat(r->size, r->updated_at, &e->st);
+			e->st.st_ino = fs_rowino(r->rowid, r->id, false);
 			fs_shown(fs, &e->st);
 			e->known = true;
 		}
@@ -192,6 +194,7 @@ static int list_batch(struct thumbfs *fs, struct dir_list *l,
 		    !has_name(cached, n_cached, r->thumb)) {
 			struct dir_entry *e = &l->v[l->n - 1];
 			fs_stored_stat(r->thumb_size, r->updated_at, &e->st);
+			e->st.st_ino = fs_rowino(r->rowid, r->id, true);
 			fs_shown(fs, &e->st);
 			e->known = true;
 		}

@@ -1,9 +1,9 @@
-/* lowlevel.c - the kernel's requests by node id, answered through the
- * operations table by path (lowlevel.h). What libfuse's high-level API
- * did for us and the table relies on is done here the same way: a file
- * unlinked or replaced while open keeps a hidden name until its last
- * close (hard_remove off), setattr is chmod, chown, truncate and utimens
- * in that order, and a regular file made by mknod is made by create. */
+/* lowlevel.c - the session on libfuse's low-level API (lowlevel.h): the
+ * kernel's requests by node id, answered through the operations table by
+ * path, and what they share (llreq.h); here lookups, forgets and
+ * attributes (setattr as chmod, chown, truncate and utimens in that
+ * order, as libfuse's high-level API did). The requests on names are in
+ * llnames.c, on open files in llfiles.c, on folders in lldir.c. */
 #include "fs/lowlevel.h"
 
 #include <errno.h>
@@ -19,110 +19,122 @@
 
 #include "fs/context.h"
 #include "fs/inode.h"
+#include "fs/llreq.h"
+#include "fs/rowino.h"
 #include "fs/path.h"
 #include "fs/thumbfs.h"
 
-/* How long the kernel keeps a name and its attributes (as before, with
- * the high-level API's entry_timeout and attr_timeout) */
-#define TIMEOUT 1.0
-
-/* st_ino of an entry listed without its node (libfuse's high-level API
- * gives the same: the kernel takes it as unknown) */
-#define UNKNOWN_INO 0xffffffff
-
-/* Locks by node id, striped: an operation on a node holds its lock to
- * read, an unlink or a rename of its name to write. So a name is not
- * taken from a file while an operation on it runs (a close that ingests
- * it, a write), as libfuse's high-level API locked paths. */
-#define STRIPES 256
-
-struct fs_ll {
-	struct thumbfs *fs;
-	const struct fuse_operations *op;
-	struct fuse_session *se;
-	struct fs_inodes ino;
-	atomic_uint hidden; /* the hidden names' counter */
-	/* notices to the kernel (fs_ll_changed) and the unmount, which
-	 * closes the device they are written to, one at a time */
-	pthread_mutex_t notify_lock;
-	bool unmounted; /* guarded by notify_lock */
-	pthread_rwlock_t stripe[STRIPES];
-};
-
-/* A stripe held till the end of the block that holds it (HOLD). */
-struct held {
-	pthread_rwlock_t *lock;
-};
-
-static void unhold(struct held *h)
+void fs_ll_unhold(struct fs_ll_held *h)
 {
 	if (h->lock)
 		pthread_rwlock_unlock(h->lock);
 }
 
-static struct held hold(fuse_req_t req, fuse_ino_t ino)
+struct fs_ll_held fs_ll_hold(struct fs_ll *l, fuse_ino_t ino)
 {
-	struct fs_ll *l = fuse_req_userdata(req);
-	pthread_rwlock_t *k = &l->stripe[ino % STRIPES];
+	pthread_rwlock_t *k = &l->stripe[ino % FS_LL_STRIPES];
 	pthread_rwlock_rdlock(k);
-	return (struct held){k};
+	return (struct fs_ll_held){k};
 }
 
-/* The node ino's lock held to read until the block ends. */
-#define HOLD(req, ino)                                                         \
-	struct held held_ __attribute__((cleanup(unhold))) = hold(req, ino)
-
-/* The stripes of up to two nodes (0: none) taken to write, in order. */
-static void lock_names(struct fs_ll *l, fuse_ino_t a, fuse_ino_t b, bool on)
+void fs_ll_lock_names(struct fs_ll *l, fuse_ino_t a, fuse_ino_t b, bool on)
 {
-	unsigned i = a ? a % STRIPES : STRIPES, j = b ? b % STRIPES : STRIPES;
+	unsigned n = FS_LL_STRIPES;
+	unsigned i = a ? a % n : n, j = b ? b % n : n;
 	if (i > j) {
 		unsigned t = i;
 		i = j;
 		j = t;
 	}
 	if (on) {
-		if (i < STRIPES)
+		if (i < n)
 			pthread_rwlock_wrlock(&l->stripe[i]);
-		if (j < STRIPES && j != i)
+		if (j < n && j != i)
 			pthread_rwlock_wrlock(&l->stripe[j]);
 	} else {
-		if (j < STRIPES && j != i)
+		if (j < n && j != i)
 			pthread_rwlock_unlock(&l->stripe[j]);
-		if (i < STRIPES)
+		if (i < n)
 			pthread_rwlock_unlock(&l->stripe[i]);
 	}
 }
 
-static struct fs_ll *begin(fuse_req_t req)
+struct fs_ll *fs_ll_begin(fuse_req_t req)
 {
 	struct fs_ll *l = fuse_req_userdata(req);
 	fs_ctx_begin(req, l->fs);
 	return l;
 }
 
-static void reply_err(fuse_req_t req, int err)
+void fs_ll_reply_err(fuse_req_t req, int err)
 {
 	fuse_reply_err(req, err < 0 ? -err : err);
 }
 
-/* The entry of name in parent, whose path is path: its attributes, and
- * its node, looked up once more. */
-static int entry(struct fs_ll *l, fuse_ino_t parent, const char *name,
-		 const char *path, struct fuse_file_info *fi,
-		 struct fuse_entry_param *e)
+int fs_ll_path(struct fs_ll *l, fuse_ino_t ino, const char *name, char *path)
+{
+	int ret = fs_inode_path(&l->ino, ino, name, path, PATH_MAX);
+	if (ret == 1) /* a row's, with no node of its own */
+		ret = name ? -ENOTDIR
+			   : fs_rowino_path(l->fs, ino, path, PATH_MAX, NULL,
+					    NULL, NULL);
+	return ret;
+}
+
+fuse_ino_t fs_ll_folder_of(struct fs_ll *l, const char *path, const char **base)
+{
+	char part[NAME_MAX + 1];
+	fuse_ino_t dir = FUSE_ROOT_ID;
+	const char *at = path + 1, *slash;
+	while (dir && (slash = strchr(at, '/'))) {
+		size_t len = (size_t)(slash - at);
+		if (len > NAME_MAX)
+			return 0;
+		memcpy(part, at, len);
+		part[len] = '\0';
+		dir = fs_inode_find(&l->ino, dir, part);
+		at = slash + 1;
+	}
+	*base = at;
+	return fs_rowino_is(dir) ? 0 : dir;
+}
+
+int fs_ll_entry(struct fs_ll *l, fuse_ino_t parent, const char *name,
+		const char *path, struct fuse_file_info *fi,
+		struct fuse_entry_param *e)
 {
 	memset(e, 0, sizeof(*e));
 	int ret = l->op->getattr(path, &e->attr, fi);
 	if (ret)
 		return ret;
-	e->ino = fs_inode_ref(&l->ino, parent, name, &e->generation);
+	e->ino = fs_inode_ref(&l->ino, parent, name,
+			      fs_rowino_is(e->attr.st_ino) ? e->attr.st_ino : 0,
+			      &e->generation);
 	if (!e->ino)
 		return -ENOMEM;
 	e->attr.st_ino = e->ino;
-	e->attr_timeout = TIMEOUT;
-	e->entry_timeout = TIMEOUT;
+	e->attr_timeout = FS_LL_TIMEOUT;
+	e->entry_timeout = FS_LL_TIMEOUT;
 	return 0;
+}
+
+void fs_ll_unlook(struct fs_ll *l, fuse_ino_t ino)
+{
+	/* a row's id is forgotten once, when the kernel drops it */
+	if (!fs_rowino_is(ino))
+		fs_inode_forget(&l->ino, ino, 1);
+}
+
+void fs_ll_reply_made(fuse_req_t req, struct fs_ll *l, fuse_ino_t parent,
+		      const char *name, const char *path, int ret)
+{
+	struct fuse_entry_param e;
+	if (!ret)
+		ret = fs_ll_entry(l, parent, name, path, NULL, &e);
+	if (ret)
+		return fs_ll_reply_err(req, ret);
+	if (fuse_reply_entry(req, &e))
+		fs_ll_unlook(l, e.ino);
 }
 
 static void ll_init(void *data, struct fuse_conn_info *conn)
@@ -138,16 +150,8 @@ static void ll_init(void *data, struct fuse_conn_info *conn)
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	struct fuse_entry_param e;
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	if (!ret)
-		ret = entry(l, parent, name, path, NULL, &e);
-	if (ret)
-		return reply_err(req, ret);
-	if (fuse_reply_entry(req, &e))
-		fs_inode_forget(&l->ino, e.ino, 1);
+	FS_LL_START_NAME(req, parent, name, l, path);
+	fs_ll_reply_made(req, l, parent, name, path, ret);
 }
 
 static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n)
@@ -166,50 +170,36 @@ static void ll_forget_multi(fuse_req_t req, size_t count,
 	fuse_reply_none(req);
 }
 
-/* A name a file unlinked while open was given (hide()). */
-static bool is_hidden(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	return base &&
-	       !strncmp(base + 1, FS_HIDDEN_PREFIX, strlen(FS_HIDDEN_PREFIX));
-}
-
 /* The attributes of ino, at path: a file unlinked while open has one
  * link fewer than its hidden name has (none, as on a local disk). */
 static void reply_attr(fuse_req_t req, fuse_ino_t ino, const char *path,
 		       struct stat *st)
 {
 	st->st_ino = ino;
-	if (is_hidden(path) && st->st_nlink > 0)
+	if (fs_ll_is_hidden(path) && st->st_nlink > 0)
 		st->st_nlink--;
-	fuse_reply_attr(req, st, TIMEOUT);
+	fuse_reply_attr(req, st, FS_LL_TIMEOUT);
 }
 
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
+	FS_LL_START(req, ino, l, path);
 	struct stat st;
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
 	if (!ret) {
 		memset(&st, 0, sizeof(st));
 		ret = l->op->getattr(path, &st, fi);
 	}
 	if (ret)
-		return reply_err(req, ret);
+		return fs_ll_reply_err(req, ret);
 	reply_attr(req, ino, path, &st);
 }
 
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int set, struct fuse_file_info *fi)
 {
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
+	FS_LL_START(req, ino, l, path);
 	struct stat st;
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
 	if (!ret && (set & FUSE_SET_ATTR_MODE))
 		ret = l->op->chmod(path, attr->st_mode, fi);
 	if (!ret && (set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
@@ -237,479 +227,8 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		ret = l->op->getattr(path, &st, fi);
 	}
 	if (ret)
-		return reply_err(req, ret);
+		return fs_ll_reply_err(req, ret);
 	reply_attr(req, ino, path, &st);
-}
-
-/* After an operation that made name in parent: its entry. */
-static void reply_made(fuse_req_t req, struct fs_ll *l, fuse_ino_t parent,
-		       const char *name, const char *path, int ret)
-{
-	struct fuse_entry_param e;
-	if (!ret)
-		ret = entry(l, parent, name, path, NULL, &e);
-	if (ret)
-		return reply_err(req, ret);
-	if (fuse_reply_entry(req, &e))
-		fs_inode_forget(&l->ino, e.ino, 1);
-}
-
-static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode, dev_t rdev)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	if (!ret && S_ISREG(mode)) {
-		/* a file: made as open(O_CREAT | O_EXCL) would make it */
-		struct fuse_file_info fi = {.flags =
-						O_CREAT | O_EXCL | O_WRONLY};
-		ret = l->op->create(path, mode, &fi);
-		if (!ret)
-			l->op->release(path, &fi);
-	} else if (!ret) {
-		ret = l->op->mknod(path, mode, rdev);
-	}
-	reply_made(req, l, parent, name, path, ret);
-}
-
-static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
-		     mode_t mode)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	if (!ret)
-		ret = l->op->mkdir(path, mode);
-	reply_made(req, l, parent, name, path, ret);
-}
-
-static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
-		       const char *name)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	if (!ret)
-		ret = l->op->symlink(link, path);
-	reply_made(req, l, parent, name, path, ret);
-}
-
-static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
-		    const char *name)
-{
-	struct fs_ll *l = begin(req);
-	char from[PATH_MAX], to[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, from, sizeof(from));
-	if (!ret)
-		ret = fs_inode_path(&l->ino, parent, name, to, sizeof(to));
-	if (!ret)
-		ret = l->op->link(from, to);
-	reply_made(req, l, parent, name, to, ret);
-}
-
-/* A file still open keeps its content under a hidden name in its folder
- * until its last close (libfuse's hard_remove off; sshfs does the same):
- * the name path in parent is moved there. 0 or -errno. */
-static int hide(struct fs_ll *l, fuse_ino_t parent, const char *name,
-		const char *path)
-{
-	char hidden[64], to[PATH_MAX];
-	struct stat st;
-	fuse_ino_t ino = fs_inode_find(&l->ino, parent, name);
-	for (int tries = 0; tries < 10; tries++) {
-		snprintf(hidden, sizeof(hidden), FS_HIDDEN_PREFIX "%08x%08x",
-			 (unsigned)ino, atomic_fetch_add(&l->hidden, 1));
-		int ret =
-		    fs_inode_path(&l->ino, parent, hidden, to, sizeof(to));
-		if (ret)
-			return ret;
-		if (l->op->getattr(to, &st, NULL) != -ENOENT)
-			continue; /* taken */
-		ret = l->op->rename(path, to, 0);
-		if (!ret)
-			ret = fs_inode_move(&l->ino, parent, name, parent,
-					    hidden);
-		return ret;
-	}
-	return -EBUSY;
-}
-
-static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	fuse_ino_t ino = fs_inode_find(&l->ino, parent, name);
-	lock_names(l, ino, 0, true);
-	if (!ret && fs_inode_opened(&l->ino, parent, name))
-		ret = hide(l, parent, name, path);
-	else if (!ret && !(ret = l->op->unlink(path)))
-		fs_inode_unlink(&l->ino, parent, name);
-	lock_names(l, ino, 0, false);
-	reply_err(req, ret);
-}
-
-static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	fuse_ino_t ino = fs_inode_find(&l->ino, parent, name);
-	lock_names(l, ino, 0, true);
-	if (!ret && !(ret = l->op->rmdir(path)))
-		fs_inode_unlink(&l->ino, parent, name);
-	lock_names(l, ino, 0, false);
-	reply_err(req, ret);
-}
-
-static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      fuse_ino_t newparent, const char *newname,
-		      unsigned int flags)
-{
-	struct fs_ll *l = begin(req);
-	char from[PATH_MAX], to[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, parent, name, from, sizeof(from));
-	if (!ret)
-		ret =
-		    fs_inode_path(&l->ino, newparent, newname, to, sizeof(to));
-	fuse_ino_t a = fs_inode_find(&l->ino, parent, name);
-	fuse_ino_t b = fs_inode_find(&l->ino, newparent, newname);
-	lock_names(l, a, b, true);
-	/* a file open under the name replaced keeps its content */
-	if (!ret && !(flags & RENAME_NOREPLACE) &&
-	    fs_inode_opened(&l->ino, newparent, newname))
-		ret = hide(l, newparent, newname, to);
-	if (!ret)
-		ret = l->op->rename(from, to, flags);
-	if (!ret)
-		ret = fs_inode_move(&l->ino, parent, name, newparent, newname);
-	lock_names(l, a, b, false);
-	reply_err(req, ret);
-}
-
-/* A file opened on ino: counted, or closed again if the kernel is gone. */
-static void opened(fuse_req_t req, struct fs_ll *l, fuse_ino_t ino,
-		   const char *path, struct fuse_file_info *fi)
-{
-	fs_inode_open(&l->ino, ino, 1);
-	if (fuse_reply_open(req, fi)) {
-		l->op->release(path, fi);
-		fs_inode_open(&l->ino, ino, -1);
-	}
-}
-
-static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!ret)
-		ret = l->op->open(path, fi);
-	if (ret)
-		return reply_err(req, ret);
-	opened(req, l, ino, path, fi);
-}
-
-static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name,
-		      mode_t mode, struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	char path[PATH_MAX];
-	struct fuse_entry_param e;
-	int ret = fs_inode_path(&l->ino, parent, name, path, sizeof(path));
-	if (!ret)
-		ret = l->op->create(path, mode, fi);
-	if (ret)
-		return reply_err(req, ret);
-	ret = entry(l, parent, name, path, fi, &e);
-	if (ret) {
-		l->op->release(path, fi);
-		return reply_err(req, ret);
-	}
-	fs_inode_open(&l->ino, e.ino, 1);
-	if (fuse_reply_create(req, &e, fi)) {
-		l->op->release(path, fi);
-		fs_inode_open(&l->ino, e.ino, -1);
-		fs_inode_forget(&l->ino, e.ino, 1);
-	}
-}
-
-/* The path of an open file's node (NULL when it has none: the handle is
- * what counts). */
-static const char *open_path(struct fs_ll *l, fuse_ino_t ino, char *path)
-{
-	return fs_inode_path(&l->ino, ino, NULL, path, PATH_MAX) ? NULL : path;
-}
-
-static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	char *buf = malloc(size ? size : 1);
-	if (!buf)
-		return reply_err(req, ENOMEM);
-	int n = l->op->read(open_path(l, ino, path), buf, size, off, fi);
-	if (n < 0)
-		reply_err(req, n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-	free(buf);
-}
-
-static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
-		     size_t size, off_t off, struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int n = l->op->write(open_path(l, ino, path), buf, size, off, fi);
-	if (n < 0)
-		reply_err(req, n);
-	else
-		fuse_reply_write(req, (size_t)n);
-}
-
-static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	reply_err(req, l->op->flush(open_path(l, ino, path), fi));
-}
-
-static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
-		     struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	reply_err(req, l->op->fsync(open_path(l, ino, path), datasync, fi));
-}
-
-static void ll_release(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	const char *p = open_path(l, ino, path);
-	fuse_ino_t parent = fs_inode_parent(&l->ino, ino);
-	if (fi->flush)
-		l->op->flush(p, fi);
-	l->op->release(p, fi);
-	/* the last close of a file unlinked while open: its content goes */
-	if (fs_inode_open(&l->ino, ino, -1) == 0 && p && is_hidden(p) &&
-	    l->op->unlink(p) == 0)
-		fs_inode_unlink(&l->ino, parent, strrchr(p, '/') + 1);
-	reply_err(req, 0);
-}
-
-static void ll_opendir(fuse_req_t req, fuse_ino_t ino,
-		       struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!ret)
-		ret = l->op->opendir(path, fi);
-	if (ret)
-		return reply_err(req, ret);
-	if (fuse_reply_open(req, fi))
-		l->op->releasedir(path, fi);
-}
-
-/* A buffer of a listing's entries being filled. */
-struct fill {
-	fuse_req_t req;
-	struct fs_ll *l;
-	fuse_ino_t dir;
-	const char *path; /* the folder's */
-	char *buf;
-	size_t size, used;
-	bool plus;
-};
-
-/* fuse_fill_dir_t: an entry into the buffer, 1 when it is full. With
- * READDIRPLUS, an entry given with its attributes is looked up (the
- * kernel keeps its node, as after a lookup); one without (".", "..", an
- * entry the listing could not stat) goes with node id 0, which the
- * kernel takes as "look it up yourself". */
-static int fill(void *b, const char *name, const struct stat *st, off_t off,
-		enum fuse_fill_dir_flags how)
-{
-	struct fill *f = b;
-	char *at = f->buf + f->used;
-	size_t left = f->size - f->used, need;
-	if (!f->plus) {
-		struct stat s = {.st_ino = UNKNOWN_INO,
-				 .st_mode = st ? st->st_mode : 0};
-		need = fuse_add_direntry(f->req, NULL, 0, name, NULL, 0);
-		if (need > left)
-			return 1;
-		f->used += fuse_add_direntry(f->req, at, left, name, &s, off);
-		return 0;
-	}
-	struct fuse_entry_param e = {0};
-	need = fuse_add_direntry_plus(f->req, NULL, 0, name, NULL, 0);
-	if (need > left)
-		return 1;
-	e.attr.st_ino = UNKNOWN_INO;
-	e.attr.st_mode = st ? st->st_mode : 0;
-	if ((how & FUSE_FILL_DIR_PLUS) && st && strcmp(name, ".") &&
-	    strcmp(name, "..")) {
-		e.attr = *st;
-		e.ino = fs_inode_ref(&f->l->ino, f->dir, name, &e.generation);
-		if (e.ino) {
-			e.attr.st_ino = e.ino;
-			e.attr_timeout = TIMEOUT;
-			e.entry_timeout = TIMEOUT;
-		}
-	}
-	f->used += fuse_add_direntry_plus(f->req, at, left, name, &e, off);
-	return 0;
-}
-
-static void readdir_any(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			struct fuse_file_info *fi, bool plus)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (ret)
-		return reply_err(req, ret);
-	struct fill f = {.req = req,
-			 .l = l,
-			 .dir = ino,
-			 .path = path,
-			 .buf = malloc(size ? size : 1),
-			 .size = size,
-			 .plus = plus};
-	if (!f.buf)
-		return reply_err(req, ENOMEM);
-	ret = l->op->readdir(path, &f, fill, off, fi,
-			     plus ? FUSE_READDIR_PLUS : 0);
-	if (ret)
-		reply_err(req, ret);
-	else
-		fuse_reply_buf(req, f.buf, f.used);
-	free(f.buf);
-}
-
-static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	readdir_any(req, ino, size, off, fi, false);
-}
-
-static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-			   off_t off, struct fuse_file_info *fi)
-{
-	readdir_any(req, ino, size, off, fi, true);
-}
-
-static void ll_releasedir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	l->op->releasedir(open_path(l, ino, path), fi);
-	reply_err(req, 0);
-}
-
-static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-			struct fuse_file_info *fi)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!ret)
-		ret = l->op->fsyncdir(path, datasync, fi);
-	reply_err(req, ret);
-}
-
-static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
-{
-	struct fs_ll *l = begin(req);
-	struct statvfs sv;
-	(void)ino;
-	memset(&sv, 0, sizeof(sv));
-	int ret = l->op->statfs("/", &sv);
-	if (ret)
-		return reply_err(req, ret);
-	fuse_reply_statfs(req, &sv);
-}
-
-static void ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			const char *value, size_t size, int flags)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!ret)
-		ret = l->op->setxattr(path, name, value, size, flags);
-	reply_err(req, ret);
-}
-
-/* getxattr and listxattr: the size asked for (size 0), or the value. */
-static void reply_xattr(fuse_req_t req, int n, const char *buf, size_t size)
-{
-	if (n < 0)
-		reply_err(req, n);
-	else if (size == 0)
-		fuse_reply_xattr(req, (size_t)n);
-	else
-		fuse_reply_buf(req, buf, (size_t)n);
-}
-
-static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			size_t size)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	char *buf = size ? malloc(size) : NULL;
-	int n = size && !buf
-		    ? -ENOMEM
-		    : fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!n)
-		n = l->op->getxattr(path, name, buf, size);
-	reply_xattr(req, n, buf, size);
-	free(buf);
-}
-
-static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	char *buf = size ? malloc(size) : NULL;
-	int n = size && !buf
-		    ? -ENOMEM
-		    : fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!n)
-		n = l->op->listxattr(path, buf, size);
-	reply_xattr(req, n, buf, size);
-	free(buf);
-}
-
-static void ll_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	struct fs_ll *l = begin(req);
-	HOLD(req, ino);
-	char path[PATH_MAX];
-	int ret = fs_inode_path(&l->ino, ino, NULL, path, sizeof(path));
-	if (!ret)
-		ret = l->op->removexattr(path, name);
-	reply_err(req, ret);
 }
 
 static const struct fuse_lowlevel_ops ll_ops = {
@@ -719,30 +238,30 @@ static const struct fuse_lowlevel_ops ll_ops = {
     .forget_multi = ll_forget_multi,
     .getattr = ll_getattr,
     .setattr = ll_setattr,
-    .mknod = ll_mknod,
-    .mkdir = ll_mkdir,
-    .symlink = ll_symlink,
-    .link = ll_link,
-    .unlink = ll_unlink,
-    .rmdir = ll_rmdir,
-    .rename = ll_rename,
-    .open = ll_open,
-    .create = ll_create,
-    .read = ll_read,
-    .write = ll_write,
-    .flush = ll_flush,
-    .fsync = ll_fsync,
-    .release = ll_release,
-    .opendir = ll_opendir,
-    .readdir = ll_readdir,
-    .readdirplus = ll_readdirplus,
-    .releasedir = ll_releasedir,
-    .fsyncdir = ll_fsyncdir,
-    .statfs = ll_statfs,
-    .setxattr = ll_setxattr,
-    .getxattr = ll_getxattr,
-    .listxattr = ll_listxattr,
-    .removexattr = ll_removexattr,
+    .mknod = fs_ll_mknod,
+    .mkdir = fs_ll_mkdir,
+    .symlink = fs_ll_symlink,
+    .link = fs_ll_link,
+    .unlink = fs_ll_unlink,
+    .rmdir = fs_ll_rmdir,
+    .rename = fs_ll_rename,
+    .open = fs_ll_open,
+    .create = fs_ll_create,
+    .read = fs_ll_read,
+    .write = fs_ll_write,
+    .flush = fs_ll_flush,
+    .fsync = fs_ll_fsync,
+    .release = fs_ll_release,
+    .opendir = fs_ll_opendir,
+    .readdir = fs_ll_readdir,
+    .readdirplus = fs_ll_readdirplus,
+    .releasedir = fs_ll_releasedir,
+    .fsyncdir = fs_ll_fsyncdir,
+    .statfs = fs_ll_statfs,
+    .setxattr = fs_ll_setxattr,
+    .getxattr = fs_ll_getxattr,
+    .listxattr = fs_ll_listxattr,
+    .removexattr = fs_ll_removexattr,
 };
 
 struct fuse_session *fs_ll_new(struct thumbfs *fs, struct fuse_args *args,
@@ -756,7 +275,7 @@ struct fuse_session *fs_ll_new(struct thumbfs *fs, struct fuse_args *args,
 	}
 	l->fs = fs;
 	l->op = ops;
-	for (int i = 0; i < STRIPES; i++)
+	for (int i = 0; i < FS_LL_STRIPES; i++)
 		pthread_rwlock_init(&l->stripe[i], NULL);
 	pthread_mutex_init(&l->notify_lock, NULL);
 	l->se = fuse_session_new(args, &ll_ops, sizeof(ll_ops), l);
@@ -775,7 +294,7 @@ void fs_ll_free(struct thumbfs *fs)
 	if (!l)
 		return;
 	fs->ll = NULL;
-	for (int i = 0; i < STRIPES; i++)
+	for (int i = 0; i < FS_LL_STRIPES; i++)
 		pthread_rwlock_destroy(&l->stripe[i]);
 	pthread_mutex_destroy(&l->notify_lock);
 	fs_inodes_free(&l->ino);
@@ -818,4 +337,9 @@ void fs_ll_unmount(struct thumbfs *fs)
 unsigned fs_ll_inodes(struct thumbfs *fs)
 {
 	return fs->ll ? fs_inodes_count(&((struct fs_ll *)fs->ll)->ino) : 0;
+}
+
+uint64_t fs_ll_forgets(struct thumbfs *fs)
+{
+	return fs->ll ? fs_inodes_forgets(&((struct fs_ll *)fs->ll)->ino) : 0;
 }

@@ -35,7 +35,9 @@ void fs_ll_changed(struct thumbfs *fs, const char *patient, const char *date,
  * being written to the kernel; none is after. */
 void fs_ll_unmount(struct thumbfs *fs);
 
-/* Node ids the kernel holds now (for the metrics). */
+/* Node ids the daemon keeps now, and the kernel's forgets so far (for
+ * the metrics). */
 unsigned fs_ll_inodes(struct thumbfs *fs);
+uint64_t fs_ll_forgets(struct thumbfs *fs);
 
 #endif

@@ -233,9 +233,14 @@ static void figures_to(FILE *f, const struct fs_figures *g)
 	     "The cache's bound ([cache] max_bytes), 0 when it has none.",
 	     (double)g->cache_max},
 	    {"thumbfs_kernel_inodes", "gauge",
-	     "Node ids the daemon keeps for the kernel: names it has looked "
-	     "up and not forgotten, and files open, the root too.",
+	     "Node ids the daemon keeps for the kernel: folders and files "
+	     "not in the catalog it has looked up and not forgotten, and "
+	     "files open, the root too (an image's id is its row's).",
 	     (double)g->inodes},
+	    {"thumbfs_kernel_forgets_total", "counter",
+	     "Node ids the kernel has dropped (its forgets), an image's or a "
+	     "thumbnail's too, for which the daemon keeps nothing.",
+	     (double)g->forgets},
 	    {"thumbfs_store_up", "gauge",
 	     "Whether the store takes requests: 0 while it refuses (403) or "
 	     "its last request failed.",

@@ -35,6 +35,9 @@ static bool again(int ret, int *tries)
 	return true;
 }
 
+/* How many times a read follows its object to a new key (db_key_moved) */
+#define MOVES 3
+
 /* Bring key from the store to dest, whole or not at all (through tmp/). */
 static int fetch(struct thumbfs *fs, const char *key, const char *dest)
 {
@@ -123,12 +126,15 @@ int fs_remote_read(struct thumbfs *fs, struct fs_window *w, char *buf,
 				break;
 			}
 			w->len = 0;
-			int tries = 0;
+			int tries = 0, moves = 0;
 			do
 				ret = s3_get_range(fs->store, w->key, start,
 						   WINDOW, w->buf, &got, err,
 						   sizeof(err));
-			while (again(ret, &tries));
+			while (again(ret, &tries) ||
+			       (ret == -ENOENT && moves++ < MOVES &&
+				db_key_moved(fs->db, w->id, w->key,
+					     sizeof(w->key))));
 			if (ret) {
 				log_error("read of '%s' from the store failed: "
 					  "%s",

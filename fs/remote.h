@@ -22,6 +22,7 @@ struct fs_path;
  * content is in the store only): a window around the offset asked for,
  * fetched by a ranged GET. */
 struct fs_window {
+	char id[37]; /* the row's: its key now, if the object moves */
 	char key[DB_KEY_MAX];
 	int64_t size;
 	pthread_mutex_t lock; /* guards buf, off, len */

@@ -102,6 +102,7 @@ void fs_figures_read(struct thumbfs *fs, struct fs_figures *f)
 	f->cache_measured =
 	    fs_cache_figures(fs->cache, &f->cache_used, &f->cache_max);
 	f->inodes = fs_ll_inodes(fs);
+	f->forgets = fs_ll_forgets(fs);
 	pthread_mutex_lock(&fs->lock);
 	snprintf(f->refused, sizeof(f->refused), "%s", fs->store_refused);
 	f->pg_on = fs->pg != NULL;

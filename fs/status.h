@@ -29,7 +29,8 @@ struct fs_figures {
 	long long sync_s;   /* the oldest PostgreSQL job's age, 0 */
 	uint64_t cache_used, cache_max;
 	bool cache_measured;
-	unsigned inodes; /* node ids the kernel holds (fs_ll_inodes) */
+	unsigned inodes;  /* node ids the daemon keeps (fs_ll_inodes) */
+	uint64_t forgets; /* nodes the kernel forgot (fs_ll_forgets) */
 };
 
 void fs_figures_read(struct thumbfs *fs, struct fs_figures *f);

@@ -190,6 +190,78 @@ def test_evicted_image_written_renamed_truncated(thumbfs_bin, tmp_path,
         m.stop()
 
 
+def test_read_from_the_store_while_its_folder_is_renamed(thumbfs_bin,
+                                                        tmp_path, s3server,
+                                                        proxy):
+    """A file read from the store by ranges, open while its folder is
+    renamed: the move copies its object to its new key and deletes the
+    old one, and the reads that follow find the new key (found by the
+    model test: EIO, the old key gone)."""
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        files = {f"m{i}.jpg": photo(500 + i, size=1100) for i in range(2)}
+        d = write_all(m, files)
+        wait_for(lambda: len(evicted(m)) >= 1, 30, "an eviction")
+        name = evicted(m)[0]
+        assert len(files[name]) > (1 << 20) + 4096
+        old = "patients/filemaker-import/images/P1/2025-11-10/" + name
+        new = "patients/filemaker-import/images/P1/2025-11-12/" + name
+        fd = os.open(d / name, os.O_RDONLY)
+        try:
+            # no readahead: each read asks the mount for its pages only
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            head = os.pread(fd, 1024, 0)
+            os.rename(d, d.parent / "2025-11-12")
+            wait_for(lambda: new in m.object_keys("patients/") and
+                     old not in m.object_keys("patients/"), 60,
+                     "the move of its object")
+            tail = os.pread(fd, len(files[name]), (1 << 20) + 1024)
+        finally:
+            os.close(fd)
+        assert head == files[name][:1024]
+        assert tail == files[name][(1 << 20) + 1024:]
+    finally:
+        m.stop()
+
+
+def test_restored_while_its_folder_is_renamed(thumbfs_bin, tmp_path,
+                                               s3server, proxy):
+    """An evicted file opened to be written is fetched back whole first;
+    its folder renamed while the fetch waits (held by the proxy), the move
+    job copies its object to the new key and deletes the old one: the
+    fetch follows it to the new key, and the append lands."""
+    m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)
+    try:
+        files = {f"w{i}.jpg": photo(600 + i) for i in range(4)}
+        d = write_all(m, files)
+        wait_for(lambda: len(evicted(m)) >= 1, 30, "an eviction")
+        name = evicted(m)[0]
+        proxy.stall(1, 6, method="GET", match=name)
+        errors = []
+
+        def append():
+            try:
+                with open(d / name, "ab") as f:
+                    f.write(b"tail")
+            except OSError as e:
+                errors.append(e)
+        t = threading.Thread(target=append)
+        t.start()
+        wait_for(lambda: any(name in r[1] for r in proxy.seen("GET")), 10,
+                 "the fetch to start")
+        moved = d.parent / "2025-11-12"
+        os.rename(d, moved)
+        t.join(60)
+        assert not errors, errors
+        assert (moved / name).read_bytes() == files[name] + b"tail"
+        wait_for(lambda: any(r["state"] == "uploaded" and
+                             r["file_size"] == len(files[name]) + 4
+                             for r in m.rows("name = ?", (name,))),
+                 60, "the append uploaded")
+    finally:
+        m.stop()
+
+
 def test_a_slow_fetch_does_not_block_the_mount(thumbfs_bin, tmp_path,
                                                s3server, proxy):
     m = cache_mount(thumbfs_bin, tmp_path, s3server, proxy, bound=1 << 20)

@@ -179,7 +179,8 @@ static void check_counts(struct db *db)
 /* A catalog of version 13 (no job_counts, PDFs counted as other files,
  * the counts out of date as v8's triggers left them, no name keys)
  * opened again: v14's step counts what is there, v15's keys the names
- * that are not ASCII (one of them decomposed, "Ro\u0308ntgen.jpg"). */
+ * that are not ASCII (one of them decomposed, "Ro\u0308ntgen.jpg"), v16's
+ * keeps the largest rowid given. */
 static void check_migration(const char *dir, struct db **db)
 {
 	static const char BACK[] =
@@ -190,6 +191,7 @@ static void check_migration(const char *dir, struct db **db)
 	    " DROP INDEX images_name_key; ALTER TABLE images DROP name_key;"
 	    " UPDATE images SET name = 'Ro' || char(776) || 'ntgen.jpg'"
 	    " WHERE rowid = (SELECT min(rowid) FROM images);"
+	    " DROP TRIGGER rowid_seq_insert; DROP TABLE rowid_seq;"
 	    " PRAGMA user_version = 13;";
 	char *msg = NULL, err[512];
 	CHECK_INT(sqlite3_exec((*db)->conn, BACK, NULL, NULL, &msg), SQLITE_OK);
@@ -203,6 +205,14 @@ static void check_migration(const char *dir, struct db **db)
 	}
 	struct db_counts c; /* (a mount's start frees parked jobs) */
 	compare_counts(*db, &c);
+	sqlite3_stmt *q = NULL;
+	CHECK_INT(sqlite3_prepare_v2((*db)->conn,
+				     "SELECT (SELECT n FROM rowid_seq) ="
+				     " (SELECT max(rowid) FROM images)",
+				     -1, &q, NULL),
+		  SQLITE_OK);
+	CHECK(sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 1);
+	sqlite3_finalize(q);
 	CHECK(c.uploaded > 0 && c.uploaded_other > 0 && c.oldest_sync > 0);
 	sqlite3_stmt *s = NULL;
 	char key[64] = "", patient[16] = "", date[16] = "", name[64] = "";

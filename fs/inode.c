@@ -197,6 +197,12 @@ static uint32_t find(struct fs_inodes *t, uint32_t parent, const char *name)
 	return 0;
 }
 
+/* find(), parent a node id that may be gone */
+static uint32_t find_in(struct fs_inodes *t, uint64_t parent, const char *name)
+{
+	return AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+}
+
 static void unhash(struct fs_inodes *t, uint32_t i)
 {
 	struct fs_node *n = NODE(t, i);
@@ -248,13 +254,38 @@ static void maybe_drop(struct fs_inodes *t, uint32_t i)
 	give_back(t, i);
 }
 
+/* index + 1 of a new node for name in parent (an index + 1), or 0 */
+static uint32_t make_node(struct fs_inodes *t, uint32_t parent,
+			  const char *name)
+{
+	uint32_t i;
+	char *copy = strdup(name);
+	if (!copy || !(i = take(t))) {
+		free(copy);
+		return 0;
+	}
+	*NODE(t, i) = (struct fs_node){.parent = parent,
+				       .gen = ++t->gen ? t->gen : ++t->gen,
+				       .name = copy};
+	rehash(t, i);
+	t->live++;
+	grow_buckets(t);
+	return i;
+}
+
+/* whether a node may be made below parent: it has a name still */
+static bool usable_parent(struct fs_inodes *t, uint64_t parent)
+{
+	struct fs_node *p = AT(t, parent);
+	return p && (parent == 1 || p->parent || p->nlookup);
+}
+
 uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
 		      uint64_t row, uint64_t *gen)
 {
 	uint64_t ino = 0;
 	pthread_mutex_lock(&t->lock);
-	struct fs_node *p = AT(t, parent);
-	if (!p || (parent != 1 && !p->parent && !p->nlookup))
+	if (!usable_parent(t, parent))
 		goto out;
 	uint32_t i = find(t, (uint32_t)parent, name);
 	if (i && NODE(t, i)->row) { /* an alias: its row's id */
@@ -269,20 +300,8 @@ uint64_t fs_inode_ref(struct fs_inodes *t, uint64_t parent, const char *name,
 			*gen = 0;
 		goto out;
 	}
-	if (!i) {
-		char *copy = strdup(name);
-		if (!copy || !(i = take(t))) {
-			free(copy);
-			goto out;
-		}
-		*NODE(t, i) =
-		    (struct fs_node){.parent = (uint32_t)parent,
-				     .gen = ++t->gen ? t->gen : ++t->gen,
-				     .name = copy};
-		rehash(t, i);
-		t->live++;
-		grow_buckets(t);
-	}
+	if (!i && !(i = make_node(t, (uint32_t)parent, name)))
+		goto out;
 	NODE(t, i)->nlookup++;
 	if (gen)
 		*gen = NODE(t, i)->gen;
@@ -295,7 +314,7 @@ out:
 uint64_t fs_inode_find(struct fs_inodes *t, uint64_t parent, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
-	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	uint32_t i = find_in(t, parent, name);
 	uint64_t ino = i && NODE(t, i)->row ? NODE(t, i)->row : i;
 	pthread_mutex_unlock(&t->lock);
 	return ino;
@@ -417,7 +436,7 @@ uint64_t fs_inode_parent(struct fs_inodes *t, uint64_t ino)
 uint32_t fs_inode_opened(struct fs_inodes *t, uint64_t parent, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
-	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	uint32_t i = find_in(t, parent, name);
 	uint32_t open = i ? NODE(t, i)->open : 0;
 	pthread_mutex_unlock(&t->lock);
 	return open;
@@ -455,7 +474,7 @@ out:
 void fs_inode_unlink(struct fs_inodes *t, uint64_t parent, const char *name)
 {
 	pthread_mutex_lock(&t->lock);
-	uint32_t i = AT(t, parent) ? find(t, (uint32_t)parent, name) : 0;
+	uint32_t i = find_in(t, parent, name);
 	if (i)
 		unhash(t, i);
 	pthread_mutex_unlock(&t->lock);
@@ -479,26 +498,13 @@ uint64_t fs_inode_alias(struct fs_inodes *t, uint64_t row, uint64_t parent,
 		ino = ID(i - 1);
 		goto out;
 	}
-	struct fs_node *p = AT(t, parent);
-	if (!p || (parent != 1 && !p->parent && !p->nlookup))
+	if (!usable_parent(t, parent))
 		goto out;
 	i = find(t, (uint32_t)parent, name);
 	if (i && NODE(t, i)->row)
 		goto out; /* the name stands for another row still */
-	if (!i) {
-		char *copy = strdup(name);
-		if (!copy || !(i = take(t))) {
-			free(copy);
-			goto out;
-		}
-		*NODE(t, i) =
-		    (struct fs_node){.parent = (uint32_t)parent,
-				     .gen = ++t->gen ? t->gen : ++t->gen,
-				     .name = copy};
-		rehash(t, i);
-		t->live++;
-		grow_buckets(t);
-	}
+	if (!i && !(i = make_node(t, (uint32_t)parent, name)))
+		goto out;
 	struct fs_node *n = NODE(t, i);
 	n->row = row;
 	n->moved = moved;

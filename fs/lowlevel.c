@@ -181,25 +181,30 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino, const char *path,
 	fuse_reply_attr(req, st, FS_LL_TIMEOUT);
 }
 
+/* After an operation on ino at path (ret 0): its attributes. */
+static void reply_getattr(fuse_req_t req, struct fs_ll *l, fuse_ino_t ino,
+			  const char *path, struct fuse_file_info *fi, int ret)
+{
+	struct stat st;
+	memset(&st, 0, sizeof(st));
+	if (!ret)
+		ret = l->op->getattr(path, &st, fi);
+	if (ret)
+		return fs_ll_reply_err(req, ret);
+	reply_attr(req, ino, path, &st);
+}
+
 static void ll_getattr(fuse_req_t req, fuse_ino_t ino,
 		       struct fuse_file_info *fi)
 {
 	FS_LL_START(req, ino, l, path);
-	struct stat st;
-	if (!ret) {
-		memset(&st, 0, sizeof(st));
-		ret = l->op->getattr(path, &st, fi);
-	}
-	if (ret)
-		return fs_ll_reply_err(req, ret);
-	reply_attr(req, ino, path, &st);
+	reply_getattr(req, l, ino, path, fi, ret);
 }
 
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		       int set, struct fuse_file_info *fi)
 {
 	FS_LL_START(req, ino, l, path);
-	struct stat st;
 	if (!ret && (set & FUSE_SET_ATTR_MODE))
 		ret = l->op->chmod(path, attr->st_mode, fi);
 	if (!ret && (set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)))
@@ -222,13 +227,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			    : (struct timespec){.tv_nsec = UTIME_OMIT};
 		ret = l->op->utimens(path, tv, fi);
 	}
-	if (!ret) {
-		memset(&st, 0, sizeof(st));
-		ret = l->op->getattr(path, &st, fi);
-	}
-	if (ret)
-		return fs_ll_reply_err(req, ret);
-	reply_attr(req, ino, path, &st);
+	reply_getattr(req, l, ino, path, fi, ret);
 }
 
 static const struct fuse_lowlevel_ops ll_ops = {
